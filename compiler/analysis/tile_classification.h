@@ -1,0 +1,74 @@
+// Tile classification: which (query block x key block) tiles of the attention matrix a mask leaves empty,
+// keeps whole, or cuts through. Kernels skip Empty tiles and drop the mask test on Full ones.
+//
+// Soundness contract: Empty means no (i, j) pair of the tile is allowed at any batch, head or run-time input;
+// Full means every pair is allowed at all of them. Partial is the safe answer ("may be mixed"); it is exact
+// (both kinds present) whenever the tile could be enumerated (see ClassifyOptions::enumerate_limit).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "compiler/ir/pattern.h"
+
+namespace tessera::analysis {
+
+enum class TileKind : uint8_t { Empty, Full, Partial };
+const char* tile_kind_name(TileKind kind);  // "empty", "full", "partial"
+
+struct ClassifyOptions {
+  // Batch and head counts when known: b then ranges over [0, B-1], h over [0, H-1], H is fixed. When unknown,
+  // b and h range over [0, +inf) and H over [1, +inf), and a mask reading them is never enumerated.
+  std::optional<int64_t> B;
+  std::optional<int64_t> H;
+  // The head dimension when known (unknown: [1, +inf), and a mask reading D is never enumerated).
+  std::optional<int64_t> D;
+  // A tile the interval analysis cannot decide is enumerated point by point with ir::evaluate when it has at
+  // most this many points (pairs, times the batches and heads the mask reads) and the mask reads no run-time
+  // tensor and no unbound value; otherwise it is Partial.
+  int64_t enumerate_limit = 4096;
+  // How many sub-tiles an undecided tile that is too large to enumerate may be split into for the interval
+  // analysis (proving it Empty, Full, or certainly mixed). 0 disables splitting.
+  int64_t split_budget = 64;
+};
+
+// Whether a mask can be decided point by point with ir::evaluate under `options` (it reads no run-time tensor,
+// no symbol, no s or scale, and only the sizes and indices the options make known), and how many evaluations
+// one (i, j) pair takes: the batches times the heads it reads.
+struct Enumerability {
+  bool possible = false;
+  int64_t points_per_pair = 0;
+  bool reads_batch = false;  // b
+  bool reads_head = false;   // h
+};
+Enumerability mask_enumerability(const ir::Pattern& pattern, const ClassifyOptions& options = {});
+
+// A tile: query rows [i0, i1) x key columns [j0, j1).
+struct Tile {
+  int64_t i0 = 0, i1 = 0;
+  int64_t j0 = 0, j1 = 0;
+};
+
+// Classifies one tile of the N x M attention matrix. Throws std::invalid_argument for N or M < 0, an empty
+// tile or a tile outside the matrix, or B/H/D given but < 1.
+TileKind classify_tile(const ir::Pattern& pattern, int64_t N, int64_t M, const Tile& tile,
+                       const ClassifyOptions& options = {});
+
+struct TileMap {
+  int64_t rows = 0, cols = 0;        // ceil(N / block_q) x ceil(M / block_k); the last row/column may be ragged
+  int64_t block_q = 0, block_k = 0;
+  int64_t N = 0, M = 0;
+  std::vector<TileKind> kinds;  // row-major, rows * cols
+  int64_t empty = 0, full = 0, partial = 0;
+
+  TileKind at(int64_t row, int64_t col) const { return kinds[static_cast<size_t>(row * cols + col)]; }
+  Tile tile(int64_t row, int64_t col) const;  // the index ranges of one tile (clipped at N and M)
+};
+
+// Classifies every tile of the N x M matrix in blocks of block_q queries x block_k keys. Throws
+// std::invalid_argument for N or M < 0 or a block size < 1.
+TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q, int64_t block_k,
+                       const ClassifyOptions& options = {});
+
+}  // namespace tessera::analysis

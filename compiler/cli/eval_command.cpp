@@ -1,0 +1,105 @@
+// `tessera eval`: runs one pattern's attention on .npy inputs with a chosen target.
+#include <fmt/format.h>
+
+#include <iostream>
+#include <map>
+#include <optional>
+
+#include "compiler/cli/command_context.h"
+#include "compiler/cli/commands.h"
+#include "runtime/npy.h"
+#include "targets/reference/reference_attention.h"
+
+namespace tessera::cli {
+
+namespace {
+
+struct EvalOptions {
+  std::string pattern;
+  std::vector<std::string> specs;
+  std::string q_path, k_path, v_path, out_path;
+  std::string rel_path, segments_path;
+  std::vector<std::string> inputs;  // NAME=FILE.npy
+  std::optional<double> scale;
+  std::string target = "cpu";  // the CPU is the default target everywhere
+};
+
+// Loads a run-time tensor; int64 ids (numpy's default integer) become int32 when the pattern wants int32.
+runtime::Tensor load_runtime_tensor(const ir::Pattern& pattern, const std::string& name, const std::string& path) {
+  runtime::Tensor tensor = runtime::read_npy(path);
+  const ir::TensorDecl* decl = pattern.input(name);
+  if (decl && decl->elem_type == ir::ElemType::Int32 && tensor.dtype() == runtime::DType::Int64) {
+    return runtime::to_int32(tensor, path);
+  }
+  return tensor;
+}
+
+int run_eval(const EvalOptions& options) {
+  if (options.target != "reference") {
+    throw UserError(fmt::format("--target {} is not available yet: this build has only the float64 reference "
+                                "(--target reference); the {} backend is not implemented",
+                                options.target, options.target == "cpu" ? "Halide CPU" : "CUDA"));
+  }
+  sema::PatternLibrary library = load_library(options.specs);
+  ir::Pattern pattern = instantiate_pattern(library, options.pattern);
+
+  std::map<std::string, std::string> tensor_paths;
+  if (!options.rel_path.empty()) tensor_paths["rel"] = options.rel_path;
+  if (!options.segments_path.empty()) tensor_paths["segments"] = options.segments_path;
+  for (const auto& binding : options.inputs) {
+    auto eq = binding.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == binding.size()) {
+      throw UserError(fmt::format("--input expects NAME=FILE.npy, got '{}'", binding));
+    }
+    tensor_paths[binding.substr(0, eq)] = binding.substr(eq + 1);
+  }
+
+  runtime::Tensor q = runtime::read_npy(options.q_path);
+  runtime::Tensor k = runtime::read_npy(options.k_path);
+  runtime::Tensor v = runtime::read_npy(options.v_path);
+  std::map<std::string, runtime::Tensor> extra;
+  for (const auto& [name, path] : tensor_paths) {
+    if (!pattern.input(name)) {
+      std::cerr << fmt::format("tessera: warning: pattern '{}' does not read '{}'; ignoring {}\n", pattern.name, name,
+                               path);
+      continue;
+    }
+    extra.emplace(name, load_runtime_tensor(pattern, name, path));
+  }
+
+  reference::AttentionInputs inputs;
+  inputs.q = &q;
+  inputs.k = &k;
+  inputs.v = &v;
+  for (const auto& [name, tensor] : extra) inputs.tensors[name] = &tensor;
+  inputs.scale = options.scale;
+  runtime::Tensor out = reference::attention(pattern, inputs);
+  runtime::write_npy(options.out_path, out);
+  return 0;
+}
+
+}  // namespace
+
+Command add_eval_command(CLI::App& app) {
+  auto options = std::make_shared<EvalOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval",
+      "Compute attention with a pattern on .npy inputs: Q [B,H,N,D], K [B,Hkv,M,D], V [B,Hkv,M,Dv] (float32),\n"
+      "out [B,H,N,Dv]. Query row i sits at key position i + M - N.");
+  cmd->add_option("--pattern", options->pattern, "Pattern expression, e.g. 'causal & sliding_window(window=256)'")
+      ->required();
+  cmd->add_option("--spec", options->specs, "Spec file(s) whose patterns the expression may use");
+  cmd->add_option("--q", options->q_path, "Queries, float32 [B,H,N,D]")->required();
+  cmd->add_option("--k", options->k_path, "Keys, float32 [B,Hkv,M,D]")->required();
+  cmd->add_option("--v", options->v_path, "Values, float32 [B,Hkv,M,Dv]")->required();
+  cmd->add_option("--rel", options->rel_path, "Relative embeddings for `relative`, float32 [H,R,D]");
+  cmd->add_option("--segments", options->segments_path, "Document ids for `document`, int32 or int64 [B,M]");
+  cmd->add_option("--input", options->inputs, "Any declared run-time tensor, as NAME=FILE.npy (repeatable)");
+  cmd->add_option("--scale", options->scale, "Logit scale (default 1/sqrt(D))");
+  cmd->add_option("--target", options->target, "Where to run: reference (float64 oracle), cpu (default), cuda")
+      ->check(CLI::IsMember({"reference", "cpu", "cuda"}));
+  cmd->add_option("--out", options->out_path, "Output .npy, float32 [B,H,N,Dv]")->required();
+  return {cmd, [options] { return run_eval(*options); }};
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,20 @@
+#include "compiler/ir/pattern.h"
+
+namespace tessera::ir {
+
+bool is_attention_size(const std::string& d) {
+  return d == "B" || d == "H" || d == "Hkv" || d == "N" || d == "M" || d == "D" || d == "Dv";
+}
+
+bool Pattern::has_mask() const { return !(mask->kind == Kind::BoolImm && mask->bool_value); }
+
+bool Pattern::has_score() const { return !(score->kind == Kind::Var && score->var == Var::Score); }
+
+const TensorDecl* Pattern::input(const std::string& tensor_name) const {
+  for (const auto& t : inputs) {
+    if (t.name == tensor_name) return &t;
+  }
+  return nullptr;
+}
+
+}  // namespace tessera::ir

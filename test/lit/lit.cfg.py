@@ -1,0 +1,20 @@
+# lit configuration shared by every suite under test/lit (each suite directory is run as one ctest test).
+import os
+import lit.formats
+
+config.name = "tessera"
+config.test_format = lit.formats.ShTest(execute_external=False)
+config.suffixes = [".test"]
+config.excludes = ["Inputs"]
+
+site_config = lit_config.params.get("site_config")
+if site_config:
+    lit_config.load_config(config, site_config)
+
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.tessera_binary_dir, "test", "lit-out")
+
+config.substitutions.append(("%tessera", os.path.join(config.tessera_binary_dir, "tessera")))
+config.substitutions.append(("FileCheck", config.filecheck))
+config.substitutions.append(("%examples", os.path.join(config.tessera_source_dir, "examples")))
+config.environment["TERM"] = "dumb"
