@@ -44,7 +44,32 @@ std::string format_diagnostic(const Diagnostic& d) {
 }
 
 void Diagnostics::print(std::ostream& out) const {
-  for (const auto& d : diagnostics_) out << format_diagnostic(d);
+  // Reported in source order within each file (files in the order they first appear), whatever order the
+  // phases found them in; a note stays with the error or warning it explains.
+  struct Group {
+    size_t file_rank;
+    uint32_t offset;
+    size_t first, last;  // [first, last) in diagnostics_
+  };
+  std::vector<const SourceFile*> files;
+  std::vector<Group> groups;
+  for (size_t i = 0; i < diagnostics_.size(); ++i) {
+    const Diagnostic& d = diagnostics_[i];
+    if (d.severity == Severity::Note && !groups.empty()) {
+      groups.back().last = i + 1;
+      continue;
+    }
+    const SourceFile* file = d.where.file.get();
+    size_t rank = std::find(files.begin(), files.end(), file) - files.begin();
+    if (rank == files.size()) files.push_back(file);
+    groups.push_back({rank, d.where.begin, i, i + 1});
+  }
+  std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
+    return a.file_rank != b.file_rank ? a.file_rank < b.file_rank : a.offset < b.offset;
+  });
+  for (const Group& g : groups) {
+    for (size_t i = g.first; i < g.last; ++i) out << format_diagnostic(diagnostics_[i]);
+  }
 }
 
 std::string Diagnostics::str() const {

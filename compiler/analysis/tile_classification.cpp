@@ -72,121 +72,131 @@ void check_options(int64_t N, int64_t M, const ClassifyOptions& o) {
   }
 }
 
-// A mask specialised to one N x M matrix, shared by all of its tiles.
-class PreparedMask {
- public:
-  PreparedMask(const ir::Pattern& pattern, int64_t N, int64_t M, const ClassifyOptions& options)
-      : options_(options), N_(N), M_(M) {
-    if (!pattern.mask || pattern.mask->type != ir::Type::Bool) {
-      throw std::invalid_argument(fmt::format("pattern '{}' has no bool mask", pattern.name));
-    }
-    original_ = pattern.mask;
-    collect_reads(original_, options, reads_);
+}  // namespace
 
-    Expr e = ir::substitute(original_, Var::Q, ir::binary(ir::BinaryOp::Add, ir::var(Var::I), ir::int_imm(M - N)));
-    e = ir::substitute(e, Var::K, ir::var(Var::J));
-    e = ir::substitute(e, Var::N, ir::int_imm(N));
-    e = ir::substitute(e, Var::M, ir::int_imm(M));
-    if (options.H) e = ir::substitute(e, Var::Heads, ir::int_imm(*options.H));
-    if (options.D) e = ir::substitute(e, Var::D, ir::int_imm(*options.D));
-    specialised_ = ir::simplify(e);
-
-    ranges_[Var::N] = IntInterval::single(N);
-    ranges_[Var::M] = IntInterval::single(M);
-    ranges_[Var::Batch] = options.B ? IntInterval::range(0, *options.B - 1) : IntInterval{0, IntInterval::kPosInf};
-    ranges_[Var::Head] = options.H ? IntInterval::range(0, *options.H - 1) : IntInterval{0, IntInterval::kPosInf};
-    ranges_[Var::Heads] = options.H ? IntInterval::single(*options.H) : IntInterval{1, IntInterval::kPosInf};
-    ranges_[Var::D] = options.D ? IntInterval::single(*options.D) : IntInterval{1, IntInterval::kPosInf};
+TileClassifier::TileClassifier(const ir::Pattern& pattern, int64_t N, int64_t M, const ClassifyOptions& options)
+    : options_(options), N_(N), M_(M) {
+  check_options(N, M, options);
+  if (!pattern.mask || pattern.mask->type != ir::Type::Bool) {
+    throw std::invalid_argument(fmt::format("pattern '{}' has no bool mask", pattern.name));
   }
+  original_ = pattern.mask;
+  Reads reads;
+  collect_reads(original_, options, reads);
+  unevaluable_ = reads.unevaluable;
+  reads_batch_ = reads.b;
+  reads_head_ = reads.h;
 
-  TileKind classify(const Tile& t) const {
-    int64_t budget = options_.split_budget;
-    TileKind by_intervals = by_bounds(t);
-    if (by_intervals != TileKind::Partial) return by_intervals;
-    if (enumerable(t)) return by_enumeration(t);
-    return by_splitting(t, budget);
+  Expr e = ir::substitute(original_, Var::Q, ir::binary(ir::BinaryOp::Add, ir::var(Var::I), ir::int_imm(M - N)));
+  e = ir::substitute(e, Var::K, ir::var(Var::J));
+  e = ir::substitute(e, Var::N, ir::int_imm(N));
+  e = ir::substitute(e, Var::M, ir::int_imm(M));
+  if (options.H) e = ir::substitute(e, Var::Heads, ir::int_imm(*options.H));
+  if (options.D) e = ir::substitute(e, Var::D, ir::int_imm(*options.D));
+  specialised_ = ir::simplify(e);
+
+  ranges_[Var::N] = IntInterval::single(N);
+  ranges_[Var::M] = IntInterval::single(M);
+  ranges_[Var::Batch] = options.B ? IntInterval::range(0, *options.B - 1) : IntInterval{0, IntInterval::kPosInf};
+  ranges_[Var::Head] = options.H ? IntInterval::range(0, *options.H - 1) : IntInterval{0, IntInterval::kPosInf};
+  ranges_[Var::Heads] = options.H ? IntInterval::single(*options.H) : IntInterval{1, IntInterval::kPosInf};
+  ranges_[Var::D] = options.D ? IntInterval::single(*options.D) : IntInterval{1, IntInterval::kPosInf};
+}
+
+void TileClassifier::check_tile(const Tile& t) const {
+  if (!(0 <= t.i0 && t.i0 < t.i1 && t.i1 <= N_ && 0 <= t.j0 && t.j0 < t.j1 && t.j1 <= M_)) {
+    throw std::invalid_argument(
+        fmt::format("tile [{}, {}) x [{}, {}) is empty or outside the {} x {} matrix", t.i0, t.i1, t.j0, t.j1, N_, M_));
   }
+}
 
- private:
-  TileKind by_bounds(const Tile& t) const {
-    VarRanges r = ranges_;
-    r[Var::I] = IntInterval::range(t.i0, t.i1 - 1);
-    r[Var::J] = IntInterval::range(t.j0, t.j1 - 1);
-    r[Var::Q] = IntInterval::range(t.i0 + M_ - N_, t.i1 - 1 + M_ - N_);
-    r[Var::K] = r[Var::J];
-    BoolInterval v = bool_bounds(specialised_, r);
-    if (v.always_false()) return TileKind::Empty;
-    if (v.always_true()) return TileKind::Full;
-    return TileKind::Partial;
+TileKind TileClassifier::classify(const Tile& t) const {
+  check_tile(t);
+  TileKind by_intervals = by_bounds(t);
+  if (by_intervals != TileKind::Partial) return by_intervals;
+  if (enumerable(t)) return by_enumeration(t);
+  int64_t budget = options_.split_budget;
+  return by_splitting(t, budget);
+}
+
+TileKind TileClassifier::classify_by_intervals(const Tile& t) const {
+  check_tile(t);
+  return by_bounds(t);
+}
+
+TileKind TileClassifier::by_bounds(const Tile& t) const {
+  VarRanges r = ranges_;
+  r[Var::I] = IntInterval::range(t.i0, t.i1 - 1);
+  r[Var::J] = IntInterval::range(t.j0, t.j1 - 1);
+  r[Var::Q] = IntInterval::range(t.i0 + M_ - N_, t.i1 - 1 + M_ - N_);
+  r[Var::K] = r[Var::J];
+  BoolInterval v = bool_bounds(specialised_, r);
+  if (v.always_false()) return TileKind::Empty;
+  if (v.always_true()) return TileKind::Full;
+  return TileKind::Partial;
+}
+
+// Interval analysis of halves: a tile whose parts are all Empty (Full) is Empty (Full); one with an Empty and
+// a Full part is certainly mixed.
+TileKind TileClassifier::by_splitting(const Tile& t, int64_t& budget) const {
+  int64_t rows = t.i1 - t.i0;
+  int64_t cols = t.j1 - t.j0;
+  if (budget < 2 || (rows == 1 && cols == 1)) return TileKind::Partial;
+  budget -= 2;
+  Tile first = t;
+  Tile second = t;
+  if (rows >= cols) {
+    first.i1 = second.i0 = t.i0 + rows / 2;
+  } else {
+    first.j1 = second.j0 = t.j0 + cols / 2;
   }
+  TileKind a = by_bounds(first);
+  TileKind b = by_bounds(second);
+  if (a == TileKind::Partial) a = by_splitting(first, budget);
+  if (a == TileKind::Partial) return TileKind::Partial;
+  if (b == TileKind::Partial) b = by_splitting(second, budget);
+  return a == b ? a : TileKind::Partial;
+}
 
-  // Interval analysis of halves: a tile whose parts are all Empty (Full) is Empty (Full); one with an Empty and
-  // a Full part is certainly mixed.
-  TileKind by_splitting(const Tile& t, int64_t& budget) const {
-    int64_t rows = t.i1 - t.i0;
-    int64_t cols = t.j1 - t.j0;
-    if (budget < 2 || (rows == 1 && cols == 1)) return TileKind::Partial;
-    budget -= 2;
-    Tile first = t;
-    Tile second = t;
-    if (rows >= cols) {
-      first.i1 = second.i0 = t.i0 + rows / 2;
-    } else {
-      first.j1 = second.j0 = t.j0 + cols / 2;
-    }
-    TileKind a = by_bounds(first);
-    TileKind b = by_bounds(second);
-    if (a == TileKind::Partial) a = by_splitting(first, budget);
-    if (a == TileKind::Partial) return TileKind::Partial;
-    if (b == TileKind::Partial) b = by_splitting(second, budget);
-    return a == b ? a : TileKind::Partial;
-  }
+int64_t TileClassifier::points_per_pair() const {
+  return (reads_batch_ ? *options_.B : 1) * (reads_head_ ? *options_.H : 1);
+}
 
-  int64_t batches() const { return reads_.b ? *options_.B : 1; }
-  int64_t heads() const { return reads_.h ? *options_.H : 1; }
+bool TileClassifier::enumerable(const Tile& t) const {
+  if (unevaluable_) return false;
+  __extension__ __int128 points = static_cast<__int128>(t.i1 - t.i0) * (t.j1 - t.j0) * points_per_pair();
+  return points <= options_.enumerate_limit;
+}
 
-  bool enumerable(const Tile& t) const {
-    if (reads_.unevaluable) return false;
-    __extension__ __int128 points = static_cast<__int128>(t.i1 - t.i0) * (t.j1 - t.j0) * batches() * heads();
-    return points <= options_.enumerate_limit;
-  }
-
-  TileKind by_enumeration(const Tile& t) const {
-    ir::EvalEnv env;
-    env.set(Var::N, N_);
-    env.set(Var::M, M_);
-    if (options_.H) env.set(Var::Heads, *options_.H);
-    if (options_.D) env.set(Var::D, *options_.D);
-    bool seen_allowed = false;
-    bool seen_masked = false;
-    for (int64_t b = 0; b < batches(); ++b) {
-      env.set(Var::Batch, b);
-      for (int64_t h = 0; h < heads(); ++h) {
-        env.set(Var::Head, h);
-        for (int64_t i = t.i0; i < t.i1; ++i) {
-          env.set(Var::I, i);
-          env.set(Var::Q, i + M_ - N_);
-          for (int64_t j = t.j0; j < t.j1; ++j) {
-            env.set(Var::J, j);
-            env.set(Var::K, j);
-            (ir::evaluate(original_, env).b ? seen_allowed : seen_masked) = true;
-            if (seen_allowed && seen_masked) return TileKind::Partial;
-          }
+TileKind TileClassifier::by_enumeration(const Tile& t) const {
+  ir::EvalEnv env;
+  env.set(Var::N, N_);
+  env.set(Var::M, M_);
+  if (options_.H) env.set(Var::Heads, *options_.H);
+  if (options_.D) env.set(Var::D, *options_.D);
+  bool seen_allowed = false;
+  bool seen_masked = false;
+  int64_t batches = reads_batch_ ? *options_.B : 1;
+  int64_t heads = reads_head_ ? *options_.H : 1;
+  for (int64_t b = 0; b < batches; ++b) {
+    env.set(Var::Batch, b);
+    for (int64_t h = 0; h < heads; ++h) {
+      env.set(Var::Head, h);
+      for (int64_t i = t.i0; i < t.i1; ++i) {
+        env.set(Var::I, i);
+        env.set(Var::Q, i + M_ - N_);
+        for (int64_t j = t.j0; j < t.j1; ++j) {
+          env.set(Var::J, j);
+          env.set(Var::K, j);
+          (ir::evaluate(original_, env).b ? seen_allowed : seen_masked) = true;
+          if (seen_allowed && seen_masked) return TileKind::Partial;
         }
       }
     }
-    return seen_allowed ? TileKind::Full : TileKind::Empty;
   }
+  return seen_allowed ? TileKind::Full : TileKind::Empty;
+}
 
-  ClassifyOptions options_;
-  int64_t N_, M_;
-  Expr original_;
-  Expr specialised_;
-  Reads reads_;
-  VarRanges ranges_;
-};
-
-}  // namespace
 
 Enumerability mask_enumerability(const ir::Pattern& pattern, const ClassifyOptions& options) {
   if (!pattern.mask) throw std::invalid_argument(fmt::format("pattern '{}' has no mask", pattern.name));
@@ -211,12 +221,7 @@ Tile TileMap::tile(int64_t row, int64_t col) const {
 
 TileKind classify_tile(const ir::Pattern& pattern, int64_t N, int64_t M, const Tile& tile,
                        const ClassifyOptions& options) {
-  check_options(N, M, options);
-  if (!(0 <= tile.i0 && tile.i0 < tile.i1 && tile.i1 <= N && 0 <= tile.j0 && tile.j0 < tile.j1 && tile.j1 <= M)) {
-    throw std::invalid_argument(fmt::format("tile [{}, {}) x [{}, {}) is empty or outside the {} x {} matrix",
-                                            tile.i0, tile.i1, tile.j0, tile.j1, N, M));
-  }
-  return PreparedMask(pattern, N, M, options).classify(tile);
+  return TileClassifier(pattern, N, M, options).classify(tile);
 }
 
 TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q, int64_t block_k,
@@ -231,7 +236,7 @@ TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t
     throw std::invalid_argument(fmt::format("{} x {} tiles of a {} x {} matrix are too many (at most {})", block_q,
                                             block_k, N, M, kMaxTiles));
   }
-  PreparedMask mask(pattern, N, M, options);
+  TileClassifier mask(pattern, N, M, options);
   TileMap map;
   map.rows = rows;
   map.cols = cols;

@@ -10,6 +10,7 @@
 #include <optional>
 #include <vector>
 
+#include "compiler/analysis/interval.h"
 #include "compiler/ir/pattern.h"
 
 namespace tessera::analysis {
@@ -48,6 +49,37 @@ Enumerability mask_enumerability(const ir::Pattern& pattern, const ClassifyOptio
 struct Tile {
   int64_t i0 = 0, i1 = 0;
   int64_t j0 = 0, j1 = 0;
+};
+
+// A mask specialised to one N x M matrix (N, M and the known sizes folded in, q and k expressed through i and
+// j), reusable for any number of its tiles. Throws std::invalid_argument for N or M < 0 (or beyond 2^40),
+// B/H/D given but < 1, or a pattern without a bool mask.
+class TileClassifier {
+ public:
+  TileClassifier(const ir::Pattern& pattern, int64_t N, int64_t M, const ClassifyOptions& options = {});
+
+  // The full procedure: intervals, then enumeration or splitting (see ClassifyOptions). Throws
+  // std::invalid_argument for an empty tile or one outside the matrix.
+  TileKind classify(const Tile& tile) const;
+  // Intervals only: cheap, sound, Partial when undecided.
+  TileKind classify_by_intervals(const Tile& tile) const;
+
+ private:
+  void check_tile(const Tile& t) const;
+  TileKind by_bounds(const Tile& t) const;
+  TileKind by_splitting(const Tile& t, int64_t& budget) const;
+  bool enumerable(const Tile& t) const;
+  int64_t points_per_pair() const;
+  TileKind by_enumeration(const Tile& t) const;
+
+  ClassifyOptions options_;
+  int64_t N_, M_;
+  ir::Expr original_;     // the mask as written: the semantics enumeration evaluates
+  ir::Expr specialised_;  // the mask the interval analysis sees
+  bool unevaluable_ = false;
+  bool reads_batch_ = false;
+  bool reads_head_ = false;
+  VarRanges ranges_;
 };
 
 // Classifies one tile of the N x M attention matrix. Throws std::invalid_argument for N or M < 0, an empty

@@ -4,7 +4,7 @@ import lit.formats
 
 config.name = "tessera"
 config.test_format = lit.formats.ShTest(execute_external=False)
-config.suffixes = [".test"]
+config.suffixes = [".test", ".attn"]
 config.excludes = ["Inputs"]
 
 site_config = lit_config.params.get("site_config")

@@ -436,7 +436,7 @@ TEST(SemaComposition, ScoresChainLeftThenRight) {
 TEST(SemaDeclarations, BodyIsCheckedEvenWhenAParameterIsNot) {
   EXPECT_EQ(check_errors("pattern p(x: nat, y: int) { mask: k < x + y + zz; }"),
             (Lines{"u.attn:1:14: error: unknown parameter type 'nat'; expected int, float or bool",
-                   "u.attn:1:42: error: unknown name 'zz'"}));
+                   "u.attn:1:47: error: unknown name 'zz'"}));
   EXPECT_EQ(check_errors("pattern p(x: nat) { mask: k < x; }"),
             Lines{"u.attn:1:14: error: unknown parameter type 'nat'; expected int, float or bool"});
 }

@@ -51,8 +51,8 @@ TEST(TileClassification, SlidingWindowAndFixedBlocksAreExact) {
   EXPECT_EQ(w128.partial, 14);
   EXPECT_EQ(w128.empty, 43);
   TileMap local128 = classify_tiles(mask_pattern("local", local(128)), 512, 512, 64, 64, intervals_only());
-  EXPECT_EQ(local128.full, 14);
-  EXPECT_EQ(local128.partial, 8 + 12);
+  EXPECT_EQ(local128.full, 8 + 7 + 7);  // |q - k| <= 127 within one block of the diagonal
+  EXPECT_EQ(local128.partial, 6 + 6);
   // fixed(block=128, summary=0): the query's own 128-block, causally. Tile (2c+1, 2c) is Full.
   TileMap fixed128 = classify_tiles(mask_pattern("fixed", fixed(128, 0)), 512, 512, 64, 64, intervals_only());
   EXPECT_EQ(fixed128.full, 4);
