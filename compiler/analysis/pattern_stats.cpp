@@ -10,6 +10,8 @@ namespace tessera::analysis {
 namespace {
 
 constexpr int64_t kMaxMatrixPairs = int64_t{1} << 28;
+// Below this many pairs, evaluating every pair is cheaper than asking the interval analysis again.
+constexpr int64_t kSmallRegion = 64;
 
 // Evaluates a mask that reads no tensor, symbol, batch or head index at single (i, j) pairs.
 class PairEvaluator {
@@ -36,6 +38,27 @@ class PairEvaluator {
       for (int64_t j = t.j0; j < t.j1; ++j) n += allowed(i, j);
     }
     return n;
+  }
+
+  // Counts by halving the region while the intervals leave it undecided, so that point-by-point evaluation
+  // is spent only near the mask's boundaries (the diagonals of strided, the summary columns of fixed, ...).
+  int64_t count(const TileClassifier& classifier, const Tile& t) {
+    int64_t rows = t.i1 - t.i0;
+    int64_t cols = t.j1 - t.j0;
+    switch (classifier.classify_by_intervals(t)) {
+      case TileKind::Empty: return 0;
+      case TileKind::Full: return rows * cols;
+      case TileKind::Partial: break;
+    }
+    if (rows * cols <= kSmallRegion) return count(t);
+    Tile first = t;
+    Tile second = t;
+    if (rows >= cols) {
+      first.i1 = second.i0 = t.i0 + rows / 2;
+    } else {
+      first.j1 = second.j0 = t.j0 + cols / 2;
+    }
+    return count(classifier, first) + count(classifier, second);
   }
 
  private:
@@ -68,6 +91,31 @@ char cell_char(TileKind kind, bool exact_partial) {
   return '?';
 }
 
+// Fills a region of the matrix, halving it while the intervals leave it undecided.
+void fill(MaskMatrix& matrix, const TileClassifier& classifier, PairEvaluator& evaluator, const Tile& t) {
+  int64_t rows = t.i1 - t.i0;
+  int64_t cols = t.j1 - t.j0;
+  TileKind kind = classifier.classify_by_intervals(t);
+  if (kind == TileKind::Empty) return;
+  if (kind == TileKind::Partial && rows * cols > kSmallRegion) {
+    Tile first = t;
+    Tile second = t;
+    if (rows >= cols) {
+      first.i1 = second.i0 = t.i0 + rows / 2;
+    } else {
+      first.j1 = second.j0 = t.j0 + cols / 2;
+    }
+    fill(matrix, classifier, evaluator, first);
+    fill(matrix, classifier, evaluator, second);
+    return;
+  }
+  for (int64_t i = t.i0; i < t.i1; ++i) {
+    for (int64_t j = t.j0; j < t.j1; ++j) {
+      matrix.allowed[static_cast<size_t>(i * matrix.cols + j)] = kind == TileKind::Full || evaluator.allowed(i, j);
+    }
+  }
+}
+
 }  // namespace
 
 PatternStats pattern_stats(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q, int64_t block_k,
@@ -80,6 +128,7 @@ PatternStats pattern_stats(const ir::Pattern& pattern, int64_t N, int64_t M, int
   stats.total_pairs = N * M;
   if (!pairwise_evaluable(pattern, options)) return stats;
   PairEvaluator evaluator(pattern, N, M, options);
+  TileClassifier classifier(pattern, N, M, options);
   int64_t allowed = 0;
   for (int64_t r = 0; r < stats.tiles.rows; ++r) {
     for (int64_t c = 0; c < stats.tiles.cols; ++c) {
@@ -87,7 +136,7 @@ PatternStats pattern_stats(const ir::Pattern& pattern, int64_t N, int64_t M, int
       switch (stats.tiles.at(r, c)) {
         case TileKind::Empty: break;
         case TileKind::Full: allowed += area(t); break;
-        case TileKind::Partial: allowed += evaluator.count(t); break;
+        case TileKind::Partial: allowed += evaluator.count(classifier, t); break;
       }
     }
   }
@@ -125,14 +174,16 @@ std::string render_mask_ascii(const ir::Pattern& pattern, int64_t N, int64_t M, 
   int64_t rows = std::min(N, options.max_rows);
   int64_t cols = std::min(M, options.max_cols);
   Enumerability enumerability = mask_enumerability(pattern, options.classify);
+  TileClassifier classifier(pattern, N, M, options.classify);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       // Cell boundaries split N and M as evenly as possible; every cell holds at least one pair.
       Tile cell{r * N / rows, (r + 1) * N / rows, c * M / cols, (c + 1) * M / cols};
-      TileKind kind = classify_tile(pattern, N, M, cell, options.classify);
+      TileKind kind = classifier.classify(cell);
       // A Partial answer is exact when the cell could be enumerated; otherwise it only means "undecided".
-      __extension__ __int128 points = static_cast<__int128>(area(cell)) * enumerability.points_per_pair;
-      bool exact = enumerability.possible && points <= options.classify.enumerate_limit;
+      __extension__ __int128 pairs = static_cast<__int128>(cell.i1 - cell.i0) * (cell.j1 - cell.j0);  // < 2^80
+      int64_t limit = options.classify.enumerate_limit;
+      bool exact = enumerability.possible && pairs <= limit && pairs * enumerability.points_per_pair <= limit;
       out += cell_char(kind, exact);
     }
     out += '\n';
@@ -150,20 +201,9 @@ MaskMatrix mask_matrix(const ir::Pattern& pattern, int64_t N, int64_t M, const C
   }
   MaskMatrix matrix{N, M, std::vector<uint8_t>(static_cast<size_t>(N * M), 0)};
   if (N == 0 || M == 0) return matrix;
-  TileMap map = classify_tiles(pattern, N, M, 64, 64, options);
+  TileClassifier classifier(pattern, N, M, options);
   PairEvaluator evaluator(pattern, N, M, options);
-  for (int64_t r = 0; r < map.rows; ++r) {
-    for (int64_t c = 0; c < map.cols; ++c) {
-      Tile t = map.tile(r, c);
-      TileKind kind = map.at(r, c);
-      if (kind == TileKind::Empty) continue;
-      for (int64_t i = t.i0; i < t.i1; ++i) {
-        for (int64_t j = t.j0; j < t.j1; ++j) {
-          matrix.allowed[static_cast<size_t>(i * M + j)] = kind == TileKind::Full || evaluator.allowed(i, j);
-        }
-      }
-    }
-  }
+  fill(matrix, classifier, evaluator, Tile{0, N, 0, M});
   return matrix;
 }
 

@@ -55,6 +55,12 @@ void collect_reads(const Expr& e, const ClassifyOptions& o, Reads& reads) {
   for (const auto& operand : e->operands) collect_reads(operand, o, reads);
 }
 
+// a * b for positive a, b, capped at INT64_MAX (B and H are caller-given and may be absurd).
+int64_t saturating_product(int64_t a, int64_t b) {
+  __extension__ __int128 p = static_cast<__int128>(a) * b;
+  return p > INT64_MAX ? INT64_MAX : static_cast<int64_t>(p);
+}
+
 constexpr int64_t kMaxLength = int64_t{1} << 40;
 constexpr int64_t kMaxTiles = int64_t{1} << 26;
 
@@ -159,13 +165,14 @@ TileKind TileClassifier::by_splitting(const Tile& t, int64_t& budget) const {
 }
 
 int64_t TileClassifier::points_per_pair() const {
-  return (reads_batch_ ? *options_.B : 1) * (reads_head_ ? *options_.H : 1);
+  return saturating_product(reads_batch_ ? *options_.B : 1, reads_head_ ? *options_.H : 1);
 }
 
 bool TileClassifier::enumerable(const Tile& t) const {
   if (unevaluable_) return false;
-  __extension__ __int128 points = static_cast<__int128>(t.i1 - t.i0) * (t.j1 - t.j0) * points_per_pair();
-  return points <= options_.enumerate_limit;
+  __extension__ __int128 pairs = static_cast<__int128>(t.i1 - t.i0) * (t.j1 - t.j0);  // < 2^80
+  if (pairs > options_.enumerate_limit) return false;
+  return pairs * points_per_pair() <= options_.enumerate_limit;
 }
 
 TileKind TileClassifier::by_enumeration(const Tile& t) const {
@@ -203,7 +210,7 @@ Enumerability mask_enumerability(const ir::Pattern& pattern, const ClassifyOptio
   Reads reads;
   collect_reads(pattern.mask, options, reads);
   if (reads.unevaluable) return {false, 0, reads.b, reads.h};
-  return {true, (reads.b ? *options.B : 1) * (reads.h ? *options.H : 1), reads.b, reads.h};
+  return {true, saturating_product(reads.b ? *options.B : 1, reads.h ? *options.H : 1), reads.b, reads.h};
 }
 
 const char* tile_kind_name(TileKind kind) {
@@ -230,8 +237,8 @@ TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t
   if (block_q < 1 || block_k < 1) {
     throw std::invalid_argument(fmt::format("tile sizes must be >= 1, got {} x {}", block_q, block_k));
   }
-  int64_t rows = (N + block_q - 1) / block_q;
-  int64_t cols = (M + block_k - 1) / block_k;
+  int64_t rows = N == 0 ? 0 : (N - 1) / block_q + 1;  // ceil without overflow for huge blocks
+  int64_t cols = M == 0 ? 0 : (M - 1) / block_k + 1;
   if (rows > 0 && cols > kMaxTiles / rows) {
     throw std::invalid_argument(fmt::format("{} x {} tiles of a {} x {} matrix are too many (at most {})", block_q,
                                             block_k, N, M, kMaxTiles));

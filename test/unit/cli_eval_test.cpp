@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <ostream>
 #include <string>
 
 #include "runtime/npy.h"
@@ -20,6 +21,11 @@ namespace fs = std::filesystem;
 struct Shape {
   int64_t B, H, Hkv, N, M, D, Dv;
 };
+
+void PrintTo(const Shape& s, std::ostream* os) {
+  *os << "B=" << s.B << " H=" << s.H << " Hkv=" << s.Hkv << " N=" << s.N << " M=" << s.M << " D=" << s.D
+      << " Dv=" << s.Dv;
+}
 
 struct RunTimeTensors {
   const runtime::Tensor* segments = nullptr;

@@ -44,6 +44,34 @@ std::vector<uint8_t> brute_force(const Expr& mask, int64_t N, int64_t M) {
   return allowed;
 }
 
+// The picture render_mask_ascii must draw with its default options, from the brute-force matrix.
+std::string expected_picture(const std::vector<uint8_t>& truth, int64_t N, int64_t M) {
+  std::string out;
+  if (N <= 64 && M <= 64) {
+    for (int64_t i = 0; i < N; ++i) {
+      for (int64_t j = 0; j < M; ++j) out += truth[static_cast<size_t>(i * M + j)] ? '#' : '.';
+      out += '\n';
+    }
+    return out;
+  }
+  int64_t rows = std::min<int64_t>(N, 32);
+  int64_t cols = std::min<int64_t>(M, 64);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      int64_t allowed = 0, area = 0;
+      for (int64_t i = r * N / rows; i < (r + 1) * N / rows; ++i) {
+        for (int64_t j = c * M / cols; j < (c + 1) * M / cols; ++j) {
+          allowed += truth[static_cast<size_t>(i * M + j)];
+          ++area;
+        }
+      }
+      out += allowed == 0 ? ' ' : allowed == area ? '#' : '+';
+    }
+    out += '\n';
+  }
+  return out;
+}
+
 Case standard_case(testing::ExprGenerator& gen) {
   namespace m = testing::mask_ir;
   switch (gen.pick(0, 7)) {
@@ -101,7 +129,7 @@ TEST(TileClassificationProperty, AgreesWithBruteForce) {
   config.small_constant = 40;
   testing::ExprGenerator gen(99, config);
   int exact_checks = 0, decided_by_class = 0, tiles_checked = 0;
-  for (int n = 0; n < 3000; ++n) {
+  for (int n = 0; n < 5000; ++n) {
     Case cs = gen.chance(40) ? standard_case(gen) : random_case(gen);
     int64_t N = random_length(gen);
     int64_t M = gen.chance(30) ? N : random_length(gen);
@@ -160,10 +188,13 @@ TEST(TileClassificationProperty, AgreesWithBruteForce) {
       }
     }
     // The statistics count the same pairs.
-    if (n % 10 == 0) {
+    if (n % 5 == 0) {
       PatternStats stats = pattern_stats(cs.pattern, N, M, bq, bk, options);
       ASSERT_TRUE(stats.allowed_pairs.has_value());
       ASSERT_EQ(*stats.allowed_pairs, allowed_total) << ir::to_string(cs.pattern.mask);
+      MaskMatrix matrix = mask_matrix(cs.pattern, N, M, options);
+      ASSERT_EQ(matrix.allowed, truth) << ir::to_string(cs.pattern.mask) << " N=" << N << " M=" << M;
+      ASSERT_EQ(render_mask_ascii(cs.pattern, N, M), expected_picture(truth, N, M)) << ir::to_string(cs.pattern.mask);
     }
   }
   EXPECT_GT(exact_checks, 10000);
