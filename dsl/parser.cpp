@@ -125,7 +125,16 @@ class Parser {
   // Consumes a token of `kind`, or reports "expected X <context>, got Y".
   bool expect(TokenKind kind, const char* context) {
     if (accept(kind)) return true;
-    error_here(fmt::format("expected {} {}, got {}", token_kind_name(kind), context, describe(peek())));
+    std::string message = fmt::format("expected {} {}, got {}", token_kind_name(kind), context, describe(peek()));
+    if (kind == TokenKind::Semicolon && pos_ > 0) {
+      // A missing ';' belongs right after the statement it ends (as clang reports it), not at the next token,
+      // which is often on a later line.
+      SourceRange after = previous_range();
+      after.begin = after.end;
+      diags_.error(after, std::move(message));
+    } else {
+      error_here(std::move(message));
+    }
     return false;
   }
 

@@ -99,7 +99,7 @@ TEST(Parser, SourceRangesCoverTheConstruct) {
 
 TEST(Parser, MissingSemicolon) {
   EXPECT_EQ(errors_of("pattern p {\n  mask: k <= q\n}\n"),
-            "t.attn:3:1: error: expected ';' at the end of the statement, got '}'\n}\n^\n");
+            "t.attn:2:15: error: expected ';' at the end of the statement, got '}'\n  mask: k <= q\n              ^\n");
 }
 
 TEST(Parser, UnknownStatement) {
