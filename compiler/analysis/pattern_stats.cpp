@@ -51,13 +51,7 @@ class PairEvaluator {
       case TileKind::Partial: break;
     }
     if (rows * cols <= kSmallRegion) return count(t);
-    Tile first = t;
-    Tile second = t;
-    if (rows >= cols) {
-      first.i1 = second.i0 = t.i0 + rows / 2;
-    } else {
-      first.j1 = second.j0 = t.j0 + cols / 2;
-    }
+    auto [first, second] = split_in_half(t);
     return count(classifier, first) + count(classifier, second);
   }
 
@@ -98,13 +92,7 @@ void fill(MaskMatrix& matrix, const TileClassifier& classifier, PairEvaluator& e
   TileKind kind = classifier.classify_by_intervals(t);
   if (kind == TileKind::Empty) return;
   if (kind == TileKind::Partial && rows * cols > kSmallRegion) {
-    Tile first = t;
-    Tile second = t;
-    if (rows >= cols) {
-      first.i1 = second.i0 = t.i0 + rows / 2;
-    } else {
-      first.j1 = second.j0 = t.j0 + cols / 2;
-    }
+    auto [first, second] = split_in_half(t);
     fill(matrix, classifier, evaluator, first);
     fill(matrix, classifier, evaluator, second);
     return;

@@ -15,6 +15,17 @@
 
 namespace tessera::analysis {
 
+std::pair<Tile, Tile> split_in_half(const Tile& t) {
+  Tile first = t;
+  Tile second = t;
+  if (t.i1 - t.i0 >= t.j1 - t.j0) {
+    first.i1 = second.i0 = t.i0 + (t.i1 - t.i0) / 2;
+  } else {
+    first.j1 = second.j0 = t.j0 + (t.j1 - t.j0) / 2;
+  }
+  return {first, second};
+}
+
 namespace {
 
 using ir::Expr;
@@ -149,13 +160,7 @@ TileKind TileClassifier::by_splitting(const Tile& t, int64_t& budget) const {
   int64_t cols = t.j1 - t.j0;
   if (budget < 2 || (rows == 1 && cols == 1)) return TileKind::Partial;
   budget -= 2;
-  Tile first = t;
-  Tile second = t;
-  if (rows >= cols) {
-    first.i1 = second.i0 = t.i0 + rows / 2;
-  } else {
-    first.j1 = second.j0 = t.j0 + cols / 2;
-  }
+  auto [first, second] = split_in_half(t);
   TileKind a = by_bounds(first);
   TileKind b = by_bounds(second);
   if (a == TileKind::Partial) a = by_splitting(first, budget);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "compiler/analysis/interval.h"
@@ -50,6 +51,9 @@ struct Tile {
   int64_t i0 = 0, i1 = 0;
   int64_t j0 = 0, j1 = 0;
 };
+
+// Halves a tile across its longer side (rows on a tie): the refinement step of every recursive walk below.
+std::pair<Tile, Tile> split_in_half(const Tile& t);
 
 // A mask specialised to one N x M matrix (N, M and the known sizes folded in, q and k expressed through i and
 // j), reusable for any number of its tiles. Throws std::invalid_argument for N or M < 0 (or beyond 2^40),
