@@ -132,12 +132,18 @@ class Lexer {
   Token identifier(uint32_t begin) {
     while (pos_ < text_.size() && is_ident_char(text_[pos_])) ++pos_;
     Token t = make(TokenKind::Identifier, begin);
-    if (t.text == "tensor") t.kind = TokenKind::KwTensor;
-    else if (t.text == "pattern") t.kind = TokenKind::KwPattern;
-    else if (t.text == "let") t.kind = TokenKind::KwLet;
-    else if (t.text == "require") t.kind = TokenKind::KwRequire;
-    else if (t.text == "true") t.kind = TokenKind::KwTrue;
-    else if (t.text == "false") t.kind = TokenKind::KwFalse;
+    if (t.text == "tensor")
+      t.kind = TokenKind::KwTensor;
+    else if (t.text == "pattern")
+      t.kind = TokenKind::KwPattern;
+    else if (t.text == "let")
+      t.kind = TokenKind::KwLet;
+    else if (t.text == "require")
+      t.kind = TokenKind::KwRequire;
+    else if (t.text == "true")
+      t.kind = TokenKind::KwTrue;
+    else if (t.text == "false")
+      t.kind = TokenKind::KwFalse;
     return t;
   }
 

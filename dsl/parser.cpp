@@ -238,10 +238,14 @@ class Parser {
     p.type_where = type->where;
     while (true) {
       std::optional<BinaryOp> op;
-      if (at(TokenKind::GreaterEqual)) op = BinaryOp::Ge;
-      else if (at(TokenKind::Greater)) op = BinaryOp::Gt;
-      else if (at(TokenKind::LessEqual)) op = BinaryOp::Le;
-      else if (at(TokenKind::Less)) op = BinaryOp::Lt;
+      if (at(TokenKind::GreaterEqual))
+        op = BinaryOp::Ge;
+      else if (at(TokenKind::Greater))
+        op = BinaryOp::Gt;
+      else if (at(TokenKind::LessEqual))
+        op = BinaryOp::Le;
+      else if (at(TokenKind::Less))
+        op = BinaryOp::Lt;
       if (!op) break;
       SourceRange op_where = advance().where;
       // The bound is an additive expression, so `>= 1 <= 8` reads as two constraints, not `1 <= 8`.
@@ -300,8 +304,8 @@ class Parser {
         return std::nullopt;
       }
     } else {
-      error_here(fmt::format("expected 'let', 'require', 'mask:' or 'score:' in a pattern body, got {}",
-                             describe(peek())));
+      error_here(
+          fmt::format("expected 'let', 'require', 'mask:' or 'score:' in a pattern body, got {}", describe(peek())));
       return std::nullopt;
     }
     s.value = expression();

@@ -57,10 +57,10 @@ const char* token_kind_name(TokenKind kind);
 struct Token {
   TokenKind kind = TokenKind::EndOfFile;
   SourceRange where;
-  std::string text;           // the exact source text
-  int64_t int_value = 0;      // IntLiteral
-  double float_value = 0;     // FloatLiteral
-  std::string string_value;   // StringLiteral, escapes decoded
+  std::string text;          // the exact source text
+  int64_t int_value = 0;     // IntLiteral
+  double float_value = 0;    // FloatLiteral
+  std::string string_value;  // StringLiteral, escapes decoded
 };
 
 }  // namespace tessera::dsl

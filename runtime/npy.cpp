@@ -35,7 +35,8 @@ struct Header {
 
 uint32_t read_le(std::string_view bytes, size_t offset, size_t count) {
   uint32_t value = 0;
-  for (size_t b = 0; b < count; ++b) value |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[offset + b])) << (8 * b);
+  for (size_t b = 0; b < count; ++b)
+    value |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[offset + b])) << (8 * b);
   return value;
 }
 
@@ -49,8 +50,8 @@ Preamble parse_preamble(std::string_view start, uint64_t total, const std::strin
   p.major = static_cast<unsigned char>(start[6]);
   p.minor = static_cast<unsigned char>(start[7]);
   if (p.major < 1 || p.major > 3 || p.minor != 0) {
-    throw TensorError(fmt::format("{}: unsupported .npy format version {}.{} (supported: 1.0, 2.0, 3.0)", name,
-                                  p.major, p.minor));
+    throw TensorError(
+        fmt::format("{}: unsupported .npy format version {}.{} (supported: 1.0, 2.0, 3.0)", name, p.major, p.minor));
   }
   // Version 1.0 has a 2-byte header length, later versions a 4-byte one.
   size_t length_bytes = p.major == 1 ? 2 : 4;
@@ -69,9 +70,9 @@ Preamble parse_preamble(std::string_view start, uint64_t total, const std::strin
 // A friendlier name for dtypes people are likely to have by accident.
 std::string describe_descr(std::string_view code) {
   static const std::pair<std::string_view, std::string_view> kKnown[] = {
-      {"f2", "float16"}, {"f4", "float32"}, {"f8", "float64"}, {"i1", "int8"},   {"i2", "int16"}, {"i4", "int32"},
-      {"i8", "int64"},   {"u1", "uint8"},   {"u2", "uint16"},  {"u4", "uint32"}, {"u8", "uint64"}, {"b1", "bool"},
-      {"c8", "complex64"}, {"c16", "complex128"}};
+      {"f2", "float16"}, {"f4", "float32"}, {"f8", "float64"},   {"i1", "int8"},       {"i2", "int16"},
+      {"i4", "int32"},   {"i8", "int64"},   {"u1", "uint8"},     {"u2", "uint16"},     {"u4", "uint32"},
+      {"u8", "uint64"},  {"b1", "bool"},    {"c8", "complex64"}, {"c16", "complex128"}};
   for (const auto& [c, n] : kKnown) {
     if (c == code) return fmt::format(" ({})", n);
   }
@@ -90,13 +91,14 @@ DType dtype_from_descr(const std::string& descr, const std::string& name) {
   if (code == "i4") dtype = DType::Int32;
   if (code == "i8") dtype = DType::Int64;
   if (dtype && (order == '>' || order == '!')) {
-    throw TensorError(fmt::format("{}: unsupported big-endian dtype '{}'{}; {} (convert with "
-                                  "arr.astype(arr.dtype.newbyteorder('<')))",
-                                  name, descr, describe_descr(code), kSupportedDtypes));
+    throw TensorError(
+        fmt::format("{}: unsupported big-endian dtype '{}'{}; {} (convert with "
+                    "arr.astype(arr.dtype.newbyteorder('<')))",
+                    name, descr, describe_descr(code), kSupportedDtypes));
   }
   if (!dtype) {
-    throw TensorError(fmt::format("{}: unsupported dtype '{}'{}; {}", name, descr, describe_descr(code),
-                                  kSupportedDtypes));
+    throw TensorError(
+        fmt::format("{}: unsupported dtype '{}'{}; {}", name, descr, describe_descr(code), kSupportedDtypes));
   }
   return *dtype;
 }
@@ -148,9 +150,10 @@ class HeaderParser {
     if (!fortran_order) fail("missing key 'fortran_order'");
     if (!shape) fail("missing key 'shape'");
     if (*fortran_order) {
-      throw TensorError(fmt::format("{}: Fortran-ordered arrays are not supported; save a C-ordered array "
-                                    "(np.ascontiguousarray(arr))",
-                                    name_));
+      throw TensorError(
+          fmt::format("{}: Fortran-ordered arrays are not supported; save a C-ordered array "
+                      "(np.ascontiguousarray(arr))",
+                      name_));
     }
     return Header{dtype_from_descr(*descr, name_), std::move(*shape)};
   }
@@ -170,8 +173,8 @@ class HeaderParser {
   }
 
   void skip_space() {
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' ||
-                                   text_[pos_] == '\r')) {
+    while (pos_ < text_.size() &&
+           (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) {
       ++pos_;
     }
   }
@@ -187,7 +190,8 @@ class HeaderParser {
   }
 
   bool parse_bool() {
-    for (auto [word, value] : {std::pair{std::string_view("True"), true}, std::pair{std::string_view("False"), false}}) {
+    for (auto [word, value] :
+         {std::pair{std::string_view("True"), true}, std::pair{std::string_view("False"), false}}) {
       if (text_.substr(pos_, word.size()) == word) {
         pos_ += word.size();
         return value;
@@ -218,7 +222,8 @@ class HeaderParser {
   int64_t parse_dim(size_t index) {
     bool negative = at('-');
     if (negative) ++pos_;
-    if (pos_ >= text_.size() || text_[pos_] < '0' || text_[pos_] > '9') fail("expected an integer dimension in 'shape'");
+    if (pos_ >= text_.size() || text_[pos_] < '0' || text_[pos_] > '9')
+      fail("expected an integer dimension in 'shape'");
     int64_t value = 0;
     bool overflow = false;
     while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
@@ -322,7 +327,8 @@ std::string encode_npy(const Tensor& tensor) {
 Tensor read_npy(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw TensorError(fmt::format("{}: file not found", path));
-  if (std::filesystem::is_directory(path, ec)) throw TensorError(fmt::format("{}: is a directory, not an .npy file", path));
+  if (std::filesystem::is_directory(path, ec))
+    throw TensorError(fmt::format("{}: is a directory, not an .npy file", path));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw TensorError(fmt::format("{}: cannot open: {}", path, system_error()));
   in.seekg(0, std::ios::end);

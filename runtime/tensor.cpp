@@ -26,8 +26,8 @@ int64_t checked_numel(const std::vector<int64_t>& shape, DType dtype) {
     if (extent == 0) return 0;
   }
   // Leave headroom for rounding the allocation up to the alignment.
-  const int64_t limit =
-      (std::numeric_limits<int64_t>::max() - 2 * static_cast<int64_t>(kAlignment)) / static_cast<int64_t>(dtype_size(dtype));
+  const int64_t limit = (std::numeric_limits<int64_t>::max() - 2 * static_cast<int64_t>(kAlignment)) /
+                        static_cast<int64_t>(dtype_size(dtype));
   for (int64_t extent : shape) {
     if (numel > limit / extent) {
       throw TensorError(fmt::format("tensor {}{} is too large", dtype_name(dtype), shape_string(shape)));
@@ -116,8 +116,8 @@ void Tensor::check_dtype(DType requested) const {
 Tensor to_int32(const Tensor& tensor, const std::string& what) {
   if (tensor.dtype() == DType::Int32) return tensor.clone();
   if (tensor.dtype() != DType::Int64) {
-    throw TensorError(fmt::format("{}: expected an integer tensor (int32 or int64), got {}", what,
-                                  tensor.type_string()));
+    throw TensorError(
+        fmt::format("{}: expected an integer tensor (int32 or int64), got {}", what, tensor.type_string()));
   }
   Tensor result(DType::Int32, tensor.shape());
   const int64_t* in = tensor.data<int64_t>();

@@ -256,18 +256,31 @@ FloatInterval monotone(const FloatInterval& a, F f, bool exact, double floor_val
 
 FloatInterval float_unary_fn(Fn fn, const FloatInterval& a) {
   switch (fn) {
-    case Fn::Tanh: return monotone(a, [](double x) { return std::tanh(x); }, false, -1.0, 1.0);
-    case Fn::Exp: return monotone(a, [](double x) { return std::exp(x); }, false, 0.0, kInf);
-    case Fn::Exp2: return monotone(a, [](double x) { return std::exp2(x); }, false, 0.0, kInf);
-    case Fn::Floor: return monotone(a, [](double x) { return std::floor(x); }, true, -kInf, kInf);
-    case Fn::Ceil: return monotone(a, [](double x) { return std::ceil(x); }, true, -kInf, kInf);
+    case Fn::Tanh:
+      return monotone(
+          a, [](double x) { return std::tanh(x); }, false, -1.0, 1.0);
+    case Fn::Exp:
+      return monotone(
+          a, [](double x) { return std::exp(x); }, false, 0.0, kInf);
+    case Fn::Exp2:
+      return monotone(
+          a, [](double x) { return std::exp2(x); }, false, 0.0, kInf);
+    case Fn::Floor:
+      return monotone(
+          a, [](double x) { return std::floor(x); }, true, -kInf, kInf);
+    case Fn::Ceil:
+      return monotone(
+          a, [](double x) { return std::ceil(x); }, true, -kInf, kInf);
     case Fn::Log:
     case Fn::Sqrt: {
       // Negative arguments give NaN; the non-NaN results come from the non-negative part of the range.
       if (a.hi < 0) return FloatInterval::everything();
       FloatInterval domain{std::max(a.lo, 0.0), a.hi, a.maybe_nan || a.lo < 0};
-      if (fn == Fn::Sqrt) return monotone(domain, [](double x) { return std::sqrt(x); }, true, -kInf, kInf);
-      return monotone(domain, [](double x) { return std::log(x); }, false, -kInf, kInf);
+      if (fn == Fn::Sqrt)
+        return monotone(
+            domain, [](double x) { return std::sqrt(x); }, true, -kInf, kInf);
+      return monotone(
+          domain, [](double x) { return std::log(x); }, false, -kInf, kInf);
     }
     default: return FloatInterval::everything();
   }
@@ -305,7 +318,8 @@ Interval hull(const Interval& a, const Interval& b) {
   switch (a.type) {
     case Type::Int: return Interval::of(hull(a.i, b.i));
     case Type::Float:
-      return Interval::of(FloatInterval{std::min(a.f.lo, b.f.lo), std::max(a.f.hi, b.f.hi), a.f.maybe_nan || b.f.maybe_nan});
+      return Interval::of(
+          FloatInterval{std::min(a.f.lo, b.f.lo), std::max(a.f.hi, b.f.hi), a.f.maybe_nan || b.f.maybe_nan});
     case Type::Bool:
       return Interval::of(BoolInterval{a.b.can_be_false || b.b.can_be_false, a.b.can_be_true || b.b.can_be_true});
   }

@@ -76,7 +76,7 @@ struct Interval {
 // Ranges of the variables an expression reads. Defaults are the full ranges (nothing known).
 struct VarRanges {
   std::array<IntInterval, 10> ints{};  // indexed by ir::Var for q k i j b h H N M D
-  FloatInterval s;                      // the scaled logit
+  FloatInterval s;                     // the scaled logit
   FloatInterval scale;
   std::map<std::string, Interval> symbols;  // symbols not listed range over their type's full range
 

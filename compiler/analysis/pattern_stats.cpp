@@ -72,7 +72,8 @@ int64_t area(const Tile& t) { return (t.i1 - t.i0) * (t.j1 - t.j0); }
 void check_matrix_size(int64_t N, int64_t M) {
   if (N < 0 || M < 0) throw std::invalid_argument(fmt::format("sequence lengths must be >= 0, got N={} M={}", N, M));
   if (N > 0 && M > kMaxMatrixPairs / N) {
-    throw std::invalid_argument(fmt::format("a {} x {} mask matrix is too large (at most {} pairs)", N, M, kMaxMatrixPairs));
+    throw std::invalid_argument(
+        fmt::format("a {} x {} mask matrix is too large (at most {} pairs)", N, M, kMaxMatrixPairs));
   }
 }
 

@@ -19,16 +19,16 @@ namespace tessera::analysis {
 
 struct PatternStats {
   int64_t N = 0, M = 0;
-  int64_t total_pairs = 0;                // N * M
+  int64_t total_pairs = 0;               // N * M
   std::optional<int64_t> allowed_pairs;  // exact; nullopt when the mask cannot be evaluated on its own or
-                                          // depends on the batch or head index
-  std::optional<double> density;          // allowed / total; nullopt when unknown or total is 0
-  TileMap tiles;                          // classified in block_q x block_k tiles
+                                         // depends on the batch or head index
+  std::optional<double> density;         // allowed / total; nullopt when unknown or total is 0
+  TileMap tiles;                         // classified in block_q x block_k tiles
 };
 
 // Statistics of `pattern` on an N x M matrix (queries x keys). Throws std::invalid_argument for bad sizes.
-PatternStats pattern_stats(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q = 64,
-                           int64_t block_k = 64, const ClassifyOptions& options = {});
+PatternStats pattern_stats(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q = 64, int64_t block_k = 64,
+                           const ClassifyOptions& options = {});
 
 struct AsciiOptions {
   // Matrices up to this many rows and columns are drawn one character per pair: '#' allowed, '.' not.

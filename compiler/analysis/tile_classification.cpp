@@ -209,7 +209,6 @@ TileKind TileClassifier::by_enumeration(const Tile& t) const {
   return seen_allowed ? TileKind::Full : TileKind::Empty;
 }
 
-
 Enumerability mask_enumerability(const ir::Pattern& pattern, const ClassifyOptions& options) {
   if (!pattern.mask) throw std::invalid_argument(fmt::format("pattern '{}' has no mask", pattern.name));
   Reads reads;
@@ -245,8 +244,8 @@ TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t
   int64_t rows = N == 0 ? 0 : (N - 1) / block_q + 1;  // ceil without overflow for huge blocks
   int64_t cols = M == 0 ? 0 : (M - 1) / block_k + 1;
   if (rows > 0 && cols > kMaxTiles / rows) {
-    throw std::invalid_argument(fmt::format("{} x {} tiles of a {} x {} matrix are too many (at most {})", block_q,
-                                            block_k, N, M, kMaxTiles));
+    throw std::invalid_argument(
+        fmt::format("{} x {} tiles of a {} x {} matrix are too many (at most {})", block_q, block_k, N, M, kMaxTiles));
   }
   TileClassifier mask(pattern, N, M, options);
   TileMap map;

@@ -92,7 +92,7 @@ TileKind classify_tile(const ir::Pattern& pattern, int64_t N, int64_t M, const T
                        const ClassifyOptions& options = {});
 
 struct TileMap {
-  int64_t rows = 0, cols = 0;        // ceil(N / block_q) x ceil(M / block_k); the last row/column may be ragged
+  int64_t rows = 0, cols = 0;  // ceil(N / block_q) x ceil(M / block_k); the last row/column may be ragged
   int64_t block_q = 0, block_k = 0;
   int64_t N = 0, M = 0;
   std::vector<TileKind> kinds;  // row-major, rows * cols

@@ -36,9 +36,10 @@ runtime::Tensor load_runtime_tensor(const ir::Pattern& pattern, const std::strin
 
 int run_eval(const EvalOptions& options) {
   if (options.target != "reference") {
-    throw UserError(fmt::format("--target {} is not available yet: this build has only the float64 reference "
-                                "(--target reference); the {} backend is not implemented",
-                                options.target, options.target == "cpu" ? "Halide CPU" : "CUDA"));
+    throw UserError(
+        fmt::format("--target {} is not available yet: this build has only the float64 reference "
+                    "(--target reference); the {} backend is not implemented",
+                    options.target, options.target == "cpu" ? "Halide CPU" : "CUDA"));
   }
   sema::PatternLibrary library = load_library(options.specs);
   ir::Pattern pattern = instantiate_pattern(library, options.pattern);

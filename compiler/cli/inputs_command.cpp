@@ -77,14 +77,22 @@ int run_inputs(const InputsOptions& o) {
   for (const ir::TensorDecl& decl : pattern.inputs) {
     std::vector<int64_t> shape;
     for (const auto& dim : decl.dims) {
-      if (dim == "B") shape.push_back(o.batch);
-      else if (dim == "H") shape.push_back(o.heads);
-      else if (dim == "Hkv") shape.push_back(kv_heads);
-      else if (dim == "N") shape.push_back(o.seq);
-      else if (dim == "M") shape.push_back(keys);
-      else if (dim == "D") shape.push_back(o.head_dim);
-      else if (dim == "Dv") shape.push_back(value_dim);
-      else shape.push_back(o.rel_distances);  // a free size such as R
+      if (dim == "B")
+        shape.push_back(o.batch);
+      else if (dim == "H")
+        shape.push_back(o.heads);
+      else if (dim == "Hkv")
+        shape.push_back(kv_heads);
+      else if (dim == "N")
+        shape.push_back(o.seq);
+      else if (dim == "M")
+        shape.push_back(keys);
+      else if (dim == "D")
+        shape.push_back(o.head_dim);
+      else if (dim == "Dv")
+        shape.push_back(value_dim);
+      else
+        shape.push_back(o.rel_distances);  // a free size such as R
     }
     if (decl.elem_type == ir::ElemType::Float32) {
       save(o, decl.name, random_normal(shape, rng));

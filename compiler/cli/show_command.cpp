@@ -80,9 +80,10 @@ int run_show(const ShowOptions& o) {
   if (needs_data) {
     std::vector<std::string> names;
     for (const auto& t : one_head.inputs) names.push_back(t.name);
-    std::cout << fmt::format("the mask reads run-time tensors ({}): no picture; tiles are classified without "
-                             "their values\n",
-                             fmt::join(names, ", "));
+    std::cout << fmt::format(
+        "the mask reads run-time tensors ({}): no picture; tiles are classified without "
+        "their values\n",
+        fmt::join(names, ", "));
   } else {
     std::cout << analysis::render_mask_ascii(one_head, N, M);
   }

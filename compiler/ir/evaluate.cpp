@@ -14,9 +14,15 @@ Value float_value(double v) { return {Type::Float, 0, v, false}; }
 Value bool_value(bool v) { return {Type::Bool, 0, 0, v}; }
 
 // Wrapping arithmetic: overflow must not be undefined behaviour, whatever the user writes.
-int64_t wrap_add(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b)); }
-int64_t wrap_sub(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b)); }
-int64_t wrap_mul(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b)); }
+int64_t wrap_add(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+int64_t wrap_sub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
+int64_t wrap_mul(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b));
+}
 
 const TensorView& find_tensor(const Node& n, const EvalEnv& env) {
   if (env.tensors) {
@@ -133,7 +139,8 @@ Value evaluate(const Expr& e, const EvalEnv& env) {
       switch (n.fn) {
         case Fn::Min: return is_int ? int_value(std::min(a[0].i, a[1].i)) : float_value(std::fmin(a[0].f, a[1].f));
         case Fn::Max: return is_int ? int_value(std::max(a[0].i, a[1].i)) : float_value(std::fmax(a[0].f, a[1].f));
-        case Fn::Abs: return is_int ? int_value(a[0].i < 0 ? wrap_sub(0, a[0].i) : a[0].i) : float_value(std::fabs(a[0].f));
+        case Fn::Abs:
+          return is_int ? int_value(a[0].i < 0 ? wrap_sub(0, a[0].i) : a[0].i) : float_value(std::fabs(a[0].f));
         case Fn::Clamp:
           // clamp(x, lo, hi) == min(max(x, lo), hi), so lo > hi yields hi on every target.
           return is_int ? int_value(std::min(std::max(a[0].i, a[1].i), a[2].i))
@@ -157,7 +164,8 @@ Value evaluate(const Expr& e, const EvalEnv& env) {
         case Fn::BitXor: return int_value(a[0].i ^ a[1].i);
         case Fn::BitNot: return int_value(~a[0].i);
         case Fn::Shl:
-          return int_value(a[1].i < 0 || a[1].i > 63 ? 0 : static_cast<int64_t>(static_cast<uint64_t>(a[0].i) << a[1].i));
+          return int_value(a[1].i < 0 || a[1].i > 63 ? 0
+                                                     : static_cast<int64_t>(static_cast<uint64_t>(a[0].i) << a[1].i));
         case Fn::Shr: return int_value(a[0].i >> std::clamp<int64_t>(a[1].i, 0, 63));
         case Fn::Select: break;
       }
@@ -198,8 +206,8 @@ PatternEvaluator::PatternEvaluator(const Pattern& pattern, const AttentionSizes&
     }
     const TensorView& t = it->second;
     if (t.elem_type != decl.elem_type) {
-      throw EvalError(fmt::format("run-time tensor '{}' must be {}, got {}", decl.name,
-                                  elem_type_name(decl.elem_type), elem_type_name(t.elem_type)));
+      throw EvalError(fmt::format("run-time tensor '{}' must be {}, got {}", decl.name, elem_type_name(decl.elem_type),
+                                  elem_type_name(t.elem_type)));
     }
     if (t.shape.size() != decl.dims.size()) {
       throw EvalError(fmt::format("run-time tensor '{}' must have shape [{}], got rank {} shape [{}]", decl.name,
@@ -221,8 +229,7 @@ PatternEvaluator::PatternEvaluator(const Pattern& pattern, const AttentionSizes&
       }
       if (t.shape[d] != expected) {
         throw EvalError(fmt::format("run-time tensor '{}' must have shape [{}], got [{}]: dimension {} ({}) must be {}",
-                                    decl.name, fmt::join(decl.dims, ", "), fmt::join(t.shape, ", "), d, dim,
-                                    expected));
+                                    decl.name, fmt::join(decl.dims, ", "), fmt::join(t.shape, ", "), d, dim, expected));
       }
     }
     if (t.data == nullptr) throw EvalError(fmt::format("run-time tensor '{}' has no data", decl.name));

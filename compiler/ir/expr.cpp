@@ -379,11 +379,13 @@ Expr replace_where(const Expr& e, const Match& match, const Expr& replacement) {
 }  // namespace
 
 Expr substitute(const Expr& e, Var v, const Expr& replacement) {
-  return replace_where(e, [v](const Node& n) { return n.kind == Kind::Var && n.var == v; }, replacement);
+  return replace_where(
+      e, [v](const Node& n) { return n.kind == Kind::Var && n.var == v; }, replacement);
 }
 
 Expr substitute_symbol(const Expr& e, const std::string& name, const Expr& replacement) {
-  return replace_where(e, [&name](const Node& n) { return n.kind == Kind::Symbol && n.name == name; }, replacement);
+  return replace_where(
+      e, [&name](const Node& n) { return n.kind == Kind::Symbol && n.name == name; }, replacement);
 }
 
 int64_t floor_div(int64_t a, int64_t b) {

@@ -46,12 +46,27 @@ const char* op_symbol(BinaryOp op);
 
 // Built-in functions. Arity and typing rules live in function_signature() (expr.cpp).
 enum class Fn : uint8_t {
-  Min, Max, Abs, Clamp,  // (x, lo, hi)
-  Select,                // (cond, if_true, if_false)
-  Tanh, Exp, Log, Exp2, Sqrt, Pow, Floor, Ceil,
+  Min,
+  Max,
+  Abs,
+  Clamp,   // (x, lo, hi)
+  Select,  // (cond, if_true, if_false)
+  Tanh,
+  Exp,
+  Log,
+  Exp2,
+  Sqrt,
+  Pow,
+  Floor,
+  Ceil,
   ToFloat,  // float(int)
   ToInt,    // int(float): truncation towards zero
-  BitAnd, BitOr, BitXor, BitNot, Shl, Shr,  // integer bitwise functions (Shr is arithmetic)
+  BitAnd,
+  BitOr,
+  BitXor,
+  BitNot,
+  Shl,
+  Shr,  // integer bitwise functions (Shr is arithmetic)
 };
 const char* fn_name(Fn fn);
 
@@ -79,8 +94,8 @@ using Expr = std::shared_ptr<const Node>;
 struct Node {
   Kind kind;
   Type type;
-  int64_t int_value = 0;  // IntImm
-  double float_value = 0;  // FloatImm
+  int64_t int_value = 0;    // IntImm
+  double float_value = 0;   // FloatImm
   bool bool_value = false;  // BoolImm
   ir::Var var = Var::Q;
   UnaryOp unary_op = UnaryOp::Neg;

@@ -25,9 +25,9 @@ struct TensorDecl {
 bool is_attention_size(const std::string& dim_name);  // B, H, Hkv, N, M, D, Dv
 
 struct Pattern {
-  std::string name;  // canonical source form, e.g. "causal & sliding_window(window=256)"
-  Expr mask;         // Bool; bool_imm(true) when the pattern restricts nothing ("all keys")
-  Expr score;        // Float; var(Var::Score) when the pattern does not modify the logit
+  std::string name;                // canonical source form, e.g. "causal & sliding_window(window=256)"
+  Expr mask;                       // Bool; bool_imm(true) when the pattern restricts nothing ("all keys")
+  Expr score;                      // Float; var(Var::Score) when the pattern does not modify the logit
   std::vector<TensorDecl> inputs;  // every run-time tensor that mask or score reads, in first-use order
 
   bool has_mask() const;   // mask is not the constant true

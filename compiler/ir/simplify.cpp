@@ -102,12 +102,24 @@ Expr simplify_unary(const Expr& e) {
     bool no_nan = l->type != Type::Float;
     auto flipped = [&](BinaryOp op) { return binary(op, l, r, a->where); };
     switch (a->binary_op) {
-      case BinaryOp::Lt: if (no_nan) return flipped(BinaryOp::Ge); break;
-      case BinaryOp::Le: if (no_nan) return flipped(BinaryOp::Gt); break;
-      case BinaryOp::Gt: if (no_nan) return flipped(BinaryOp::Le); break;
-      case BinaryOp::Ge: if (no_nan) return flipped(BinaryOp::Lt); break;
-      case BinaryOp::Eq: if (no_nan) return flipped(BinaryOp::Ne); break;
-      case BinaryOp::Ne: if (no_nan) return flipped(BinaryOp::Eq); break;
+      case BinaryOp::Lt:
+        if (no_nan) return flipped(BinaryOp::Ge);
+        break;
+      case BinaryOp::Le:
+        if (no_nan) return flipped(BinaryOp::Gt);
+        break;
+      case BinaryOp::Gt:
+        if (no_nan) return flipped(BinaryOp::Le);
+        break;
+      case BinaryOp::Ge:
+        if (no_nan) return flipped(BinaryOp::Lt);
+        break;
+      case BinaryOp::Eq:
+        if (no_nan) return flipped(BinaryOp::Ne);
+        break;
+      case BinaryOp::Ne:
+        if (no_nan) return flipped(BinaryOp::Eq);
+        break;
       default: break;
     }
   }
@@ -124,7 +136,8 @@ Expr simplify_int_arith(const Expr& e) {
       // Constants go right so that offsets can merge: c + x == x + c.
       if (a->kind == Kind::IntImm) return simplify_node(binary(BinaryOp::Add, b, a, e->where));
       if (b->kind == Kind::IntImm) {
-        if (auto inner = split_offset(a)) return add_const(inner->first, wrapping_add(inner->second, b->int_value), e->where);
+        if (auto inner = split_offset(a))
+          return add_const(inner->first, wrapping_add(inner->second, b->int_value), e->where);
       }
       // (x + c1) + (y + c2) == (x + y) + (c1 + c2).
       if (auto left = split_offset(a), right = split_offset(b); left || right) {
@@ -134,7 +147,8 @@ Expr simplify_int_arith(const Expr& e) {
         return add_const(simplify_node(binary(BinaryOp::Add, x, y, e->where)), c, e->where);
       }
       // x + (-y) == x - y.
-      if (b->kind == Kind::Unary && b->unary_op == UnaryOp::Neg) return simplify_node(binary(BinaryOp::Sub, a, b->operands[0], e->where));
+      if (b->kind == Kind::Unary && b->unary_op == UnaryOp::Neg)
+        return simplify_node(binary(BinaryOp::Sub, a, b->operands[0], e->where));
       break;
     }
     case BinaryOp::Sub: {
@@ -160,7 +174,8 @@ Expr simplify_int_arith(const Expr& e) {
         int64_t c = wrapping_sub(left ? left->second : 0, right ? right->second : 0);
         return add_const(simplify_node(binary(BinaryOp::Sub, x, y, e->where)), c, e->where);
       }
-      if (b->kind == Kind::Unary && b->unary_op == UnaryOp::Neg) return simplify_node(binary(BinaryOp::Add, a, b->operands[0], e->where));
+      if (b->kind == Kind::Unary && b->unary_op == UnaryOp::Neg)
+        return simplify_node(binary(BinaryOp::Add, a, b->operands[0], e->where));
       break;
     }
     case BinaryOp::Mul: {
@@ -191,7 +206,8 @@ Expr simplify_int_arith(const Expr& e) {
       break;
     }
     case BinaryOp::Mod: {
-      if ((is_int_const(b, 1) || is_int_const(b, -1) || is_int_const(b, 0)) && droppable(a)) return int_imm(0, e->where);
+      if ((is_int_const(b, 1) || is_int_const(b, -1) || is_int_const(b, 0)) && droppable(a))
+        return int_imm(0, e->where);
       // (x % c) % c == x % c.
       if (b->kind == Kind::IntImm && a->kind == Kind::Binary && a->binary_op == BinaryOp::Mod &&
           is_int_const(a->operands[1], b->int_value)) {

@@ -16,14 +16,14 @@ struct BuiltinVar {
   ir::Var var;
 };
 constexpr BuiltinVar kBuiltinVars[] = {
-    {"q", ir::Var::Q},     {"k", ir::Var::K},        {"i", ir::Var::I},     {"j", ir::Var::J},
-    {"b", ir::Var::Batch}, {"h", ir::Var::Head},     {"H", ir::Var::Heads}, {"N", ir::Var::N},
-    {"M", ir::Var::M},     {"D", ir::Var::D},        {"s", ir::Var::Score}, {"scale", ir::Var::Scale},
+    {"q", ir::Var::Q},     {"k", ir::Var::K},    {"i", ir::Var::I},     {"j", ir::Var::J},
+    {"b", ir::Var::Batch}, {"h", ir::Var::Head}, {"H", ir::Var::Heads}, {"N", ir::Var::N},
+    {"M", ir::Var::M},     {"D", ir::Var::D},    {"s", ir::Var::Score}, {"scale", ir::Var::Scale},
 };
 
-constexpr const char* kFunctionNames[] = {"min",  "max",  "abs",   "clamp", "select", "tanh",   "exp",
-                                          "log",  "exp2", "sqrt",  "pow",   "floor",  "ceil",   "float",
-                                          "int",  "bitand", "bitor", "bitxor", "bitnot", "shl", "shr", "dot"};
+constexpr const char* kFunctionNames[] = {"min",   "max",    "abs",    "clamp", "select", "tanh",  "exp", "log",
+                                          "exp2",  "sqrt",   "pow",    "floor", "ceil",   "float", "int", "bitand",
+                                          "bitor", "bitxor", "bitnot", "shl",   "shr",    "dot"};
 
 const BuiltinVar* find_builtin(const std::string& name) {
   for (const auto& v : kBuiltinVars) {
@@ -264,8 +264,8 @@ class Elaborator {
     for (size_t i = 0; i < e.operands.size(); ++i) {
       ir::Expr index = expr(*e.operands[i]);
       if (index && index->type != ir::Type::Int) {
-        fail(e.operands[i]->where, fmt::format("index {} of tensor '{}' must be int, got {}", i + 1, e.name,
-                                               ir::type_name(index->type)));
+        fail(e.operands[i]->where,
+             fmt::format("index {} of tensor '{}' must be int, got {}", i + 1, e.name, ir::type_name(index->type)));
         index = nullptr;
       }
       ok &= index != nullptr;
@@ -311,12 +311,13 @@ class Elaborator {
     if (!t) return nullptr;
     if (t->elem_type != ir::ElemType::Float32 || t->dims.back() != "D") {
       return fail(row.name_where, fmt::format("dot(q_vec, ...) needs a float32 tensor whose last dimension is D, "
-                                              "but '{}' is {}", row.name, shape(*t)));
+                                              "but '{}' is {}",
+                                              row.name, shape(*t)));
     }
     if (row.operands.size() + 1 != t->dims.size()) {
-      return fail(row.where, fmt::format("dot(q_vec, {}[...]) needs {} (every dimension of {} but the last), got {}",
-                                         row.name, plural(t->dims.size() - 1, "index", "indices"), shape(*t),
-                                         row.operands.size()));
+      return fail(row.where,
+                  fmt::format("dot(q_vec, {}[...]) needs {} (every dimension of {} but the last), got {}", row.name,
+                              plural(t->dims.size() - 1, "index", "indices"), shape(*t), row.operands.size()));
     }
     auto idx = indices(row);
     if (!idx) return nullptr;

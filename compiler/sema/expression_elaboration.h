@@ -21,7 +21,7 @@ struct Binding {
 
 // What an expression may refer to.
 struct Scope {
-  const std::map<std::string, ir::TensorDecl>* tensors = nullptr;  // every declared run-time tensor
+  const std::map<std::string, ir::TensorDecl>* tensors = nullptr;              // every declared run-time tensor
   const std::map<std::string, dsl::SourceRange>* dimension_symbols = nullptr;  // like R: Int symbols
   std::map<std::string, Binding> params;
   std::map<std::string, Binding> lets;

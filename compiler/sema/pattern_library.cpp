@@ -127,9 +127,12 @@ void forward(const Diagnostics& from, Diagnostics& to, const SourceRange& note_w
   const auto& all = from.all();
   for (size_t i = 0; i < all.size(); ++i) {
     const auto& d = all[i];
-    if (d.severity == dsl::Severity::Error) to.error(d.where, d.message);
-    else if (d.severity == dsl::Severity::Warning) to.warning(d.where, d.message);
-    else to.note(d.where, d.message);
+    if (d.severity == dsl::Severity::Error)
+      to.error(d.where, d.message);
+    else if (d.severity == dsl::Severity::Warning)
+      to.warning(d.where, d.message);
+    else
+      to.note(d.where, d.message);
     bool last_of_group = i + 1 == all.size() || all[i + 1].severity != dsl::Severity::Note;
     if (last_of_group && !note.empty()) to.note(note_where, note);
   }
@@ -178,25 +181,25 @@ struct PatternLibrary::Impl {
     } else if (t.elem_type == "float32") {
       decl.elem_type = ir::ElemType::Float32;
     } else {
-      diags.error(t.elem_type_where,
-                  fmt::format("unknown element type '{}'; expected int32 or float32", t.elem_type));
+      diags.error(t.elem_type_where, fmt::format("unknown element type '{}'; expected int32 or float32", t.elem_type));
       return;
     }
     for (const auto& d : t.dims) {
       if (is_builtin_name(d.name) && !ir::is_attention_size(d.name)) {
         diags.error(d.where, fmt::format("dimension name '{}' is a built-in variable; use an attention size "
-                                         "(B, H, Hkv, N, M, D, Dv) or a new name", d.name));
+                                         "(B, H, Hkv, N, M, D, Dv) or a new name",
+                                         d.name));
         return;
       }
       decl.dims.push_back(d.name);
     }
     if (auto it = tensors.find(t.name); it != tensors.end()) {
       if (it->second.elem_type != decl.elem_type || it->second.dims != decl.dims) {
-        diags.error(t.where, fmt::format("tensor '{}' redeclared as {}[{}]", t.name,
-                                         ir::elem_type_name(decl.elem_type), fmt::join(decl.dims, ", ")));
-        diags.note(it->second.where, fmt::format("previously declared as {}[{}] here",
-                                                 ir::elem_type_name(it->second.elem_type),
-                                                 fmt::join(it->second.dims, ", ")));
+        diags.error(t.where, fmt::format("tensor '{}' redeclared as {}[{}]", t.name, ir::elem_type_name(decl.elem_type),
+                                         fmt::join(decl.dims, ", ")));
+        diags.note(it->second.where,
+                   fmt::format("previously declared as {}[{}] here", ir::elem_type_name(it->second.elem_type),
+                               fmt::join(it->second.dims, ", ")));
       }
       return;
     }
@@ -364,7 +367,8 @@ struct PatternLibrary::Impl {
           bool is_mask = s.kind == ast::StatementKind::Mask;
           const ast::Statement*& first = is_mask ? mask_statement : score_statement;
           if (first) {
-            diags.error(s.where, fmt::format("pattern '{}' has more than one '{}:'", p.name, is_mask ? "mask" : "score"));
+            diags.error(s.where,
+                        fmt::format("pattern '{}' has more than one '{}:'", p.name, is_mask ? "mask" : "score"));
             diags.note(first->where, "the first one is here");
             ok = false;
             break;
@@ -574,8 +578,8 @@ struct PatternLibrary::Impl {
         if (it == decl.params.end()) {
           std::vector<std::string> names;
           for (const auto& param : decl.params) names.push_back(param.name);
-          diags.error(arg.name_where, fmt::format("{} has no parameter '{}'{}", decl.name, arg.name,
-                                                  did_you_mean(arg.name, names)));
+          diags.error(arg.name_where,
+                      fmt::format("{} has no parameter '{}'{}", decl.name, arg.name, did_you_mean(arg.name, names)));
           ok = false;
           continue;
         }
@@ -634,8 +638,8 @@ struct PatternLibrary::Impl {
       for (const auto& b : detail.bounds[p]) {
         if (satisfies(*value, b)) continue;
         diags.error(args[p].where.valid() ? args[p].where : call,
-                    fmt::format("argument '{}' of {} must be {}, got {}", decl.params[p].name, decl.name,
-                                bound_text(b), format_value(*value)));
+                    fmt::format("argument '{}' of {} must be {}, got {}", decl.params[p].name, decl.name, bound_text(b),
+                                format_value(*value)));
         diags.note(decl.params[p].where, fmt::format("parameter '{}' is declared here", decl.params[p].name));
         ok = false;
       }

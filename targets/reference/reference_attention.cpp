@@ -32,8 +32,7 @@ ir::AttentionSizes validated_sizes(const AttentionInputs& in) {
   const Tensor& q = require_float4d(in.q, "Q", "[B, H, N, D]");
   const Tensor& k = require_float4d(in.k, "K", "[B, Hkv, M, D]");
   const Tensor& v = require_float4d(in.v, "V", "[B, Hkv, M, Dv]");
-  const std::string shapes =
-      fmt::format("(Q {}, K {}, V {})", q.shape_string(), k.shape_string(), v.shape_string());
+  const std::string shapes = fmt::format("(Q {}, K {}, V {})", q.shape_string(), k.shape_string(), v.shape_string());
 
   ir::AttentionSizes s;
   s.B = q.dim(0);
@@ -55,9 +54,10 @@ ir::AttentionSizes validated_sizes(const AttentionInputs& in) {
     if (value == 0) throw TensorError(fmt::format("the {} must not be zero {}", what, shapes));
   }
   if (s.H % s.Hkv != 0) {
-    throw TensorError(fmt::format("the number of query heads H = {} is not a multiple of the number of kv heads "
-                                  "Hkv = {} {}",
-                                  s.H, s.Hkv, shapes));
+    throw TensorError(
+        fmt::format("the number of query heads H = {} is not a multiple of the number of kv heads "
+                    "Hkv = {} {}",
+                    s.H, s.Hkv, shapes));
   }
   return s;
 }
@@ -101,8 +101,8 @@ std::vector<double> attention_f64(const ir::Pattern& pattern, const AttentionInp
   const float* v = inputs.v->data<float>();
   const int64_t group = sz.H / sz.Hkv;
   std::vector<double> out(static_cast<size_t>(sz.B * sz.H * sz.N * sz.Dv), 0.0);
-  std::vector<int64_t> keys;    // allowed key columns of the current row
-  std::vector<double> scores;   // their scores
+  std::vector<int64_t> keys;   // allowed key columns of the current row
+  std::vector<double> scores;  // their scores
   std::vector<double> row(static_cast<size_t>(sz.Dv));
   keys.reserve(static_cast<size_t>(sz.M));
   scores.reserve(static_cast<size_t>(sz.M));

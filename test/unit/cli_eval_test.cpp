@@ -42,9 +42,8 @@ int run(const std::string& command) { return std::system((command + " > /dev/nul
 class CliEvalTest : public ::testing::TestWithParam<Shape> {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("tessera_cli_eval_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() / ("tessera_cli_eval_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -72,7 +71,16 @@ class CliEvalTest : public ::testing::TestWithParam<Shape> {
     if (fs::exists(dir + "/segments.npy")) extra.segments = &segments.emplace(runtime::read_npy(dir + "/segments.npy"));
     if (fs::exists(dir + "/rel.npy")) extra.rel = &rel.emplace(runtime::read_npy(dir + "/rel.npy"));
 
-    oracle::Problem p{s.B, s.H, s.Hkv, s.N, s.M, s.D, s.Dv, q.data<float>(), k.data<float>(), v.data<float>(),
+    oracle::Problem p{s.B,
+                      s.H,
+                      s.Hkv,
+                      s.N,
+                      s.M,
+                      s.D,
+                      s.Dv,
+                      q.data<float>(),
+                      k.data<float>(),
+                      v.data<float>(),
                       1.0 / std::sqrt(static_cast<double>(s.D))};
     std::vector<double> expected = oracle::attention(p, c.rule(p, extra));
     const float* got = out.data<float>();
@@ -86,13 +94,11 @@ class CliEvalTest : public ::testing::TestWithParam<Shape> {
     EXPECT_LE(worst, 1e-6);
   }
 
-  static std::string inputs_command(const Shape& s, uint64_t seed, const std::string& pattern,
-                          const std::string& dir) {
-    return std::string(TESSERA_BINARY) + " inputs --batch " + std::to_string(s.B) + " --heads " +
-           std::to_string(s.H) + " --kv-heads " + std::to_string(s.Hkv) + " --seq " + std::to_string(s.N) +
-           " --keys " + std::to_string(s.M) + " --head-dim " + std::to_string(s.D) + " --value-dim " +
-           std::to_string(s.Dv) + " --seed " + std::to_string(seed) + " --rel-distances 7 --documents 3" +
-           " --pattern '" + pattern + "' --dir " + dir;
+  static std::string inputs_command(const Shape& s, uint64_t seed, const std::string& pattern, const std::string& dir) {
+    return std::string(TESSERA_BINARY) + " inputs --batch " + std::to_string(s.B) + " --heads " + std::to_string(s.H) +
+           " --kv-heads " + std::to_string(s.Hkv) + " --seq " + std::to_string(s.N) + " --keys " + std::to_string(s.M) +
+           " --head-dim " + std::to_string(s.D) + " --value-dim " + std::to_string(s.Dv) + " --seed " +
+           std::to_string(seed) + " --rel-distances 7 --documents 3" + " --pattern '" + pattern + "' --dir " + dir;
   }
 
   fs::path dir_;
@@ -134,7 +140,9 @@ std::vector<Case> cases() {
       // Leaves the first rows with no allowed key: they must come out as zeros.
       {"causal - prefix_lm(prefix=6)", plain([] { return minus(causal(), prefix_lm(6)); })},
       {"(causal | local(window=2)) & softcap(cap=4.0) & alibi",
-       [](const Problem& p, const RunTimeTensors&) { return both(both(either(causal(), local(2)), softcap(4.0)), alibi(p.H)); }},
+       [](const Problem& p, const RunTimeTensors&) {
+         return both(both(either(causal(), local(2)), softcap(4.0)), alibi(p.H));
+       }},
   };
 }
 
@@ -144,9 +152,9 @@ TEST_P(CliEvalTest, MatchesIndependentFloat64Attention) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CliEvalTest,
-                         ::testing::Values(Shape{1, 2, 2, 24, 24, 16, 16},   // N = M
-                                           Shape{2, 4, 2, 13, 29, 32, 24},   // N < M, GQA, Dv != D
-                                           Shape{1, 4, 1, 20, 11, 64, 64},   // N > M, multi-query
+                         ::testing::Values(Shape{1, 2, 2, 24, 24, 16, 16},    // N = M
+                                           Shape{2, 4, 2, 13, 29, 32, 24},    // N < M, GQA, Dv != D
+                                           Shape{1, 4, 1, 20, 11, 64, 64},    // N > M, multi-query
                                            Shape{1, 2, 2, 9, 17, 128, 128}),  // D = 128
                          [](const auto& info) {
                            const Shape& s = info.param;

@@ -63,7 +63,8 @@ inline std::vector<double> attention(const Problem& p, const Rule& rule) {
           any = true;
           double dot = 0;
           for (int64_t d = 0; d < p.D; ++d) {
-            dot += double(p.q[((b * p.H + h) * p.N + i) * p.D + d]) * double(p.k[((b * p.Hkv + g) * p.M + j) * p.D + d]);
+            dot +=
+                double(p.q[((b * p.H + h) * p.N + i) * p.D + d]) * double(p.k[((b * p.Hkv + g) * p.M + j) * p.D + d]);
           }
           logits[j] = rule.score(b, h, i, j, q, j, p.scale * dot);
           best = std::max(best, logits[j]);
@@ -107,15 +108,13 @@ inline Rule causal() {
 }
 
 inline Rule sliding_window(int64_t window) {
-  return mask_only([=](int64_t, int64_t, int64_t, int64_t, int64_t q, int64_t k) {
-    return 0 <= q - k && q - k < window;
-  });
+  return mask_only(
+      [=](int64_t, int64_t, int64_t, int64_t, int64_t q, int64_t k) { return 0 <= q - k && q - k < window; });
 }
 
 inline Rule local(int64_t window) {
-  return mask_only([=](int64_t, int64_t, int64_t, int64_t, int64_t q, int64_t k) {
-    return (q > k ? q - k : k - q) < window;
-  });
+  return mask_only(
+      [=](int64_t, int64_t, int64_t, int64_t, int64_t q, int64_t k) { return (q > k ? q - k : k - q) < window; });
 }
 
 inline Rule strided(int64_t stride) {

@@ -103,8 +103,8 @@ TEST(Interval, SaturatesInsteadOfOverflowing) {
 
 TEST(Interval, LogicSelectAndFunctions) {
   VarRanges r = qk(0, 9, 20, 29);
-  Expr lt = bin(BinaryOp::Lt, q(), k());         // always true
-  Expr unknown = bin(BinaryOp::Lt, q(), c(5));   // either
+  Expr lt = bin(BinaryOp::Lt, q(), k());        // always true
+  Expr unknown = bin(BinaryOp::Lt, q(), c(5));  // either
   EXPECT_TRUE(bools(bin(BinaryOp::And, lt, lt), r).always_true());
   EXPECT_TRUE(bools(ir::unary(ir::UnaryOp::Not, lt), r).always_false());
   EXPECT_TRUE(bools(bin(BinaryOp::Or, unknown, lt), r).always_true());

@@ -30,9 +30,9 @@ TEST(Lexer, DeclarationTokensAndKeywords) {
   auto r = lex_text("pattern causal {\n  mask: k <= q;\n}");
   ASSERT_FALSE(r.diags.has_errors()) << r.diags.str();
   using K = TokenKind;
-  EXPECT_EQ(kinds(r.tokens), (std::vector<K>{K::KwPattern, K::Identifier, K::LBrace, K::Identifier, K::Colon,
-                                             K::Identifier, K::LessEqual, K::Identifier, K::Semicolon, K::RBrace,
-                                             K::EndOfFile}));
+  EXPECT_EQ(kinds(r.tokens),
+            (std::vector<K>{K::KwPattern, K::Identifier, K::LBrace, K::Identifier, K::Colon, K::Identifier,
+                            K::LessEqual, K::Identifier, K::Semicolon, K::RBrace, K::EndOfFile}));
   EXPECT_EQ(r.tokens[1].text, "causal");
   EXPECT_EQ(r.tokens[3].text, "mask");  // contextual, not reserved
 }
@@ -55,20 +55,21 @@ TEST(Lexer, OperatorsTakeTheLongestMatch) {
   auto r = lex_text("== = != ! <= < >= > && & || | + - * / % ( ) [ ] { } , ; :");
   ASSERT_FALSE(r.diags.has_errors());
   using K = TokenKind;
-  EXPECT_EQ(kinds(r.tokens),
-            (std::vector<K>{K::EqualEqual, K::Assign, K::NotEqual, K::Bang, K::LessEqual, K::Less, K::GreaterEqual,
-                            K::Greater, K::AmpAmp, K::Amp, K::PipePipe, K::Pipe, K::Plus, K::Minus, K::Star,
-                            K::Slash, K::Percent, K::LParen, K::RParen, K::LBracket, K::RBracket, K::LBrace,
-                            K::RBrace, K::Comma, K::Semicolon, K::Colon, K::EndOfFile}));
+  EXPECT_EQ(
+      kinds(r.tokens),
+      (std::vector<K>{K::EqualEqual, K::Assign, K::NotEqual, K::Bang,      K::LessEqual, K::Less,     K::GreaterEqual,
+                      K::Greater,    K::AmpAmp, K::Amp,      K::PipePipe,  K::Pipe,      K::Plus,     K::Minus,
+                      K::Star,       K::Slash,  K::Percent,  K::LParen,    K::RParen,    K::LBracket, K::RBracket,
+                      K::LBrace,     K::RBrace, K::Comma,    K::Semicolon, K::Colon,     K::EndOfFile}));
 }
 
 TEST(Lexer, NumberLiterals) {
   auto r = lex_text("0 42 1.0 .5 1e-3 2. 3E+2 9223372036854775807");
   ASSERT_FALSE(r.diags.has_errors()) << r.diags.str();
   using K = TokenKind;
-  EXPECT_EQ(kinds(r.tokens), (std::vector<K>{K::IntLiteral, K::IntLiteral, K::FloatLiteral, K::FloatLiteral,
-                                             K::FloatLiteral, K::FloatLiteral, K::FloatLiteral, K::IntLiteral,
-                                             K::EndOfFile}));
+  EXPECT_EQ(kinds(r.tokens),
+            (std::vector<K>{K::IntLiteral, K::IntLiteral, K::FloatLiteral, K::FloatLiteral, K::FloatLiteral,
+                            K::FloatLiteral, K::FloatLiteral, K::IntLiteral, K::EndOfFile}));
   EXPECT_EQ(r.tokens[1].int_value, 42);
   EXPECT_DOUBLE_EQ(r.tokens[2].float_value, 1.0);
   EXPECT_DOUBLE_EQ(r.tokens[3].float_value, 0.5);
@@ -123,8 +124,7 @@ TEST(Lexer, IntegerTooLarge) {
 
 TEST(Lexer, MalformedExponent) {
   auto r = lex_text("1e+ x");
-  EXPECT_EQ(r.diags.str(),
-            "t.attn:1:2: error: expected digits in the exponent of a float literal\n1e+ x\n ^~\n");
+  EXPECT_EQ(r.diags.str(), "t.attn:1:2: error: expected digits in the exponent of a float literal\n1e+ x\n ^~\n");
 }
 
 TEST(Lexer, RandomBytesNeverCrashAndAlwaysEndWithEof) {

@@ -1,4 +1,6 @@
 // Tensors and .npy I/O: round trips, numpy's exact header layout, hand-made malformed files, real numpy.
+#include "runtime/npy.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "runtime/npy.h"
 #include "runtime/tensor.h"
 
 namespace tessera::runtime {
@@ -253,7 +254,8 @@ void expect_same(const Tensor& a, const Tensor& b) {
 }
 
 TEST_F(NpyFiles, RoundTripsEveryDtypeAndShape) {
-  const std::vector<std::vector<int64_t>> shapes = {{}, {1}, {7}, {0}, {2, 3}, {3, 0, 2}, {2, 4, 8, 16}, {1, 1, 1, 1, 5}};
+  const std::vector<std::vector<int64_t>> shapes = {{},     {1},       {7},           {0},
+                                                    {2, 3}, {3, 0, 2}, {2, 4, 8, 16}, {1, 1, 1, 1, 5}};
   int file = 0;
   for (DType dtype : {DType::Float32, DType::Int32, DType::Int64}) {
     for (const auto& shape : shapes) {
@@ -319,9 +321,9 @@ TEST(NpyRead, AcceptsVersions2And3) {
 }
 
 TEST(NpyRead, Int32AndScalars) {
-  Tensor t = decode_npy(make_npy("{'descr': '<i4', 'fortran_order': False, 'shape': (), }",
-                                 bytes_of(std::vector<int32_t>{-123})),
-                        "s.npy");
+  Tensor t = decode_npy(
+      make_npy("{'descr': '<i4', 'fortran_order': False, 'shape': (), }", bytes_of(std::vector<int32_t>{-123})),
+      "s.npy");
   EXPECT_EQ(t.rank(), 0);
   EXPECT_EQ(t.data<int32_t>()[0], -123);
 }
@@ -376,8 +378,7 @@ TEST(NpyErrors, MalformedHeaderDicts) {
   };
   for (const auto& [dict, what] : cases) {
     SCOPED_TRACE(dict);
-    expect_error([&] { decode_npy(make_npy(dict, data), "segments.npy"); },
-                 {"segments.npy", "bad .npy header", what});
+    expect_error([&] { decode_npy(make_npy(dict, data), "segments.npy"); }, {"segments.npy", "bad .npy header", what});
   }
 }
 
@@ -405,8 +406,9 @@ TEST(NpyErrors, FortranOrder) {
 }
 
 TEST(NpyErrors, BadDimensions) {
-  expect_error([] { decode_npy(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3), }", ""), "a.npy"); },
-               {"a.npy", "dimension 1", "negative"});
+  expect_error(
+      [] { decode_npy(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3), }", ""), "a.npy"); },
+      {"a.npy", "dimension 1", "negative"});
   expect_error(
       [] {
         decode_npy(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", ""),
@@ -431,9 +433,8 @@ TEST(NpyErrors, TruncatedOrOverlongData) {
   }
   expect_error([&] { decode_npy(make_npy(dict, std::string(32769, '\0')), "Q.npy"); },
                {"Q.npy", "expected 32768 bytes", "found 32769"});
-  expect_error(
-      [] { decode_npy(make_npy("{'descr': '<i8', 'fortran_order': False, 'shape': (0,), }", "x"), "e.npy"); },
-      {"e.npy", "expected 0 bytes of data for int64[0], found 1"});
+  expect_error([] { decode_npy(make_npy("{'descr': '<i8', 'fortran_order': False, 'shape': (0,), }", "x"), "e.npy"); },
+               {"e.npy", "expected 0 bytes of data for int64[0], found 1"});
 }
 
 TEST_F(NpyFiles, FileErrorsNameThePath) {

@@ -29,7 +29,9 @@ std::string roundtrip(const std::string& text) {
 
 std::string errors_of(const std::string& text) { return parse(text).diags.str(); }
 
-const ast::PatternDecl& pattern_at(const ast::Module& m, size_t i) { return std::get<ast::PatternDecl>(m.declarations[i]); }
+const ast::PatternDecl& pattern_at(const ast::Module& m, size_t i) {
+  return std::get<ast::PatternDecl>(m.declarations[i]);
+}
 
 TEST(Parser, PrecedenceIsVisibleInTheDump) {
   EXPECT_EQ(roundtrip("pattern p { mask: a || b && c == d < e + f * -g; }"),
@@ -111,13 +113,15 @@ TEST(Parser, UnknownStatement) {
 }
 
 TEST(Parser, MissingOperand) {
-  EXPECT_EQ(errors_of("pattern p { mask: k <= ; }"),
-            "t.attn:1:24: error: expected an expression, got ';'\npattern p { mask: k <= ; }\n                       ^\n");
+  EXPECT_EQ(
+      errors_of("pattern p { mask: k <= ; }"),
+      "t.attn:1:24: error: expected an expression, got ';'\npattern p { mask: k <= ; }\n                       ^\n");
 }
 
 TEST(Parser, BadTopLevel) {
-  EXPECT_EQ(errors_of("mask: q;\npattern p {}"),
-            "t.attn:1:1: error: expected a declaration ('pattern' or 'tensor'), got identifier 'mask'\nmask: q;\n^~~~\n");
+  EXPECT_EQ(
+      errors_of("mask: q;\npattern p {}"),
+      "t.attn:1:1: error: expected a declaration ('pattern' or 'tensor'), got identifier 'mask'\nmask: q;\n^~~~\n");
 }
 
 TEST(Parser, BadParameter) {
@@ -154,9 +158,9 @@ TEST(Parser, RequireMessageMustBeAString) {
 TEST(Parser, RecoversAndReportsEveryError) {
   auto p = parse(
       "pattern a {\n"
-      "  mask: k <= ;\n"      // error 1
-      "  score: s * 2.0;\n"   // fine, parsing resumes here
-      "  let = 3;\n"          // error 2
+      "  mask: k <= ;\n"     // error 1
+      "  score: s * 2.0;\n"  // fine, parsing resumes here
+      "  let = 3;\n"         // error 2
       "}\n"
       "pattern b { mask: q >= k; }\n"  // a good declaration between bad ones
       "tensor t: [B];\n"               // error 3
@@ -202,8 +206,8 @@ TEST(Parser, DeepNestingIsAnErrorNotACrash) {
   auto u = parse("pattern p { mask: " + std::string(100000, '!') + "q; }");
   EXPECT_EQ(u.diags.error_count(), 1);
   Diagnostics diags;
-  EXPECT_FALSE(parse_pattern_expression(std::make_shared<const SourceFile>("<pattern>", std::string(50000, '(') + "a"),
-                                        diags));
+  EXPECT_FALSE(
+      parse_pattern_expression(std::make_shared<const SourceFile>("<pattern>", std::string(50000, '(') + "a"), diags));
   EXPECT_EQ(diags.error_count(), 1);
 }
 
@@ -212,9 +216,10 @@ TEST(Parser, DeepNestingIsAnErrorNotACrash) {
 TEST(Parser, FuzzRandomBytesAndTokenSoups) {
   std::mt19937 rng(42);
   const std::vector<std::string> words = {
-      "pattern", "tensor", "let", "require", "mask", "score", ":", ";", "{", "}", "(", ")", "[", "]", ",",
-      "=", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "!", "&&", "||", "&", "|", "q", "k",
-      "s", "1", "2.5", "true", "\"msg\"", "int", "float", "int32", "x", "causal", "/*", "*/", "//", "\n"};
+      "pattern", "tensor", "let",     "require", "mask",  "score", ":", ";",      "{",  "}",  "(",  ")",
+      "[",       "]",      ",",       "=",       "==",    "!=",    "<", "<=",     ">",  ">=", "+",  "-",
+      "*",       "/",      "%",       "!",       "&&",    "||",    "&", "|",      "q",  "k",  "s",  "1",
+      "2.5",     "true",   "\"msg\"", "int",     "float", "int32", "x", "causal", "/*", "*/", "//", "\n"};
   for (int n = 0; n < 3000; ++n) {
     std::string text;
     if (n % 2 == 0) {

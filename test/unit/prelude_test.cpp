@@ -2,8 +2,8 @@
 // every (i, j) against an independent C++ formulation.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <map>
 
@@ -15,7 +15,9 @@ namespace {
 
 using MaskFn = std::function<bool(int64_t q, int64_t k)>;
 
-int64_t fdiv(int64_t a, int64_t b) { return static_cast<int64_t>(std::floor(static_cast<double>(a) / static_cast<double>(b))); }
+int64_t fdiv(int64_t a, int64_t b) {
+  return static_cast<int64_t>(std::floor(static_cast<double>(a) / static_cast<double>(b)));
+}
 int64_t fmod_(int64_t a, int64_t b) { return a - b * fdiv(a, b); }
 
 ir::AttentionSizes sizes(int64_t N, int64_t M) {
@@ -87,10 +89,10 @@ TEST(Prelude, MasksMatchTheirDefinitions) {
   expect_mask(lib, "full", [](int64_t, int64_t) { return true; });
   expect_mask(lib, "causal", [](int64_t q, int64_t k) { return k <= q; });
   for (int64_t w : {1, 3, 8}) {
-    expect_mask(lib, "sliding_window(" + std::to_string(w) + ")", [w](int64_t q, int64_t k) {
-      return 0 <= q - k && q - k < w;
-    });
-    expect_mask(lib, "local(window=" + std::to_string(w) + ")", [w](int64_t q, int64_t k) { return std::abs(q - k) < w; });
+    expect_mask(lib, "sliding_window(" + std::to_string(w) + ")",
+                [w](int64_t q, int64_t k) { return 0 <= q - k && q - k < w; });
+    expect_mask(lib, "local(window=" + std::to_string(w) + ")",
+                [w](int64_t q, int64_t k) { return std::abs(q - k) < w; });
     expect_mask(lib, "prefix_lm(" + std::to_string(w) + ")", [w](int64_t q, int64_t k) { return k <= q || k < w; });
   }
   for (int64_t stride : {1, 3, 4}) {
@@ -139,7 +141,8 @@ TEST(Prelude, DocumentReadsSegments) {
   for (auto [N, M] : kShapes) {
     std::vector<int32_t> segments(static_cast<size_t>(2 * M));
     for (int64_t b = 0; b < 2; ++b) {
-      for (int64_t m = 0; m < M; ++m) segments[static_cast<size_t>(b * M + m)] = static_cast<int32_t>((m * (b + 2)) / 5);
+      for (int64_t m = 0; m < M; ++m)
+        segments[static_cast<size_t>(b * M + m)] = static_cast<int32_t>((m * (b + 2)) / 5);
     }
     std::map<std::string, ir::TensorView> tensors{{"segments", {ir::ElemType::Int32, {2, M}, segments.data()}}};
     ir::PatternEvaluator ev(p, sizes(N, M), tensors, 1.0);

@@ -28,8 +28,8 @@ TEST(Printer, UsesMinimalPrecedenceCorrectParentheses) {
   EXPECT_EQ(to_string(add(q(), mul(k(), c(2)))), "q + k * 2");
   EXPECT_EQ(to_string(div(q(), mul(k(), c(2)))), "q / (k * 2)");
   EXPECT_EQ(to_string(mul(div(q(), k()), c(2))), "q / k * 2");
-  Expr mask = binary(BinaryOp::And, binary(BinaryOp::Le, k(), q()),
-                     binary(BinaryOp::Eq, mod(sub(q(), k()), c(128)), c(0)));
+  Expr mask =
+      binary(BinaryOp::And, binary(BinaryOp::Le, k(), q()), binary(BinaryOp::Eq, mod(sub(q(), k()), c(128)), c(0)));
   EXPECT_EQ(to_string(mask), "k <= q && (q - k) % 128 == 0");
   Expr lt = binary(BinaryOp::Lt, q(), k());
   EXPECT_EQ(to_string(binary(BinaryOp::And, binary(BinaryOp::Or, lt, lt), lt)), "(q < k || q < k) && q < k");
@@ -53,10 +53,10 @@ TEST(Printer, PrintsCallsLoadsAndDots) {
   Expr R = symbol("R");
   Expr rel = dot_q("rel", {var(Var::Head), call(Fn::Clamp, {sub(q(), k()), c(0), sub(R, c(1))})});
   EXPECT_EQ(to_string(rel), "dot(q_vec, rel[h, clamp(q - k, 0, R - 1)])");
-  Expr alibi = sub(var(Var::Score),
-                   mul(call(Fn::Exp2, {div(mul(float_imm(-8.0), call(Fn::ToFloat, {add(var(Var::Head), c(1))})),
-                                           call(Fn::ToFloat, {var(Var::Heads)}))}),
-                       call(Fn::ToFloat, {sub(q(), k())})));
+  Expr alibi =
+      sub(var(Var::Score), mul(call(Fn::Exp2, {div(mul(float_imm(-8.0), call(Fn::ToFloat, {add(var(Var::Head), c(1))})),
+                                                   call(Fn::ToFloat, {var(Var::Heads)}))}),
+                               call(Fn::ToFloat, {sub(q(), k())})));
   EXPECT_EQ(to_string(alibi), "s - exp2(-8.0 * float(h + 1) / float(H)) * float(q - k)");
 }
 
@@ -80,7 +80,8 @@ TEST(Printer, PrintsPatterns) {
   Expr seg_k = load("segments", ElemType::Int32, {var(Var::Batch), k()});
   p.mask = binary(BinaryOp::And, binary(BinaryOp::Ge, q(), c(0)), binary(BinaryOp::Eq, seg_q, seg_k));
   p.score = var(Var::Score);
-  p.inputs = {TensorDecl{"segments", ElemType::Int32, {"B", "M"}, {}}, TensorDecl{"rel", ElemType::Float32, {"H", "R", "D"}, {}}};
+  p.inputs = {TensorDecl{"segments", ElemType::Int32, {"B", "M"}, {}},
+              TensorDecl{"rel", ElemType::Float32, {"H", "R", "D"}, {}}};
   EXPECT_EQ(to_string(p),
             "pattern document\n"
             "  inputs: segments: int32[B, M], rel: float32[H, R, D]\n"
@@ -246,10 +247,13 @@ Expr normalize(const Expr& e) {
     if (ops[0]->kind == Kind::IntImm && ops[0]->int_value != INT64_MIN) return int_imm(-ops[0]->int_value);
     if (ops[0]->kind == Kind::FloatImm) return float_imm(-ops[0]->float_value);
   }
-  if (e->kind == Kind::Binary && e->binary_op == BinaryOp::Sub && ops[0]->kind == Kind::IntImm && ops[1]->kind == Kind::IntImm) {
-    return int_imm(static_cast<int64_t>(static_cast<uint64_t>(ops[0]->int_value) - static_cast<uint64_t>(ops[1]->int_value)));
+  if (e->kind == Kind::Binary && e->binary_op == BinaryOp::Sub && ops[0]->kind == Kind::IntImm &&
+      ops[1]->kind == Kind::IntImm) {
+    return int_imm(
+        static_cast<int64_t>(static_cast<uint64_t>(ops[0]->int_value) - static_cast<uint64_t>(ops[1]->int_value)));
   }
-  if (e->kind == Kind::Binary && e->binary_op == BinaryOp::Div && ops[0]->kind == Kind::FloatImm && ops[1]->kind == Kind::FloatImm) {
+  if (e->kind == Kind::Binary && e->binary_op == BinaryOp::Div && ops[0]->kind == Kind::FloatImm &&
+      ops[1]->kind == Kind::FloatImm) {
     return float_imm(ops[0]->float_value / ops[1]->float_value);
   }
   if (ops.empty()) return e;
@@ -262,10 +266,12 @@ Expr normalize(const Expr& e) {
 bool same_tree(const Expr& a, const Expr& b) {
   if (a->kind != b->kind || a->type != b->type || a->operands.size() != b->operands.size()) return false;
   if (a->kind == Kind::FloatImm) {
-    return testing::same_value(Value{Type::Float, 0, a->float_value, false}, Value{Type::Float, 0, b->float_value, false});
+    return testing::same_value(Value{Type::Float, 0, a->float_value, false},
+                               Value{Type::Float, 0, b->float_value, false});
   }
   if (a->operands.empty() || a->kind == Kind::Load || a->kind == Kind::DotQ) {
-    if (!structurally_equal(a->operands.empty() ? a : symbol(a->name), a->operands.empty() ? b : symbol(b->name))) return false;
+    if (!structurally_equal(a->operands.empty() ? a : symbol(a->name), a->operands.empty() ? b : symbol(b->name)))
+      return false;
   }
   if (a->kind == Kind::Unary && a->unary_op != b->unary_op) return false;
   if (a->kind == Kind::Binary && a->binary_op != b->binary_op) return false;

@@ -17,9 +17,9 @@ namespace tessera::testing {
 
 struct GeneratorConfig {
   std::vector<ir::Var> int_vars = {ir::Var::Q, ir::Var::K, ir::Var::I, ir::Var::J, ir::Var::N, ir::Var::M};
-  bool floats = true;        // float subexpressions (s, scale, float functions)
-  bool bitwise = true;       // bitand ... shr
-  bool loads = false;        // loads from the int32 tensor "t" of shape [4] (indices unguarded)
+  bool floats = true;             // float subexpressions (s, scale, float functions)
+  bool bitwise = true;            // bitand ... shr
+  bool loads = false;             // loads from the int32 tensor "t" of shape [4] (indices unguarded)
   bool extreme_constants = true;  // occasionally INT64_MIN, INT64_MAX, 2^62, infinities, NaN
   bool nan_constants = true;
   int64_t small_constant = 10;  // ordinary constants lie in [-small_constant, small_constant]
@@ -45,8 +45,8 @@ class ExprGenerator {
 
   int64_t int_constant() {
     if (config_.extreme_constants && chance(5)) {
-      const int64_t extremes[] = {INT64_MIN, INT64_MAX, INT64_MIN + 1, int64_t{1} << 62, -(int64_t{1} << 62),
-                                  int64_t{1} << 40, 1000000007};
+      const int64_t extremes[] = {INT64_MIN,           INT64_MAX,        INT64_MIN + 1, int64_t{1} << 62,
+                                  -(int64_t{1} << 62), int64_t{1} << 40, 1000000007};
       return extremes[pick(0, 6)];
     }
     return pick(-config_.small_constant, config_.small_constant);
@@ -74,7 +74,8 @@ class ExprGenerator {
     int choice = static_cast<int>(pick(0, 15));
     using ir::BinaryOp;
     switch (choice) {
-      case 0: case 1: {
+      case 0:
+      case 1: {
         const BinaryOp ops[] = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Mod};
         BinaryOp op = ops[pick(0, 4)];
         ir::Expr a = make_int(depth - 1);
@@ -82,7 +83,8 @@ class ExprGenerator {
         ir::Expr b = chance(15) ? a : make_int(depth - 1);
         return ir::binary(op, a, b);
       }
-      case 2: case 3: {
+      case 2:
+      case 3: {
         // Offsets and small constant divisors, the shapes masks are made of.
         const BinaryOp ops[] = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Div, BinaryOp::Mod, BinaryOp::Mul};
         return ir::binary(ops[pick(0, 4)], make_int(depth - 1), ir::int_imm(pick(-4, 9)));
@@ -100,7 +102,8 @@ class ExprGenerator {
         if (config_.bitwise) {
           const ir::Fn fns[] = {ir::Fn::BitAnd, ir::Fn::BitOr, ir::Fn::BitXor, ir::Fn::Shl, ir::Fn::Shr};
           ir::Fn fn = fns[pick(0, 4)];
-          ir::Expr b = (fn == ir::Fn::Shl || fn == ir::Fn::Shr) && chance(70) ? ir::int_imm(pick(-1, 64)) : make_int(depth - 1);
+          ir::Expr b =
+              (fn == ir::Fn::Shl || fn == ir::Fn::Shr) && chance(70) ? ir::int_imm(pick(-1, 64)) : make_int(depth - 1);
           return ir::call(fn, {make_int(depth - 1), b});
         }
         return int_leaf();
@@ -129,7 +132,8 @@ class ExprGenerator {
     }
     using ir::BinaryOp;
     switch (pick(0, 8)) {
-      case 0: case 1: {
+      case 0:
+      case 1: {
         const BinaryOp ops[] = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Mod};
         ir::Expr a = make_float(depth - 1);
         ir::Expr b = chance(10) ? a : make_float(depth - 1);
@@ -137,7 +141,8 @@ class ExprGenerator {
       }
       case 2: return ir::unary(ir::UnaryOp::Neg, make_float(depth - 1));
       case 3: {
-        const ir::Fn fns[] = {ir::Fn::Tanh, ir::Fn::Exp, ir::Fn::Log, ir::Fn::Exp2, ir::Fn::Sqrt, ir::Fn::Floor, ir::Fn::Ceil, ir::Fn::Abs};
+        const ir::Fn fns[] = {ir::Fn::Tanh, ir::Fn::Exp,   ir::Fn::Log,  ir::Fn::Exp2,
+                              ir::Fn::Sqrt, ir::Fn::Floor, ir::Fn::Ceil, ir::Fn::Abs};
         return ir::call(fns[pick(0, 7)], {make_float(depth - 1)});
       }
       case 4: {
@@ -147,7 +152,9 @@ class ExprGenerator {
       case 5: return ir::call(ir::Fn::Clamp, {make_float(depth - 1), make_float(depth - 1), make_float(depth - 1)});
       case 6: return ir::call(ir::Fn::ToFloat, {make_int(depth - 1)});
       case 7: return ir::call(ir::Fn::Select, {make_bool(depth - 1), make_float(depth - 1), make_float(depth - 1)});
-      default: return ir::binary(chance(50) ? BinaryOp::Mul : BinaryOp::Div, make_float(depth - 1), ir::float_imm(chance(50) ? 1.0 : 0.0));
+      default:
+        return ir::binary(chance(50) ? BinaryOp::Mul : BinaryOp::Div, make_float(depth - 1),
+                          ir::float_imm(chance(50) ? 1.0 : 0.0));
     }
   }
 
@@ -156,7 +163,9 @@ class ExprGenerator {
     using ir::BinaryOp;
     const BinaryOp comparisons[] = {BinaryOp::Lt, BinaryOp::Le, BinaryOp::Gt, BinaryOp::Ge, BinaryOp::Eq, BinaryOp::Ne};
     switch (pick(0, 7)) {
-      case 0: case 1: case 2: {
+      case 0:
+      case 1:
+      case 2: {
         ir::Expr a = make_int(depth - 1);
         ir::Expr b = chance(10) ? a : make_int(depth - 1);
         return ir::binary(comparisons[pick(0, 5)], a, b);

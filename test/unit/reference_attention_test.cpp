@@ -3,6 +3,8 @@
 //
 // Patterns are built directly with the IR constructors, mirroring dsl/prelude.attn, so these tests do not
 // depend on the DSL front end.
+#include "targets/reference/reference_attention.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,7 +18,6 @@
 #include "compiler/ir/expr.h"
 #include "compiler/ir/pattern.h"
 #include "runtime/tensor.h"
-#include "targets/reference/reference_attention.h"
 #include "test/unit/independent_attention.h"
 
 namespace tessera::reference {
@@ -76,8 +77,7 @@ ir::Pattern ir_local(int64_t window) {
 
 ir::Pattern ir_strided(int64_t stride) {
   Expr d = sub(v(Var::Q), v(Var::K));
-  return make_pattern("strided",
-                      land(le(v(Var::K), v(Var::Q)), lor(lt(d, c(stride)), eq(mod(d, c(stride)), c(0)))));
+  return make_pattern("strided", land(le(v(Var::K), v(Var::Q)), lor(lt(d, c(stride)), eq(mod(d, c(stride)), c(0)))));
 }
 
 ir::Pattern ir_fixed(int64_t block, int64_t summary) {
@@ -88,8 +88,8 @@ ir::Pattern ir_fixed(int64_t block, int64_t summary) {
 
 ir::Pattern ir_dilated(int64_t window, int64_t dilation) {
   Expr d = sub(v(Var::Q), v(Var::K));
-  return make_pattern("dilated", land(land(ge(d, c(0)), lt(d, mul(c(window), c(dilation)))),
-                                      eq(mod(d, c(dilation)), c(0))));
+  return make_pattern("dilated",
+                      land(land(ge(d, c(0)), lt(d, mul(c(window), c(dilation)))), eq(mod(d, c(dilation)), c(0))));
 }
 
 ir::Pattern ir_local2d(int64_t width, int64_t block_h, int64_t block_w, int64_t halo_h, int64_t halo_w) {
@@ -121,10 +121,9 @@ ir::Pattern ir_document() {
 }
 
 ir::Pattern ir_alibi() {
-  Expr slope = fn(Fn::Exp2, {div(mul(f(-8.0), fn(Fn::ToFloat, {add(v(Var::Head), c(1))})),
-                                 fn(Fn::ToFloat, {v(Var::Heads)}))});
-  return make_pattern("alibi", nullptr,
-                      sub(v(Var::Score), mul(slope, fn(Fn::ToFloat, {sub(v(Var::Q), v(Var::K))}))));
+  Expr slope =
+      fn(Fn::Exp2, {div(mul(f(-8.0), fn(Fn::ToFloat, {add(v(Var::Head), c(1))})), fn(Fn::ToFloat, {v(Var::Heads)}))});
+  return make_pattern("alibi", nullptr, sub(v(Var::Score), mul(slope, fn(Fn::ToFloat, {sub(v(Var::Q), v(Var::K))}))));
 }
 
 ir::Pattern ir_softcap(double cap) {
@@ -170,12 +169,9 @@ struct Shape {
 };
 
 const std::vector<Shape> kShapes = {
-    {"N<M MHA D16", 2, 4, 4, 13, 29, 16, 24},
-    {"N>M GQA2 D32", 2, 4, 2, 31, 17, 32, 8},
-    {"N=M MQA D64", 2, 4, 1, 24, 24, 64, 40},
-    {"N<M GQA2 D128", 2, 4, 2, 9, 37, 128, 64},
-    {"N>M MQA D128", 2, 4, 1, 21, 11, 128, 20},
-    {"N=1 GQA2 D16", 2, 4, 2, 1, 19, 16, 5},
+    {"N<M MHA D16", 2, 4, 4, 13, 29, 16, 24},   {"N>M GQA2 D32", 2, 4, 2, 31, 17, 32, 8},
+    {"N=M MQA D64", 2, 4, 1, 24, 24, 64, 40},   {"N<M GQA2 D128", 2, 4, 2, 9, 37, 128, 64},
+    {"N>M MQA D128", 2, 4, 1, 21, 11, 128, 20}, {"N=1 GQA2 D16", 2, 4, 2, 1, 19, 16, 5},
 };
 
 constexpr int64_t kRelDistances = 7;
@@ -261,10 +257,8 @@ std::vector<Row> standard_rows() {
       {"fixed(6, 2)", [] { return ir_fixed(6, 2); }, fixed_rule(oracle::fixed(6, 2))},
       {"fixed(4, 0)", [] { return ir_fixed(4, 0); }, fixed_rule(oracle::fixed(4, 0))},
       {"dilated(3, 2)", [] { return ir_dilated(3, 2); }, fixed_rule(oracle::dilated(3, 2))},
-      {"local2d(5, 2, 2, 1, 1)", [] { return ir_local2d(5, 2, 2, 1, 1); },
-       fixed_rule(oracle::local2d(5, 2, 2, 1, 1))},
-      {"local2d(4, 3, 2, 0, 1)", [] { return ir_local2d(4, 3, 2, 0, 1); },
-       fixed_rule(oracle::local2d(4, 3, 2, 0, 1))},
+      {"local2d(5, 2, 2, 1, 1)", [] { return ir_local2d(5, 2, 2, 1, 1); }, fixed_rule(oracle::local2d(5, 2, 2, 1, 1))},
+      {"local2d(4, 3, 2, 0, 1)", [] { return ir_local2d(4, 3, 2, 0, 1); }, fixed_rule(oracle::local2d(4, 3, 2, 0, 1))},
       {"prefix_lm(6)", [] { return ir_prefix_lm(6); }, fixed_rule(oracle::prefix_lm(6))},
       {"document", ir_document, [](const Problem& p) { return p.document(); }},
       {"alibi", ir_alibi, [](const Problem& p) { return oracle::alibi(p.shape.H); }},
@@ -328,8 +322,8 @@ RowCounts expect_matches(const std::vector<double>& got, const std::vector<doubl
           const size_t at = static_cast<size_t>(((b * s.H + h) * s.N + i) * s.Dv + e);
           const bool ok = any ? std::abs(got[at] - want[at]) <= 1e-12 : got[at] == 0.0;
           if (!ok && failures++ < 5) {
-            ADD_FAILURE() << "b=" << b << " h=" << h << " i=" << i << " e=" << e << ": got " << got[at]
-                          << ", want " << want[at] << (any ? "" : " (row has no allowed key)");
+            ADD_FAILURE() << "b=" << b << " h=" << h << " i=" << i << " e=" << e << ": got " << got[at] << ", want "
+                          << want[at] << (any ? "" : " (row has no allowed key)");
           }
           if (any && !std::isfinite(want[at])) ADD_FAILURE() << "the oracle produced " << want[at];
         }
@@ -367,8 +361,7 @@ TEST(ReferenceAttention, DifferenceLeavesSomeRowsExactlyZero) {
   const std::vector<double> got = attention_f64(ir_minus(ir_causal(), ir_sliding_window(4)), p.inputs());
   const std::vector<double> want =
       oracle::attention(p.plain(), oracle::minus(oracle::causal(), oracle::sliding_window(4)));
-  const RowCounts counts =
-      expect_matches(got, want, p, oracle::minus(oracle::causal(), oracle::sliding_window(4)));
+  const RowCounts counts = expect_matches(got, want, p, oracle::minus(oracle::causal(), oracle::sliding_window(4)));
   EXPECT_EQ(counts.empty, 2 * 4 * 4);  // rows i = 0..3 of every batch and head
   EXPECT_EQ(counts.nonempty, 2 * 4 * 8);
   for (int64_t b = 0; b < 2; ++b) {
@@ -426,7 +419,8 @@ TEST(ReferenceAttention, ExplicitScaleIsUsedByLogitsAndRelative) {
   // And it matters: the default scale gives a different answer.
   const std::vector<double> default_scale = attention_f64(pattern, p.inputs());
   double largest_difference = 0;
-  for (size_t e = 0; e < got.size(); ++e) largest_difference = std::max(largest_difference, std::abs(got[e] - default_scale[e]));
+  for (size_t e = 0; e < got.size(); ++e)
+    largest_difference = std::max(largest_difference, std::abs(got[e] - default_scale[e]));
   EXPECT_GT(largest_difference, 1e-3);
 }
 

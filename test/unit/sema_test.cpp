@@ -1,5 +1,3 @@
-#include "compiler/sema/pattern_library.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,6 +6,7 @@
 
 #include "compiler/ir/evaluate.h"
 #include "compiler/ir/printer.h"
+#include "compiler/sema/pattern_library.h"
 
 namespace tessera::sema {
 namespace {
@@ -168,8 +167,9 @@ TEST(SemaTyping, RequireOnlyUsesParameters) {
 
 TEST(SemaTyping, DotProductChecks) {
   Fixture f;
-  ASSERT_TRUE(f.add("tensor emb: float32[H, D];\ntensor ids: int32[N];\n"
-                    "pattern e { score: s + dot(q_vec, emb[h]); }"))
+  ASSERT_TRUE(
+      f.add("tensor emb: float32[H, D];\ntensor ids: int32[N];\n"
+            "pattern e { score: s + dot(q_vec, emb[h]); }"))
       << f.diags.str();
   auto p = f.inst("e");
   ASSERT_TRUE(p) << f.diags.str();
@@ -198,7 +198,8 @@ TEST(SemaTyping, DimensionSymbolsAreInts) {
 
 TEST(SemaDeclarations, DuplicatePatternsAndTensors) {
   EXPECT_EQ(check_errors("pattern causal { mask: k < q; }"),
-            (Lines{"u.attn:1:9: error: redefinition of pattern 'causal'", "<prelude>:13:9: note: 'causal' was first defined here"}));
+            (Lines{"u.attn:1:9: error: redefinition of pattern 'causal'",
+                   "<prelude>:13:9: note: 'causal' was first defined here"}));
   EXPECT_EQ(check_errors("pattern a {}\npattern a {}"),
             (Lines{"u.attn:2:9: error: redefinition of pattern 'a'", "u.attn:1:9: note: 'a' was first defined here"}));
   EXPECT_EQ(check_errors("tensor segments: int32[B, N];"),
@@ -226,8 +227,9 @@ TEST(SemaDeclarations, ParameterErrors) {
 }
 
 TEST(SemaDeclarations, BodyErrors) {
-  EXPECT_EQ(check_errors("pattern p { mask: k < q; mask: k > q; }"),
-            (Lines{"u.attn:1:26: error: pattern 'p' has more than one 'mask:'", "u.attn:1:13: note: the first one is here"}));
+  EXPECT_EQ(
+      check_errors("pattern p { mask: k < q; mask: k > q; }"),
+      (Lines{"u.attn:1:26: error: pattern 'p' has more than one 'mask:'", "u.attn:1:13: note: the first one is here"}));
   EXPECT_EQ(check_errors("pattern p { let d = 1; let d = 2; }"),
             (Lines{"u.attn:1:28: error: redefinition of 'd'", "u.attn:1:17: note: 'd' was first defined here"}));
   EXPECT_EQ(check_errors("pattern p(w: int) { let w = 1; }"),
@@ -246,21 +248,24 @@ TEST(SemaDeclarations, ConstantDivisionByZeroAtCheckTime) {
 
 TEST(SemaDeclarations, AllErrorsOfAFileAndGoodDeclarationsKept) {
   Fixture f;
-  EXPECT_FALSE(f.add("pattern bad1 { mask: qq; }\npattern good { mask: k < q; }\npattern bad2 { score: 1 < 2; }\n"
-                     "pattern bad3 = good & nothere;"));
+  EXPECT_FALSE(
+      f.add("pattern bad1 { mask: qq; }\npattern good { mask: k < q; }\npattern bad2 { score: 1 < 2; }\n"
+            "pattern bad3 = good & nothere;"));
   EXPECT_EQ(f.diags.error_count(), 3) << f.diags.str();
   EXPECT_NE(f.lib.find("good"), nullptr);
   EXPECT_EQ(f.lib.find("bad1"), nullptr);
   EXPECT_EQ(f.lib.find("bad3"), nullptr);
   dsl::Diagnostics d;
   EXPECT_FALSE(f.lib.instantiate("bad1", d));
-  EXPECT_EQ(headers(d), Lines{"<pattern>:1:1: error: pattern 'bad1' cannot be used because its declaration has errors"});
+  EXPECT_EQ(headers(d),
+            Lines{"<pattern>:1:1: error: pattern 'bad1' cannot be used because its declaration has errors"});
 }
 
 TEST(SemaDeclarations, AliasesAreCheckedAndExpand) {
   Fixture f;
-  ASSERT_TRUE(f.add("pattern band(w: int >= 1 = 3) = causal & sliding_window(window=w * 2);\n"
-                    "pattern twice = band(2) | band(w=1);"))
+  ASSERT_TRUE(
+      f.add("pattern band(w: int >= 1 = 3) = causal & sliding_window(window=w * 2);\n"
+            "pattern twice = band(2) | band(w=1);"))
       << f.diags.str();
   auto p = f.inst("band");
   ASSERT_TRUE(p) << f.diags.str();
@@ -269,11 +274,11 @@ TEST(SemaDeclarations, AliasesAreCheckedAndExpand) {
   for (int64_t i = 0; i < 10; ++i) {
     for (int64_t j = 0; j < 10; ++j) EXPECT_EQ(ev.allowed(0, 0, i, j), j <= i && i - j < 6);
   }
-  EXPECT_EQ(check_errors("pattern a = b;\npattern b = a;"),
-            (Lines{"u.attn:2:13: error: pattern 'a' refers to itself",
-                   "u.attn:1:13: note: in the instantiation of 'b' here",
-                   // b's check finds a already rejected.
-                   "u.attn:2:13: error: pattern 'a' cannot be used because its declaration has errors"}));
+  EXPECT_EQ(
+      check_errors("pattern a = b;\npattern b = a;"),
+      (Lines{"u.attn:2:13: error: pattern 'a' refers to itself", "u.attn:1:13: note: in the instantiation of 'b' here",
+             // b's check finds a already rejected.
+             "u.attn:2:13: error: pattern 'a' cannot be used because its declaration has errors"}));
   EXPECT_EQ(check_errors("pattern a(w: int) = sliding_window(window=q);"),
             Lines{"u.attn:1:43: error: 'q' cannot be used in a pattern argument (it must be a constant expression)"});
   EXPECT_EQ(check_errors("pattern a = sliding_window(window=0);"),
@@ -284,14 +289,17 @@ TEST(SemaDeclarations, AliasesAreCheckedAndExpand) {
 // ---- instantiation errors ----
 
 TEST(SemaInstantiate, ArgumentErrors) {
-  EXPECT_EQ(instantiate_errors("casual"), Lines{"<pattern>:1:1: error: unknown pattern 'casual'; did you mean 'causal'?"});
+  EXPECT_EQ(instantiate_errors("casual"),
+            Lines{"<pattern>:1:1: error: unknown pattern 'casual'; did you mean 'causal'?"});
   EXPECT_EQ(instantiate_errors("causal(1)"),
             Lines{"<pattern>:1:8: error: too many arguments for causal(): expected 0, got 1"});
   EXPECT_EQ(instantiate_errors("strided(strid=2)"),
             Lines{"<pattern>:1:9: error: strided has no parameter 'strid'; did you mean 'stride'?"});
   EXPECT_EQ(instantiate_errors("strided(2, stride=3)"),
-            (Lines{"<pattern>:1:12: error: duplicate argument 'stride' of strided", "<pattern>:1:9: note: it was first given here"}));
-  EXPECT_EQ(instantiate_errors("strided"), Lines{"<pattern>:1:1: error: missing argument 'stride' of strided(stride: int >= 1)"});
+            (Lines{"<pattern>:1:12: error: duplicate argument 'stride' of strided",
+                   "<pattern>:1:9: note: it was first given here"}));
+  EXPECT_EQ(instantiate_errors("strided"),
+            Lines{"<pattern>:1:1: error: missing argument 'stride' of strided(stride: int >= 1)"});
   EXPECT_EQ(instantiate_errors("softcap(cap=true)"),
             Lines{"<pattern>:1:13: error: argument 'cap' of softcap must be float, got bool"});
   EXPECT_EQ(instantiate_errors("strided(stride=1.5)"),
@@ -304,8 +312,9 @@ TEST(SemaInstantiate, ArgumentErrors) {
   EXPECT_EQ(instantiate_errors("fixed(4, 8)"),
             (Lines{"<pattern>:1:1: error: requirement failed: summary must not exceed block",
                    "<prelude>:36:3: note: required here"}));
-  EXPECT_EQ(instantiate_errors("sliding_window(window=k)"),
-            Lines{"<pattern>:1:23: error: 'k' cannot be used in a pattern argument (it must be a constant expression)"});
+  EXPECT_EQ(
+      instantiate_errors("sliding_window(window=k)"),
+      Lines{"<pattern>:1:23: error: 'k' cannot be used in a pattern argument (it must be a constant expression)"});
   // Errors in both operands are reported.
   EXPECT_EQ(instantiate_errors("casual & strided"),
             (Lines{"<pattern>:1:1: error: unknown pattern 'casual'; did you mean 'causal'?",
@@ -314,7 +323,8 @@ TEST(SemaInstantiate, ArgumentErrors) {
 
 TEST(SemaInstantiate, DivisionByZeroAfterBinding) {
   EXPECT_EQ(instantiate_errors("p(a=2)", "pattern p(a: int) { mask: q / (a - 2) == 0; }"),
-            (Lines{"<pattern>:1:3: error: division by zero: 'a' makes a divisor zero", "u.attn:1:32: note: the divisor is here"}));
+            (Lines{"<pattern>:1:3: error: division by zero: 'a' makes a divisor zero",
+                   "u.attn:1:32: note: the divisor is here"}));
   EXPECT_EQ(instantiate_errors("strided(stride=1 / 0)"), Lines{"<pattern>:1:20: error: division by zero"});
 }
 
@@ -415,8 +425,9 @@ TEST(SemaComposition, MasksCombineAsSetOperations) {
 
 TEST(SemaComposition, ScoresChainLeftThenRight) {
   Fixture f;
-  ASSERT_TRUE(f.add("pattern plus1 { score: s + 1.0; }\npattern times3 { score: s * 3.0; }\n"
-                    "pattern half { mask: k * 2 <= q; score: s / 2.0; }"));
+  ASSERT_TRUE(
+      f.add("pattern plus1 { score: s + 1.0; }\npattern times3 { score: s * 3.0; }\n"
+            "pattern half { mask: k * 2 <= q; score: s / 2.0; }"));
   auto check = [&](const std::string& e, const std::function<double(double)>& want) {
     auto p = f.inst(e);
     ASSERT_TRUE(p) << f.diags.str();
@@ -443,9 +454,11 @@ TEST(SemaDeclarations, BodyIsCheckedEvenWhenAParameterIsNot) {
 
 TEST(SemaAst, DumpShowsUserFilesOnly) {
   Fixture f;
-  ASSERT_TRUE(f.add("pattern p(w: int >= 1) = causal & local(window=w + 1);\npattern r { mask: k <= q - 1; }", "a.attn"));
+  ASSERT_TRUE(
+      f.add("pattern p(w: int >= 1) = causal & local(window=w + 1);\npattern r { mask: k <= q - 1; }", "a.attn"));
   EXPECT_EQ(f.lib.ast_dump(),
-            "// a.attn\npattern p(w: int >= 1) = (causal & local(window=(w + 1)));\npattern r {\n  mask: (k <= (q - 1));\n}\n");
+            "// a.attn\npattern p(w: int >= 1) = (causal & local(window=(w + 1)));\npattern r {\n  mask: (k <= (q - "
+            "1));\n}\n");
 }
 
 // Random but plausible spec text and pattern expressions: the library must never throw or crash, and must
@@ -453,10 +466,12 @@ TEST(SemaAst, DumpShowsUserFilesOnly) {
 TEST(SemaFuzz, RandomSpecsAndExpressions) {
   std::mt19937 rng(7);
   const std::vector<std::string> words = {
-      "pattern", "p", "r", "tensor", "t", ":", "int32", "float32", "[", "]", "B", "R", "let", "d", "require", "mask",
-      "score", ":", ";", "{", "}", "(", ")", ",", "=", "==", "<", "<=", ">=", "+", "-", "*", "/", "%", "!", "&&", "||",
-      "&", "|", "q", "k", "s", "h", "0", "1", "2.5", "true", "int", "float", "bool", "x", "causal", "strided",
-      "softcap", "dot", "q_vec", "rel", "segments", "clamp", "tanh", "float", "select", "\"m\""};
+      "pattern", "p",   "r",        "tensor",  "t",     ":",     "int32",  "float32", "[",       "]",       "B",
+      "R",       "let", "d",        "require", "mask",  "score", ":",      ";",       "{",       "}",       "(",
+      ")",       ",",   "=",        "==",      "<",     "<=",    ">=",     "+",       "-",       "*",       "/",
+      "%",       "!",   "&&",       "||",      "&",     "|",     "q",      "k",       "s",       "h",       "0",
+      "1",       "2.5", "true",     "int",     "float", "bool",  "x",      "causal",  "strided", "softcap", "dot",
+      "q_vec",   "rel", "segments", "clamp",   "tanh",  "float", "select", "\"m\""};
   int rejected = 0;
   for (int n = 0; n < 3000; ++n) {
     std::string text;

@@ -69,8 +69,9 @@ TEST(Simplify, ReassociatesConstantOffsets) {
   EXPECT_EQ(to_string(simplify(binary(BinaryOp::Add, c(5), q()))), "q + 5");
   EXPECT_EQ(to_string(simplify(binary(BinaryOp::Sub, binary(BinaryOp::Add, q(), c(7)), q()))), "7");
   // (q + 2) - (k + 5) keeps the offset outermost.
-  EXPECT_EQ(to_string(simplify(binary(BinaryOp::Sub, binary(BinaryOp::Add, q(), c(2)), binary(BinaryOp::Add, k(), c(5))))),
-            "q - k - 3");
+  EXPECT_EQ(
+      to_string(simplify(binary(BinaryOp::Sub, binary(BinaryOp::Add, q(), c(2)), binary(BinaryOp::Add, k(), c(5))))),
+      "q - k - 3");
   EXPECT_EQ(to_string(simplify(binary(BinaryOp::Mul, binary(BinaryOp::Mul, q(), c(3)), c(4)))), "q * 12");
   EXPECT_EQ(to_string(simplify(binary(BinaryOp::Div, binary(BinaryOp::Div, q(), c(3)), c(4)))), "q / 12");
 }

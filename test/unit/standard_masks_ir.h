@@ -32,8 +32,9 @@ inline ir::Expr strided(int64_t stride) {
 
 inline ir::Expr fixed(int64_t block, int64_t summary) {
   using ir::BinaryOp;
-  return all(causal(), any(op(BinaryOp::Eq, op(BinaryOp::Div, k(), c(block)), op(BinaryOp::Div, q(), c(block))),
-                           op(BinaryOp::Ge, op(BinaryOp::Mod, k(), c(block)), op(BinaryOp::Sub, c(block), c(summary)))));
+  return all(causal(),
+             any(op(BinaryOp::Eq, op(BinaryOp::Div, k(), c(block)), op(BinaryOp::Div, q(), c(block))),
+                 op(BinaryOp::Ge, op(BinaryOp::Mod, k(), c(block)), op(BinaryOp::Sub, c(block), c(summary)))));
 }
 
 inline ir::Expr dilated(int64_t window, int64_t dilation) {

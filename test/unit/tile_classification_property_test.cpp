@@ -100,8 +100,10 @@ Case standard_case(testing::ExprGenerator& gen) {
       return {testing::mask_pattern("dilated", m::dilated(w, dil)), oracle::dilated(w, dil).mask};
     }
     case 6: {
-      int64_t width = gen.pick(1, 24), bh = gen.pick(1, 4), bw = gen.pick(1, 8), hh = gen.pick(0, 2), hw = gen.pick(0, 3);
-      return {testing::mask_pattern("local2d", m::local2d(width, bh, bw, hh, hw)), oracle::local2d(width, bh, bw, hh, hw).mask};
+      int64_t width = gen.pick(1, 24), bh = gen.pick(1, 4), bw = gen.pick(1, 8), hh = gen.pick(0, 2),
+              hw = gen.pick(0, 3);
+      return {testing::mask_pattern("local2d", m::local2d(width, bh, bw, hh, hw)),
+              oracle::local2d(width, bh, bw, hh, hw).mask};
     }
     default: {
       int64_t prefix = gen.pick(0, 120);
