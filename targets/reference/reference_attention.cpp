@@ -10,91 +10,15 @@
 
 namespace tessera::reference {
 
-namespace {
-
 using runtime::DType;
 using runtime::Tensor;
-using runtime::TensorError;
-
-const Tensor& require_float4d(const Tensor* t, const char* name, const char* layout) {
-  if (t == nullptr) throw TensorError(fmt::format("attention input {} was not given", name));
-  if (t->rank() != 4) {
-    throw TensorError(fmt::format("attention input {} must have rank 4 {}, got {}", name, layout, t->type_string()));
-  }
-  if (t->dtype() != DType::Float32) {
-    throw TensorError(fmt::format("attention input {} must be float32 {}, got {}", name, layout, t->type_string()));
-  }
-  return *t;
-}
-
-// Checks Q, K and V against each other and returns the attention sizes they define.
-ir::AttentionSizes validated_sizes(const AttentionInputs& in) {
-  const Tensor& q = require_float4d(in.q, "Q", "[B, H, N, D]");
-  const Tensor& k = require_float4d(in.k, "K", "[B, Hkv, M, D]");
-  const Tensor& v = require_float4d(in.v, "V", "[B, Hkv, M, Dv]");
-  const std::string shapes = fmt::format("(Q {}, K {}, V {})", q.shape_string(), k.shape_string(), v.shape_string());
-
-  ir::AttentionSizes s;
-  s.B = q.dim(0);
-  s.H = q.dim(1);
-  s.N = q.dim(2);
-  s.D = q.dim(3);
-  s.Hkv = k.dim(1);
-  s.M = k.dim(2);
-  s.Dv = v.dim(3);
-  if (k.dim(0) != s.B) throw TensorError(fmt::format("Q and K disagree on the batch size B {}", shapes));
-  if (k.dim(3) != s.D) throw TensorError(fmt::format("Q and K disagree on the head dimension D {}", shapes));
-  if (v.dim(0) != s.B) throw TensorError(fmt::format("K and V disagree on the batch size B {}", shapes));
-  if (v.dim(1) != s.Hkv) throw TensorError(fmt::format("K and V disagree on the number of kv heads Hkv {}", shapes));
-  if (v.dim(2) != s.M) throw TensorError(fmt::format("K and V disagree on the key sequence length M {}", shapes));
-  // N = 0 (no queries) and M = 0 (no keys: every row is zero) have a clear meaning; these do not.
-  for (auto [value, what] : {std::pair{s.B, "batch size B"}, std::pair{s.H, "number of query heads H"},
-                             std::pair{s.Hkv, "number of kv heads Hkv"}, std::pair{s.D, "head dimension D"},
-                             std::pair{s.Dv, "value dimension Dv"}}) {
-    if (value == 0) throw TensorError(fmt::format("the {} must not be zero {}", what, shapes));
-  }
-  if (s.H % s.Hkv != 0) {
-    throw TensorError(
-        fmt::format("the number of query heads H = {} is not a multiple of the number of kv heads "
-                    "Hkv = {} {}",
-                    s.H, s.Hkv, shapes));
-  }
-  return s;
-}
-
-ir::ElemType elem_type_of(const std::string& name, const Tensor& t) {
-  switch (t.dtype()) {
-    case DType::Float32: return ir::ElemType::Float32;
-    case DType::Int32: return ir::ElemType::Int32;
-    case DType::Int64: break;
-  }
-  throw std::logic_error("tessera internal error: int64 run-time tensor '" + name + "' was not narrowed");
-}
-
-}  // namespace
 
 std::vector<double> attention_f64(const ir::Pattern& pattern, const AttentionInputs& inputs) {
-  const ir::AttentionSizes sz = validated_sizes(inputs);
-  const double scale = inputs.scale ? *inputs.scale : 1.0 / std::sqrt(static_cast<double>(sz.D));
-  if (!std::isfinite(scale)) throw TensorError(fmt::format("the attention scale must be finite, got {}", scale));
+  const ir::AttentionSizes sz = targets::validate_attention_inputs(inputs);
+  const double scale = targets::attention_scale(inputs, sz);
 
-  // Views of the run-time tensors the pattern reads (others are ignored); int64 ones are narrowed into
-  // `narrowed`, which outlives the evaluator. A tensor the pattern needs but was not given is reported by the
-  // evaluator, with the declared shape.
-  std::map<std::string, Tensor> narrowed;
-  std::map<std::string, ir::TensorView> views;
-  for (const ir::TensorDecl& decl : pattern.inputs) {
-    auto given = inputs.tensors.find(decl.name);
-    if (given == inputs.tensors.end()) continue;
-    const Tensor* t = given->second;
-    if (t == nullptr) throw TensorError(fmt::format("run-time tensor '{}' is null", decl.name));
-    if (t->dtype() == DType::Int64) {
-      t = &narrowed.emplace(decl.name, runtime::to_int32(*t, fmt::format("run-time tensor '{}'", decl.name)))
-               .first->second;
-    }
-    views.emplace(decl.name, ir::TensorView{elem_type_of(decl.name, *t), t->shape(), t->raw_data()});
-  }
-  const ir::PatternEvaluator evaluator(pattern, sz, std::move(views), scale);
+  targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, inputs);
+  const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);
 
   const float* q = inputs.q->data<float>();
   const float* k = inputs.k->data<float>();

@@ -11,18 +11,11 @@
 
 #include "compiler/ir/pattern.h"
 #include "runtime/tensor.h"
+#include "targets/common/attention_problem.h"
 
 namespace tessera::reference {
 
-struct AttentionInputs {
-  const runtime::Tensor* q = nullptr;  // float32 [B, H, N, D]
-  const runtime::Tensor* k = nullptr;  // float32 [B, Hkv, M, D]
-  const runtime::Tensor* v = nullptr;  // float32 [B, Hkv, M, Dv]
-  // Run-time inputs by name ("segments", "rel", ...). int64 tensors are accepted where the pattern reads
-  // int32 (numpy's default integer type); their values must fit in int32.
-  std::map<std::string, const runtime::Tensor*> tensors;
-  std::optional<double> scale;  // 1/sqrt(D) unless given
-};
+using AttentionInputs = targets::AttentionInputs;
 
 // Output [B, H, N, Dv] in C order, float64. Query row i sits at key position q = i + M - N; query head h reads
 // kv head h / (H / Hkv). A row with no allowed key, or whose largest score is -inf, is all zeros.

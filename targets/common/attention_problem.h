@@ -1,0 +1,40 @@
+// What every target receives: Q, K, V, the run-time tensors a pattern reads, and the scale — validated once,
+// the same way, so every target reports bad input with the same messages.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "compiler/ir/evaluate.h"
+#include "compiler/ir/pattern.h"
+#include "runtime/tensor.h"
+
+namespace tessera::targets {
+
+struct AttentionInputs {
+  const runtime::Tensor* q = nullptr;  // float32 [B, H, N, D]
+  const runtime::Tensor* k = nullptr;  // float32 [B, Hkv, M, D]
+  const runtime::Tensor* v = nullptr;  // float32 [B, Hkv, M, Dv]
+  // Run-time inputs by name ("segments", "rel", ...). int64 tensors are accepted where the pattern reads
+  // int32 (numpy's default integer type); their values must fit in int32.
+  std::map<std::string, const runtime::Tensor*> tensors;
+  std::optional<double> scale;  // 1/sqrt(D) unless given
+};
+
+// Checks Q, K and V against each other (rank, dtype, B, D, Hkv, M, H % Hkv) and returns the sizes they define.
+// Throws runtime::TensorError naming the tensor and the shapes.
+ir::AttentionSizes validate_attention_inputs(const AttentionInputs& inputs);
+
+// The logit scale: the given one (which must be finite) or 1/sqrt(D).
+double attention_scale(const AttentionInputs& inputs, const ir::AttentionSizes& sizes);
+
+// Views of the run-time tensors `pattern` reads (others are ignored), with int64 ones narrowed to int32 copies
+// owned here. A tensor the pattern needs but was not given is reported later by ir::PatternEvaluator.
+struct RuntimeTensorViews {
+  std::map<std::string, runtime::Tensor> narrowed;
+  std::map<std::string, ir::TensorView> views;
+};
+RuntimeTensorViews runtime_tensor_views(const ir::Pattern& pattern, const AttentionInputs& inputs);
+
+}  // namespace tessera::targets
