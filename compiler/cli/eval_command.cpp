@@ -8,6 +8,7 @@
 #include "compiler/cli/command_context.h"
 #include "compiler/cli/commands.h"
 #include "runtime/npy.h"
+#include "targets/cpu/cpu_attention.h"
 #include "targets/reference/reference_attention.h"
 
 namespace tessera::cli {
@@ -22,6 +23,7 @@ struct EvalOptions {
   std::vector<std::string> inputs;  // NAME=FILE.npy
   std::optional<double> scale;
   std::string target = "cpu";  // the CPU is the default target everywhere
+  std::string dtype = "f32";
 };
 
 // Loads a run-time tensor; int64 ids (numpy's default integer) become int32 when the pattern wants int32.
@@ -35,11 +37,13 @@ runtime::Tensor load_runtime_tensor(const ir::Pattern& pattern, const std::strin
 }
 
 int run_eval(const EvalOptions& options) {
-  if (options.target != "reference") {
+  if (options.target == "cuda") {
     throw UserError(
-        fmt::format("--target {} is not available yet: this build has only the float64 reference "
-                    "(--target reference); the {} backend is not implemented",
-                    options.target, options.target == "cpu" ? "Halide CPU" : "CUDA"));
+        "--target cuda is not available yet: this build has the float64 reference (--target reference) and the "
+        "Halide CPU backend (--target cpu); the CUDA backend is not implemented");
+  }
+  if (options.dtype == "bf16" && options.target != "cpu") {
+    throw UserError("--dtype bf16 applies to --target cpu; the reference runs in float64");
   }
   sema::PatternLibrary library = load_library(options.specs);
   ir::Pattern pattern = instantiate_pattern(library, options.pattern);
@@ -74,7 +78,12 @@ int run_eval(const EvalOptions& options) {
   inputs.v = &v;
   for (const auto& [name, tensor] : extra) inputs.tensors[name] = &tensor;
   inputs.scale = options.scale;
-  runtime::Tensor out = reference::attention(pattern, inputs);
+  runtime::Tensor out = [&] {
+    if (options.target == "reference") return reference::attention(pattern, inputs);
+    cpu::CpuOptions cpu_options;
+    if (options.dtype == "bf16") cpu_options.storage = cpu::StorageType::BFloat16;
+    return cpu::attention(pattern, inputs, cpu_options);
+  }();
   runtime::write_npy(options.out_path, out);
   return 0;
 }
@@ -99,6 +108,9 @@ Command add_eval_command(CLI::App& app) {
   cmd->add_option("--scale", options->scale, "Logit scale (default 1/sqrt(D))");
   cmd->add_option("--target", options->target, "Where to run: reference (float64 oracle), cpu (default), cuda")
       ->check(CLI::IsMember({"reference", "cpu", "cuda"}));
+  cmd->add_option("--dtype", options->dtype,
+                  "Storage of Q, K, V for --target cpu: f32 (default) or bf16 (inputs rounded)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_option("--out", options->out_path, "Output .npy, float32 [B,H,N,Dv]")->required();
   return {cmd, [options] { return run_eval(*options); }};
 }

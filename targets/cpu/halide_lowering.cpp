@@ -1,0 +1,141 @@
+#include "targets/cpu/halide_lowering.h"
+
+#include <fmt/format.h>
+
+#include <limits>
+#include <stdexcept>
+
+namespace tessera::cpu {
+
+namespace {
+
+using Halide::Expr;
+
+// Halide's signed / and % are Euclidean, which equals floor division only for positive divisors.
+bool positive_constant(const ir::Expr& e) { return e->kind == ir::Kind::IntImm && e->int_value > 0; }
+
+Expr floor_div(const Expr& a, const Expr& b, bool b_positive) {
+  if (b_positive) return a / b;
+  // floor(a / b) for b < 0 is floor(-a / -b) with a positive divisor; Halide gives 0 for b == 0.
+  return Halide::select(b < 0, (-a) / (-b), a / b);
+}
+
+Expr floor_mod(const Expr& a, const Expr& b, bool b_positive) {
+  if (b_positive) return a % b;
+  return Halide::select(b == 0, 0, a - b * floor_div(a, b, false));
+}
+
+class Lowering {
+ public:
+  explicit Lowering(const HalideScope& scope) : scope_(scope) {}
+
+  Expr lower(const ir::Expr& e) {
+    const ir::Node& n = *e;
+    switch (n.kind) {
+      case ir::Kind::IntImm:
+        if (n.int_value < std::numeric_limits<int32_t>::min() || n.int_value > std::numeric_limits<int32_t>::max()) {
+          throw std::invalid_argument(
+              fmt::format("the CPU target computes integers in 32 bits; the constant {} does not fit", n.int_value));
+        }
+        return Expr(static_cast<int32_t>(n.int_value));
+      case ir::Kind::FloatImm: return Expr(static_cast<float>(n.float_value));
+      case ir::Kind::BoolImm: return Halide::cast<bool>(n.bool_value ? 1 : 0);
+      case ir::Kind::Var: {
+        auto it = scope_.vars.find(n.var);
+        if (it == scope_.vars.end()) {
+          throw std::logic_error(fmt::format("tessera internal error: '{}' is not bound here", ir::var_name(n.var)));
+        }
+        return it->second;
+      }
+      case ir::Kind::Symbol: {
+        auto it = scope_.symbols.find(n.name);
+        if (it == scope_.symbols.end()) {
+          throw std::logic_error(fmt::format("tessera internal error: '{}' has no value", n.name));
+        }
+        return it->second;
+      }
+      case ir::Kind::Unary: {
+        Expr a = lower(n.operands[0]);
+        return n.unary_op == ir::UnaryOp::Not ? !a : -a;
+      }
+      case ir::Kind::Binary: return lower_binary(n);
+      case ir::Kind::Call: return lower_call(n);
+      case ir::Kind::Load: return scope_.load(n.name, lower_all(n.operands));
+      case ir::Kind::DotQ: return scope_.dot_q(n.name, lower_all(n.operands));
+    }
+    throw std::logic_error("tessera internal error: unknown IR node");
+  }
+
+ private:
+  std::vector<Expr> lower_all(const std::vector<ir::Expr>& es) {
+    std::vector<Expr> out;
+    out.reserve(es.size());
+    for (const auto& e : es) out.push_back(lower(e));
+    return out;
+  }
+
+  Expr lower_binary(const ir::Node& n) {
+    Expr a = lower(n.operands[0]);
+    Expr b = lower(n.operands[1]);
+    bool is_int = n.operands[0]->type == ir::Type::Int;
+    switch (n.binary_op) {
+      case ir::BinaryOp::Add: return a + b;
+      case ir::BinaryOp::Sub: return a - b;
+      case ir::BinaryOp::Mul: return a * b;
+      case ir::BinaryOp::Div: return is_int ? floor_div(a, b, positive_constant(n.operands[1])) : a / b;
+      case ir::BinaryOp::Mod:
+        if (is_int) return floor_mod(a, b, positive_constant(n.operands[1]));
+        return Halide::select(b == 0.0f, 0.0f, a - b * Halide::floor(a / b));
+      case ir::BinaryOp::Lt: return a < b;
+      case ir::BinaryOp::Le: return a <= b;
+      case ir::BinaryOp::Gt: return a > b;
+      case ir::BinaryOp::Ge: return a >= b;
+      case ir::BinaryOp::Eq: return a == b;
+      case ir::BinaryOp::Ne: return a != b;
+      case ir::BinaryOp::And: return a && b;
+      case ir::BinaryOp::Or: return a || b;
+    }
+    throw std::logic_error("tessera internal error: unknown binary operator");
+  }
+
+  Expr lower_call(const ir::Node& n) {
+    std::vector<Expr> a = lower_all(n.operands);
+    switch (n.fn) {
+      case ir::Fn::Min: return Halide::min(a[0], a[1]);
+      case ir::Fn::Max: return Halide::max(a[0], a[1]);
+      case ir::Fn::Abs: return n.type == ir::Type::Int ? Halide::cast<int32_t>(Halide::abs(a[0])) : Halide::abs(a[0]);
+      case ir::Fn::Clamp: return Halide::min(Halide::max(a[0], a[1]), a[2]);  // lo > hi gives hi, as in the IR
+      case ir::Fn::Select: return Halide::select(a[0], a[1], a[2]);
+      case ir::Fn::Tanh: return Halide::tanh(a[0]);
+      case ir::Fn::Exp: return Halide::exp(a[0]);
+      case ir::Fn::Log: return Halide::log(a[0]);
+      case ir::Fn::Exp2: return Halide::pow(2.0f, a[0]);
+      case ir::Fn::Sqrt: return Halide::sqrt(a[0]);
+      case ir::Fn::Pow: return Halide::pow(a[0], a[1]);
+      case ir::Fn::Floor: return Halide::floor(a[0]);
+      case ir::Fn::Ceil: return Halide::ceil(a[0]);
+      case ir::Fn::ToFloat: return Halide::cast<float>(a[0]);
+      case ir::Fn::ToInt: {
+        // NaN or out of range gives 0, as in the IR's semantics; otherwise truncation towards zero.
+        Expr t = Halide::trunc(a[0]);
+        return Halide::select(Halide::is_nan(t) || t < -2147483648.0f || t >= 2147483648.0f, 0,
+                              Halide::cast<int32_t>(t));
+      }
+      case ir::Fn::BitAnd: return a[0] & a[1];
+      case ir::Fn::BitOr: return a[0] | a[1];
+      case ir::Fn::BitXor: return a[0] ^ a[1];
+      case ir::Fn::BitNot: return ~a[0];
+      case ir::Fn::Shl: return Halide::select(a[1] < 0 || a[1] > 31, 0, a[0] << Halide::clamp(a[1], 0, 31));
+      case ir::Fn::Shr: return a[0] >> Halide::clamp(a[1], 0, 31);
+    }
+    throw std::logic_error("tessera internal error: unknown function");
+  }
+
+  const HalideScope& scope_;
+};
+
+}  // namespace
+
+Expr lower_to_halide(const ir::Expr& e, const HalideScope& scope) { return Lowering(scope).lower(e); }
+
+}  // namespace tessera::cpu

@@ -1,0 +1,30 @@
+// Lowers Tessera's expression IR to Halide expressions: the pattern says *what*; this file only translates,
+// and the schedules in chunk_pipeline.cpp say *how*.
+#pragma once
+
+#include <Halide.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "compiler/ir/expr.h"
+
+namespace tessera::cpu {
+
+// The Halide values of everything an expression can name, at the point being computed.
+struct HalideScope {
+  std::map<ir::Var, Halide::Expr> vars;         // q k i j b h H N M D (Int(32)), s and scale (Float(32))
+  std::map<std::string, Halide::Expr> symbols;  // run-time sizes such as R
+  // A scalar element of a run-time tensor; indices are already Int(32).
+  std::function<Halide::Expr(const std::string& tensor, const std::vector<Halide::Expr>& indices)> load;
+  // dot(q_vec, tensor[indices...]) over the last dimension.
+  std::function<Halide::Expr(const std::string& tensor, const std::vector<Halide::Expr>& indices)> dot_q;
+};
+
+// Integers become Int(32) (sizes and positions are below 2^31 on this target), floats Float(32), bools UInt(1).
+// Integer / and % keep Tessera's floor semantics (division by zero gives 0) for any divisor.
+Halide::Expr lower_to_halide(const ir::Expr& e, const HalideScope& scope);
+
+}  // namespace tessera::cpu
