@@ -4,10 +4,10 @@
 
 #include <filesystem>
 #include <iostream>
-#include <random>
 
 #include "compiler/cli/command_context.h"
 #include "compiler/cli/commands.h"
+#include "compiler/cli/random_inputs.h"
 #include "runtime/npy.h"
 
 namespace tessera::cli {
@@ -24,30 +24,6 @@ struct InputsOptions {
   std::string pattern;
   std::vector<std::string> specs;
 };
-
-runtime::Tensor random_normal(std::vector<int64_t> shape, std::mt19937_64& rng) {
-  runtime::Tensor t(runtime::DType::Float32, std::move(shape));
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  float* data = t.data<float>();
-  for (int64_t e = 0; e < t.numel(); ++e) data[e] = normal(rng);
-  return t;
-}
-
-// Document ids that never decrease along a row, as packed sequences have.
-runtime::Tensor random_segments(int64_t batch, int64_t keys, int64_t documents, std::mt19937_64& rng) {
-  runtime::Tensor t(runtime::DType::Int32, {batch, keys});
-  std::uniform_int_distribution<int64_t> cut(0, keys);
-  for (int64_t b = 0; b < batch; ++b) {
-    std::vector<int64_t> cuts;
-    for (int64_t d = 1; d < documents; ++d) cuts.push_back(cut(rng));
-    std::sort(cuts.begin(), cuts.end());
-    for (int64_t m = 0; m < keys; ++m) {
-      t.data<int32_t>()[b * keys + m] =
-          static_cast<int32_t>(std::upper_bound(cuts.begin(), cuts.end(), m) - cuts.begin());
-    }
-  }
-  return t;
-}
 
 void save(const InputsOptions& o, const std::string& name, const runtime::Tensor& t) {
   std::string path = (std::filesystem::path(o.dir) / (name + ".npy")).string();
@@ -66,45 +42,22 @@ int run_inputs(const InputsOptions& o) {
   std::filesystem::create_directories(o.dir, ec);
   if (ec) throw UserError(fmt::format("cannot create directory '{}': {}", o.dir, ec.message()));
 
-  std::mt19937_64 rng(o.seed);
-  save(o, "q", random_normal({o.batch, o.heads, o.seq, o.head_dim}, rng));
-  save(o, "k", random_normal({o.batch, kv_heads, keys, o.head_dim}, rng));
-  save(o, "v", random_normal({o.batch, kv_heads, keys, value_dim}, rng));
-  if (o.pattern.empty()) return 0;
-
-  sema::PatternLibrary library = load_library(o.specs);
-  ir::Pattern pattern = instantiate_pattern(library, o.pattern);
-  for (const ir::TensorDecl& decl : pattern.inputs) {
-    std::vector<int64_t> shape;
-    for (const auto& dim : decl.dims) {
-      if (dim == "B")
-        shape.push_back(o.batch);
-      else if (dim == "H")
-        shape.push_back(o.heads);
-      else if (dim == "Hkv")
-        shape.push_back(kv_heads);
-      else if (dim == "N")
-        shape.push_back(o.seq);
-      else if (dim == "M")
-        shape.push_back(keys);
-      else if (dim == "D")
-        shape.push_back(o.head_dim);
-      else if (dim == "Dv")
-        shape.push_back(value_dim);
-      else
-        shape.push_back(o.rel_distances);  // a free size such as R
-    }
-    if (decl.elem_type == ir::ElemType::Float32) {
-      save(o, decl.name, random_normal(shape, rng));
-    } else if (decl.name == "segments" && shape.size() == 2) {
-      save(o, decl.name, random_segments(shape[0], shape[1], o.documents, rng));
-    } else {
-      runtime::Tensor t(runtime::DType::Int32, shape);
-      std::uniform_int_distribution<int32_t> bit(0, 1);
-      for (int64_t e = 0; e < t.numel(); ++e) t.data<int32_t>()[e] = bit(rng);
-      save(o, decl.name, t);
-    }
-  }
+  ir::Pattern pattern;
+  if (!o.pattern.empty()) pattern = instantiate_pattern(load_library(o.specs), o.pattern);
+  RandomInputShape shape{.batch = o.batch,
+                         .heads = o.heads,
+                         .kv_heads = kv_heads,
+                         .seq = o.seq,
+                         .keys = keys,
+                         .head_dim = o.head_dim,
+                         .value_dim = value_dim,
+                         .rel_distances = o.rel_distances,
+                         .documents = o.documents};
+  RandomInputs inputs = random_inputs(shape, o.pattern.empty() ? nullptr : &pattern, o.seed);
+  save(o, "q", inputs.q);
+  save(o, "k", inputs.k);
+  save(o, "v", inputs.v);
+  for (const auto& [name, tensor] : inputs.tensors) save(o, name, tensor);
   return 0;
 }
 

@@ -25,11 +25,12 @@ struct ChunkAlgorithm {
   Func k_t{"k_t"};      // the key chunk transposed, so the score loop vectorises over keys
   Func dot{"dot"};      // q . k for each (key, query) of the chunk
   Func score{"score"};  // the pattern's score modifier (and mask, in Masked mode)
-  Func chunk_max{"chunk_max"}, m_new{"m_new"}, alpha{"alpha"};
+  Func chunk_max{"chunk_max"}, m_new{"m_new"}, alpha{"alpha"}, row_sum{"row_sum"};
   Func prob{"prob"};  // exp(score - m_new)
   Func pv{"pv"};      // P . V of the chunk
   Func m_out{"m_out"}, l_out{"l_out"}, acc_out{"acc_out"};
   RDom rd, rj;  // over the head dimension, and over the chunk's keys
+  RDom rv;      // the chunk's keys rounded up to whole vectors: (lane, vector)
   Func q{"q"}, k{"k"}, v{"v"}, m_in{"m_in"}, l_in{"l_in"};  // the inputs, clamped at their edges
 };
 
@@ -38,6 +39,8 @@ void define_algorithm(ChunkAlgorithm& a, ChunkPipeline& p, const ir::Pattern& pa
   Expr cols = p.k_chunk.dim(1).extent();
   a.rd = RDom(0, D, "rd");
   a.rj = RDom(0, cols, "rj");
+  const int vec = static_cast<int>(key.schedule.vector_width);
+  a.rv = RDom(0, vec, 0, (cols + vec - 1) / vec, "rv");
   const RDom& rd = a.rd;
   const RDom& rj = a.rj;
 
@@ -93,14 +96,14 @@ void define_algorithm(ChunkAlgorithm& a, ChunkPipeline& p, const ir::Pattern& pa
   };
 
   Expr modified = lower_to_halide(pattern.score, scope);
-  if (key.mode == MaskMode::Masked) {
-    a.score(a.j, a.i) = Halide::select(lower_to_halide(pattern.mask, scope), modified, kMinusInfinity);
-  } else {
-    a.score(a.j, a.i) = modified;
-  }
+  // Keys past the chunk (the row reductions run over whole vectors) score -inf, as masked keys do.
+  Expr keep = a.j < cols;
+  if (key.mode == MaskMode::Masked) keep = keep && lower_to_halide(pattern.mask, scope);
+  a.score(a.j, a.i) = Halide::select(keep, modified, kMinusInfinity);
 
+  Expr key_of_lane = a.rv.x + vec * a.rv.y;
   a.chunk_max(a.i) = kMinusInfinity;
-  a.chunk_max(a.i) = Halide::max(a.chunk_max(a.i), a.score(rj, a.i));
+  a.chunk_max(a.i) = Halide::max(a.chunk_max(a.i), a.score(key_of_lane, a.i));
   a.m_new(a.i) = Halide::max(a.m_in(a.i), a.chunk_max(a.i));
   // A row whose every key so far is masked keeps m = -inf: its weights are 0, never exp(-inf - -inf) = NaN.
   Expr empty = a.m_new(a.i) == kMinusInfinity;
@@ -111,7 +114,9 @@ void define_algorithm(ChunkAlgorithm& a, ChunkPipeline& p, const ir::Pattern& pa
   a.pv(a.e, a.i) += a.prob(rj, a.i) * a.v(a.e, rj);
 
   a.m_out(a.i) = a.m_new(a.i);
-  a.l_out(a.i) = a.l_in(a.i) * a.alpha(a.i) + Halide::sum(a.prob(rj, a.i), "row_sum");
+  a.row_sum(a.i) = 0.0f;
+  a.row_sum(a.i) += a.prob(key_of_lane, a.i);
+  a.l_out(a.i) = a.l_in(a.i) * a.alpha(a.i) + a.row_sum(a.i);
   a.acc_out(a.e, a.i) = p.acc_in(a.e, a.i) * a.alpha(a.i) + a.pv(a.e, a.i);
 }
 
@@ -132,7 +137,14 @@ void schedule(ChunkAlgorithm& a, const ChunkPipelineKey& key) {
   a.dot.compute_at(a.score, jo).vectorize(a.j, vec).unroll(a.i);
   a.dot.update().reorder(a.j, a.i, a.rd.x).vectorize(a.j, vec).unroll(a.i);
 
-  a.chunk_max.compute_root();
+  // Row reductions: one vector of partial results per row across the chunk, then a horizontal step.
+  for (Func* reduction : {&a.chunk_max, &a.row_sum}) {
+    Var lane{"lane"};
+    reduction->compute_root();
+    Func partial = reduction->update().rfactor(a.rv.x, lane);
+    partial.compute_at(*reduction, a.i).vectorize(lane);
+    partial.update().vectorize(lane);
+  }
   a.m_new.compute_root();
   a.alpha.compute_root();
   a.prob.compute_root().vectorize(a.j, vec, TailStrategy::GuardWithIf);

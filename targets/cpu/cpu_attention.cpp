@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -117,6 +118,35 @@ Halide::Buffer<float> view(const float* data, std::initializer_list<int> extents
 }  // namespace
 
 std::string halide_target_string() { return cpu_target().to_string(); }
+
+CpuSchedule parse_schedule(const std::string& text) {
+  CpuSchedule schedule;
+  std::map<std::string, int64_t*> fields = {{"block_q", &schedule.block_q},
+                                            {"block_k", &schedule.block_k},
+                                            {"chunk_k", &schedule.chunk_k},
+                                            {"vector_width", &schedule.vector_width}};
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? text.size() : comma + 1;
+    size_t eq = item.find('=');
+    auto field = eq == std::string::npos ? fields.end() : fields.find(item.substr(0, eq));
+    if (field == fields.end()) {
+      throw std::invalid_argument(fmt::format(
+          "bad schedule item '{}': expected NAME=VALUE with NAME one of block_q, block_k, chunk_k, vector_width",
+          item));
+    }
+    try {
+      size_t used = 0;
+      *field->second = std::stoll(item.substr(eq + 1), &used);
+      if (used != item.size() - eq - 1 || *field->second < 1) throw std::invalid_argument("");
+    } catch (const std::exception&) {
+      throw std::invalid_argument(fmt::format("bad schedule value in '{}': expected a positive integer", item));
+    }
+  }
+  return schedule;
+}
 
 runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& given,
                           const CpuOptions& options) {

@@ -35,6 +35,9 @@ struct CpuOptions {
 runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
                           const CpuOptions& options = {});
 
+// Parses "block_q=128,chunk_k=512" (any subset; the rest keep their defaults). Throws std::invalid_argument.
+CpuSchedule parse_schedule(const std::string& text);
+
 // The Halide target string the kernels are compiled for on this machine (explicit features, see cpu_target.cpp).
 std::string halide_target_string();
 

@@ -1,0 +1,248 @@
+// `tessera bench`: times one pattern's attention on random inputs with a chosen target and reports the
+// throughput over the pairs the mask keeps, ending with one JSON line for scripts.
+//
+// Throughput counts only allowed (q, k) pairs, each costing a D-long dot product for the logit and a Dv-long
+// multiply-add into the output: 2·(D + Dv) flops, 4·D when Dv = D. A kernel that skips masked tiles is then
+// compared fairly with one that computes everything and throws most of it away.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "compiler/analysis/pattern_stats.h"
+#include "compiler/cli/command_context.h"
+#include "compiler/cli/commands.h"
+#include "compiler/cli/random_inputs.h"
+#include "compiler/ir/simplify.h"
+#include "targets/common/attention_problem.h"
+#include "targets/cpu/cpu_attention.h"
+#include "targets/reference/reference_attention.h"
+
+namespace tessera::cli {
+
+namespace {
+
+constexpr int64_t kMaxRuns = 1'000'000;
+
+struct BenchOptions {
+  std::string pattern;
+  std::vector<std::string> specs;
+  int64_t batch = 1, heads = 1, seq = 0, head_dim = 0;
+  std::optional<int64_t> kv_heads, keys, value_dim;
+  std::string dtype;
+  std::string target;
+  std::optional<int64_t> threads;
+  std::string schedule;
+  int64_t warmup = 2;
+  int64_t runs = 10;
+  uint64_t seed = 0;
+  int64_t rel_distances = 64;
+  int64_t documents = 3;
+};
+
+// The mask with b, h and H fixed, so the analysis can count it exactly like a pattern of one head.
+ir::Pattern for_batch_and_head(const ir::Pattern& pattern, int64_t b, int64_t h, int64_t H) {
+  ir::Pattern one = pattern;
+  ir::Expr mask = ir::substitute(pattern.mask, ir::Var::Batch, ir::int_imm(b));
+  mask = ir::substitute(mask, ir::Var::Head, ir::int_imm(h));
+  mask = ir::substitute(mask, ir::Var::Heads, ir::int_imm(H));
+  one.mask = ir::simplify(mask);
+  return one;
+}
+
+// Allowed pairs summed over every batch and head, by the analysis where the mask can be evaluated on its own,
+// one distinct (b, h) at a time; otherwise (the mask reads run-time tensors) pair by pair with the actual
+// inputs.
+int64_t count_allowed_pairs(const ir::Pattern& pattern, const ir::AttentionSizes& sizes,
+                            const targets::AttentionInputs& inputs) {
+  if (!pattern.has_mask()) return sizes.B * sizes.H * sizes.N * sizes.M;
+  if (!ir::uses_tensors(pattern.mask)) {
+    bool reads_b = ir::uses_var(pattern.mask, ir::Var::Batch);
+    bool reads_h = ir::uses_var(pattern.mask, ir::Var::Head);
+    analysis::ClassifyOptions options;
+    options.B = sizes.B;
+    options.H = sizes.H;
+    options.D = sizes.D;
+    int64_t total = 0;
+    bool exact = true;
+    for (int64_t b = 0; exact && b < (reads_b ? sizes.B : 1); ++b) {
+      for (int64_t h = 0; exact && h < (reads_h ? sizes.H : 1); ++h) {
+        analysis::PatternStats stats =
+            analysis::pattern_stats(for_batch_and_head(pattern, b, h, sizes.H), sizes.N, sizes.M, 64, 64, options);
+        if (stats.allowed_pairs) {
+          total += *stats.allowed_pairs;
+        } else {
+          exact = false;
+        }
+      }
+    }
+    if (exact) return total * (reads_b ? 1 : sizes.B) * (reads_h ? 1 : sizes.H);
+  }
+  // Counted in place rather than through analysis::mask_matrix, which would materialise N x M bytes per head.
+  targets::RuntimeTensorViews views = targets::runtime_tensor_views(pattern, inputs);
+  ir::PatternEvaluator evaluator(pattern, sizes, views.views, targets::attention_scale(inputs, sizes));
+  // Heads share a count unless the mask reads h (document reads only b): count one and multiply.
+  bool reads_h = ir::uses_var(pattern.mask, ir::Var::Head);
+  int64_t total = 0;
+  for (int64_t b = 0; b < sizes.B; ++b) {
+    for (int64_t h = 0; h < (reads_h ? sizes.H : 1); ++h) {
+      for (int64_t i = 0; i < sizes.N; ++i) {
+        for (int64_t j = 0; j < sizes.M; ++j) total += evaluator.allowed(b, h, i, j);
+      }
+    }
+  }
+  return total * (reads_h ? 1 : sizes.H);
+}
+
+using AttentionFunction = std::function<runtime::Tensor(const ir::Pattern&, const targets::AttentionInputs&)>;
+
+AttentionFunction attention_for(const BenchOptions& o) {
+  if (o.target == "reference") return [](const auto& p, const auto& in) { return reference::attention(p, in); };
+  cpu::CpuOptions cpu_options;
+  cpu_options.schedule = cpu::parse_schedule(o.schedule);
+  cpu_options.storage = o.dtype == "bf16" ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32;
+  cpu_options.schedule.threads = o.threads.value_or(0);
+  return [cpu_options](const auto& p, const auto& in) { return cpu::attention(p, in, cpu_options); };
+}
+
+double median_of(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+void validate(const BenchOptions& o, int64_t kv_heads) {
+  if (o.heads % kv_heads != 0) {
+    throw UserError(fmt::format("--heads {} must be a multiple of --kv-heads {}", o.heads, kv_heads));
+  }
+  if (o.target == "reference" && o.dtype == "bf16") {
+    throw UserError("reference runs in float64; --dtype bf16 applies to --target cpu");
+  }
+  if (o.target == "reference" && o.threads) {
+    throw UserError("the reference runs on one thread; --threads applies to --target cpu");
+  }
+}
+
+int run_bench(const BenchOptions& o) {
+  RandomInputShape shape{.batch = o.batch,
+                         .heads = o.heads,
+                         .kv_heads = o.kv_heads.value_or(o.heads),
+                         .seq = o.seq,
+                         .keys = o.keys.value_or(o.seq),
+                         .head_dim = o.head_dim,
+                         .value_dim = o.value_dim.value_or(o.head_dim),
+                         .rel_distances = o.rel_distances,
+                         .documents = o.documents};
+  validate(o, shape.kv_heads);
+  sema::PatternLibrary library = load_library(o.specs);
+  ir::Pattern pattern = instantiate_pattern(library, o.pattern);
+  AttentionFunction attention = attention_for(o);
+
+  RandomInputs random = random_inputs(shape, &pattern, o.seed);
+  targets::AttentionInputs inputs;
+  inputs.q = &random.q;
+  inputs.k = &random.k;
+  inputs.v = &random.v;
+  for (const auto& [name, tensor] : random.tensors) inputs.tensors[name] = &tensor;
+  ir::AttentionSizes sizes = targets::validate_attention_inputs(inputs);
+
+  int64_t total_pairs = count_allowed_pairs(pattern, sizes, inputs);
+  int64_t heads_in_all = sizes.B * sizes.H;
+  std::cout << fmt::format("bench {}: target {}, {}, B={} H={} Hkv={} N={} M={} D={} Dv={}{}\n", pattern.name, o.target,
+                           o.dtype, sizes.B, sizes.H, sizes.Hkv, sizes.N, sizes.M, sizes.D, sizes.Dv,
+                           o.threads ? fmt::format(", {} threads", *o.threads) : "");
+  std::cout << fmt::format(
+      "allowed pairs: {} in all, {:.1f} per (batch, head) of {} (density {:.4f}%)\n", total_pairs,
+      static_cast<double>(total_pairs) / static_cast<double>(heads_in_all), sizes.N * sizes.M,
+      100.0 * static_cast<double>(total_pairs) / static_cast<double>(heads_in_all * sizes.N * sizes.M));
+
+  using Clock = std::chrono::steady_clock;
+  for (int64_t w = 0; w < o.warmup; ++w) attention(pattern, inputs);
+  std::vector<double> ms;
+  double checksum = 0;  // printed, so that no run's output is dead
+  for (int64_t r = 0; r < o.runs; ++r) {
+    Clock::time_point start = Clock::now();
+    runtime::Tensor out = attention(pattern, inputs);
+    Clock::time_point stop = Clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+    if (out.numel() > 0) checksum += out.data<float>()[out.numel() - 1];
+    std::cout << fmt::format("run {}/{}: {:.3f} ms\n", r + 1, o.runs, ms.back());
+  }
+
+  double median_ms = median_of(ms);
+  double min_ms = *std::min_element(ms.begin(), ms.end());
+  double flops = 2.0 * static_cast<double>(sizes.D + sizes.Dv) * static_cast<double>(total_pairs);
+  double gflops = median_ms > 0 ? flops / (median_ms * 1e-3) / 1e9 : 0.0;
+  std::cout << fmt::format("median {:.3f} ms, min {:.3f} ms, {:.2f} GFLOP/s over allowed pairs (checksum {:.6g})\n",
+                           median_ms, min_ms, gflops, checksum);
+
+  nlohmann::json line;
+  line["pattern"] = pattern.name;
+  line["target"] = o.target;
+  line["dtype"] = o.dtype;
+  line["B"] = sizes.B;
+  line["H"] = sizes.H;
+  line["N"] = sizes.N;
+  line["M"] = sizes.M;
+  line["D"] = sizes.D;
+  line["median_ms"] = median_ms;
+  line["min_ms"] = min_ms;
+  // Per (batch, head): an integer when every head keeps the same number, else their mean.
+  if (total_pairs % heads_in_all == 0) {
+    line["pairs"] = total_pairs / heads_in_all;
+  } else {
+    line["pairs"] = static_cast<double>(total_pairs) / static_cast<double>(heads_in_all);
+  }
+  line["gflops"] = gflops;
+  std::cout << line.dump() << "\n";
+  return 0;
+}
+
+}  // namespace
+
+Command add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench",
+      "Time attention with a pattern on random inputs (like `tessera inputs`): --warmup untimed runs, then --runs\n"
+      "timed ones, one line each, a summary, and as the last line one JSON object:\n"
+      "  "
+      "{\"pattern\",\"target\",\"dtype\",\"B\",\"H\",\"N\",\"M\",\"D\",\"median_ms\",\"min_ms\",\"pairs\",\"gflops\"}\n"
+      "`pairs` is the number of allowed (query, key) pairs PER (batch, head) (their mean if the mask depends on\n"
+      "b, h or run-time tensors), counted exactly; gflops = 2*(D+Dv)*pairs*B*H / median seconds / 1e9, i.e.\n"
+      "4*D*pairs*B*H/time when Dv = D: only the pairs the mask keeps count as work.");
+  cmd->add_option("--pattern", o->pattern, "Pattern expression, e.g. 'causal & sliding_window(window=256)'")
+      ->required();
+  cmd->add_option("--spec", o->specs, "Spec file(s) whose patterns the expression may use");
+  cmd->add_option("--batch", o->batch, "B")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--heads", o->heads, "H, query heads")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--kv-heads", o->kv_heads, "Hkv, key/value heads (default H; must divide H)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seq", o->seq, "N, queries")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--keys", o->keys, "M, keys (default N)")->check(CLI::PositiveNumber);
+  cmd->add_option("--head-dim", o->head_dim, "D")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--value-dim", o->value_dim, "Dv (default D)")->check(CLI::PositiveNumber);
+  cmd->add_option("--dtype", o->dtype, "Storage of Q/K/V in the kernels: f32, or bf16 (--target cpu only)")
+      ->required()
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  cmd->add_option("--target", o->target, "Where to run: cpu (Halide backend) or reference (float64 oracle, slow)")
+      ->required()
+      ->check(CLI::IsMember({"cpu", "reference"}));
+  cmd->add_option("--schedule", o->schedule,
+                  "CPU schedule overrides, e.g. block_q=128,block_k=64,chunk_k=512 (--target cpu)");
+  cmd->add_option("--threads", o->threads, "CPU threads (--target cpu; default: every hardware thread)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", o->warmup, "Untimed runs first (default 2)")->check(CLI::Range(int64_t{0}, kMaxRuns));
+  cmd->add_option("--runs", o->runs, "Timed runs, at least 1 (default 10)")->check(CLI::Range(int64_t{1}, kMaxRuns));
+  cmd->add_option("--seed", o->seed, "Random seed of the inputs (default 0)");
+  cmd->add_option("--rel-distances", o->rel_distances, "Size of free tensor dimensions such as R (default 64)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--documents", o->documents, "Documents per row of `segments` (default 3)")
+      ->check(CLI::PositiveNumber);
+  return {cmd, [o] { return run_bench(*o); }};
+}
+
+}  // namespace tessera::cli
