@@ -13,7 +13,7 @@
 #include "compiler/analysis/interval.h"
 #include "compiler/analysis/tile_classification.h"
 #include "compiler/ir/printer.h"
-#include "targets/cpu/chunk_pipeline.h"
+#include "targets/cpu/attention_pipeline.h"
 
 namespace tessera::cpu {
 
@@ -21,29 +21,52 @@ namespace {
 
 using runtime::Tensor;
 
-// A run of consecutive key tiles of one kind, processed by one pipeline call.
-struct Chunk {
-  int64_t first_col, cols;
-  MaskMode mode;
+// The chunk tables of the pipeline: per query tile, the runs of consecutive FULL (or PARTIAL) key tiles, each
+// at most chunk_k keys, as (first key, key count). EMPTY tiles are in neither table.
+struct ChunkTables {
+  Halide::Buffer<int32_t> full, partial;                // (field, slot, query tile)
+  Halide::Buffer<int32_t> full_counts, partial_counts;  // (query tile)
+  int32_t max_full = 0, max_partial = 0;
 };
 
-// The chunks of one row of query tiles: EMPTY tiles are skipped, runs of FULL or PARTIAL tiles are merged.
-std::vector<Chunk> chunks_of_row(const analysis::TileMap& tiles, int64_t row, int64_t M, int64_t max_tiles) {
-  std::vector<Chunk> chunks;
-  for (int64_t c = 0; c < tiles.cols;) {
-    analysis::TileKind kind = tiles.at(row, c);
-    if (kind == analysis::TileKind::Empty) {
-      ++c;
-      continue;
+ChunkTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles_per_chunk) {
+  std::vector<std::vector<std::pair<int32_t, int32_t>>> runs[2];  // [full, partial][row] -> (first, count)
+  for (auto& r : runs) r.resize(static_cast<size_t>(tiles.rows));
+  for (int64_t row = 0; row < tiles.rows; ++row) {
+    for (int64_t c = 0; c < tiles.cols;) {
+      analysis::TileKind kind = tiles.at(row, c);
+      if (kind == analysis::TileKind::Empty) {
+        ++c;
+        continue;
+      }
+      int64_t end = c + 1;
+      while (end < tiles.cols && end - c < tiles_per_chunk && tiles.at(row, end) == kind) ++end;
+      int64_t first = c * tiles.block_k;
+      int64_t last = std::min(end * tiles.block_k, M);
+      runs[kind == analysis::TileKind::Full ? 0 : 1][row].emplace_back(static_cast<int32_t>(first),
+                                                                       static_cast<int32_t>(last - first));
+      c = end;
     }
-    int64_t end = c + 1;
-    while (end < tiles.cols && end - c < max_tiles && tiles.at(row, end) == kind) ++end;
-    int64_t first = c * tiles.block_k;
-    int64_t last = std::min(end * tiles.block_k, M);
-    chunks.push_back({first, last - first, kind == analysis::TileKind::Full ? MaskMode::Unmasked : MaskMode::Masked});
-    c = end;
   }
-  return chunks;
+  ChunkTables tables;
+  int32_t* max_slots[2] = {&tables.max_full, &tables.max_partial};
+  Halide::Buffer<int32_t>* table[2] = {&tables.full, &tables.partial};
+  Halide::Buffer<int32_t>* counts[2] = {&tables.full_counts, &tables.partial_counts};
+  for (int kind = 0; kind < 2; ++kind) {
+    for (const auto& row : runs[kind]) *max_slots[kind] = std::max(*max_slots[kind], static_cast<int32_t>(row.size()));
+    *table[kind] = Halide::Buffer<int32_t>(2, std::max(1, *max_slots[kind]), static_cast<int>(tiles.rows));
+    *counts[kind] = Halide::Buffer<int32_t>(static_cast<int>(tiles.rows));
+    table[kind]->fill(0);
+    for (int64_t row = 0; row < tiles.rows; ++row) {
+      const auto& r = runs[kind][static_cast<size_t>(row)];
+      (*counts[kind])(static_cast<int>(row)) = static_cast<int32_t>(r.size());
+      for (size_t slot = 0; slot < r.size(); ++slot) {
+        (*table[kind])(0, static_cast<int>(slot), static_cast<int>(row)) = r[slot].first;
+        (*table[kind])(1, static_cast<int>(slot), static_cast<int>(row)) = r[slot].second;
+      }
+    }
+  }
+  return tables;
 }
 
 // Every tensor index the kernels evaluate must be in bounds, as the reference checks. Intervals over the whole
@@ -111,8 +134,11 @@ Tensor rounded_to_bf16(const Tensor& t) {
   return out;
 }
 
-Halide::Buffer<float> view(const float* data, std::initializer_list<int> extents) {
-  return Halide::Buffer<float>(const_cast<float*>(data), std::vector<int>(extents));
+// A Halide view (innermost dimension first) of a C-ordered tensor, without copying.
+Halide::Buffer<> halide_view(const Tensor& t, Halide::Type type) {
+  std::vector<int> extents;
+  for (auto d = t.shape().rbegin(); d != t.shape().rend(); ++d) extents.push_back(static_cast<int>(*d));
+  return Halide::Buffer<>(type, const_cast<void*>(t.raw_data()), extents);
 }
 
 }  // namespace
@@ -155,8 +181,12 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, given);
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
   const CpuSchedule& sched = options.schedule;
-  if (sched.block_q < 1 || sched.block_k < 1 || sched.chunk_k < sched.block_k || sched.vector_width < 1) {
-    throw std::invalid_argument("CPU schedule needs block_q, block_k >= 1 and chunk_k >= block_k");
+  if (sched.block_q < 1 || sched.block_k < 1 || sched.vector_width < 1 || sched.chunk_k % sched.block_k != 0 ||
+      sched.chunk_k % sched.vector_width != 0) {
+    throw std::invalid_argument(
+        fmt::format("bad CPU schedule (block_q={}, block_k={}, chunk_k={}, vector_width={}): sizes must be >= 1 and "
+                    "chunk_k a multiple of block_k and of vector_width",
+                    sched.block_q, sched.block_k, sched.chunk_k, sched.vector_width));
   }
   for (int64_t size : {sz.B * sz.H, sz.N, sz.M, sz.D, sz.Dv}) {
     if (size > std::numeric_limits<int32_t>::max()) throw std::invalid_argument("the CPU target needs sizes < 2^31");
@@ -182,95 +212,66 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   classify.D = sz.D;
   const analysis::TileMap tiles = analysis::classify_tiles(pattern, sz.N, sz.M, sched.block_q, sched.block_k, classify);
 
-  ChunkPipelineKey key{ir::to_string(pattern), MaskMode::Unmasked,    sz.D, sz.Dv, {}, sched,
-                       options.storage,        halide_target_string()};
+  AttentionPipelineKey key{ir::to_string(pattern), sz.D, sz.Dv, {}, sched, options.storage, halide_target_string()};
   for (const ir::TensorDecl& t : pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());
-  std::shared_ptr<const ChunkPipeline> kernels[2];
-  bool needs[2] = {tiles.full > 0, tiles.partial > 0};
-  for (int m = 0; m < 2; ++m) {
-    if (!needs[m]) continue;
-    key.mode = m == 0 ? MaskMode::Unmasked : MaskMode::Masked;
-    kernels[m] = chunk_pipeline(pattern, key);
+  const std::shared_ptr<const AttentionPipeline> kernel = attention_pipeline(pattern, key);
+  const ChunkTables tables = chunk_tables(tiles, sz.M, sched.chunk_k / sched.block_k);
+
+  Halide::ParamMap params;
+  params.set(kernel->q, halide_view(*q, Halide::Float(32)));
+  params.set(kernel->k, halide_view(*k, Halide::Float(32)));
+  params.set(kernel->v, halide_view(*v, Halide::Float(32)));
+  params.set(kernel->full_chunks, tables.full);
+  params.set(kernel->partial_chunks, tables.partial);
+  params.set(kernel->full_counts, tables.full_counts);
+  params.set(kernel->partial_counts, tables.partial_counts);
+  params.set(kernel->max_full, tables.max_full);
+  params.set(kernel->max_partial, tables.max_partial);
+  params.set(kernel->heads, static_cast<int32_t>(sz.H));
+  params.set(kernel->group, static_cast<int32_t>(sz.H / sz.Hkv));
+  params.set(kernel->n_queries, static_cast<int32_t>(sz.N));
+  params.set(kernel->m_keys, static_cast<int32_t>(sz.M));
+  params.set(kernel->scale, static_cast<float>(scale));
+  std::map<std::string, Halide::Buffer<>> tensor_buffers;
+  for (const auto& [name, img] : kernel->tensors) {
+    const ir::TensorView& tv = tensors.views.at(name);
+    std::vector<int> extents(tv.shape.rbegin(), tv.shape.rend());
+    Halide::Type type = tv.elem_type == ir::ElemType::Int32 ? Halide::Int(32) : Halide::Float(32);
+    params.set(img, Halide::Buffer<>(type, const_cast<void*>(tv.data), extents));
+  }
+  for (const auto& [name, param] : kernel->symbols) {
+    for (const ir::TensorDecl& decl : pattern.inputs) {
+      for (size_t d = 0; d < decl.dims.size(); ++d) {
+        if (decl.dims[d] == name) params.set(param, static_cast<int32_t>(tensors.views.at(decl.name).shape[d]));
+      }
+    }
   }
 
+  // Work items: a few query tiles of one (batch, head) per pipeline call, handed out dynamically so threads
+  // stay balanced when tiles differ in cost (causal rows grow).
   const Halide::Target target = cpu_target();
-  const int64_t group = sz.H / sz.Hkv;
-  const int64_t work_items = sz.B * sz.H * tiles.rows;
+  const int64_t tiles_per_item = std::max<int64_t>(1, std::min<int64_t>(4, tiles.rows / 8));
+  const int64_t items_per_head = (tiles.rows + tiles_per_item - 1) / tiles_per_item;
+  const int64_t work_items = sz.B * sz.H * items_per_head;
   const int64_t threads = std::max<int64_t>(
       1, std::min<int64_t>(sched.threads > 0 ? sched.threads : std::thread::hardware_concurrency(), work_items));
+  Halide::Buffer<float> out_view = halide_view(out, Halide::Float(32));
   std::atomic<int64_t> next{0};
   std::exception_ptr failure;
   std::mutex failure_mutex;
-
   auto worker = [&] {
-    const int64_t bq = sched.block_q;
-    std::vector<float> m_state[2], l_state[2], acc_state[2];
-    for (int s = 0; s < 2; ++s) {
-      m_state[s].resize(bq);
-      l_state[s].resize(bq);
-      acc_state[s].resize(bq * sz.Dv);
-    }
     try {
       for (int64_t item; (item = next.fetch_add(1)) < work_items;) {
-        const int64_t row = item % tiles.rows;
-        const int64_t h = (item / tiles.rows) % sz.H;
-        const int64_t b = item / (tiles.rows * sz.H);
-        const int64_t first_row = row * bq;
-        const int rows = static_cast<int>(std::min(bq, sz.N - first_row));
-        std::fill(m_state[0].begin(), m_state[0].end(), -std::numeric_limits<float>::infinity());
-        std::fill(l_state[0].begin(), l_state[0].end(), 0.0f);
-        std::fill(acc_state[0].begin(), acc_state[0].end(), 0.0f);
-        int cur = 0;
-        const float* q_rows = q->data<float>() + ((b * sz.H + h) * sz.N + first_row) * sz.D;
-        const float* k_head = k->data<float>() + (b * sz.Hkv + h / group) * sz.M * sz.D;
-        const float* v_head = v->data<float>() + (b * sz.Hkv + h / group) * sz.M * sz.Dv;
-        for (const Chunk& chunk : chunks_of_row(tiles, row, sz.M, sched.chunk_k / sched.block_k)) {
-          const ChunkPipeline& kp = *kernels[chunk.mode == MaskMode::Unmasked ? 0 : 1];
-          const int cols = static_cast<int>(chunk.cols);
-          Halide::ParamMap params;
-          params.set(kp.q_tile, view(q_rows, {static_cast<int>(sz.D), rows}));
-          params.set(kp.k_chunk, view(k_head + chunk.first_col * sz.D, {static_cast<int>(sz.D), cols}));
-          params.set(kp.v_chunk, view(v_head + chunk.first_col * sz.Dv, {static_cast<int>(sz.Dv), cols}));
-          params.set(kp.m_in, view(m_state[cur].data(), {rows}));
-          params.set(kp.l_in, view(l_state[cur].data(), {rows}));
-          params.set(kp.acc_in, view(acc_state[cur].data(), {static_cast<int>(sz.Dv), rows}));
-          params.set(kp.first_row, static_cast<int32_t>(first_row));
-          params.set(kp.first_col, static_cast<int32_t>(chunk.first_col));
-          params.set(kp.batch, static_cast<int32_t>(b));
-          params.set(kp.head, static_cast<int32_t>(h));
-          params.set(kp.heads, static_cast<int32_t>(sz.H));
-          params.set(kp.n_queries, static_cast<int32_t>(sz.N));
-          params.set(kp.m_keys, static_cast<int32_t>(sz.M));
-          params.set(kp.scale, static_cast<float>(scale));
-          for (const auto& [name, img] : kp.tensors) {
-            const ir::TensorView& tv = tensors.views.at(name);
-            std::vector<int> extents(tv.shape.rbegin(), tv.shape.rend());
-            Halide::Type type = tv.elem_type == ir::ElemType::Int32 ? Halide::Int(32) : Halide::Float(32);
-            params.set(img, Halide::Buffer<>(type, const_cast<void*>(tv.data), extents));
-          }
-          for (const auto& [name, param] : kp.symbols) {
-            for (const ir::TensorDecl& decl : pattern.inputs) {
-              for (size_t d = 0; d < decl.dims.size(); ++d) {
-                if (decl.dims[d] == name) {
-                  params.set(param, static_cast<int32_t>(tensors.views.at(decl.name).shape[d]));
-                }
-              }
-            }
-          }
-          const int nxt = 1 - cur;
-          Halide::Buffer<float> acc_out = view(acc_state[nxt].data(), {static_cast<int>(sz.Dv), rows});
-          Halide::Buffer<float> m_out = view(m_state[nxt].data(), {rows});
-          Halide::Buffer<float> l_out = view(l_state[nxt].data(), {rows});
-          const_cast<Halide::Pipeline&>(kp.pipeline)
-              .realize(Halide::Realization({acc_out, m_out, l_out}), target, params);
-          cur = nxt;
-        }
-        float* o = out.data<float>() + ((b * sz.H + h) * sz.N + first_row) * sz.Dv;
-        for (int r = 0; r < rows; ++r) {
-          const float l = l_state[cur][r];
-          for (int64_t e = 0; e < sz.Dv; ++e)
-            o[r * sz.Dv + e] = l > 0 || std::isnan(l) ? acc_state[cur][r * sz.Dv + e] / l : 0.0f;
-        }
+        const int64_t part = item % items_per_head;
+        const int64_t h = (item / items_per_head) % sz.H;
+        const int64_t b = item / (items_per_head * sz.H);
+        const int64_t first_row = part * tiles_per_item * sched.block_q;
+        const int64_t rows = std::min(tiles_per_item * sched.block_q, sz.N - first_row);
+        Halide::Buffer<float> region(out_view.get()
+                                         ->cropped(1, static_cast<int>(first_row), static_cast<int>(rows))
+                                         .cropped(2, static_cast<int>(h), 1)
+                                         .cropped(3, static_cast<int>(b), 1));
+        const_cast<Halide::Pipeline&>(kernel->pipeline).realize(region, target, params);
       }
     } catch (...) {
       std::lock_guard<std::mutex> lock(failure_mutex);

@@ -1,0 +1,306 @@
+#include "targets/cpu/attention_pipeline.h"
+
+#include <fmt/format.h>
+
+#include <limits>
+#include <mutex>
+
+#include "targets/cpu/halide_lowering.h"
+
+namespace tessera::cpu {
+
+namespace {
+
+using Halide::Expr;
+using Halide::Func;
+using Halide::RDom;
+using Halide::TailStrategy;
+using Halide::Var;
+
+constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
+
+// The Funcs of one kind of chunk (FULL or PARTIAL). Every Func is indexed by the chunk's slot c and the
+// query tile (t, h, b) so that it can be computed inside the state's loop over chunks. Query rows i are the
+// innermost dimension everywhere: the kernels vectorise over rows, so row reductions (max, sum) and the
+// running state are plain vector operations, and neither Q nor K needs transposing per chunk.
+struct ChunkFuncs {
+  std::string kind;
+  Func dot, score, chunk_max, prob, row_sum, pv, pv_tile;
+  RDom rc;  // over the chunk slots of one query tile (where slot < count)
+  RDom rj;  // over a chunk's keys
+  RDom rd;  // over the head dimension, for Q.K
+};
+
+struct Algorithm {
+  Var e{"e"}, n{"n"}, h{"h"}, b{"b"}, i{"i"}, t{"t"}, j{"j"}, c{"c"};
+  Func q{"q"}, k{"k"}, v{"v"};  // the inputs, clamped at their edges
+  Func q_t{"q_t"};              // one query tile, transposed to (row, feature)
+  ChunkFuncs full, partial;
+  Func state{"state"};  // (acc, max, sum) per (i, e, t, h, b); max and sum are repeated over e
+  Func out{"out"};
+};
+
+// The algorithm of one kind of chunk: scores, modifier (and mask), row max, probabilities, sums, P.V.
+void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::Pattern& pattern,
+                  const AttentionPipelineKey& key, bool masked) {
+  const int D = static_cast<int>(key.D);
+  const int BQ = static_cast<int>(key.schedule.block_q);
+  const int CK = static_cast<int>(key.schedule.chunk_k);
+  Halide::ImageParam& table = masked ? p.partial_chunks : p.full_chunks;
+  f.kind = masked ? "partial" : "full";
+  auto name = [&](const char* what) { return fmt::format("{}_{}", what, f.kind); };
+  f.dot = Func(name("dot"));
+  f.score = Func(name("score"));
+  f.chunk_max = Func(name("chunk_max"));
+  f.prob = Func(name("prob"));
+  f.row_sum = Func(name("row_sum"));
+  f.pv = Func(name("pv"));
+  f.rj = RDom(0, CK, name("rj"));
+  f.rd = RDom(0, D, name("rd"));
+
+  Expr first = table(0, a.c, a.t);
+  Expr count = table(1, a.c, a.t);
+  Expr row = a.t * BQ + a.i;
+  Expr kv_head = a.h / p.group;
+
+  f.dot(a.i, a.j, a.c, a.t, a.h, a.b) = 0.0f;
+  f.dot(a.i, a.j, a.c, a.t, a.h, a.b) += a.q_t(a.i, f.rd, a.t, a.h, a.b) * a.k(f.rd, first + a.j, kv_head, a.b);
+
+  HalideScope scope;
+  Expr key_index = first + a.j;
+  scope.vars[ir::Var::I] = row;
+  scope.vars[ir::Var::J] = key_index;
+  scope.vars[ir::Var::Q] = row + (p.m_keys - p.n_queries);
+  scope.vars[ir::Var::K] = key_index;
+  scope.vars[ir::Var::Batch] = a.b;
+  scope.vars[ir::Var::Head] = a.h;
+  scope.vars[ir::Var::Heads] = p.heads;
+  scope.vars[ir::Var::N] = p.n_queries;
+  scope.vars[ir::Var::M] = p.m_keys;
+  scope.vars[ir::Var::D] = Expr(D);
+  scope.vars[ir::Var::Scale] = p.scale;
+  scope.vars[ir::Var::Score] = f.dot(a.i, a.j, a.c, a.t, a.h, a.b) * p.scale;
+  for (auto& [sym, param] : p.symbols) scope.symbols[sym] = param;
+  // Indices are clamped so Halide's bounds inference sees a finite region; the driver has proved (or checked)
+  // that no index the pattern evaluates is out of bounds, so the clamp only touches lanes that are discarded.
+  scope.load = [&p](const std::string& tensor, const std::vector<Expr>& indices) {
+    Halide::ImageParam& img = p.tensors.at(tensor);
+    std::vector<Expr> args;
+    for (size_t d = indices.size(); d-- > 0;) {
+      int dim = static_cast<int>(indices.size() - 1 - d);
+      args.push_back(Halide::clamp(indices[d], 0, img.dim(dim).extent() - 1));
+    }
+    Expr value = img(args);
+    return img.type() == Halide::Int(32) ? value : Halide::cast<float>(value);
+  };
+  scope.dot_q = [&p, &a, D](const std::string& tensor, const std::vector<Expr>& indices) {
+    Halide::ImageParam& img = p.tensors.at(tensor);
+    RDom r(0, D, "rdot");
+    std::vector<Expr> args{r};
+    for (size_t d = indices.size(); d-- > 0;) {
+      int dim = static_cast<int>(indices.size() - d);
+      args.push_back(Halide::clamp(indices[d], 0, img.dim(dim).extent() - 1));
+    }
+    return Halide::sum(a.q_t(a.i, r, a.t, a.h, a.b) * img(args));
+  };
+
+  Expr modified = lower_to_halide(pattern.score, scope);
+  // Keys past the chunk's end score -inf, as masked keys do: the loops run over whole chunks.
+  Expr keep = a.j < count;
+  if (masked) keep = keep && lower_to_halide(pattern.mask, scope);
+  f.score(a.i, a.j, a.c, a.t, a.h, a.b) = Halide::select(keep, modified, kMinusInfinity);
+
+  f.chunk_max(a.i, a.c, a.t, a.h, a.b) = kMinusInfinity;
+  f.chunk_max(a.i, a.c, a.t, a.h, a.b) =
+      Halide::max(f.chunk_max(a.i, a.c, a.t, a.h, a.b), f.score(a.i, f.rj, a.c, a.t, a.h, a.b));
+  Expr cmax = f.chunk_max(a.i, a.c, a.t, a.h, a.b);
+  // Probabilities relative to the chunk's own max: independent of the running state, so computable before
+  // the merge. A chunk with no allowed key in a row contributes nothing (never exp(-inf - -inf) = NaN).
+  f.prob(a.i, a.j, a.c, a.t, a.h, a.b) =
+      Halide::select(cmax == kMinusInfinity, 0.0f, Halide::exp(f.score(a.i, a.j, a.c, a.t, a.h, a.b) - cmax));
+  f.row_sum(a.i, a.c, a.t, a.h, a.b) = 0.0f;
+  f.row_sum(a.i, a.c, a.t, a.h, a.b) += f.prob(a.i, f.rj, a.c, a.t, a.h, a.b);
+  f.pv(a.i, a.e, a.c, a.t, a.h, a.b) = 0.0f;
+  f.pv(a.i, a.e, a.c, a.t, a.h, a.b) += f.prob(a.i, f.rj, a.c, a.t, a.h, a.b) * a.v(a.e, first + f.rj, kv_head, a.b);
+  f.pv_tile = f.pv.in();
+
+  Halide::ImageParam& counts = masked ? p.partial_counts : p.full_counts;
+  f.rc = RDom(0, masked ? p.max_partial : p.max_full, name("rc"));
+  f.rc.where(f.rc < counts(a.t));
+}
+
+// The merge of one chunk into the running state, by log-sum-exp rescaling. One of the two factors is always
+// exp(0) = 1, so a single exp of -|m_old - chunk max| gives both.
+Halide::Tuple merged(Algorithm& a, ChunkFuncs& f) {
+  Expr acc = a.state(a.i, a.e, a.t, a.h, a.b)[0];
+  Expr m_old = a.state(a.i, a.e, a.t, a.h, a.b)[1];
+  Expr l_old = a.state(a.i, a.e, a.t, a.h, a.b)[2];
+  Expr cmax = f.chunk_max(a.i, f.rc, a.t, a.h, a.b);
+  Expr m_new = Halide::max(m_old, cmax);
+  Expr old_wins = m_old >= cmax;
+  // -inf - -inf is NaN: a row with nothing allowed so far keeps weight 0 for whichever side is empty.
+  Expr gap = Halide::select(m_new == kMinusInfinity, kMinusInfinity, -Halide::abs(m_old - cmax));
+  Expr smaller = Halide::exp(gap);
+  Expr keep_old = Halide::select(old_wins && m_old != kMinusInfinity, 1.0f, smaller);
+  Expr keep_chunk = Halide::select(old_wins && m_old != kMinusInfinity, smaller, 1.0f);
+  return {acc * keep_old + f.pv_tile(a.i, a.e, f.rc, a.t, a.h, a.b) * keep_chunk, m_new,
+          l_old * keep_old + f.row_sum(a.i, f.rc, a.t, a.h, a.b) * keep_chunk};
+}
+
+void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pattern, const AttentionPipelineKey& key) {
+  const int BQ = static_cast<int>(key.schedule.block_q);
+  // A plain clamp, not BoundaryConditions::repeat_edge: its likely() would make Halide partition every loop
+  // nest into several copies, multiplying compile time for no run-time gain here. Clamped rows and keys only
+  // feed lanes that are discarded.
+  Var d{"d"};
+  a.q(d, a.n, a.h, a.b) = p.q(d, Halide::clamp(a.n, 0, p.n_queries - 1), a.h, a.b);
+  a.k(d, a.n, a.h, a.b) = p.k(d, Halide::clamp(a.n, 0, p.m_keys - 1), a.h, a.b);
+  a.v(d, a.n, a.h, a.b) = p.v(d, Halide::clamp(a.n, 0, p.m_keys - 1), a.h, a.b);
+  a.q_t(a.i, d, a.t, a.h, a.b) = a.q(d, a.t * BQ + a.i, a.h, a.b);
+  define_chunk(a, a.full, p, pattern, key, false);
+  define_chunk(a, a.partial, p, pattern, key, true);
+
+  a.state(a.i, a.e, a.t, a.h, a.b) = Halide::Tuple(0.0f, kMinusInfinity, 0.0f);
+  a.state(a.i, a.e, a.t, a.h, a.b) = merged(a, a.full);
+  a.state(a.i, a.e, a.t, a.h, a.b) = merged(a, a.partial);
+
+  Expr t = a.n / BQ;
+  Expr i = a.n % BQ;
+  Expr acc = a.state(i, a.e, t, a.h, a.b)[0];
+  Expr l = a.state(i, a.e, t, a.h, a.b)[2];
+  // A row with no allowed key has l = 0 and outputs zeros.
+  a.out(a.e, a.n, a.h, a.b) = Halide::select(l > 0.0f || Halide::is_nan(l), acc / l, 0.0f);
+}
+
+// Register tiles: (row vectors) x (columns) accumulators, within the 32 zmm registers with room for operands.
+struct RegisterTile {
+  int row_vectors, columns;
+};
+
+RegisterTile register_tile(int rows, int vec, int columns_extent, int max_accumulators) {
+  int row_vectors = std::max(1, std::min(rows / vec, 4));
+  int columns = 1;
+  for (int cand = max_accumulators / row_vectors; cand >= 1; --cand) {
+    if (columns_extent % cand == 0) {
+      columns = cand;
+      break;
+    }
+  }
+  return {row_vectors, columns};
+}
+
+// The schedule: how it runs on an AVX-512 CPU.
+void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key) {
+  const int vec = static_cast<int>(key.schedule.vector_width);
+  const int BQ = static_cast<int>(key.schedule.block_q);
+  const int CK = static_cast<int>(key.schedule.chunk_k);
+  const int Dv = static_cast<int>(key.Dv);
+  Var jo{"jo"}, ji{"ji"}, io{"io"}, ii{"ii"}, eo{"eo"}, ei{"ei"};
+
+  // Scores: row vectors x keys of accumulators held in registers across the D loop.
+  RegisterTile qk = register_tile(BQ, vec, CK, 24);
+  f.score.compute_at(a.state, f.rc)
+      .split(a.i, io, ii, qk.row_vectors * vec, TailStrategy::RoundUp)
+      .split(a.j, jo, ji, qk.columns, TailStrategy::RoundUp)
+      .reorder(ii, ji, io, jo)
+      .vectorize(ii, vec)
+      .unroll(ii)
+      .unroll(ji);
+  f.dot.compute_at(f.score, io).vectorize(a.i, vec).unroll(a.i).unroll(a.j);
+  f.dot.update().reorder(a.i, a.j, f.rd.x).vectorize(a.i, vec).unroll(a.i).unroll(a.j);
+  // Row reductions over the chunk: vector operations across rows.
+  for (Func* reduction : {&f.chunk_max, &f.row_sum}) {
+    reduction->compute_at(a.state, f.rc).vectorize(a.i, vec);
+    reduction->update().vectorize(a.i, vec);
+  }
+  f.prob.compute_at(a.state, f.rc).vectorize(a.i, vec);
+  // P.V: row vectors x value columns of accumulators across the chunk's keys.
+  RegisterTile pv = register_tile(BQ, vec, Dv, 16);
+  f.pv_tile.compute_at(a.state, f.rc)
+      .split(a.i, io, ii, pv.row_vectors * vec, TailStrategy::RoundUp)
+      .split(a.e, eo, ei, pv.columns)
+      .reorder(ii, ei, io, eo)
+      .vectorize(ii, vec)
+      .unroll(ii)
+      .unroll(ei);
+  f.pv.compute_at(f.pv_tile, io).vectorize(a.i, vec).unroll(a.i).unroll(a.e);
+  f.pv.update().reorder(a.i, a.e, f.rj.x).vectorize(a.i, vec).unroll(a.i).unroll(a.e);
+}
+
+void schedule(Algorithm& a, const AttentionPipelineKey& key) {
+  const int vec = static_cast<int>(key.schedule.vector_width);
+  const int BQ = static_cast<int>(key.schedule.block_q);
+  Var t{"t_out"}, i{"i_out"};
+  a.out.split(a.n, t, i, BQ, TailStrategy::GuardWithIf).vectorize(a.e, vec, TailStrategy::GuardWithIf);
+  a.q_t.compute_at(a.out, t).bound_extent(a.i, BQ).vectorize(a.i, vec, TailStrategy::GuardWithIf);
+  a.state.compute_at(a.out, t).bound_extent(a.i, BQ).vectorize(a.i, vec, TailStrategy::GuardWithIf);
+  a.state.update(0).reorder(a.i, a.e, a.full.rc).vectorize(a.i, vec, TailStrategy::GuardWithIf);
+  a.state.update(1).reorder(a.i, a.e, a.partial.rc).vectorize(a.i, vec, TailStrategy::GuardWithIf);
+  schedule_chunk(a, a.full, key);
+  schedule_chunk(a, a.partial, key);
+}
+
+}  // namespace
+
+std::string AttentionPipelineKey::str() const {
+  std::string tensors;
+  for (const auto& [name, rank] : tensor_ranks) tensors += fmt::format("{}:{},", name, rank);
+  return fmt::format("{}|D={}|Dv={}|{}|bq={},bk={},ck={},vw={}|{}|{}", pattern_ir, D, Dv, tensors, schedule.block_q,
+                     schedule.block_k, schedule.chunk_k, schedule.vector_width,
+                     storage == StorageType::Float32 ? "f32" : "bf16", target);
+}
+
+Halide::Target cpu_target() {
+  // Halide 14 may detect a Zen 4 as avx512_sapphirerapids, with which LLVM 14 can emit 256-bit AVX-VNNI
+  // instructions Zen 4 lacks (SIGILL). Nothing here needs those instructions, so the feature is dropped.
+  return Halide::get_host_target().without_feature(Halide::Target::AVX512_SapphireRapids);
+}
+
+std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& pattern,
+                                                            const AttentionPipelineKey& key) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const AttentionPipeline>> cache;
+  const std::string cache_key = key.str();
+  std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = cache.find(cache_key); it != cache.end()) return it->second;
+
+  auto p = std::make_shared<AttentionPipeline>();
+  p->q = Halide::ImageParam(Halide::Float(32), 4, "q");
+  p->k = Halide::ImageParam(Halide::Float(32), 4, "k");
+  p->v = Halide::ImageParam(Halide::Float(32), 4, "v");
+  p->full_chunks = Halide::ImageParam(Halide::Int(32), 3, "full_chunks");
+  p->partial_chunks = Halide::ImageParam(Halide::Int(32), 3, "partial_chunks");
+  p->full_counts = Halide::ImageParam(Halide::Int(32), 1, "full_counts");
+  p->partial_counts = Halide::ImageParam(Halide::Int(32), 1, "partial_counts");
+  p->max_full = Halide::Param<int32_t>("max_full");
+  p->max_partial = Halide::Param<int32_t>("max_partial");
+  p->heads = Halide::Param<int32_t>("heads");
+  p->group = Halide::Param<int32_t>("group");
+  p->n_queries = Halide::Param<int32_t>("n_queries");
+  p->m_keys = Halide::Param<int32_t>("m_keys");
+  p->scale = Halide::Param<float>("scale");
+  for (const ir::TensorDecl& t : pattern.inputs) {
+    Halide::Type type = t.elem_type == ir::ElemType::Int32 ? Halide::Int(32) : Halide::Float(32);
+    p->tensors.emplace(t.name, Halide::ImageParam(type, static_cast<int>(t.dims.size()), "tensor_" + t.name));
+    for (const std::string& dim : t.dims) {
+      if (!ir::is_attention_size(dim) && !p->symbols.count(dim)) {
+        p->symbols.emplace(dim, Halide::Param<int32_t>("size_" + dim));
+      }
+    }
+  }
+  // Head dimensions are compile-time constants: the kernels are specialised to them.
+  p->q.dim(0).set_bounds(0, static_cast<int>(key.D)).set_stride(1);
+  p->k.dim(0).set_bounds(0, static_cast<int>(key.D)).set_stride(1);
+  p->v.dim(0).set_bounds(0, static_cast<int>(key.Dv)).set_stride(1);
+
+  Algorithm a;
+  define_algorithm(a, *p, pattern, key);
+  schedule(a, key);
+  a.out.output_buffer().dim(0).set_bounds(0, static_cast<int>(key.Dv)).set_stride(1);
+  p->pipeline = Halide::Pipeline(a.out);
+  p->pipeline.compile_jit(cpu_target());
+  cache.emplace(cache_key, p);
+  return p;
+}
+
+}  // namespace tessera::cpu

@@ -1,0 +1,58 @@
+// The CPU kernel of one pattern: a JIT-compiled Halide pipeline computing fused, flash-style attention for a
+// range of query tiles of one (batch, head).
+//
+// The driver (cpu_attention.cpp) classifies the tiles of the mask and hands the pipeline, per query tile, two
+// tables of key chunks (runs of consecutive non-empty key tiles): FULL chunks, computed without the mask, and
+// PARTIAL ones, with the mask inlined. EMPTY tiles appear in neither table and cost nothing. For each chunk
+// the pipeline computes the scores of the query tile against the chunk's keys, the score modifier (and mask),
+// the chunk's row max, exp(score - max), its row sums and P·V, and merges them into a running (acc, max, sum)
+// state by log-sum-exp rescaling. No buffer larger than a query tile by a key chunk exists.
+//
+// Because each chunk's probabilities are taken relative to the chunk's own max, nothing computed for a chunk
+// depends on the running state; only the merge does. That is what lets Halide express the walk over chunks
+// as an update of the state over a reduction domain of chunks (with per-tile extents given by `where`).
+#pragma once
+
+#include <Halide.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "compiler/ir/pattern.h"
+#include "targets/cpu/cpu_attention.h"
+
+namespace tessera::cpu {
+
+struct AttentionPipelineKey {
+  std::string pattern_ir;  // ir::to_string of the pattern: the kernel depends on nothing else of it
+  int64_t D, Dv;
+  std::map<std::string, int> tensor_ranks;  // run-time tensors read, with their ranks
+  CpuSchedule schedule;
+  StorageType storage;
+  std::string target;
+
+  std::string str() const;  // the cache key
+};
+
+// A compiled pipeline with the parameters its callers bind per call (through a thread-safe ParamMap).
+struct AttentionPipeline {
+  Halide::Pipeline pipeline;
+  Halide::ImageParam q, k, v;                      // [B,H,N,D], [B,Hkv,M,D], [B,Hkv,M,Dv] as (d, n, h, b)
+  Halide::ImageParam full_chunks, partial_chunks;  // (field: first key, key count; slot; query tile)
+  Halide::ImageParam full_counts, partial_counts;  // chunks per query tile
+  Halide::Param<int32_t> max_full, max_partial;    // the tables' slot extents
+  std::map<std::string, Halide::ImageParam> tensors;
+  Halide::Param<int32_t> heads, group, n_queries, m_keys;
+  std::map<std::string, Halide::Param<int32_t>> symbols;
+  Halide::Param<float> scale;
+};
+
+// Builds, schedules and JIT-compiles the pipeline of `pattern` (once per key, then cached).
+std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& pattern,
+                                                            const AttentionPipelineKey& key);
+
+// The Halide target the kernels are compiled for.
+Halide::Target cpu_target();
+
+}  // namespace tessera::cpu
