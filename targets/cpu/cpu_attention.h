@@ -17,9 +17,9 @@ namespace tessera::cpu {
 
 // How the kernels run; explicit values with measured defaults, the autotuner's search space later.
 struct CpuSchedule {
-  int64_t block_q = 64;   // queries per tile (rows of one pipeline call)
+  int64_t block_q = 128;  // queries per tile
   int64_t block_k = 64;   // keys per tile (the granularity of tile classification)
-  int64_t chunk_k = 256;  // keys per pipeline call: consecutive tiles of one kind are merged up to this
+  int64_t chunk_k = 128;  // keys per chunk: runs of consecutive tiles of one kind, up to this many keys
   int64_t vector_width = 16;
   int64_t threads = 0;  // 0: every hardware thread
 };
