@@ -17,6 +17,7 @@ Command add_check_command(CLI::App& app);
 Command add_show_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
 Command add_inputs_command(CLI::App& app);
+Command add_plan_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 
 }  // namespace tessera::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   auto add = [&](tessera::cli::Command command) { runners[command.app] = std::move(command.run); };
   add(tessera::cli::add_check_command(app));
   add(tessera::cli::add_show_command(app));
+  add(tessera::cli::add_plan_command(app));
   add(tessera::cli::add_eval_command(app));
   add(tessera::cli::add_inputs_command(app));
   add(tessera::cli::add_bench_command(app));

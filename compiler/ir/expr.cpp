@@ -383,6 +383,29 @@ Expr substitute(const Expr& e, Var v, const Expr& replacement) {
       e, [v](const Node& n) { return n.kind == Kind::Var && n.var == v; }, replacement);
 }
 
+Expr substitute_vars(const Expr& e, const std::map<Var, Expr>& replacements) {
+  if (e->kind == Kind::Var) {
+    auto it = replacements.find(e->var);
+    return it == replacements.end() ? e : it->second;
+  }
+  bool changed = false;
+  std::vector<Expr> operands;
+  operands.reserve(e->operands.size());
+  for (const auto& o : e->operands) {
+    operands.push_back(substitute_vars(o, replacements));
+    changed |= operands.back() != o;
+  }
+  if (!changed) return e;
+  auto copy = std::make_shared<Node>(*e);
+  copy->operands = std::move(operands);
+  return copy;
+}
+
+void collect_symbols(const Expr& e, std::set<std::string>* names) {
+  if (e->kind == Kind::Symbol) names->insert(e->name);
+  for (const auto& o : e->operands) collect_symbols(o, names);
+}
+
 Expr substitute_symbol(const Expr& e, const std::string& name, const Expr& replacement) {
   return replace_where(
       e, [&name](const Node& n) { return n.kind == Kind::Symbol && n.name == name; }, replacement);

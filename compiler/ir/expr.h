@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -114,6 +116,8 @@ Expr float_imm(double value, dsl::SourceRange where = {});
 Expr bool_imm(bool value, dsl::SourceRange where = {});
 Expr var(Var v, dsl::SourceRange where = {});
 Expr symbol(std::string name, Type type = Type::Int, dsl::SourceRange where = {});
+// Replaces the variables in `replacements` simultaneously (a replacement's own variables are not replaced again).
+Expr substitute_vars(const Expr& e, const std::map<Var, Expr>& replacements);
 // Replaces every Symbol called `name` by `replacement`.
 Expr substitute_symbol(const Expr& e, const std::string& name, const Expr& replacement);
 Expr unary(UnaryOp op, Expr a, dsl::SourceRange where = {});
@@ -139,6 +143,8 @@ bool is_int_const(const Expr& e, int64_t value);
 bool uses_var(const Expr& e, Var v);
 bool uses_tensors(const Expr& e);  // any Load or DotQ
 bool structurally_equal(const Expr& a, const Expr& b);
+// The names of the Symbols `e` reads.
+void collect_symbols(const Expr& e, std::set<std::string>* names);
 // Returns e with every occurrence of variable `v` replaced by `replacement`.
 Expr substitute(const Expr& e, Var v, const Expr& replacement);
 

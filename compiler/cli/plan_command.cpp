@@ -1,0 +1,92 @@
+// `tessera plan`: how the sparsity planner splits a pattern into components and views, and what each costs.
+#include <fmt/format.h>
+
+#include <iostream>
+
+#include "compiler/analysis/pattern_stats.h"
+#include "compiler/analysis/tile_classification.h"
+#include "compiler/cli/command_context.h"
+#include "compiler/cli/commands.h"
+#include "compiler/ir/printer.h"
+#include "compiler/planner/sparsity_plan.h"
+
+namespace tessera::cli {
+
+namespace {
+
+struct PlanCommandOptions {
+  std::string pattern;
+  std::vector<std::string> specs;
+  int64_t seq = 0;
+  std::optional<int64_t> keys;
+  int64_t block_q = 128, block_k = 64;
+  bool no_reindex = false;
+};
+
+int run_plan(const PlanCommandOptions& o) {
+  sema::PatternLibrary library = load_library(o.specs);
+  ir::Pattern pattern = instantiate_pattern(library, o.pattern);
+  const int64_t N = o.seq, M = o.keys.value_or(o.seq);
+  planner::PlanOptions options;
+  options.block_q = o.block_q;
+  options.block_k = o.block_k;
+  options.allow_reindexing = !o.no_reindex;
+  planner::Plan plan = planner::plan_pattern(pattern, N, M, options);
+
+  std::cout << fmt::format("plan {} for N={}, M={} (tiles {}x{})\n", pattern.name, N, M, o.block_q, o.block_k);
+  int64_t total = 0;
+  for (size_t c = 0; c < plan.components.size(); ++c) {
+    const planner::Component& comp = plan.components[c];
+    int64_t empty = 0, full = 0, partial = 0, pairs = 0;
+    for (const planner::View& v : comp.views) {
+      ir::Pattern bound = planner::bind_view(comp, v, N, M);
+      analysis::TileMap tiles = analysis::classify_tiles(bound, v.queries.count, v.keys.count, o.block_q, o.block_k);
+      empty += tiles.empty;
+      full += tiles.full;
+      partial += tiles.partial;
+      for (int64_t r = 0; r < tiles.rows; ++r) {
+        for (int64_t k = 0; k < tiles.cols; ++k) {
+          if (tiles.at(r, k) == analysis::TileKind::Empty) continue;
+          analysis::Tile t = tiles.tile(r, k);
+          pairs += (t.i1 - t.i0) * (t.j1 - t.j0);
+        }
+      }
+    }
+    total += pairs;
+    std::cout << fmt::format("component {}: {}\n", c + 1, comp.description);
+    std::cout << fmt::format("  mask:      {}\n", ir::to_string(comp.original.mask));
+    if (comp.kind != planner::ComponentKind::TileSparse) {
+      const planner::View& first = comp.views.front();
+      std::cout << fmt::format("  in a view: {}\n", ir::to_string(comp.local.mask));
+      std::cout << fmt::format("  views:     {} (queries stride {}, keys stride {}; the first {} x {})\n",
+                               comp.views.size(), comp.query_stride, comp.key_stride, first.queries.count,
+                               first.keys.count);
+    }
+    std::cout << fmt::format("  tiles:     {} empty, {} full, {} partial\n", empty, full, partial);
+    std::cout << fmt::format("  pairs computed: {}\n", pairs);
+  }
+  analysis::PatternStats stats = analysis::pattern_stats(pattern, N, M, o.block_q, o.block_k);
+  std::string allowed = stats.allowed_pairs ? std::to_string(*stats.allowed_pairs) : "unknown until run time";
+  std::cout << fmt::format("pairs computed {} of {} ({:.2f}%); pairs allowed {}\n", total, N * M,
+                           100.0 * static_cast<double>(total) / static_cast<double>(std::max<int64_t>(1, N * M)),
+                           allowed);
+  return 0;
+}
+
+}  // namespace
+
+Command add_plan_command(CLI::App& app) {
+  auto o = std::make_shared<PlanCommandOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "plan", "Show how the sparsity planner splits a pattern into components and views, and the pairs each computes");
+  cmd->add_option("--pattern", o->pattern, "Pattern expression, e.g. 'strided(stride=128)'")->required();
+  cmd->add_option("--spec", o->specs, "Spec file(s) whose patterns the expression may use");
+  cmd->add_option("--seq", o->seq, "N, number of queries")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--keys", o->keys, "M, number of keys (default N)")->check(CLI::PositiveNumber);
+  cmd->add_option("--tile-q", o->block_q, "Query tile size (default 128)")->check(CLI::PositiveNumber);
+  cmd->add_option("--tile-k", o->block_k, "Key tile size (default 64)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-reindex", o->no_reindex, "Only the tile-sparse plan (no residue classes or column sets)");
+  return {cmd, [o] { return run_plan(*o); }};
+}
+
+}  // namespace tessera::cli

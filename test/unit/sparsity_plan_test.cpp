@@ -1,0 +1,140 @@
+// The sparsity planner: every plan, checked by counting, computes each allowed pair exactly once and no other
+// pair; re-indexing is chosen from the mask's structure, whatever the pattern is called.
+#include <gtest/gtest.h>
+
+#include "compiler/ir/evaluate.h"
+#include "compiler/planner/sparsity_plan.h"
+#include "compiler/sema/pattern_library.h"
+
+namespace tessera::planner {
+namespace {
+
+ir::Pattern instantiate(const std::string& expression, const std::string& spec = "") {
+  static sema::PatternLibrary library;
+  dsl::Diagnostics diags;
+  if (!spec.empty()) {
+    sema::PatternLibrary with_spec;
+    with_spec.add_file(std::make_shared<dsl::SourceFile>("spec.attn", spec), diags);
+    EXPECT_FALSE(diags.has_errors()) << diags.str();
+    auto p = with_spec.instantiate(expression, diags);
+    EXPECT_TRUE(p.has_value()) << diags.str();
+    return *p;
+  }
+  auto p = library.instantiate(expression, diags);
+  EXPECT_TRUE(p.has_value()) << diags.str();
+  return *p;
+}
+
+ir::AttentionSizes sizes(int64_t N, int64_t M) {
+  ir::AttentionSizes s;
+  s.N = N;
+  s.M = M;
+  s.D = s.Dv = 4;
+  return s;
+}
+
+// Counts, for every original pair, how many (component, view, local pair) compute it.
+void expect_exact_cover(const ir::Pattern& pattern, int64_t N, int64_t M, const Plan& plan) {
+  std::vector<int> covered(static_cast<size_t>(N * M), 0);
+  for (const Component& c : plan.components) {
+    for (const View& v : c.views) {
+      ir::Pattern bound = bind_view(c, v, N, M);
+      ir::PatternEvaluator local(bound, sizes(v.queries.count, v.keys.count), {}, 1.0);
+      for (int64_t i = 0; i < v.queries.count; ++i) {
+        for (int64_t j = 0; j < v.keys.count; ++j) {
+          if (!local.allowed(0, 0, i, j)) continue;
+          int64_t oi = v.queries.origin + v.queries.stride * i;
+          int64_t oj = v.keys.origin + v.keys.stride * j;
+          ASSERT_TRUE(oi >= 0 && oi < N && oj >= 0 && oj < M) << c.description;
+          ++covered[static_cast<size_t>(oi * M + oj)];
+        }
+      }
+    }
+  }
+  ir::PatternEvaluator original(pattern, sizes(N, M), {}, 1.0);
+  int wrong = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    for (int64_t j = 0; j < M; ++j) {
+      int expected = original.allowed(0, 0, i, j) ? 1 : 0;
+      if (covered[static_cast<size_t>(i * M + j)] != expected && ++wrong <= 5) {
+        ADD_FAILURE() << pattern.name << " N=" << N << " M=" << M << " pair (" << i << ", " << j << ") computed "
+                      << covered[static_cast<size_t>(i * M + j)] << " times, allowed " << expected;
+      }
+    }
+  }
+}
+
+ComponentKind kind_of_last(const Plan& plan) { return plan.components.back().kind; }
+
+TEST(SparsityPlan, StridedIsSplitIntoABandAndResidueClasses) {
+  ir::Pattern p = instantiate("strided(stride=16)");
+  Plan plan = plan_pattern(p, 512, 512, {.block_q = 32, .block_k = 32});
+  ASSERT_EQ(plan.components.size(), 2u);
+  EXPECT_EQ(plan.components[0].kind, ComponentKind::TileSparse);
+  EXPECT_EQ(plan.components[1].kind, ComponentKind::ResidueClasses);
+  EXPECT_EQ(plan.components[1].views.size(), 16u);
+  expect_exact_cover(p, 512, 512, plan);
+  // Far fewer pairs than the tile-sparse plan, whose tiles nearly all hold a stride-16 pair.
+  Plan tiles_only = plan_pattern(p, 512, 512, {.block_q = 32, .block_k = 32, .allow_reindexing = false});
+  EXPECT_LT(pairs_computed(plan, {.block_q = 32, .block_k = 32}) * 2,
+            pairs_computed(tiles_only, {.block_q = 32, .block_k = 32}));
+}
+
+TEST(SparsityPlan, FixedIsSplitIntoBlocksAndSummaryColumns) {
+  ir::Pattern p = instantiate("fixed(block=32, summary=4)");
+  Plan plan = plan_pattern(p, 512, 512, {.block_q = 32, .block_k = 32});
+  ASSERT_EQ(plan.components.size(), 2u);
+  EXPECT_EQ(kind_of_last(plan), ComponentKind::ColumnSet);
+  EXPECT_EQ(plan.components[1].views.size(), 4u);
+  expect_exact_cover(p, 512, 512, plan);
+}
+
+TEST(SparsityPlan, UserWrittenMasksGetTheSameKindOfPlan) {
+  ir::Pattern strided_like = instantiate(
+      "mine", "pattern mine { mask: k <= q && ((q - k) % 64 == 0 || q - k < 32); }");
+  Plan a = plan_pattern(strided_like, 1024, 1024, {.block_q = 64, .block_k = 64});
+  EXPECT_EQ(kind_of_last(a), ComponentKind::ResidueClasses);
+  expect_exact_cover(strided_like, 1024, 1024, a);
+
+  ir::Pattern other_columns =
+      instantiate("cols", "pattern cols { mask: k <= q && (k / 64 == q / 64 || k % 64 < 3); }");
+  Plan b = plan_pattern(other_columns, 1024, 1024, {.block_q = 64, .block_k = 64});
+  EXPECT_EQ(kind_of_last(b), ComponentKind::ColumnSet);
+  expect_exact_cover(other_columns, 1024, 1024, b);
+
+  // A residue with an offset, written the other way round.
+  ir::Pattern offset = instantiate("off", "pattern off { mask: k <= q && (k - q + 5) % 32 == 0; }");
+  Plan c = plan_pattern(offset, 700, 900, {.block_q = 64, .block_k = 64});
+  EXPECT_EQ(kind_of_last(c), ComponentKind::ResidueClasses);
+  expect_exact_cover(offset, 700, 900, c);
+}
+
+TEST(SparsityPlan, EveryPlanCoversEachAllowedPairExactlyOnce) {
+  const std::vector<std::string> patterns = {
+      "causal", "strided(stride=8)", "strided(stride=7)", "fixed(block=16, summary=2)", "dilated(window=5, dilation=9)",
+      "sliding_window(window=20) | strided(stride=12)", "causal - strided(stride=10)", "fixed(block=8, summary=8)",
+      "local2d(width=16, block_h=4, block_w=4, halo_h=2, halo_w=2)", "strided(stride=9) & alibi"};
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{100, 100}, {37, 150}, {150, 37}, {1, 64}, {257, 300}};
+  for (const auto& text : patterns) {
+    ir::Pattern p = instantiate(text);
+    for (auto [N, M] : shapes) {
+      for (int64_t bq : {16, 64}) {
+        Plan plan = plan_pattern(p, N, M, {.block_q = bq, .block_k = 16});
+        expect_exact_cover(p, N, M, plan);
+      }
+    }
+  }
+}
+
+TEST(SparsityPlan, ViewsOfOneWaveSelectDisjointRows) {
+  ir::Pattern p = instantiate("strided(stride=8)");
+  Plan plan = plan_pattern(p, 256, 256, {.block_q = 32, .block_k = 32});
+  const Component& residue = plan.components.back();
+  auto waves = disjoint_waves(residue);
+  EXPECT_EQ(waves.size(), 1u);  // the 8 classes never share a query row
+  Plan fixed = plan_pattern(instantiate("fixed(block=16, summary=3)"), 256, 256, {.block_q = 32, .block_k = 32});
+  EXPECT_EQ(disjoint_waves(fixed.components.back()).size(), 3u);  // each column offset sees every row
+}
+
+}  // namespace
+}  // namespace tessera::planner
