@@ -145,10 +145,10 @@ ir::Pattern localize(const ir::Pattern& p, const Expr& mask, int64_t query_strid
   Expr ko = ir::symbol(kKeyOrigin);
   Expr n = ir::symbol(kQueries);
   Expr m = ir::symbol(kKeys);
-  Expr row = ir::binary(ir::BinaryOp::Add, qo,
-                        ir::binary(ir::BinaryOp::Mul, ir::int_imm(query_stride), ir::var(ir::Var::I)));
-  Expr col = ir::binary(ir::BinaryOp::Add, ko,
-                        ir::binary(ir::BinaryOp::Mul, ir::int_imm(key_stride), ir::var(ir::Var::J)));
+  Expr row =
+      ir::binary(ir::BinaryOp::Add, qo, ir::binary(ir::BinaryOp::Mul, ir::int_imm(query_stride), ir::var(ir::Var::I)));
+  Expr col =
+      ir::binary(ir::BinaryOp::Add, ko, ir::binary(ir::BinaryOp::Mul, ir::int_imm(key_stride), ir::var(ir::Var::J)));
   std::map<ir::Var, Expr> to_local = {
       {ir::Var::I, row},
       {ir::Var::J, col},
@@ -205,8 +205,7 @@ Plan residue_plan(const ir::Pattern& p, const ResidueTerm& term, int64_t N, int6
   plan.components.push_back(make_component(
       p, ComponentKind::ResidueClasses, std::move(description),
       ir::binary(ir::BinaryOp::And, replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), term.atom),
-      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)),
-      s, s, std::move(views)));
+      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), s, s, std::move(views)));
   return plan;
 }
 
@@ -227,8 +226,7 @@ Plan column_plan(const ir::Pattern& p, const ColumnTerm& term, int64_t N, int64_
   plan.components.push_back(make_component(
       p, ComponentKind::ColumnSet, std::move(description),
       ir::binary(ir::BinaryOp::And, replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), term.atom),
-      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)),
-      1, term.period, std::move(views)));
+      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), 1, term.period, std::move(views)));
   return plan;
 }
 

@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <limits>
 #include <mutex>
+#include <set>
 
 #include "targets/cpu/halide_lowering.h"
 
@@ -18,6 +20,53 @@ using Halide::TailStrategy;
 using Halide::Var;
 
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
+
+// Halide allocates each call's intermediate buffers (query tile, state, chunk scores: hundreds of KiB) with
+// malloc, which maps and unmaps them from the kernel every call: measured at ~45 us per call, as much as a
+// small view's whole computation. Blocks are kept per thread and reused instead.
+struct BlockCache {
+  struct Block {
+    size_t size;
+    void* data;
+  };
+  std::vector<Block> free_blocks;
+  ~BlockCache() {
+    for (const Block& b : free_blocks) std::free(static_cast<char*>(b.data) - 64);
+  }
+};
+thread_local BlockCache block_cache;
+constexpr size_t kAlignment = 64;
+constexpr size_t kMaxCachedBlocks = 64;
+
+void* reusing_malloc(Halide::JITUserContext*, size_t size) {
+  auto& blocks = block_cache.free_blocks;
+  for (size_t n = 0; n < blocks.size(); ++n) {
+    if (blocks[n].size >= size && blocks[n].size <= 2 * size + 4096) {
+      void* data = blocks[n].data;
+      blocks[n] = blocks.back();
+      blocks.pop_back();
+      return data;
+    }
+  }
+  // The size is stored in front of the block so free can keep it; the block itself stays 64-byte aligned.
+  size_t total = (size + kAlignment + kAlignment - 1) / kAlignment * kAlignment;
+  auto* base = static_cast<char*>(std::aligned_alloc(kAlignment, total));
+  if (base == nullptr) return nullptr;
+  *reinterpret_cast<size_t*>(base) = total - kAlignment;
+  return base + kAlignment;
+}
+
+void reusing_free(Halide::JITUserContext*, void* data) {
+  if (data == nullptr) return;
+  char* base = static_cast<char*>(data) - kAlignment;
+  auto& blocks = block_cache.free_blocks;
+  if (blocks.size() >= kMaxCachedBlocks) {
+    std::free(static_cast<char*>(blocks.front().data) - kAlignment);
+    blocks.front() = blocks.back();
+    blocks.pop_back();
+  }
+  blocks.push_back({*reinterpret_cast<size_t*>(base), data});
+}
 
 // The Funcs of one kind of chunk (FULL or PARTIAL). Every Func is indexed by the chunk's slot c and the
 // query tile (t, h, b) so that it can be computed inside the state's loop over chunks. Query rows i are the
@@ -37,7 +86,7 @@ struct Algorithm {
   Func q_t{"q_t"};              // one query tile, transposed to (row, feature)
   ChunkFuncs full, partial;
   Func state{"state"};  // (acc, max, sum) per (i, e, t, h, b); max and sum are repeated over e
-  Func out{"out"};
+  Func acc_out{"acc_out"}, max_out{"max_out"}, sum_out{"sum_out"};
 };
 
 // The algorithm of one kind of chunk: scores, modifier (and mask), row max, probabilities, sums, P.V.
@@ -160,16 +209,17 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
   define_chunk(a, a.full, p, pattern, key, false);
   define_chunk(a, a.partial, p, pattern, key, true);
 
-  a.state(a.i, a.e, a.t, a.h, a.b) = Halide::Tuple(0.0f, kMinusInfinity, 0.0f);
+  Expr in_row = Halide::clamp(a.t * BQ + a.i, 0, p.n_queries - 1);
+  a.state(a.i, a.e, a.t, a.h, a.b) =
+      Halide::Tuple(p.acc_in(a.e, in_row, a.h, a.b), p.max_in(in_row, a.h, a.b), p.sum_in(in_row, a.h, a.b));
   a.state(a.i, a.e, a.t, a.h, a.b) = merged(a, a.full);
   a.state(a.i, a.e, a.t, a.h, a.b) = merged(a, a.partial);
 
   Expr t = a.n / BQ;
   Expr i = a.n % BQ;
-  Expr acc = a.state(i, a.e, t, a.h, a.b)[0];
-  Expr l = a.state(i, a.e, t, a.h, a.b)[2];
-  // A row with no allowed key has l = 0 and outputs zeros.
-  a.out(a.e, a.n, a.h, a.b) = Halide::select(l > 0.0f || Halide::is_nan(l), acc / l, 0.0f);
+  a.acc_out(a.e, a.n, a.h, a.b) = a.state(i, a.e, t, a.h, a.b)[0];
+  a.max_out(a.n, a.h, a.b) = a.state(i, 0, t, a.h, a.b)[1];
+  a.sum_out(a.n, a.h, a.b) = a.state(i, 0, t, a.h, a.b)[2];
 }
 
 // Register tiles: (row vectors) x (columns) accumulators, within the 32 zmm registers with room for operands.
@@ -230,10 +280,10 @@ void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key
 void schedule(Algorithm& a, const AttentionPipelineKey& key) {
   const int vec = static_cast<int>(key.schedule.vector_width);
   const int BQ = static_cast<int>(key.schedule.block_q);
-  Var t{"t_out"}, i{"i_out"};
-  a.out.split(a.n, t, i, BQ, TailStrategy::GuardWithIf).vectorize(a.e, vec, TailStrategy::GuardWithIf);
-  a.q_t.compute_at(a.out, t).bound_extent(a.i, BQ).vectorize(a.i, vec, TailStrategy::GuardWithIf);
-  a.state.compute_at(a.out, t).bound_extent(a.i, BQ).vectorize(a.i, vec, TailStrategy::GuardWithIf);
+  a.acc_out.vectorize(a.e, vec, TailStrategy::GuardWithIf);
+  // Whole query tiles: the register tiles cover BQ rows; rows past the view's end read clamped inputs.
+  a.q_t.compute_root().align_bounds(a.i, BQ).vectorize(a.i, vec, TailStrategy::GuardWithIf);
+  a.state.compute_root().align_bounds(a.i, BQ).vectorize(a.i, vec, TailStrategy::GuardWithIf);
   a.state.update(0).reorder(a.i, a.e, a.full.rc).vectorize(a.i, vec, TailStrategy::GuardWithIf);
   a.state.update(1).reorder(a.i, a.e, a.partial.rc).vectorize(a.i, vec, TailStrategy::GuardWithIf);
   schedule_chunk(a, a.full, key);
@@ -266,6 +316,9 @@ std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& p
 
   auto p = std::make_shared<AttentionPipeline>();
   p->q = Halide::ImageParam(Halide::Float(32), 4, "q");
+  p->acc_in = Halide::ImageParam(Halide::Float(32), 4, "acc_in");
+  p->max_in = Halide::ImageParam(Halide::Float(32), 3, "max_in");
+  p->sum_in = Halide::ImageParam(Halide::Float(32), 3, "sum_in");
   p->k = Halide::ImageParam(Halide::Float(32), 4, "k");
   p->v = Halide::ImageParam(Halide::Float(32), 4, "v");
   p->full_chunks = Halide::ImageParam(Halide::Int(32), 3, "full_chunks");
@@ -282,22 +335,29 @@ std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& p
   for (const ir::TensorDecl& t : pattern.inputs) {
     Halide::Type type = t.elem_type == ir::ElemType::Int32 ? Halide::Int(32) : Halide::Float(32);
     p->tensors.emplace(t.name, Halide::ImageParam(type, static_cast<int>(t.dims.size()), "tensor_" + t.name));
-    for (const std::string& dim : t.dims) {
-      if (!ir::is_attention_size(dim) && !p->symbols.count(dim)) {
-        p->symbols.emplace(dim, Halide::Param<int32_t>("size_" + dim));
-      }
-    }
   }
+  std::set<std::string> symbols;
+  ir::collect_symbols(pattern.mask, &symbols);
+  ir::collect_symbols(pattern.score, &symbols);
+  for (const std::string& name : symbols) p->symbols.emplace(name, Halide::Param<int32_t>("symbol_" + name));
   // Head dimensions are compile-time constants: the kernels are specialised to them.
   p->q.dim(0).set_bounds(0, static_cast<int>(key.D)).set_stride(1);
   p->k.dim(0).set_bounds(0, static_cast<int>(key.D)).set_stride(1);
   p->v.dim(0).set_bounds(0, static_cast<int>(key.Dv)).set_stride(1);
+  p->acc_in.dim(0).set_bounds(0, static_cast<int>(key.Dv)).set_stride(1);
+  // Row maxima and sums are read and written through strided views (every stride-th row of a residue class).
+  p->max_in.dim(0).set_stride(Expr());
+  p->sum_in.dim(0).set_stride(Expr());
 
   Algorithm a;
   define_algorithm(a, *p, pattern, key);
   schedule(a, key);
-  a.out.output_buffer().dim(0).set_bounds(0, static_cast<int>(key.Dv)).set_stride(1);
-  p->pipeline = Halide::Pipeline(a.out);
+  a.acc_out.output_buffer().dim(0).set_bounds(0, static_cast<int>(key.Dv)).set_stride(1);
+  a.max_out.output_buffer().dim(0).set_stride(Expr());
+  a.sum_out.output_buffer().dim(0).set_stride(Expr());
+  p->pipeline = Halide::Pipeline({a.acc_out, a.max_out, a.sum_out});
+  p->pipeline.jit_handlers().custom_malloc = reusing_malloc;
+  p->pipeline.jit_handlers().custom_free = reusing_free;
   p->pipeline.compile_jit(cpu_target());
   cache.emplace(cache_key, p);
   return p;

@@ -1,7 +1,9 @@
 // The CPU kernel of one pattern: a JIT-compiled Halide pipeline computing fused, flash-style attention for a
 // range of query tiles of one (batch, head).
 //
-// The driver (cpu_attention.cpp) classifies the tiles of the mask and hands the pipeline, per query tile, two
+// The pipeline works on *views* (see compiler/planner/sparsity_plan.h): its rows and keys are the view's local
+// indices, and the buffers it is given are strided views of Q, K, V and of the running state, which every
+// component of a plan updates in turn. The driver (cpu_attention.cpp) classifies the tiles of the mask and hands the pipeline, per query tile, two
 // tables of key chunks (runs of consecutive non-empty key tiles): FULL chunks, computed without the mask, and
 // PARTIAL ones, with the mask inlined. EMPTY tiles appear in neither table and cost nothing. For each chunk
 // the pipeline computes the scores of the query tile against the chunk's keys, the score modifier (and mask),
@@ -37,14 +39,15 @@ struct AttentionPipelineKey {
 
 // A compiled pipeline with the parameters its callers bind per call (through a thread-safe ParamMap).
 struct AttentionPipeline {
-  Halide::Pipeline pipeline;
+  Halide::Pipeline pipeline;  // outputs: acc (e, n, h, b), max (n, h, b), sum (n, h, b): the merged state
   Halide::ImageParam q, k, v;                      // [B,H,N,D], [B,Hkv,M,D], [B,Hkv,M,Dv] as (d, n, h, b)
+  Halide::ImageParam acc_in, max_in, sum_in;       // the running state the chunks are merged into
   Halide::ImageParam full_chunks, partial_chunks;  // (field: first key, key count; slot; query tile)
   Halide::ImageParam full_counts, partial_counts;  // chunks per query tile
   Halide::Param<int32_t> max_full, max_partial;    // the tables' slot extents
   std::map<std::string, Halide::ImageParam> tensors;
   Halide::Param<int32_t> heads, group, n_queries, m_keys;
-  std::map<std::string, Halide::Param<int32_t>> symbols;
+  std::map<std::string, Halide::Param<int32_t>> symbols;  // every Symbol the pattern reads (sizes, view origins)
   Halide::Param<float> scale;
 };
 

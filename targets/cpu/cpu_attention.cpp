@@ -13,6 +13,7 @@
 #include "compiler/analysis/interval.h"
 #include "compiler/analysis/tile_classification.h"
 #include "compiler/ir/printer.h"
+#include "compiler/planner/sparsity_plan.h"
 #include "targets/cpu/attention_pipeline.h"
 
 namespace tessera::cpu {
@@ -134,11 +135,58 @@ Tensor rounded_to_bf16(const Tensor& t) {
   return out;
 }
 
-// A Halide view (innermost dimension first) of a C-ordered tensor, without copying.
-Halide::Buffer<> halide_view(const Tensor& t, Halide::Type type) {
-  std::vector<int> extents;
-  for (auto d = t.shape().rbegin(); d != t.shape().rend(); ++d) extents.push_back(static_cast<int>(*d));
-  return Halide::Buffer<>(type, const_cast<void*>(t.raw_data()), extents);
+// A strided Halide view of a C-ordered [B, heads, rows, width] tensor (width innermost) that selects rows
+// origin + stride * x for x < count: how a plan's views reach Q, K, V and the running state without copies.
+Halide::Buffer<float> row_view(float* data, int64_t B, int64_t heads, int64_t rows, int64_t width,
+                               const planner::IndexView& view) {
+  std::vector<halide_dimension_t> dims;
+  if (width > 0) dims.push_back({0, static_cast<int32_t>(width), 1, 0});
+  const int64_t row_stride = std::max<int64_t>(width, 1);
+  dims.push_back({0, static_cast<int32_t>(view.count), static_cast<int32_t>(view.stride * row_stride), 0});
+  dims.push_back({0, static_cast<int32_t>(heads), static_cast<int32_t>(rows * row_stride), 0});
+  dims.push_back({0, static_cast<int32_t>(B), static_cast<int32_t>(heads * rows * row_stride), 0});
+  return Halide::Buffer<float>(data + view.origin * row_stride, static_cast<int>(dims.size()), dims.data());
+}
+
+// One pipeline call: some query tiles of one (batch, head) of one view.
+struct WorkItem {
+  size_t view;
+  int64_t b, h, first_row, rows;
+};
+
+// What a call needs besides the data: the plan and, per view, its chunk tables. Planning classifies every
+// tile of every view, which costs more than a small attention call, so plans are cached like kernels.
+struct ExecutionPlan {
+  planner::Plan plan;
+  std::vector<std::vector<ChunkTables>> tables;  // [component][view]
+};
+
+const ExecutionPlan& execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz, const CpuSchedule& sched,
+                                    analysis::ClassifyOptions classify) {
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<ExecutionPlan>> cache;
+  const std::string key = fmt::format("{}|B={},H={},N={},M={},D={}|bq={},bk={},ck={}", ir::to_string(pattern), sz.B,
+                                      sz.H, sz.N, sz.M, sz.D, sched.block_q, sched.block_k, sched.chunk_k);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = cache.find(key); it != cache.end()) return *it->second;
+  // Exact enumeration of undecided tiles would only turn PARTIAL into EMPTY or FULL for masks the intervals
+  // cannot follow; a small limit keeps planning fast for long sequences.
+  classify.enumerate_limit = 256;
+  planner::PlanOptions options;
+  options.block_q = sched.block_q;
+  options.block_k = sched.block_k;
+  auto execution = std::make_unique<ExecutionPlan>();
+  execution->plan = planner::plan_pattern(pattern, sz.N, sz.M, options);
+  for (const planner::Component& component : execution->plan.components) {
+    std::vector<ChunkTables>& tables = execution->tables.emplace_back();
+    for (const planner::View& view : component.views) {
+      ir::Pattern bound = planner::bind_view(component, view, sz.N, sz.M);
+      analysis::TileMap tiles =
+          analysis::classify_tiles(bound, view.queries.count, view.keys.count, sched.block_q, sched.block_k, classify);
+      tables.push_back(chunk_tables(tiles, view.keys.count, sched.chunk_k / sched.block_k));
+    }
+  }
+  return *cache.emplace(key, std::move(execution)).first->second;
 }
 
 }  // namespace
@@ -204,86 +252,139 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   check_tensor_indices(pattern, sz, tensors, evaluator, *q);
 
   Tensor out(runtime::DType::Float32, {sz.B, sz.H, sz.N, sz.Dv});
-  if (sz.N == 0) return out;
+  if (sz.N == 0 || sz.M == 0) return out;  // no queries, or nothing to attend to: zeros
 
   analysis::ClassifyOptions classify;
   classify.B = sz.B;
   classify.H = sz.H;
   classify.D = sz.D;
-  const analysis::TileMap tiles = analysis::classify_tiles(pattern, sz.N, sz.M, sched.block_q, sched.block_k, classify);
 
-  AttentionPipelineKey key{ir::to_string(pattern), sz.D, sz.Dv, {}, sched, options.storage, halide_target_string()};
-  for (const ir::TensorDecl& t : pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());
-  const std::shared_ptr<const AttentionPipeline> kernel = attention_pipeline(pattern, key);
-  const ChunkTables tables = chunk_tables(tiles, sz.M, sched.chunk_k / sched.block_k);
+  // The running state every component of the plan merges into, then normalised: out = acc / sum.
+  Tensor acc(runtime::DType::Float32, {sz.B, sz.H, sz.N, sz.Dv});
+  Tensor row_max(runtime::DType::Float32, {sz.B, sz.H, sz.N});
+  Tensor row_sum(runtime::DType::Float32, {sz.B, sz.H, sz.N});
+  std::fill(row_max.data<float>(), row_max.data<float>() + row_max.numel(), -std::numeric_limits<float>::infinity());
 
-  Halide::ParamMap params;
-  params.set(kernel->q, halide_view(*q, Halide::Float(32)));
-  params.set(kernel->k, halide_view(*k, Halide::Float(32)));
-  params.set(kernel->v, halide_view(*v, Halide::Float(32)));
-  params.set(kernel->full_chunks, tables.full);
-  params.set(kernel->partial_chunks, tables.partial);
-  params.set(kernel->full_counts, tables.full_counts);
-  params.set(kernel->partial_counts, tables.partial_counts);
-  params.set(kernel->max_full, tables.max_full);
-  params.set(kernel->max_partial, tables.max_partial);
-  params.set(kernel->heads, static_cast<int32_t>(sz.H));
-  params.set(kernel->group, static_cast<int32_t>(sz.H / sz.Hkv));
-  params.set(kernel->n_queries, static_cast<int32_t>(sz.N));
-  params.set(kernel->m_keys, static_cast<int32_t>(sz.M));
-  params.set(kernel->scale, static_cast<float>(scale));
-  std::map<std::string, Halide::Buffer<>> tensor_buffers;
-  for (const auto& [name, img] : kernel->tensors) {
-    const ir::TensorView& tv = tensors.views.at(name);
-    std::vector<int> extents(tv.shape.rbegin(), tv.shape.rend());
-    Halide::Type type = tv.elem_type == ir::ElemType::Int32 ? Halide::Int(32) : Halide::Float(32);
-    params.set(img, Halide::Buffer<>(type, const_cast<void*>(tv.data), extents));
-  }
-  for (const auto& [name, param] : kernel->symbols) {
-    for (const ir::TensorDecl& decl : pattern.inputs) {
-      for (size_t d = 0; d < decl.dims.size(); ++d) {
-        if (decl.dims[d] == name) params.set(param, static_cast<int32_t>(tensors.views.at(decl.name).shape[d]));
-      }
-    }
-  }
-
-  // Work items: a few query tiles of one (batch, head) per pipeline call, handed out dynamically so threads
-  // stay balanced when tiles differ in cost (causal rows grow).
+  const ExecutionPlan& execution = execution_plan(pattern, sz, sched, classify);
+  const planner::Plan& plan = execution.plan;
   const Halide::Target target = cpu_target();
-  const int64_t tiles_per_item = std::max<int64_t>(1, std::min<int64_t>(4, tiles.rows / 8));
-  const int64_t items_per_head = (tiles.rows + tiles_per_item - 1) / tiles_per_item;
-  const int64_t work_items = sz.B * sz.H * items_per_head;
-  const int64_t threads = std::max<int64_t>(
-      1, std::min<int64_t>(sched.threads > 0 ? sched.threads : std::thread::hardware_concurrency(), work_items));
-  Halide::Buffer<float> out_view = halide_view(out, Halide::Float(32));
-  std::atomic<int64_t> next{0};
-  std::exception_ptr failure;
-  std::mutex failure_mutex;
-  auto worker = [&] {
-    try {
-      for (int64_t item; (item = next.fetch_add(1)) < work_items;) {
-        const int64_t part = item % items_per_head;
-        const int64_t h = (item / items_per_head) % sz.H;
-        const int64_t b = item / (items_per_head * sz.H);
-        const int64_t first_row = part * tiles_per_item * sched.block_q;
-        const int64_t rows = std::min(tiles_per_item * sched.block_q, sz.N - first_row);
-        Halide::Buffer<float> region(out_view.get()
-                                         ->cropped(1, static_cast<int>(first_row), static_cast<int>(rows))
-                                         .cropped(2, static_cast<int>(h), 1)
-                                         .cropped(3, static_cast<int>(b), 1));
-        const_cast<Halide::Pipeline&>(kernel->pipeline).realize(region, target, params);
+  const int64_t max_threads = sched.threads > 0 ? sched.threads : std::thread::hardware_concurrency();
+
+  for (size_t ci = 0; ci < plan.components.size(); ++ci) {
+    const planner::Component& component = plan.components[ci];
+    AttentionPipelineKey key{ir::to_string(component.local), sz.D, sz.Dv, {}, sched, options.storage,
+                             halide_target_string()};
+    for (const ir::TensorDecl& t : pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());
+    const std::shared_ptr<const AttentionPipeline> kernel = attention_pipeline(component.local, key);
+
+    // Per view: its chunk tables and the parameters that do not change between calls.
+    const std::vector<ChunkTables>& tables = execution.tables[ci];
+    std::vector<Halide::ParamMap> view_params(component.views.size());
+    for (size_t vi = 0; vi < component.views.size(); ++vi) {
+      const planner::View& view = component.views[vi];
+      Halide::ParamMap& params = view_params[vi];
+      params.set(kernel->q, row_view(const_cast<float*>(q->data<float>()), sz.B, sz.H, sz.N, sz.D, view.queries));
+      params.set(kernel->k, row_view(const_cast<float*>(k->data<float>()), sz.B, sz.Hkv, sz.M, sz.D, view.keys));
+      params.set(kernel->v, row_view(const_cast<float*>(v->data<float>()), sz.B, sz.Hkv, sz.M, sz.Dv, view.keys));
+      params.set(kernel->acc_in, row_view(acc.data<float>(), sz.B, sz.H, sz.N, sz.Dv, view.queries));
+      params.set(kernel->max_in, row_view(row_max.data<float>(), sz.B, sz.H, sz.N, 0, view.queries));
+      params.set(kernel->sum_in, row_view(row_sum.data<float>(), sz.B, sz.H, sz.N, 0, view.queries));
+      params.set(kernel->full_chunks, tables[vi].full);
+      params.set(kernel->partial_chunks, tables[vi].partial);
+      params.set(kernel->full_counts, tables[vi].full_counts);
+      params.set(kernel->partial_counts, tables[vi].partial_counts);
+      params.set(kernel->max_full, tables[vi].max_full);
+      params.set(kernel->max_partial, tables[vi].max_partial);
+      params.set(kernel->heads, static_cast<int32_t>(sz.H));
+      params.set(kernel->group, static_cast<int32_t>(sz.H / sz.Hkv));
+      params.set(kernel->n_queries, static_cast<int32_t>(view.queries.count));
+      params.set(kernel->m_keys, static_cast<int32_t>(view.keys.count));
+      params.set(kernel->scale, static_cast<float>(scale));
+      for (const auto& [name, img] : kernel->tensors) {
+        const ir::TensorView& tv = tensors.views.at(name);
+        std::vector<int> extents(tv.shape.rbegin(), tv.shape.rend());
+        Halide::Type type = tv.elem_type == ir::ElemType::Int32 ? Halide::Int(32) : Halide::Float(32);
+        params.set(img, Halide::Buffer<>(type, const_cast<void*>(tv.data), extents));
       }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(failure_mutex);
-      if (!failure) failure = std::current_exception();
-      next = work_items;
+      std::map<std::string, int64_t> symbol_values = {{planner::kQueryOrigin, view.queries.origin},
+                                                      {planner::kKeyOrigin, view.keys.origin},
+                                                      {planner::kQueries, sz.N},
+                                                      {planner::kKeys, sz.M}};
+      for (const ir::TensorDecl& decl : pattern.inputs) {
+        for (size_t d = 0; d < decl.dims.size(); ++d) {
+          symbol_values[decl.dims[d]] = tensors.views.at(decl.name).shape[d];
+        }
+      }
+      for (const auto& [name, param] : kernel->symbols) {
+        auto value = symbol_values.find(name);
+        if (value == symbol_values.end()) {
+          throw std::logic_error("tessera internal error: no value for the kernel's symbol " + name);
+        }
+        params.set(param, static_cast<int32_t>(value->second));
+      }
     }
-  };
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-  if (failure) std::rethrow_exception(failure);
+
+    // Views of one wave select disjoint rows and run in parallel; waves run one after another, as they
+    // merge into the same rows.
+    for (const std::vector<size_t>& wave : planner::disjoint_waves(component)) {
+      std::vector<WorkItem> items;
+      for (size_t vi : wave) {
+        const planner::View& view = component.views[vi];
+        const int64_t tiles_rows = (view.queries.count + sched.block_q - 1) / sched.block_q;
+        const int64_t group_tiles = std::max<int64_t>(1, std::min<int64_t>(4, tiles_rows / 8));
+        for (int64_t b = 0; b < sz.B; ++b) {
+          for (int64_t h = 0; h < sz.H; ++h) {
+            for (int64_t first = 0; first < view.queries.count; first += group_tiles * sched.block_q) {
+              items.push_back({vi, b, h, first, std::min(group_tiles * sched.block_q, view.queries.count - first)});
+            }
+          }
+        }
+      }
+      std::atomic<size_t> next{0};
+      std::exception_ptr failure;
+      std::mutex failure_mutex;
+      auto worker = [&] {
+        try {
+          for (size_t n; (n = next.fetch_add(1)) < items.size();) {
+            const WorkItem& item = items[n];
+            const planner::View& view = component.views[item.view];
+            auto crop = [&](Halide::Buffer<float> whole, int row_dim) {
+              return Halide::Buffer<float>(
+                  whole.get()
+                      ->cropped(row_dim, static_cast<int>(item.first_row), static_cast<int>(item.rows))
+                      .cropped(row_dim + 1, static_cast<int>(item.h), 1)
+                      .cropped(row_dim + 2, static_cast<int>(item.b), 1));
+            };
+            Halide::Buffer<float> acc_out = crop(row_view(acc.data<float>(), sz.B, sz.H, sz.N, sz.Dv, view.queries), 1);
+            Halide::Buffer<float> max_out = crop(row_view(row_max.data<float>(), sz.B, sz.H, sz.N, 0, view.queries), 0);
+            Halide::Buffer<float> sum_out = crop(row_view(row_sum.data<float>(), sz.B, sz.H, sz.N, 0, view.queries), 0);
+            const_cast<Halide::Pipeline&>(kernel->pipeline)
+                .realize(Halide::Realization({acc_out, max_out, sum_out}), target, view_params[item.view]);
+          }
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(failure_mutex);
+          if (!failure) failure = std::current_exception();
+          next = items.size();
+        }
+      };
+      const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(max_threads, static_cast<int64_t>(items.size())));
+      std::vector<std::thread> pool;
+      for (int64_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+      worker();
+      for (auto& t : pool) t.join();
+      if (failure) std::rethrow_exception(failure);
+    }
+  }
+
+  // A row with no allowed key has sum 0 and outputs zeros.
+  const float* a = acc.data<float>();
+  const float* l = row_sum.data<float>();
+  float* o = out.data<float>();
+  for (int64_t r = 0; r < sz.B * sz.H * sz.N; ++r) {
+    const float sum = l[r];
+    const bool empty = !(sum > 0) && !std::isnan(sum);
+    for (int64_t e = 0; e < sz.Dv; ++e) o[r * sz.Dv + e] = empty ? 0.0f : a[r * sz.Dv + e] / sum;
+  }
   return out;
 }
 

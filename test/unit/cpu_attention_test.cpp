@@ -1,12 +1,14 @@
 // The Halide CPU target against the float64 reference: every standard-library pattern and compositions, on
 // shapes with N < M, N > M, ragged tiles, GQA and D in {16, 32, 64, 128}. float32 must agree to 2e-4.
+#include "targets/cpu/cpu_attention.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
+#include "compiler/planner/sparsity_plan.h"
 #include "compiler/sema/pattern_library.h"
-#include "targets/cpu/cpu_attention.h"
 #include "targets/reference/reference_attention.h"
 
 namespace tessera {
@@ -96,12 +98,11 @@ TEST_P(CpuAttentionPatterns, MatchesReference) {
   EXPECT_LE(max_difference(GetParam(), Shape{2, 4, 2, 77, 150, 32, 32}, 1), 2e-4);
 }
 
-INSTANTIATE_TEST_SUITE_P(StandardLibrary, CpuAttentionPatterns, ::testing::ValuesIn(kPatterns),
-                         [](const auto& info) {
-                           std::string name;
-                           for (char c : info.param) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(StandardLibrary, CpuAttentionPatterns, ::testing::ValuesIn(kPatterns), [](const auto& info) {
+  std::string name;
+  for (char c : info.param) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return name;
+});
 
 class CpuAttentionShapes : public ::testing::TestWithParam<Shape> {};
 
@@ -111,10 +112,38 @@ TEST_P(CpuAttentionShapes, CausalAlibiAndStridedMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttentionShapes,
-                         ::testing::Values(Shape{1, 2, 2, 130, 130, 16, 16},  // N = M
-                                           Shape{1, 4, 1, 100, 37, 64, 48},   // N > M: early rows empty; MQA
-                                           Shape{2, 2, 2, 1, 200, 128, 128},  // one query (decoding)
+                         ::testing::Values(Shape{1, 2, 2, 130, 130, 16, 16},   // N = M
+                                           Shape{1, 4, 1, 100, 37, 64, 48},    // N > M: early rows empty; MQA
+                                           Shape{2, 2, 2, 1, 200, 128, 128},   // one query (decoding)
                                            Shape{1, 3, 3, 65, 300, 64, 64}));  // chunks of several tiles
+
+// Long enough that the planner re-indexes: residue classes (strided, dilated) and column sets (fixed) run in
+// strided views and merge with the tile-sparse band by log-sum-exp.
+struct ReindexedCase {
+  const char* expression;
+  Shape shape;
+};
+
+class CpuAttentionReindexed : public ::testing::TestWithParam<ReindexedCase> {};
+
+TEST_P(CpuAttentionReindexed, MatchesReference) {
+  const auto& [expression, shape] = GetParam();
+  planner::Plan plan =
+      planner::plan_pattern(instantiate(expression), shape.N, shape.M,
+                            {.block_q = cpu::CpuSchedule{}.block_q, .block_k = cpu::CpuSchedule{}.block_k});
+  ASSERT_FALSE(plan.components.empty());
+  EXPECT_NE(plan.components.back().kind, planner::ComponentKind::TileSparse) << "the planner should re-index";
+  EXPECT_LE(max_difference(expression, shape, 7), 2e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Plans, CpuAttentionReindexed,
+    ::testing::Values(ReindexedCase{"strided(stride=16)", Shape{1, 2, 1, 600, 600, 32, 32}},
+                      ReindexedCase{"fixed(block=32, summary=4)", Shape{1, 2, 2, 333, 640, 16, 24}},
+                      ReindexedCase{"dilated(window=6, dilation=24)", Shape{1, 2, 2, 640, 333, 16, 16}},
+                      ReindexedCase{"strided(stride=20) & alibi", Shape{1, 2, 2, 333, 640, 16, 24}},
+                      ReindexedCase{"fixed(block=32, summary=3) & softcap(cap=3)", Shape{1, 2, 1, 600, 600, 32, 32}}),
+    [](const auto& info) { return "case" + std::to_string(info.index); });
 
 TEST(CpuAttention, ScheduleParametersDoNotChangeResults) {
   cpu::CpuOptions options;

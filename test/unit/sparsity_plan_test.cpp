@@ -1,9 +1,10 @@
 // The sparsity planner: every plan, checked by counting, computes each allowed pair exactly once and no other
 // pair; re-indexing is chosen from the mask's structure, whatever the pattern is called.
+#include "compiler/planner/sparsity_plan.h"
+
 #include <gtest/gtest.h>
 
 #include "compiler/ir/evaluate.h"
-#include "compiler/planner/sparsity_plan.h"
 #include "compiler/sema/pattern_library.h"
 
 namespace tessera::planner {
@@ -90,14 +91,12 @@ TEST(SparsityPlan, FixedIsSplitIntoBlocksAndSummaryColumns) {
 }
 
 TEST(SparsityPlan, UserWrittenMasksGetTheSameKindOfPlan) {
-  ir::Pattern strided_like = instantiate(
-      "mine", "pattern mine { mask: k <= q && ((q - k) % 64 == 0 || q - k < 32); }");
+  ir::Pattern strided_like = instantiate("mine", "pattern mine { mask: k <= q && ((q - k) % 64 == 0 || q - k < 32); }");
   Plan a = plan_pattern(strided_like, 1024, 1024, {.block_q = 64, .block_k = 64});
   EXPECT_EQ(kind_of_last(a), ComponentKind::ResidueClasses);
   expect_exact_cover(strided_like, 1024, 1024, a);
 
-  ir::Pattern other_columns =
-      instantiate("cols", "pattern cols { mask: k <= q && (k / 64 == q / 64 || k % 64 < 3); }");
+  ir::Pattern other_columns = instantiate("cols", "pattern cols { mask: k <= q && (k / 64 == q / 64 || k % 64 < 3); }");
   Plan b = plan_pattern(other_columns, 1024, 1024, {.block_q = 64, .block_k = 64});
   EXPECT_EQ(kind_of_last(b), ComponentKind::ColumnSet);
   expect_exact_cover(other_columns, 1024, 1024, b);
@@ -110,10 +109,16 @@ TEST(SparsityPlan, UserWrittenMasksGetTheSameKindOfPlan) {
 }
 
 TEST(SparsityPlan, EveryPlanCoversEachAllowedPairExactlyOnce) {
-  const std::vector<std::string> patterns = {
-      "causal", "strided(stride=8)", "strided(stride=7)", "fixed(block=16, summary=2)", "dilated(window=5, dilation=9)",
-      "sliding_window(window=20) | strided(stride=12)", "causal - strided(stride=10)", "fixed(block=8, summary=8)",
-      "local2d(width=16, block_h=4, block_w=4, halo_h=2, halo_w=2)", "strided(stride=9) & alibi"};
+  const std::vector<std::string> patterns = {"causal",
+                                             "strided(stride=8)",
+                                             "strided(stride=7)",
+                                             "fixed(block=16, summary=2)",
+                                             "dilated(window=5, dilation=9)",
+                                             "sliding_window(window=20) | strided(stride=12)",
+                                             "causal - strided(stride=10)",
+                                             "fixed(block=8, summary=8)",
+                                             "local2d(width=16, block_h=4, block_w=4, halo_h=2, halo_w=2)",
+                                             "strided(stride=9) & alibi"};
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{100, 100}, {37, 150}, {150, 37}, {1, 64}, {257, 300}};
   for (const auto& text : patterns) {
     ir::Pattern p = instantiate(text);
