@@ -140,15 +140,18 @@ std::optional<ColumnTerm> column_term(const Expr& atom, int64_t N, int64_t M, in
 }
 
 // The pattern over a view's local indices (see Component::local).
-ir::Pattern localize(const ir::Pattern& p, const Expr& mask, int64_t query_stride, int64_t key_stride) {
+ir::Pattern localize(const ir::Pattern& p, const Expr& mask, int64_t query_stride, int64_t key_stride,
+                     int64_t key_group) {
   Expr qo = ir::symbol(kQueryOrigin);
   Expr ko = ir::symbol(kKeyOrigin);
   Expr n = ir::symbol(kQueries);
   Expr m = ir::symbol(kKeys);
   Expr row =
       ir::binary(ir::BinaryOp::Add, qo, ir::binary(ir::BinaryOp::Mul, ir::int_imm(query_stride), ir::var(ir::Var::I)));
-  Expr col =
-      ir::binary(ir::BinaryOp::Add, ko, ir::binary(ir::BinaryOp::Mul, ir::int_imm(key_stride), ir::var(ir::Var::J)));
+  Expr j = ir::var(ir::Var::J);
+  Expr period = key_group == 1 ? j : ir::binary(ir::BinaryOp::Div, j, ir::int_imm(key_group));
+  Expr col = ir::binary(ir::BinaryOp::Add, ko, ir::binary(ir::BinaryOp::Mul, ir::int_imm(key_stride), period));
+  if (key_group > 1) col = ir::binary(ir::BinaryOp::Add, col, ir::binary(ir::BinaryOp::Mod, j, ir::int_imm(key_group)));
   std::map<ir::Var, Expr> to_local = {
       {ir::Var::I, row},
       {ir::Var::J, col},
@@ -164,21 +167,23 @@ ir::Pattern localize(const ir::Pattern& p, const Expr& mask, int64_t query_strid
 }
 
 Component make_component(const ir::Pattern& p, ComponentKind kind, std::string description, const Expr& original_mask,
-                         const Expr& view_mask, int64_t query_stride, int64_t key_stride, std::vector<View> views) {
+                         const Expr& view_mask, int64_t query_stride, int64_t key_stride, int64_t key_group,
+                         std::vector<View> views) {
   Component c;
   c.kind = kind;
   c.description = std::move(description);
   c.original = p;
   c.original.mask = ir::simplify(original_mask);
-  c.local = localize(p, view_mask, query_stride, key_stride);
+  c.local = localize(p, view_mask, query_stride, key_stride, key_group);
   c.query_stride = query_stride;
   c.key_stride = key_stride;
+  c.key_group = key_group;
   c.views = std::move(views);
   return c;
 }
 
 Component tile_sparse(const ir::Pattern& p, const Expr& mask, int64_t N, int64_t M) {
-  return make_component(p, ComponentKind::TileSparse, "tile-sparse", mask, mask, 1, 1, {View{{0, 1, N}, {0, 1, M}}});
+  return make_component(p, ComponentKind::TileSparse, "tile-sparse", mask, mask, 1, 1, 1, {View{{0, 1, N}, {0, 1, M}}});
 }
 
 int64_t count_from(int64_t origin, int64_t stride, int64_t extent) {
@@ -205,14 +210,41 @@ Plan residue_plan(const ir::Pattern& p, const ResidueTerm& term, int64_t N, int6
   plan.components.push_back(make_component(
       p, ComponentKind::ResidueClasses, std::move(description),
       ir::binary(ir::BinaryOp::And, replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), term.atom),
-      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), s, s, std::move(views)));
+      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), s, s, 1, std::move(views)));
   return plan;
 }
 
+// Keys origin + P * a + r (r < group) below `extent`: whole periods, then the valid prefix of the last one.
+int64_t grouped_count(int64_t origin, int64_t period, int64_t group, int64_t extent) {
+  if (origin >= extent) return 0;
+  int64_t whole = origin + group - 1 >= extent ? 0 : (extent - (origin + group - 1) + period - 1) / period;
+  int64_t rest_start = origin + period * whole;
+  int64_t rest = rest_start < extent ? std::min(group, extent - rest_start) : 0;
+  return whole * group + rest;
+}
+
 Plan column_plan(const ir::Pattern& p, const ColumnTerm& term, int64_t N, int64_t M) {
-  std::vector<View> views;
+  // Runs of consecutive offsets become one view each when the runs are equally long; otherwise one view per
+  // offset.
+  std::vector<std::pair<int64_t, int64_t>> runs;  // (first offset, length)
   for (int64_t o : term.offsets) {
-    View v{{0, 1, N}, {o, term.period, count_from(o, term.period, M)}};
+    if (!runs.empty() && runs.back().first + runs.back().second == o) {
+      ++runs.back().second;
+    } else {
+      runs.emplace_back(o, 1);
+    }
+  }
+  int64_t group = runs.front().second;
+  for (const auto& run : runs) {
+    if (run.second != group) group = 1;
+  }
+  if (group == 1) {
+    runs.clear();
+    for (int64_t o : term.offsets) runs.emplace_back(o, 1);
+  }
+  std::vector<View> views;
+  for (const auto& run : runs) {
+    View v{{0, 1, N}, {run.first, term.period, grouped_count(run.first, term.period, group, M), group}};
     if (v.keys.count > 0 && v.queries.count > 0) views.push_back(v);
   }
   Expr not_term = ir::unary(ir::UnaryOp::Not, term.atom);
@@ -226,7 +258,7 @@ Plan column_plan(const ir::Pattern& p, const ColumnTerm& term, int64_t N, int64_
   plan.components.push_back(make_component(
       p, ComponentKind::ColumnSet, std::move(description),
       ir::binary(ir::BinaryOp::And, replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), term.atom),
-      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), 1, term.period, std::move(views)));
+      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), 1, term.period, group, std::move(views)));
   return plan;
 }
 

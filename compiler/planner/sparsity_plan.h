@@ -10,7 +10,8 @@
 //     windows) is dense after permuting queries and keys by position mod S (the "transpose trick"): one view
 //     per class, strides S on both sides.
 //   - column sets: a term on k alone that depends on k only through k % P (the fixed pattern's summary
-//     columns) selects whole key columns: one view per allowed offset, stride P on the keys.
+//     columns) selects whole key columns: one view per run of consecutive allowed offsets, taking that run
+//     of keys every P keys.
 // The planner reads the mask's IR, never the pattern's name.
 #pragma once
 
@@ -22,8 +23,12 @@
 
 namespace tessera::planner {
 
+// Local index x < count selects original index origin + stride * (x / group) + x % group: every stride-th
+// index (group 1), or runs of `group` consecutive indices every stride-th (a column set's summary columns).
 struct IndexView {
-  int64_t origin = 0, stride = 1, count = 0;  // local x -> original index origin + stride * x, x < count
+  int64_t origin = 0, stride = 1, count = 0, group = 1;
+
+  int64_t original(int64_t x) const { return origin + stride * (x / group) + x % group; }
 };
 
 struct View {
@@ -46,7 +51,7 @@ struct Component {
   // the symbols above; the term that defines the views is replaced by `true` (it holds inside every view).
   ir::Pattern local;
   std::vector<View> views;
-  int64_t query_stride = 1, key_stride = 1;  // the same for every view of the component
+  int64_t query_stride = 1, key_stride = 1, key_group = 1;  // the same for every view of the component
 };
 
 struct Plan {

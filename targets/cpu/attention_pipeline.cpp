@@ -203,8 +203,12 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
   // feed lanes that are discarded.
   Var d{"d"};
   a.q(d, a.n, a.h, a.b) = p.q(d, Halide::clamp(a.n, 0, p.n_queries - 1), a.h, a.b);
-  a.k(d, a.n, a.h, a.b) = p.k(d, Halide::clamp(a.n, 0, p.m_keys - 1), a.h, a.b);
-  a.v(d, a.n, a.h, a.b) = p.v(d, Halide::clamp(a.n, 0, p.m_keys - 1), a.h, a.b);
+  // Keys are addressed through the view: local key x is original key origin + stride * (x / group) + x % group.
+  Expr x = Halide::clamp(a.n, 0, p.m_keys - 1);
+  const int ks = static_cast<int>(key.key_stride), kg = static_cast<int>(key.key_group);
+  Expr key_row = kg == 1 ? p.key_origin + ks * x : p.key_origin + ks * (x / kg) + x % kg;
+  a.k(d, a.n, a.h, a.b) = p.k(d, key_row, a.h, a.b);
+  a.v(d, a.n, a.h, a.b) = p.v(d, key_row, a.h, a.b);
   a.q_t(a.i, d, a.t, a.h, a.b) = a.q(d, a.t * BQ + a.i, a.h, a.b);
   define_chunk(a, a.full, p, pattern, key, false);
   define_chunk(a, a.partial, p, pattern, key, true);
@@ -295,8 +299,8 @@ void schedule(Algorithm& a, const AttentionPipelineKey& key) {
 std::string AttentionPipelineKey::str() const {
   std::string tensors;
   for (const auto& [name, rank] : tensor_ranks) tensors += fmt::format("{}:{},", name, rank);
-  return fmt::format("{}|D={}|Dv={}|{}|bq={},bk={},ck={},vw={}|{}|{}", pattern_ir, D, Dv, tensors, schedule.block_q,
-                     schedule.block_k, schedule.chunk_k, schedule.vector_width,
+  return fmt::format("{}|D={}|Dv={}|keys={}x{}|{}|bq={},bk={},ck={},vw={}|{}|{}", pattern_ir, D, Dv, key_stride,
+                     key_group, tensors, schedule.block_q, schedule.block_k, schedule.chunk_k, schedule.vector_width,
                      storage == StorageType::Float32 ? "f32" : "bf16", target);
 }
 
@@ -331,6 +335,7 @@ std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& p
   p->group = Halide::Param<int32_t>("group");
   p->n_queries = Halide::Param<int32_t>("n_queries");
   p->m_keys = Halide::Param<int32_t>("m_keys");
+  p->key_origin = Halide::Param<int32_t>("key_origin");
   p->scale = Halide::Param<float>("scale");
   for (const ir::TensorDecl& t : pattern.inputs) {
     Halide::Type type = t.elem_type == ir::ElemType::Int32 ? Halide::Int(32) : Halide::Float(32);

@@ -3,11 +3,11 @@
 //
 // The pipeline works on *views* (see compiler/planner/sparsity_plan.h): its rows and keys are the view's local
 // indices, and the buffers it is given are strided views of Q, K, V and of the running state, which every
-// component of a plan updates in turn. The driver (cpu_attention.cpp) classifies the tiles of the mask and hands the pipeline, per query tile, two
-// tables of key chunks (runs of consecutive non-empty key tiles): FULL chunks, computed without the mask, and
-// PARTIAL ones, with the mask inlined. EMPTY tiles appear in neither table and cost nothing. For each chunk
-// the pipeline computes the scores of the query tile against the chunk's keys, the score modifier (and mask),
-// the chunk's row max, exp(score - max), its row sums and P·V, and merges them into a running (acc, max, sum)
+// component of a plan updates in turn. The driver (cpu_attention.cpp) classifies the tiles of the mask and hands the
+// pipeline, per query tile, two tables of key chunks (runs of consecutive non-empty key tiles): FULL chunks, computed
+// without the mask, and PARTIAL ones, with the mask inlined. EMPTY tiles appear in neither table and cost nothing. For
+// each chunk the pipeline computes the scores of the query tile against the chunk's keys, the score modifier (and
+// mask), the chunk's row max, exp(score - max), its row sums and P·V, and merges them into a running (acc, max, sum)
 // state by log-sum-exp rescaling. No buffer larger than a query tile by a key chunk exists.
 //
 // Because each chunk's probabilities are taken relative to the chunk's own max, nothing computed for a chunk
@@ -29,6 +29,7 @@ namespace tessera::cpu {
 struct AttentionPipelineKey {
   std::string pattern_ir;  // ir::to_string of the pattern: the kernel depends on nothing else of it
   int64_t D, Dv;
+  int64_t key_stride = 1, key_group = 1;    // keys of a view: origin + stride * (x / group) + x % group
   std::map<std::string, int> tensor_ranks;  // run-time tensors read, with their ranks
   CpuSchedule schedule;
   StorageType storage;
@@ -39,15 +40,16 @@ struct AttentionPipelineKey {
 
 // A compiled pipeline with the parameters its callers bind per call (through a thread-safe ParamMap).
 struct AttentionPipeline {
-  Halide::Pipeline pipeline;  // outputs: acc (e, n, h, b), max (n, h, b), sum (n, h, b): the merged state
-  Halide::ImageParam q, k, v;                      // [B,H,N,D], [B,Hkv,M,D], [B,Hkv,M,Dv] as (d, n, h, b)
+  Halide::Pipeline pipeline;   // outputs: acc (e, n, h, b), max (n, h, b), sum (n, h, b): the merged state
+  Halide::ImageParam q, k, v;  // [B,H,N,D], [B,Hkv,M,D], [B,Hkv,M,Dv] as (d, n, h, b)
   Halide::ImageParam acc_in, max_in, sum_in;       // the running state the chunks are merged into
   Halide::ImageParam full_chunks, partial_chunks;  // (field: first key, key count; slot; query tile)
   Halide::ImageParam full_counts, partial_counts;  // chunks per query tile
   Halide::Param<int32_t> max_full, max_partial;    // the tables' slot extents
   std::map<std::string, Halide::ImageParam> tensors;
-  Halide::Param<int32_t> heads, group, n_queries, m_keys;
-  std::map<std::string, Halide::Param<int32_t>> symbols;  // every Symbol the pattern reads (sizes, view origins)
+  Halide::Param<int32_t> heads, group, n_queries, m_keys;  // n_queries, m_keys: the view's local counts
+  Halide::Param<int32_t> key_origin;                       // the view's first key (K and V are whole tensors)
+  std::map<std::string, Halide::Param<int32_t>> symbols;   // every Symbol the pattern reads (sizes, view origins)
   Halide::Param<float> scale;
 };
 

@@ -272,7 +272,14 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
 
   for (size_t ci = 0; ci < plan.components.size(); ++ci) {
     const planner::Component& component = plan.components[ci];
-    AttentionPipelineKey key{ir::to_string(component.local), sz.D, sz.Dv, {}, sched, options.storage,
+    AttentionPipelineKey key{ir::to_string(component.local),
+                             sz.D,
+                             sz.Dv,
+                             component.key_stride,
+                             component.key_group,
+                             {},
+                             sched,
+                             options.storage,
                              halide_target_string()};
     for (const ir::TensorDecl& t : pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());
     const std::shared_ptr<const AttentionPipeline> kernel = attention_pipeline(component.local, key);
@@ -284,8 +291,10 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
       const planner::View& view = component.views[vi];
       Halide::ParamMap& params = view_params[vi];
       params.set(kernel->q, row_view(const_cast<float*>(q->data<float>()), sz.B, sz.H, sz.N, sz.D, view.queries));
-      params.set(kernel->k, row_view(const_cast<float*>(k->data<float>()), sz.B, sz.Hkv, sz.M, sz.D, view.keys));
-      params.set(kernel->v, row_view(const_cast<float*>(v->data<float>()), sz.B, sz.Hkv, sz.M, sz.Dv, view.keys));
+      const planner::IndexView all_keys{0, 1, sz.M, 1};  // the kernel addresses the view's keys itself
+      params.set(kernel->k, row_view(const_cast<float*>(k->data<float>()), sz.B, sz.Hkv, sz.M, sz.D, all_keys));
+      params.set(kernel->v, row_view(const_cast<float*>(v->data<float>()), sz.B, sz.Hkv, sz.M, sz.Dv, all_keys));
+      params.set(kernel->key_origin, static_cast<int32_t>(view.keys.origin));
       params.set(kernel->acc_in, row_view(acc.data<float>(), sz.B, sz.H, sz.N, sz.Dv, view.queries));
       params.set(kernel->max_in, row_view(row_max.data<float>(), sz.B, sz.H, sz.N, 0, view.queries));
       params.set(kernel->sum_in, row_view(row_sum.data<float>(), sz.B, sz.H, sz.N, 0, view.queries));
