@@ -243,25 +243,32 @@ RegisterTile register_tile(int rows, int vec, int columns_extent, int max_accumu
   return {row_vectors, columns};
 }
 
+// A small matrix product `sum` (rows x columns, reduced over r) computed in register tiles: `consumer` walks
+// tiles of tile.row_vectors vectors of rows by tile.columns columns, and `sum` is computed per tile with r as
+// its outer loop, so the tile's accumulators stay in registers (the Halide matrix-multiply idiom).
+void schedule_register_tiled(Func consumer, Func sum, Var rows, Var columns, Halide::RVar r, RegisterTile tile, int vec,
+                             Func at, Halide::RVar at_loop) {
+  Var ro{"ro"}, ri{"ri"}, co{"co"}, ci{"ci"};
+  consumer.compute_at(at, at_loop)
+      .split(rows, ro, ri, tile.row_vectors * vec, TailStrategy::RoundUp)
+      .split(columns, co, ci, tile.columns, TailStrategy::RoundUp)
+      .reorder(ri, ci, ro, co)
+      .vectorize(ri, vec)
+      .unroll(ri)
+      .unroll(ci);
+  sum.compute_at(consumer, ro).vectorize(rows, vec).unroll(rows).unroll(columns);
+  sum.update().reorder(rows, columns, r).vectorize(rows, vec).unroll(rows).unroll(columns);
+}
+
 // The schedule: how it runs on an AVX-512 CPU.
 void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key) {
   const int vec = static_cast<int>(key.schedule.vector_width);
   const int BQ = static_cast<int>(key.schedule.block_q);
   const int CK = static_cast<int>(key.schedule.chunk_k);
   const int Dv = static_cast<int>(key.Dv);
-  Var jo{"jo"}, ji{"ji"}, io{"io"}, ii{"ii"}, eo{"eo"}, ei{"ei"};
 
-  // Scores: row vectors x keys of accumulators held in registers across the D loop.
-  RegisterTile qk = register_tile(BQ, vec, CK, 24);
-  f.score.compute_at(a.state, f.rc)
-      .split(a.i, io, ii, qk.row_vectors * vec, TailStrategy::RoundUp)
-      .split(a.j, jo, ji, qk.columns, TailStrategy::RoundUp)
-      .reorder(ii, ji, io, jo)
-      .vectorize(ii, vec)
-      .unroll(ii)
-      .unroll(ji);
-  f.dot.compute_at(f.score, io).vectorize(a.i, vec).unroll(a.i).unroll(a.j);
-  f.dot.update().reorder(a.i, a.j, f.rd.x).vectorize(a.i, vec).unroll(a.i).unroll(a.j);
+  // Q.K: row vectors x keys of accumulators held in registers across the D loop.
+  schedule_register_tiled(f.score, f.dot, a.i, a.j, f.rd.x, register_tile(BQ, vec, CK, 24), vec, a.state, f.rc);
   // Row reductions over the chunk: vector operations across rows.
   for (Func* reduction : {&f.chunk_max, &f.row_sum}) {
     reduction->compute_at(a.state, f.rc).vectorize(a.i, vec);
@@ -269,16 +276,7 @@ void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key
   }
   f.prob.compute_at(a.state, f.rc).vectorize(a.i, vec);
   // P.V: row vectors x value columns of accumulators across the chunk's keys.
-  RegisterTile pv = register_tile(BQ, vec, Dv, 16);
-  f.pv_tile.compute_at(a.state, f.rc)
-      .split(a.i, io, ii, pv.row_vectors * vec, TailStrategy::RoundUp)
-      .split(a.e, eo, ei, pv.columns)
-      .reorder(ii, ei, io, eo)
-      .vectorize(ii, vec)
-      .unroll(ii)
-      .unroll(ei);
-  f.pv.compute_at(f.pv_tile, io).vectorize(a.i, vec).unroll(a.i).unroll(a.e);
-  f.pv.update().reorder(a.i, a.e, f.rj.x).vectorize(a.i, vec).unroll(a.i).unroll(a.e);
+  schedule_register_tiled(f.pv_tile, f.pv, a.i, a.e, f.rj.x, register_tile(BQ, vec, Dv, 16), vec, a.state, f.rc);
 }
 
 void schedule(Algorithm& a, const AttentionPipelineKey& key) {
