@@ -86,6 +86,7 @@ const std::vector<std::string> kPatterns = {
     "causal & alibi",
     "causal & document",
     "causal & softcap(cap=20)",
+    "softcap(cap=0.05)",  // saturated: tanh of large arguments
     "causal & relative",
     "sliding_window(window=5) | strided(stride=16)",
     "causal - prefix_lm(prefix=40)",  // rows before 40 have no key: zeros
