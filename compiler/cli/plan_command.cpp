@@ -4,7 +4,6 @@
 #include <iostream>
 
 #include "compiler/analysis/pattern_stats.h"
-#include "compiler/analysis/tile_classification.h"
 #include "compiler/cli/command_context.h"
 #include "compiler/cli/commands.h"
 #include "compiler/ir/printer.h"
@@ -37,22 +36,8 @@ int run_plan(const PlanCommandOptions& o) {
   int64_t total = 0;
   for (size_t c = 0; c < plan.components.size(); ++c) {
     const planner::Component& comp = plan.components[c];
-    int64_t empty = 0, full = 0, partial = 0, pairs = 0;
-    for (const planner::View& v : comp.views) {
-      ir::Pattern bound = planner::bind_view(comp, v, N, M);
-      analysis::TileMap tiles = analysis::classify_tiles(bound, v.queries.count, v.keys.count, o.block_q, o.block_k);
-      empty += tiles.empty;
-      full += tiles.full;
-      partial += tiles.partial;
-      for (int64_t r = 0; r < tiles.rows; ++r) {
-        for (int64_t k = 0; k < tiles.cols; ++k) {
-          if (tiles.at(r, k) == analysis::TileKind::Empty) continue;
-          analysis::Tile t = tiles.tile(r, k);
-          pairs += (t.i1 - t.i0) * (t.j1 - t.j0);
-        }
-      }
-    }
-    total += pairs;
+    const planner::ComponentCost cost = planner::component_cost(comp, N, M, options);
+    total += cost.pairs;
     std::cout << fmt::format("component {}: {}\n", c + 1, comp.description);
     std::cout << fmt::format("  mask:      {}\n", ir::to_string(comp.original.mask));
     if (comp.kind != planner::ComponentKind::TileSparse) {
@@ -62,8 +47,8 @@ int run_plan(const PlanCommandOptions& o) {
                                comp.views.size(), comp.query_stride, comp.key_stride, first.queries.count,
                                first.keys.count);
     }
-    std::cout << fmt::format("  tiles:     {} empty, {} full, {} partial\n", empty, full, partial);
-    std::cout << fmt::format("  pairs computed: {}\n", pairs);
+    std::cout << fmt::format("  tiles:     {} empty, {} full, {} partial\n", cost.empty, cost.full, cost.partial);
+    std::cout << fmt::format("  pairs computed: {}\n", cost.pairs);
   }
   analysis::PatternStats stats = analysis::pattern_stats(pattern, N, M, o.block_q, o.block_k);
   std::string allowed = stats.allowed_pairs ? std::to_string(*stats.allowed_pairs) : "unknown until run time";

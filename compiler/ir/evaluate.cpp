@@ -13,17 +13,6 @@ Value int_value(int64_t v) { return {Type::Int, v, 0, false}; }
 Value float_value(double v) { return {Type::Float, 0, v, false}; }
 Value bool_value(bool v) { return {Type::Bool, 0, 0, v}; }
 
-// Wrapping arithmetic: overflow must not be undefined behaviour, whatever the user writes.
-int64_t wrap_add(int64_t a, int64_t b) {
-  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
-}
-int64_t wrap_sub(int64_t a, int64_t b) {
-  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
-}
-int64_t wrap_mul(int64_t a, int64_t b) {
-  return static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b));
-}
-
 const TensorView& find_tensor(const Node& n, const EvalEnv& env) {
   if (env.tensors) {
     auto it = env.tensors->find(n.name);
@@ -80,7 +69,7 @@ Value evaluate(const Expr& e, const EvalEnv& env) {
     case Kind::Unary: {
       Value a = evaluate(n.operands[0], env);
       if (n.unary_op == UnaryOp::Not) return bool_value(!a.b);
-      return a.type == Type::Int ? int_value(wrap_sub(0, a.i)) : float_value(-a.f);
+      return a.type == Type::Int ? int_value(wrapping_sub(0, a.i)) : float_value(-a.f);
     }
     case Kind::Binary: {
       // && and || short-circuit, so a guard like `k < M && t[k] > 0` protects the load.
@@ -94,9 +83,9 @@ Value evaluate(const Expr& e, const EvalEnv& env) {
       Value b = evaluate(n.operands[1], env);
       if (a.type == Type::Int) {
         switch (n.binary_op) {
-          case BinaryOp::Add: return int_value(wrap_add(a.i, b.i));
-          case BinaryOp::Sub: return int_value(wrap_sub(a.i, b.i));
-          case BinaryOp::Mul: return int_value(wrap_mul(a.i, b.i));
+          case BinaryOp::Add: return int_value(wrapping_add(a.i, b.i));
+          case BinaryOp::Sub: return int_value(wrapping_sub(a.i, b.i));
+          case BinaryOp::Mul: return int_value(wrapping_mul(a.i, b.i));
           case BinaryOp::Div: return int_value(floor_div(a.i, b.i));
           case BinaryOp::Mod: return int_value(floor_mod(a.i, b.i));
           case BinaryOp::Lt: return bool_value(a.i < b.i);
@@ -140,7 +129,7 @@ Value evaluate(const Expr& e, const EvalEnv& env) {
         case Fn::Min: return is_int ? int_value(std::min(a[0].i, a[1].i)) : float_value(std::fmin(a[0].f, a[1].f));
         case Fn::Max: return is_int ? int_value(std::max(a[0].i, a[1].i)) : float_value(std::fmax(a[0].f, a[1].f));
         case Fn::Abs:
-          return is_int ? int_value(a[0].i < 0 ? wrap_sub(0, a[0].i) : a[0].i) : float_value(std::fabs(a[0].f));
+          return is_int ? int_value(a[0].i < 0 ? wrapping_sub(0, a[0].i) : a[0].i) : float_value(std::fabs(a[0].f));
         case Fn::Clamp:
           // clamp(x, lo, hi) == min(max(x, lo), hi), so lo > hi yields hi on every target.
           return is_int ? int_value(std::min(std::max(a[0].i, a[1].i), a[2].i))

@@ -411,6 +411,16 @@ Expr substitute_symbol(const Expr& e, const std::string& name, const Expr& repla
       e, [&name](const Node& n) { return n.kind == Kind::Symbol && n.name == name; }, replacement);
 }
 
+int64_t wrapping_add(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+int64_t wrapping_sub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
+int64_t wrapping_mul(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b));
+}
+
 int64_t floor_div(int64_t a, int64_t b) {
   if (b == 0) return 0;
   if (b == -1) return a == INT64_MIN ? a : -a;  // avoid the one overflowing case

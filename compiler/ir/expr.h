@@ -12,8 +12,8 @@
 
 #include <cstdint>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -147,6 +147,11 @@ bool structurally_equal(const Expr& a, const Expr& b);
 void collect_symbols(const Expr& e, std::set<std::string>* names);
 // Returns e with every occurrence of variable `v` replaced by `replacement`.
 Expr substitute(const Expr& e, Var v, const Expr& replacement);
+
+// Integer +, -, * with Tessera's semantics: two's-complement wrap-around, never undefined behaviour.
+int64_t wrapping_add(int64_t a, int64_t b);
+int64_t wrapping_sub(int64_t a, int64_t b);
+int64_t wrapping_mul(int64_t a, int64_t b);
 
 // Integer division and modulo with Tessera's semantics (floor; by zero gives 0).
 int64_t floor_div(int64_t a, int64_t b);

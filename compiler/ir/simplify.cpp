@@ -21,16 +21,6 @@ namespace tessera::ir {
 
 namespace {
 
-int64_t wrapping_add(int64_t a, int64_t b) {
-  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
-}
-int64_t wrapping_sub(int64_t a, int64_t b) {
-  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
-}
-int64_t wrapping_mul(int64_t a, int64_t b) {
-  return static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b));
-}
-
 bool is_bool_const(const Expr& e, bool value) { return e->kind == Kind::BoolImm && e->bool_value == value; }
 bool is_float_const(const Expr& e, double value) {
   return e->kind == Kind::FloatImm && e->float_value == value && !std::signbit(e->float_value) == !std::signbit(value);

@@ -287,22 +287,29 @@ ir::Pattern bind_view(const Component& component, const View& view, int64_t N, i
   return bound;
 }
 
-int64_t pairs_computed(const Plan& plan, const PlanOptions& options) {
-  int64_t pairs = 0;
-  for (const Component& c : plan.components) {
-    for (const View& v : c.views) {
-      ir::Pattern bound = bind_view(c, v, plan.N, plan.M);
-      analysis::TileMap tiles =
-          analysis::classify_tiles(bound, v.queries.count, v.keys.count, options.block_q, options.block_k);
-      for (int64_t r = 0; r < tiles.rows; ++r) {
-        for (int64_t col = 0; col < tiles.cols; ++col) {
-          if (tiles.at(r, col) == analysis::TileKind::Empty) continue;
-          analysis::Tile t = tiles.tile(r, col);
-          pairs += (t.i1 - t.i0) * (t.j1 - t.j0);
-        }
+ComponentCost component_cost(const Component& component, int64_t N, int64_t M, const PlanOptions& options) {
+  ComponentCost cost;
+  for (const View& v : component.views) {
+    ir::Pattern bound = bind_view(component, v, N, M);
+    analysis::TileMap tiles =
+        analysis::classify_tiles(bound, v.queries.count, v.keys.count, options.block_q, options.block_k);
+    cost.empty += tiles.empty;
+    cost.full += tiles.full;
+    cost.partial += tiles.partial;
+    for (int64_t r = 0; r < tiles.rows; ++r) {
+      for (int64_t col = 0; col < tiles.cols; ++col) {
+        if (tiles.at(r, col) == analysis::TileKind::Empty) continue;
+        analysis::Tile t = tiles.tile(r, col);
+        cost.pairs += (t.i1 - t.i0) * (t.j1 - t.j0);
       }
     }
   }
+  return cost;
+}
+
+int64_t pairs_computed(const Plan& plan, const PlanOptions& options) {
+  int64_t pairs = 0;
+  for (const Component& c : plan.components) pairs += component_cost(c, plan.N, plan.M, options).pairs;
   return pairs;
 }
 

@@ -71,7 +71,14 @@ Plan plan_pattern(const ir::Pattern& pattern, int64_t N, int64_t M, const PlanOp
 // The component's local pattern with one view's symbols replaced by their values.
 ir::Pattern bind_view(const Component& component, const View& view, int64_t N, int64_t M);
 
-// Pairs in non-EMPTY tiles of every view (what a backend computes) for the plan's tile sizes.
+// What a component costs over all its views: tiles by kind and the pairs in non-EMPTY tiles (what a backend
+// computes), for the options' tile sizes.
+struct ComponentCost {
+  int64_t empty = 0, full = 0, partial = 0, pairs = 0;
+};
+ComponentCost component_cost(const Component& component, int64_t N, int64_t M, const PlanOptions& options = {});
+
+// Pairs computed by every component of the plan.
 int64_t pairs_computed(const Plan& plan, const PlanOptions& options = {});
 
 // Views of one component grouped into waves whose query rows are pairwise disjoint: views in a wave may run
