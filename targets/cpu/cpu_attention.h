@@ -1,9 +1,9 @@
 // The CPU target: attention computed by fused, flash-style kernels generated with Halide (JIT, cached).
 //
-// One Halide pipeline processes a chunk of consecutive key tiles for one query tile of one (batch, head):
-// scores, the inlined mask and score modifier, and an online-softmax merge into the running state (row max,
-// row sum, unnormalised accumulator). The driver walks the tile classification of the pattern: EMPTY chunks
-// are skipped, FULL chunks run the pipeline variant without the mask, PARTIAL chunks the masked variant.
+// The sparsity planner (compiler/planner/) splits the pattern into components, each with views where it is
+// dense. Per component one Halide pipeline (attention_pipeline.h) walks, for each query tile of a view, the
+// chunks of FULL (unmasked) and PARTIAL (mask inlined) key tiles; EMPTY tiles are never visited. Every
+// component merges into one running (row max, row sum, accumulator) state; the output is acc / sum.
 #pragma once
 
 #include <cstdint>
