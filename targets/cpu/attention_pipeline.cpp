@@ -7,6 +7,7 @@
 #include <mutex>
 #include <set>
 
+#include "targets/cpu/attention_driver.h"
 #include "targets/cpu/halide_lowering.h"
 
 namespace tessera::cpu {
@@ -21,52 +22,9 @@ using Halide::Var;
 
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 
-// Halide allocates each call's intermediate buffers (query tile, state, chunk scores: hundreds of KiB) with
-// malloc, which maps and unmaps them from the kernel every call: measured at ~45 us per call, as much as a
-// small view's whole computation. Blocks are kept per thread and reused instead.
-struct BlockCache {
-  struct Block {
-    size_t size;
-    void* data;
-  };
-  std::vector<Block> free_blocks;
-  ~BlockCache() {
-    for (const Block& b : free_blocks) std::free(static_cast<char*>(b.data) - 64);
-  }
-};
-thread_local BlockCache block_cache;
-constexpr size_t kAlignment = 64;
-constexpr size_t kMaxCachedBlocks = 64;
-
-void* reusing_malloc(Halide::JITUserContext*, size_t size) {
-  auto& blocks = block_cache.free_blocks;
-  for (size_t n = 0; n < blocks.size(); ++n) {
-    if (blocks[n].size >= size && blocks[n].size <= 2 * size + 4096) {
-      void* data = blocks[n].data;
-      blocks[n] = blocks.back();
-      blocks.pop_back();
-      return data;
-    }
-  }
-  // The size is stored in front of the block so free can keep it; the block itself stays 64-byte aligned.
-  size_t total = (size + kAlignment + kAlignment - 1) / kAlignment * kAlignment;
-  auto* base = static_cast<char*>(std::aligned_alloc(kAlignment, total));
-  if (base == nullptr) return nullptr;
-  *reinterpret_cast<size_t*>(base) = total - kAlignment;
-  return base + kAlignment;
-}
-
-void reusing_free(Halide::JITUserContext*, void* data) {
-  if (data == nullptr) return;
-  char* base = static_cast<char*>(data) - kAlignment;
-  auto& blocks = block_cache.free_blocks;
-  if (blocks.size() >= kMaxCachedBlocks) {
-    std::free(static_cast<char*>(blocks.front().data) - kAlignment);
-    blocks.front() = blocks.back();
-    blocks.pop_back();
-  }
-  blocks.push_back({*reinterpret_cast<size_t*>(base), data});
-}
+// Intermediate buffers come from the driver's per-thread block cache (see attention_driver.h).
+void* reusing_malloc(Halide::JITUserContext*, size_t size) { return tessera_cpu_driver::block_cache::allocate(size); }
+void reusing_free(Halide::JITUserContext*, void* data) { tessera_cpu_driver::block_cache::release(data); }
 
 // The Funcs of one kind of chunk (FULL or PARTIAL). Every Func is indexed by the chunk's slot c and the
 // query tile (t, h, b) so that it can be computed inside the state's loop over chunks. Query rows i are the
@@ -297,6 +255,7 @@ void schedule(Algorithm& a, const AttentionPipelineKey& key) {
 std::string AttentionPipelineKey::str() const {
   std::string tensors;
   for (const auto& [name, rank] : tensor_ranks) tensors += fmt::format("{}:{},", name, rank);
+  for (const std::string& name : symbols) tensors += fmt::format("${},", name);
   return fmt::format("{}|D={}|Dv={}|keys={}x{}|{}|bq={},bk={},ck={},vw={}|{}|{}", pattern_ir, D, Dv, key_stride,
                      key_group, tensors, schedule.block_q, schedule.block_k, schedule.chunk_k, schedule.vector_width,
                      storage == StorageType::Float32 ? "f32" : "bf16", target);
@@ -308,14 +267,8 @@ Halide::Target cpu_target() {
   return Halide::get_host_target().without_feature(Halide::Target::AVX512_SapphireRapids);
 }
 
-std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& pattern,
+std::shared_ptr<AttentionPipeline> build_attention_pipeline(const ir::Pattern& pattern,
                                                             const AttentionPipelineKey& key) {
-  static std::mutex mutex;
-  static std::map<std::string, std::shared_ptr<const AttentionPipeline>> cache;
-  const std::string cache_key = key.str();
-  std::lock_guard<std::mutex> lock(mutex);
-  if (auto it = cache.find(cache_key); it != cache.end()) return it->second;
-
   auto p = std::make_shared<AttentionPipeline>();
   p->q = Halide::ImageParam(Halide::Float(32), 4, "q");
   p->acc_in = Halide::ImageParam(Halide::Float(32), 4, "acc_in");
@@ -339,10 +292,7 @@ std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& p
     Halide::Type type = t.elem_type == ir::ElemType::Int32 ? Halide::Int(32) : Halide::Float(32);
     p->tensors.emplace(t.name, Halide::ImageParam(type, static_cast<int>(t.dims.size()), "tensor_" + t.name));
   }
-  std::set<std::string> symbols;
-  ir::collect_symbols(pattern.mask, &symbols);
-  ir::collect_symbols(pattern.score, &symbols);
-  for (const std::string& name : symbols) p->symbols.emplace(name, Halide::Param<int32_t>("symbol_" + name));
+  for (const std::string& name : key.symbols) p->symbols.emplace_back(name, Halide::Param<int32_t>("symbol_" + name));
   // Head dimensions are compile-time constants: the kernels are specialised to them.
   p->q.dim(0).set_bounds(0, static_cast<int>(key.D)).set_stride(1);
   p->k.dim(0).set_bounds(0, static_cast<int>(key.D)).set_stride(1);
@@ -359,6 +309,29 @@ std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& p
   a.max_out.output_buffer().dim(0).set_stride(Expr());
   a.sum_out.output_buffer().dim(0).set_stride(Expr());
   p->pipeline = Halide::Pipeline({a.acc_out, a.max_out, a.sum_out});
+  return p;
+}
+
+std::vector<Halide::Argument> kernel_arguments(const AttentionPipeline& p) {
+  std::vector<Halide::Argument> args = {p.q,           p.k,           p.v,
+                                        p.acc_in,      p.max_in,      p.sum_in,
+                                        p.full_chunks, p.partial_chunks, p.full_counts,
+                                        p.partial_counts, p.max_full, p.max_partial,
+                                        p.heads,       p.group,       p.n_queries,
+                                        p.m_keys,      p.key_origin,  p.scale};
+  for (const auto& [name, img] : p.tensors) args.emplace_back(img);
+  for (const auto& [name, param] : p.symbols) args.emplace_back(param);
+  return args;
+}
+
+std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& pattern,
+                                                            const AttentionPipelineKey& key) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const AttentionPipeline>> cache;
+  const std::string cache_key = key.str();
+  std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = cache.find(cache_key); it != cache.end()) return it->second;
+  std::shared_ptr<AttentionPipeline> p = build_attention_pipeline(pattern, key);
   p->pipeline.jit_handlers().custom_malloc = reusing_malloc;
   p->pipeline.jit_handlers().custom_free = reusing_free;
   p->pipeline.compile_jit(cpu_target());

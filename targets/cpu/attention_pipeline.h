@@ -3,7 +3,7 @@
 //
 // The pipeline works on *views* (see compiler/planner/sparsity_plan.h): its rows and keys are the view's local
 // indices, and the buffers it is given are strided views of Q, K, V and of the running state, which every
-// component of a plan updates in turn. The driver (cpu_attention.cpp) classifies the tiles of the mask and hands the
+// component of a plan updates in turn. The driver (attention_driver.h, fed by execution_plan.h) classifies the tiles of the mask and hands the
 // pipeline, per query tile, two tables of key chunks (runs of consecutive non-empty key tiles): FULL chunks, computed
 // without the mask, and PARTIAL ones, with the mask inlined. EMPTY tiles appear in neither table and cost nothing. For
 // each chunk the pipeline computes the scores of the query tile against the chunk's keys, the score modifier (and
@@ -20,6 +20,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "compiler/ir/pattern.h"
 #include "targets/cpu/cpu_attention.h"
@@ -31,6 +33,7 @@ struct AttentionPipelineKey {
   int64_t D, Dv;
   int64_t key_stride = 1, key_group = 1;    // keys of a view: origin + stride * (x / group) + x % group
   std::map<std::string, int> tensor_ranks;  // run-time tensors read, with their ranks
+  std::vector<std::string> symbols;         // every Symbol the pattern reads, in the order the kernel takes them
   CpuSchedule schedule;
   StorageType storage;
   std::string target;
@@ -49,9 +52,17 @@ struct AttentionPipeline {
   std::map<std::string, Halide::ImageParam> tensors;
   Halide::Param<int32_t> heads, group, n_queries, m_keys;  // n_queries, m_keys: the view's local counts
   Halide::Param<int32_t> key_origin;                       // the view's first key (K and V are whole tensors)
-  std::map<std::string, Halide::Param<int32_t>> symbols;   // every Symbol the pattern reads (sizes, view origins)
+  std::vector<std::pair<std::string, Halide::Param<int32_t>>> symbols;  // in AttentionPipelineKey::symbols order
   Halide::Param<float> scale;
 };
+
+// Builds and schedules the pipeline of `pattern`, not compiled.
+std::shared_ptr<AttentionPipeline> build_attention_pipeline(const ir::Pattern& pattern,
+                                                            const AttentionPipelineKey& key);
+
+// The pipeline's parameters in the order of tessera_cpu_driver::KernelCall (outputs follow: acc, max, sum):
+// the signature of an ahead-of-time compiled kernel.
+std::vector<Halide::Argument> kernel_arguments(const AttentionPipeline& p);
 
 // Builds, schedules and JIT-compiles the pipeline of `pattern` (once per key, then cached).
 std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& pattern,

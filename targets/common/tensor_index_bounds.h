@@ -1,0 +1,23 @@
+// Kernels clamp the indices of run-time tensor loads (so they never read out of bounds), which would turn an
+// out-of-range index into a silently wrong value. The reference reports such an index as an error; a kernel
+// may run without checking only where interval analysis proves every index the pattern evaluates in bounds.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "compiler/ir/evaluate.h"
+#include "compiler/ir/pattern.h"
+
+namespace tessera::targets {
+
+// Whether every tensor index in `pattern`'s mask and score lies within the tensor's shape for every (b, h, q, k)
+// of the problem `sz`, by interval analysis (sound, not complete). On false, `unproven` (if given) names the
+// first tensor whose index could not be proven, e.g. "segments (dimension 1)".
+bool tensor_indices_proven(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                           const std::map<std::string, std::vector<int64_t>>& tensor_shapes,
+                           std::string* unproven = nullptr);
+
+}  // namespace tessera::targets

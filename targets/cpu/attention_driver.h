@@ -1,0 +1,345 @@
+// The host side of the CPU kernels, shared by the JIT path (cpu_attention.cpp) and the static libraries that
+// `tessera compile` writes: it walks a plan's components and views, calls one kernel per (view, batch, head,
+// group of query tiles) on a pool of threads, and normalises the merged state into the output.
+//
+// It is self-contained (the C++ standard library and Halide's runtime header only) because `tessera compile`
+// copies it verbatim into every library it writes, which must build and link without Tessera or Halide's
+// compiler. Plans arrive as plain data (views and chunk tables as int32 arrays); kernels as callables, either a
+// JIT pipeline or an ahead-of-time compiled Halide function.
+#pragma once
+
+#include <HalideRuntime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace tessera_cpu_driver {
+
+// Local index x < count selects original index origin + stride * (x / group) + x % group.
+struct IndexView {
+  int64_t origin = 0, stride = 1, count = 0, group = 1;
+};
+
+// One view's chunk tables in the layout the kernels read: per query tile, the runs of FULL and of PARTIAL key
+// tiles as (first key, key count) pairs, `max_*` slots per tile (at least one, zero-filled), and the counts.
+struct ChunkTables {
+  const int32_t* full = nullptr;  // [tile_rows][max(1, max_full)][2]
+  const int32_t* partial = nullptr;
+  const int32_t* full_counts = nullptr;  // [tile_rows]
+  const int32_t* partial_counts = nullptr;
+  int32_t max_full = 0, max_partial = 0, tile_rows = 0;
+};
+
+struct ViewPlan {
+  IndexView queries, keys;
+  ChunkTables tables;
+};
+
+// Where the value of each symbol a component's kernel reads comes from.
+enum class SymbolSource : int32_t { QueryOrigin, KeyOrigin, Constant };
+struct SymbolValue {
+  SymbolSource source = SymbolSource::Constant;
+  int64_t value = 0;  // for Constant
+};
+
+struct ComponentPlan {
+  std::vector<ViewPlan> views;
+  std::vector<std::vector<size_t>> waves;  // views whose query rows are disjoint, run in parallel
+  std::vector<SymbolValue> symbols;        // in the order the kernel takes them
+  size_t kernel = 0;                       // index into the kernels given to run()
+};
+
+// The arguments of one kernel call, in the order every kernel takes them.
+struct KernelCall {
+  size_t view = 0;  // which view of the component (lets a JIT kernel reuse per-view state)
+  const halide_buffer_t *q, *k, *v;
+  const halide_buffer_t *acc_in, *max_in, *sum_in;
+  const halide_buffer_t *full_chunks, *partial_chunks, *full_counts, *partial_counts;
+  int32_t max_full, max_partial, heads, group, n_queries, m_keys, key_origin;
+  float scale;
+  const halide_buffer_t* const* tensors;  // the pattern's run-time tensors, ordered by name
+  const int32_t* symbols;                 // in the order of ComponentPlan::symbols
+  halide_buffer_t *acc_out, *max_out, *sum_out;
+};
+
+// Returns 0 or a Halide error code (and may throw, which run() passes on).
+using Kernel = std::function<int(const KernelCall&)>;
+
+struct Problem {
+  const float *q = nullptr, *k = nullptr, *v = nullptr;  // [B,H,N,D], [B,Hkv,M,D], [B,Hkv,M,Dv]
+  float* out = nullptr;                                  // [B,H,N,Dv]
+  int64_t B = 0, H = 0, Hkv = 0, N = 0, M = 0, D = 0, Dv = 0;
+  float scale = 1.0f;
+  std::vector<const halide_buffer_t*> tensors;  // ordered by name
+  int64_t block_q = 128;                        // the kernels' query tile
+  int64_t threads = 0;                          // 0: every hardware thread
+};
+
+// A halide_buffer_t with room for its dimensions; copies keep pointing at their own.
+struct Buffer {
+  halide_buffer_t buf{};
+  halide_dimension_t dims[4]{};
+
+  Buffer() = default;
+  Buffer(const Buffer& other) : buf(other.buf) {
+    std::copy(std::begin(other.dims), std::end(other.dims), dims);
+    buf.dim = dims;
+  }
+  Buffer& operator=(const Buffer& other) {
+    buf = other.buf;
+    std::copy(std::begin(other.dims), std::end(other.dims), dims);
+    buf.dim = dims;
+    return *this;
+  }
+
+  // A dense buffer over `data` with `extents` innermost first.
+  static Buffer dense(void* data, halide_type_t type, std::initializer_list<int64_t> extents) {
+    Buffer b;
+    int32_t stride = 1;
+    int d = 0;
+    for (int64_t e : extents) {
+      b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(e), stride, 0};
+      stride *= static_cast<int32_t>(e);
+    }
+    b.init(data, type, d);
+    return b;
+  }
+
+  // Rows origin + stride * x (x < count) of a C-ordered [B, heads, rows, width] float tensor, width innermost;
+  // width 0 drops that dimension ([B, heads, rows]).
+  static Buffer rows(const float* data, int64_t B, int64_t heads, int64_t rows, int64_t width, const IndexView& view) {
+    Buffer b;
+    int d = 0;
+    if (width > 0) b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(width), 1, 0};
+    const int64_t row_stride = std::max<int64_t>(width, 1);
+    b.dims[d++] =
+        halide_dimension_t{0, static_cast<int32_t>(view.count), static_cast<int32_t>(view.stride * row_stride), 0};
+    b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(heads), static_cast<int32_t>(rows * row_stride), 0};
+    b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(B), static_cast<int32_t>(heads * rows * row_stride), 0};
+    b.init(const_cast<float*>(data) + view.origin * row_stride, halide_type_t(halide_type_float, 32), d);
+    return b;
+  }
+
+  // The same buffer restricted to [min, min + extent) along dimension d (coordinates keep their meaning; `host`
+  // always points at the element of the minimum coordinates).
+  Buffer cropped(int d, int64_t min, int64_t extent) const {
+    Buffer c = *this;
+    c.buf.host += (min - dims[d].min) * dims[d].stride * static_cast<int64_t>((buf.type.bits + 7) / 8);
+    c.dims[d].min = static_cast<int32_t>(min);
+    c.dims[d].extent = static_cast<int32_t>(extent);
+    return c;
+  }
+
+ private:
+  void init(void* data, halide_type_t type, int dimensions) {
+    buf.host = static_cast<uint8_t*>(data);
+    buf.type = type;
+    buf.dimensions = dimensions;
+    buf.dim = dims;
+  }
+};
+
+// Kernels allocate their intermediate buffers (query tile, state, chunk scores: hundreds of KiB) per call;
+// through malloc that maps and unmaps them from the kernel every call, measured at ~45 us per call, as much as a
+// small view's whole computation. Blocks are kept per thread and reused instead.
+namespace block_cache {
+constexpr size_t kAlignment = 64;
+constexpr size_t kMaxBlocks = 64;
+struct Block {
+  size_t size;
+  void* data;
+};
+struct Cache {
+  std::vector<Block> free_blocks;
+  ~Cache() {
+    for (const Block& b : free_blocks) std::free(static_cast<char*>(b.data) - kAlignment);
+  }
+};
+inline thread_local Cache cache;
+
+inline void* allocate(size_t size) {
+  auto& blocks = cache.free_blocks;
+  for (size_t n = 0; n < blocks.size(); ++n) {
+    if (blocks[n].size >= size && blocks[n].size <= 2 * size + 4096) {
+      void* data = blocks[n].data;
+      blocks[n] = blocks.back();
+      blocks.pop_back();
+      return data;
+    }
+  }
+  // The size is stored in front of the block so release() can keep it; the block itself stays aligned.
+  size_t total = (size + 2 * kAlignment - 1) / kAlignment * kAlignment;
+  auto* base = static_cast<char*>(std::aligned_alloc(kAlignment, total));
+  if (base == nullptr) return nullptr;
+  *reinterpret_cast<size_t*>(base) = total - kAlignment;
+  return base + kAlignment;
+}
+
+inline void release(void* data) {
+  if (data == nullptr) return;
+  char* base = static_cast<char*>(data) - kAlignment;
+  auto& blocks = cache.free_blocks;
+  if (blocks.size() >= kMaxBlocks) {
+    std::free(static_cast<char*>(blocks.front().data) - kAlignment);
+    blocks.front() = blocks.back();
+    blocks.pop_back();
+  }
+  blocks.push_back({*reinterpret_cast<size_t*>(base), data});
+}
+}  // namespace block_cache
+
+namespace detail {
+
+// What stays the same for every call on one view.
+struct ViewArgs {
+  Buffer q, k, v, acc, max, sum;
+  Buffer full, partial, full_counts, partial_counts;
+  std::vector<int32_t> symbols;
+};
+
+inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, const ViewPlan& view, float* acc, float* max,
+                   float* sum) {
+  ViewArgs a;
+  a.q = Buffer::rows(p.q, p.B, p.H, p.N, p.D, view.queries);
+  const IndexView all_keys{0, 1, p.M, 1};  // the kernels address a view's keys themselves
+  a.k = Buffer::rows(p.k, p.B, p.Hkv, p.M, p.D, all_keys);
+  a.v = Buffer::rows(p.v, p.B, p.Hkv, p.M, p.Dv, all_keys);
+  a.acc = Buffer::rows(acc, p.B, p.H, p.N, p.Dv, view.queries);
+  a.max = Buffer::rows(max, p.B, p.H, p.N, 0, view.queries);
+  a.sum = Buffer::rows(sum, p.B, p.H, p.N, 0, view.queries);
+  const ChunkTables& t = view.tables;
+  const halide_type_t i32(halide_type_int, 32);
+  a.full = Buffer::dense(const_cast<int32_t*>(t.full), i32, {2, std::max(1, t.max_full), t.tile_rows});
+  a.partial = Buffer::dense(const_cast<int32_t*>(t.partial), i32, {2, std::max(1, t.max_partial), t.tile_rows});
+  a.full_counts = Buffer::dense(const_cast<int32_t*>(t.full_counts), i32, {t.tile_rows});
+  a.partial_counts = Buffer::dense(const_cast<int32_t*>(t.partial_counts), i32, {t.tile_rows});
+  for (const SymbolValue& s : component.symbols) {
+    int64_t value = s.source == SymbolSource::QueryOrigin ? view.queries.origin
+                    : s.source == SymbolSource::KeyOrigin ? view.keys.origin
+                                                          : s.value;
+    a.symbols.push_back(static_cast<int32_t>(value));
+  }
+  return a;
+}
+
+struct WorkItem {
+  size_t view;
+  int64_t b, h, first_row, rows;
+};
+
+}  // namespace detail
+
+// Runs every component of a plan and writes the normalised output. Returns 0 or the first kernel's error code;
+// exceptions thrown by kernels are rethrown after every thread has stopped.
+inline int run(const Problem& p, const std::vector<ComponentPlan>& components, const std::vector<Kernel>& kernels) {
+  const size_t rows = static_cast<size_t>(p.B * p.H * p.N);
+  // The running state every component merges into, then normalised: out = acc / sum.
+  std::vector<float> acc(rows * static_cast<size_t>(p.Dv), 0.0f);
+  std::vector<float> row_max(rows, -std::numeric_limits<float>::infinity());
+  std::vector<float> row_sum(rows, 0.0f);
+  const int64_t max_threads = p.threads > 0 ? p.threads : std::max(1u, std::thread::hardware_concurrency());
+
+  for (const ComponentPlan& component : components) {
+    const Kernel& kernel = kernels.at(component.kernel);
+    std::vector<detail::ViewArgs> args;
+    args.reserve(component.views.size());
+    for (const ViewPlan& view : component.views) {
+      args.push_back(detail::view_args(p, component, view, acc.data(), row_max.data(), row_sum.data()));
+    }
+    // Waves run one after another, as they merge into the same rows.
+    for (const std::vector<size_t>& wave : component.waves) {
+      std::vector<detail::WorkItem> items;
+      for (size_t vi : wave) {
+        const int64_t count = component.views[vi].queries.count;
+        const int64_t tile_rows = (count + p.block_q - 1) / p.block_q;
+        // A few query tiles per call amortise the call; enough calls remain to balance the threads.
+        const int64_t tiles_per_item = std::max<int64_t>(1, std::min<int64_t>(4, tile_rows / 8));
+        for (int64_t b = 0; b < p.B; ++b) {
+          for (int64_t h = 0; h < p.H; ++h) {
+            for (int64_t first = 0; first < count; first += tiles_per_item * p.block_q) {
+              items.push_back({vi, b, h, first, std::min(tiles_per_item * p.block_q, count - first)});
+            }
+          }
+        }
+      }
+      std::atomic<size_t> next{0};
+      std::atomic<int> error{0};
+      std::exception_ptr failure;
+      std::mutex failure_mutex;
+      auto worker = [&] {
+        try {
+          for (size_t n; (n = next.fetch_add(1)) < items.size();) {
+            const detail::WorkItem& item = items[n];
+            const detail::ViewArgs& a = args[item.view];
+            const ViewPlan& view = component.views[item.view];
+            Buffer acc_out = a.acc.cropped(1, item.first_row, item.rows).cropped(2, item.h, 1).cropped(3, item.b, 1);
+            Buffer max_out = a.max.cropped(0, item.first_row, item.rows).cropped(1, item.h, 1).cropped(2, item.b, 1);
+            Buffer sum_out = a.sum.cropped(0, item.first_row, item.rows).cropped(1, item.h, 1).cropped(2, item.b, 1);
+            KernelCall call{item.view,
+                            &a.q.buf,
+                            &a.k.buf,
+                            &a.v.buf,
+                            &a.acc.buf,
+                            &a.max.buf,
+                            &a.sum.buf,
+                            &a.full.buf,
+                            &a.partial.buf,
+                            &a.full_counts.buf,
+                            &a.partial_counts.buf,
+                            view.tables.max_full,
+                            view.tables.max_partial,
+                            static_cast<int32_t>(p.H),
+                            static_cast<int32_t>(p.H / p.Hkv),
+                            static_cast<int32_t>(view.queries.count),
+                            static_cast<int32_t>(view.keys.count),
+                            static_cast<int32_t>(view.keys.origin),
+                            p.scale,
+                            p.tensors.data(),
+                            a.symbols.data(),
+                            &acc_out.buf,
+                            &max_out.buf,
+                            &sum_out.buf};
+            if (int code = kernel(call); code != 0) {
+              int expected = 0;
+              error.compare_exchange_strong(expected, code);
+              next = items.size();
+            }
+          }
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(failure_mutex);
+          if (!failure) failure = std::current_exception();
+          next = items.size();
+        }
+      };
+      const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(max_threads, static_cast<int64_t>(items.size())));
+      std::vector<std::thread> pool;
+      for (int64_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+      worker();
+      for (auto& t : pool) t.join();
+      if (failure) std::rethrow_exception(failure);
+      if (error != 0) return error;
+    }
+  }
+
+  // A row with no allowed key has sum 0 and outputs zeros.
+  for (size_t r = 0; r < rows; ++r) {
+    const float sum = row_sum[r];
+    const bool empty = !(sum > 0) && !std::isnan(sum);
+    for (int64_t e = 0; e < p.Dv; ++e) {
+      const size_t at = r * static_cast<size_t>(p.Dv) + static_cast<size_t>(e);
+      p.out[at] = empty ? 0.0f : acc[at] / sum;
+    }
+  }
+  return 0;
+}
+
+}  // namespace tessera_cpu_driver

@@ -1,0 +1,137 @@
+#include "targets/cpu/execution_plan.h"
+
+#include <fmt/format.h>
+
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+
+#include "compiler/ir/printer.h"
+
+namespace tessera::cpu {
+
+tessera_cpu_driver::ChunkTables ViewTables::driver_tables() const {
+  return {full.data(), partial.data(), full_counts.data(), partial_counts.data(), max_full, max_partial, tile_rows};
+}
+
+ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles_per_chunk) {
+  std::vector<std::vector<std::pair<int32_t, int32_t>>> runs[2];  // [full, partial][row] -> (first, count)
+  for (auto& r : runs) r.resize(static_cast<size_t>(tiles.rows));
+  for (int64_t row = 0; row < tiles.rows; ++row) {
+    for (int64_t c = 0; c < tiles.cols;) {
+      analysis::TileKind kind = tiles.at(row, c);
+      if (kind == analysis::TileKind::Empty) {
+        ++c;
+        continue;
+      }
+      int64_t end = c + 1;
+      while (end < tiles.cols && end - c < tiles_per_chunk && tiles.at(row, end) == kind) ++end;
+      int64_t first = c * tiles.block_k;
+      int64_t last = std::min(end * tiles.block_k, M);
+      runs[kind == analysis::TileKind::Full ? 0 : 1][static_cast<size_t>(row)].emplace_back(
+          static_cast<int32_t>(first), static_cast<int32_t>(last - first));
+      c = end;
+    }
+  }
+  ViewTables t;
+  t.tile_rows = static_cast<int32_t>(tiles.rows);
+  int32_t* max_slots[2] = {&t.max_full, &t.max_partial};
+  std::vector<int32_t>* table[2] = {&t.full, &t.partial};
+  std::vector<int32_t>* counts[2] = {&t.full_counts, &t.partial_counts};
+  for (int kind = 0; kind < 2; ++kind) {
+    for (const auto& row : runs[kind]) *max_slots[kind] = std::max(*max_slots[kind], static_cast<int32_t>(row.size()));
+    const size_t slots = static_cast<size_t>(std::max(1, *max_slots[kind]));
+    table[kind]->assign(2 * slots * static_cast<size_t>(tiles.rows), 0);
+    counts[kind]->assign(static_cast<size_t>(tiles.rows), 0);
+    for (size_t row = 0; row < runs[kind].size(); ++row) {
+      const auto& r = runs[kind][row];
+      (*counts[kind])[row] = static_cast<int32_t>(r.size());
+      for (size_t slot = 0; slot < r.size(); ++slot) {
+        (*table[kind])[2 * (row * slots + slot)] = r[slot].first;
+        (*table[kind])[2 * (row * slots + slot) + 1] = r[slot].second;
+      }
+    }
+  }
+  return t;
+}
+
+ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz, const CpuSchedule& sched,
+                                  analysis::ClassifyOptions classify) {
+  // Exact enumeration of undecided tiles would only turn PARTIAL into EMPTY or FULL for masks the intervals
+  // cannot follow; a small limit keeps planning fast for long sequences.
+  classify.enumerate_limit = 256;
+  planner::PlanOptions options;
+  options.block_q = sched.block_q;
+  options.block_k = sched.block_k;
+  ExecutionPlan execution;
+  execution.plan = planner::plan_pattern(pattern, sz.N, sz.M, options);
+  for (const planner::Component& component : execution.plan.components) {
+    std::vector<ViewTables>& tables = execution.tables.emplace_back();
+    for (const planner::View& view : component.views) {
+      ir::Pattern bound = planner::bind_view(component, view, sz.N, sz.M);
+      analysis::TileMap tiles =
+          analysis::classify_tiles(bound, view.queries.count, view.keys.count, sched.block_q, sched.block_k, classify);
+      tables.push_back(chunk_tables(tiles, view.keys.count, sched.chunk_k / sched.block_k));
+    }
+  }
+  return execution;
+}
+
+const ExecutionPlan& cached_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                                           const CpuSchedule& sched, const analysis::ClassifyOptions& classify) {
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<ExecutionPlan>> cache;
+  const std::string key = fmt::format("{}|B={},H={},N={},M={},D={}|bq={},bk={},ck={}", ir::to_string(pattern), sz.B,
+                                      sz.H, sz.N, sz.M, sz.D, sched.block_q, sched.block_k, sched.chunk_k);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = cache.find(key); it != cache.end()) return *it->second;
+  auto execution = std::make_unique<ExecutionPlan>(make_execution_plan(pattern, sz, sched, classify));
+  return *cache.emplace(key, std::move(execution)).first->second;
+}
+
+std::vector<std::string> kernel_symbols(const ir::Pattern& local) {
+  std::set<std::string> symbols;
+  ir::collect_symbols(local.mask, &symbols);
+  ir::collect_symbols(local.score, &symbols);
+  return {symbols.begin(), symbols.end()};
+}
+
+std::vector<tessera_cpu_driver::ComponentPlan> driver_components(
+    const ExecutionPlan& execution, const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+    const std::map<std::string, std::vector<int64_t>>& tensor_shapes) {
+  using tessera_cpu_driver::SymbolSource;
+  std::map<std::string, int64_t> constants = {{planner::kQueries, sz.N}, {planner::kKeys, sz.M}};
+  for (const ir::TensorDecl& decl : pattern.inputs) {
+    auto shape = tensor_shapes.find(decl.name);
+    if (shape == tensor_shapes.end()) continue;
+    for (size_t d = 0; d < decl.dims.size() && d < shape->second.size(); ++d) constants[decl.dims[d]] = shape->second[d];
+  }
+  std::vector<tessera_cpu_driver::ComponentPlan> components;
+  for (size_t c = 0; c < execution.plan.components.size(); ++c) {
+    const planner::Component& component = execution.plan.components[c];
+    tessera_cpu_driver::ComponentPlan& out = components.emplace_back();
+    out.kernel = c;
+    for (size_t v = 0; v < component.views.size(); ++v) {
+      const planner::View& view = component.views[v];
+      out.views.push_back({{view.queries.origin, view.queries.stride, view.queries.count, view.queries.group},
+                           {view.keys.origin, view.keys.stride, view.keys.count, view.keys.group},
+                           execution.tables[c][v].driver_tables()});
+    }
+    out.waves = planner::disjoint_waves(component);
+    for (const std::string& name : kernel_symbols(component.local)) {
+      if (name == planner::kQueryOrigin) {
+        out.symbols.push_back({SymbolSource::QueryOrigin, 0});
+      } else if (name == planner::kKeyOrigin) {
+        out.symbols.push_back({SymbolSource::KeyOrigin, 0});
+      } else if (auto value = constants.find(name); value != constants.end()) {
+        out.symbols.push_back({SymbolSource::Constant, value->second});
+      } else {
+        throw std::logic_error("tessera internal error: no value for the kernel's symbol " + name);
+      }
+    }
+  }
+  return components;
+}
+
+}  // namespace tessera::cpu

@@ -1,0 +1,53 @@
+// What the CPU driver needs besides the data: the sparsity plan of a pattern for one problem size and, per
+// view, its chunk tables (runs of FULL and PARTIAL key tiles per query tile), in the driver's plain-data form.
+// The JIT path builds and caches them per call shape; `tessera compile` bakes them into a library.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "compiler/analysis/tile_classification.h"
+#include "compiler/planner/sparsity_plan.h"
+#include "targets/cpu/attention_driver.h"
+#include "targets/cpu/cpu_attention.h"
+
+namespace tessera::cpu {
+
+// One view's chunk tables, owned (see tessera_cpu_driver::ChunkTables for the layout).
+struct ViewTables {
+  std::vector<int32_t> full, partial;                // [tile_rows][max(1, max_*)][2]
+  std::vector<int32_t> full_counts, partial_counts;  // [tile_rows]
+  int32_t max_full = 0, max_partial = 0, tile_rows = 0;
+
+  tessera_cpu_driver::ChunkTables driver_tables() const;
+};
+
+// Splits a classified tile map into chunk tables: runs of consecutive tiles of one kind, at most
+// tiles_per_chunk tiles long.
+ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles_per_chunk);
+
+struct ExecutionPlan {
+  planner::Plan plan;
+  std::vector<std::vector<ViewTables>> tables;  // [component][view]
+};
+
+// Plans `pattern` for sizes `sz` and classifies every tile of every view with the schedule's tile sizes.
+ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz, const CpuSchedule& sched,
+                                  analysis::ClassifyOptions classify);
+
+// The same, cached by (pattern, sizes, tiles): planning costs more than a small attention call.
+const ExecutionPlan& cached_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                                           const CpuSchedule& sched, const analysis::ClassifyOptions& classify);
+
+// The symbols a component's kernel reads, in the order the kernel takes them (sorted by name).
+std::vector<std::string> kernel_symbols(const ir::Pattern& local);
+
+// The driver's view of a plan: component c uses kernel c. `tensor_shapes` gives the shape of every run-time
+// tensor the pattern declares (their dimension names are symbols the kernels may read).
+std::vector<tessera_cpu_driver::ComponentPlan> driver_components(
+    const ExecutionPlan& execution, const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+    const std::map<std::string, std::vector<int64_t>>& tensor_shapes);
+
+}  // namespace tessera::cpu
