@@ -410,6 +410,30 @@ Interval eval_call(const Expr& e, const VarRanges& r) {
   throw std::logic_error("tessera internal error: unknown function in interval analysis");
 }
 
+// Without knowledge of the contents, any value of the element type; with the hook, its bounds over the box the
+// indices range over, cut to the element type (no answer is wider than what the data can hold).
+Interval eval_load(const Expr& e, const VarRanges& r) {
+  constexpr IntInterval kInt32Range{INT32_MIN, INT32_MAX};
+  if (r.load_bounds) {
+    std::vector<IntInterval> box;
+    box.reserve(e->operands.size());
+    for (const auto& index : e->operands) box.push_back(eval(index, r).i);
+    std::optional<Interval> known = r.load_bounds(e->name, box);
+    if (known && known->type == e->type) {
+      if (e->type == Type::Float) return *known;
+      IntInterval v{std::max(known->i.lo, kInt32Range.lo), std::min(known->i.hi, kInt32Range.hi)};
+      if (v.lo > v.hi) {
+        throw std::logic_error(
+            fmt::format("tessera internal error: load bounds {} of int32 tensor '{}' hold no int32 value",
+                        to_string(known->i), e->name));
+      }
+      return Interval::of(v);
+    }
+  }
+  if (e->elem_type == ir::ElemType::Int32) return Interval::of(kInt32Range);
+  return Interval::everything(Type::Float);  // float32 data may hold NaN or infinities
+}
+
 Interval eval(const Expr& e, const VarRanges& r) {
   switch (e->kind) {
     case Kind::IntImm: return Interval::of(IntInterval::single(e->int_value));
@@ -432,9 +456,7 @@ Interval eval(const Expr& e, const VarRanges& r) {
     }
     case Kind::Binary: return eval_binary(e, r);
     case Kind::Call: return eval_call(e, r);
-    case Kind::Load:
-      if (e->elem_type == ir::ElemType::Int32) return Interval::of(IntInterval{INT32_MIN, INT32_MAX});
-      return Interval::everything(Type::Float);  // float32 data may hold NaN or infinities
+    case Kind::Load: return eval_load(e, r);
     case Kind::DotQ: return Interval::everything(Type::Float);
   }
   throw std::logic_error("tessera internal error: unknown node kind in interval analysis");

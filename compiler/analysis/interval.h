@@ -1,16 +1,20 @@
 // Interval analysis: sound bounds of an expression's value over ranges of its variables.
 //
 // Soundness is the contract: for every point whose variables lie in the given ranges, ir::evaluate's result
-// lies in the computed interval (a bool interval says which truth values are possible). Precision is a
-// bonus, exact for the affine position arithmetic attention masks are made of (q - k, floor division and
-// modulo by constants, comparisons of independent ranges).
+// lies in the computed interval (a bool interval says which truth values are possible); with a load_bounds hook,
+// for the run-time tensor contents the hook describes. Precision is a bonus, exact for the affine position
+// arithmetic attention masks are made of (q - k, floor division and modulo by constants, comparisons of
+// independent ranges).
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "compiler/ir/expr.h"
 
@@ -73,12 +77,21 @@ struct Interval {
   static Interval everything(ir::Type type) { return {type, {}, {}, {}}; }
 };
 
+// Bounds of the values of run-time tensor `tensor` over the box of indices `index` (one range per dimension),
+// or nullopt when unknown. It must be sound for the contents the expression will be evaluated with: every
+// element in the box lies in the returned interval (of the load's type: Int for int32, Float for float32).
+// Boxes that are unbounded or reach outside the tensor may get nullopt: such loads fail at run time anyway.
+using LoadBounds =
+    std::function<std::optional<Interval>(const std::string& tensor, const std::vector<IntInterval>& index)>;
+
 // Ranges of the variables an expression reads. Defaults are the full ranges (nothing known).
 struct VarRanges {
   std::array<IntInterval, 10> ints{};  // indexed by ir::Var for q k i j b h H N M D
   FloatInterval s;                     // the scaled logit
   FloatInterval scale;
   std::map<std::string, Interval> symbols;  // symbols not listed range over their type's full range
+  // Unset, or answering nullopt: a load ranges over its element type (any int32; any float, NaN included).
+  LoadBounds load_bounds;
 
   IntInterval& operator[](ir::Var v) { return ints[static_cast<size_t>(v)]; }
   const IntInterval& operator[](ir::Var v) const { return ints[static_cast<size_t>(v)]; }

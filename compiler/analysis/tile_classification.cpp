@@ -2,7 +2,8 @@
 //
 // Before the interval analysis the mask is specialised to the matrix: N, M (and H, D when known) become
 // constants, and q, k are rewritten in terms of i, j (q = i + (M - N), k = j), so that a mask mixing q and i
-// sees one variable per axis and the simplifier can cancel offsets (q - i folds to M - N).
+// sees one variable per axis and the simplifier can cancel offsets (q - i folds to M - N). Loads keep their
+// place, indices rewritten alike, so a load_bounds hook still sees them in the mask's own coordinates.
 #include "compiler/analysis/tile_classification.h"
 
 #include <fmt/format.h>
@@ -112,6 +113,7 @@ TileClassifier::TileClassifier(const ir::Pattern& pattern, int64_t N, int64_t M,
   if (options.D) e = ir::substitute(e, Var::D, ir::int_imm(*options.D));
   specialised_ = ir::simplify(e);
 
+  ranges_.load_bounds = options.load_bounds;
   ranges_[Var::N] = IntInterval::single(N);
   ranges_[Var::M] = IntInterval::single(M);
   ranges_[Var::Batch] = options.B ? IntInterval::range(0, *options.B - 1) : IntInterval{0, IntInterval::kPosInf};

@@ -2,8 +2,10 @@
 // keeps whole, or cuts through. Kernels skip Empty tiles and drop the mask test on Full ones.
 //
 // Soundness contract: Empty means no (i, j) pair of the tile is allowed at any batch, head or run-time input;
-// Full means every pair is allowed at all of them. Partial is the safe answer ("may be mixed"); it is exact
-// (both kinds present) whenever the tile could be enumerated (see ClassifyOptions::enumerate_limit).
+// Full means every pair is allowed at all of them. With ClassifyOptions::load_bounds set, "any run-time input"
+// narrows to the tensor contents the hook describes: the map then holds for those contents only (one call's
+// inputs), every batch and head. Partial is the safe answer ("may be mixed"); it is exact (both kinds present)
+// whenever the tile could be enumerated (see ClassifyOptions::enumerate_limit).
 #pragma once
 
 #include <cstdint>
@@ -33,6 +35,11 @@ struct ClassifyOptions {
   // How many sub-tiles an undecided tile that is too large to enumerate may be split into for the interval
   // analysis (proving it Empty, Full, or certainly mixed). 0 disables splitting.
   int64_t split_budget = 64;
+  // Bounds of run-time tensor values over boxes of indices (see VarRanges::load_bounds), e.g. from
+  // make_load_bounds (tensor_value_bounds.h) over one call's inputs. The hook sees a load's indices as ranges in
+  // the mask's own coordinates (q = i + M - N), with b over [0, B-1]: give B, or b is unbounded and a provider
+  // answers nothing for it. Masks that read tensors are still never enumerated.
+  LoadBounds load_bounds;
 };
 
 // Whether a mask can be decided point by point with ir::evaluate under `options` (it reads no run-time tensor,
