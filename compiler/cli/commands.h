@@ -19,5 +19,6 @@ Command add_eval_command(CLI::App& app);
 Command add_inputs_command(CLI::App& app);
 Command add_plan_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
+Command add_compile_command(CLI::App& app);
 
 }  // namespace tessera::cli

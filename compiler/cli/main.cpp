@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   add(tessera::cli::add_eval_command(app));
   add(tessera::cli::add_inputs_command(app));
   add(tessera::cli::add_bench_command(app));
+  add(tessera::cli::add_compile_command(app));
 
   try {
     app.parse(argc, argv);

@@ -206,8 +206,8 @@ struct ViewArgs {
   std::vector<int32_t> symbols;
 };
 
-inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, const ViewPlan& view, float* acc, float* max,
-                   float* sum) {
+inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, const ViewPlan& view, float* acc,
+                          float* max, float* sum) {
   ViewArgs a;
   a.q = Buffer::rows(p.q, p.B, p.H, p.N, p.D, view.queries);
   const IndexView all_keys{0, 1, p.M, 1};  // the kernels address a view's keys themselves

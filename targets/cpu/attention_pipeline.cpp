@@ -313,12 +313,15 @@ std::shared_ptr<AttentionPipeline> build_attention_pipeline(const ir::Pattern& p
 }
 
 std::vector<Halide::Argument> kernel_arguments(const AttentionPipeline& p) {
-  std::vector<Halide::Argument> args = {p.q,           p.k,           p.v,
-                                        p.acc_in,      p.max_in,      p.sum_in,
-                                        p.full_chunks, p.partial_chunks, p.full_counts,
-                                        p.partial_counts, p.max_full, p.max_partial,
-                                        p.heads,       p.group,       p.n_queries,
-                                        p.m_keys,      p.key_origin,  p.scale};
+  std::vector<Halide::Argument> args = {p.q,           p.k,
+                                        p.v,           p.acc_in,
+                                        p.max_in,      p.sum_in,
+                                        p.full_chunks, p.partial_chunks,
+                                        p.full_counts, p.partial_counts,
+                                        p.max_full,    p.max_partial,
+                                        p.heads,       p.group,
+                                        p.n_queries,   p.m_keys,
+                                        p.key_origin,  p.scale};
   for (const auto& [name, img] : p.tensors) args.emplace_back(img);
   for (const auto& [name, param] : p.symbols) args.emplace_back(param);
   return args;

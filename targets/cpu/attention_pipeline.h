@@ -3,12 +3,12 @@
 //
 // The pipeline works on *views* (see compiler/planner/sparsity_plan.h): its rows and keys are the view's local
 // indices, and the buffers it is given are strided views of Q, K, V and of the running state, which every
-// component of a plan updates in turn. The driver (attention_driver.h, fed by execution_plan.h) classifies the tiles of the mask and hands the
-// pipeline, per query tile, two tables of key chunks (runs of consecutive non-empty key tiles): FULL chunks, computed
-// without the mask, and PARTIAL ones, with the mask inlined. EMPTY tiles appear in neither table and cost nothing. For
-// each chunk the pipeline computes the scores of the query tile against the chunk's keys, the score modifier (and
-// mask), the chunk's row max, exp(score - max), its row sums and P·V, and merges them into a running (acc, max, sum)
-// state by log-sum-exp rescaling. No buffer larger than a query tile by a key chunk exists.
+// component of a plan updates in turn. The driver (attention_driver.h, fed by execution_plan.h) classifies the tiles of
+// the mask and hands the pipeline, per query tile, two tables of key chunks (runs of consecutive non-empty key tiles):
+// FULL chunks, computed without the mask, and PARTIAL ones, with the mask inlined. EMPTY tiles appear in neither table
+// and cost nothing. For each chunk the pipeline computes the scores of the query tile against the chunk's keys, the
+// score modifier (and mask), the chunk's row max, exp(score - max), its row sums and P·V, and merges them into a
+// running (acc, max, sum) state by log-sum-exp rescaling. No buffer larger than a query tile by a key chunk exists.
 //
 // Because each chunk's probabilities are taken relative to the chunk's own max, nothing computed for a chunk
 // depends on the running state; only the merge does. That is what lets Halide express the walk over chunks

@@ -168,21 +168,13 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   classify.D = sz.D;
   const ExecutionPlan& execution = cached_execution_plan(pattern, sz, sched, classify);
   const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
-  const std::vector<tessera_cpu_driver::ComponentPlan> components =
-      driver_components(execution, pattern, sz, shapes);
+  const std::vector<tessera_cpu_driver::ComponentPlan> components = driver_components(execution, pattern, sz, shapes);
 
   std::vector<tessera_cpu_driver::Kernel> kernels;
   for (const planner::Component& component : execution.plan.components) {
-    AttentionPipelineKey key{ir::to_string(component.local),
-                             sz.D,
-                             sz.Dv,
-                             component.key_stride,
-                             component.key_group,
-                             {},
-                             kernel_symbols(component.local),
-                             sched,
-                             options.storage,
-                             halide_target_string()};
+    AttentionPipelineKey key{
+        ir::to_string(component.local),  sz.D,  sz.Dv,           component.key_stride,  component.key_group, {},
+        kernel_symbols(component.local), sched, options.storage, halide_target_string()};
     for (const ir::TensorDecl& t : pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());
     kernels.push_back(jit_kernel(attention_pipeline(component.local, key)));
   }

@@ -105,7 +105,8 @@ std::vector<tessera_cpu_driver::ComponentPlan> driver_components(
   for (const ir::TensorDecl& decl : pattern.inputs) {
     auto shape = tensor_shapes.find(decl.name);
     if (shape == tensor_shapes.end()) continue;
-    for (size_t d = 0; d < decl.dims.size() && d < shape->second.size(); ++d) constants[decl.dims[d]] = shape->second[d];
+    for (size_t d = 0; d < decl.dims.size() && d < shape->second.size(); ++d)
+      constants[decl.dims[d]] = shape->second[d];
   }
   std::vector<tessera_cpu_driver::ComponentPlan> components;
   for (size_t c = 0; c < execution.plan.components.size(); ++c) {
