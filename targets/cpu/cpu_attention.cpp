@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "compiler/analysis/interval.h"
+#include "compiler/analysis/tensor_value_bounds.h"
 #include "compiler/analysis/tile_classification.h"
 #include "compiler/ir/printer.h"
 #include "compiler/planner/sparsity_plan.h"
@@ -166,7 +167,14 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   classify.B = sz.B;
   classify.H = sz.H;
   classify.D = sz.D;
-  const ExecutionPlan& execution = cached_execution_plan(pattern, sz, sched, classify);
+  // A mask that reads run-time tensors (document's segment ids) is classified per call from the values the
+  // tensors hold over each tile, e.g. tiles whose query and key segment ids cannot meet are EMPTY.
+  std::optional<ExecutionPlan> per_call;
+  if (ir::uses_tensors(pattern.mask)) {
+    classify.load_bounds = analysis::make_load_bounds(tensors.views);
+    per_call.emplace(make_execution_plan(pattern, sz, sched, classify));
+  }
+  const ExecutionPlan& execution = per_call ? *per_call : cached_execution_plan(pattern, sz, sched, classify);
   const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
   const std::vector<tessera_cpu_driver::ComponentPlan> components = driver_components(execution, pattern, sz, shapes);
 

@@ -40,7 +40,7 @@ ir::Pattern instantiate(const std::string& expression) {
 
 // Runs both targets and returns the largest absolute difference.
 double max_difference(const std::string& expression, const Shape& s, uint64_t seed,
-                      const cpu::CpuOptions& options = {}) {
+                      const cpu::CpuOptions& options = {}, const runtime::Tensor* given_segments = nullptr) {
   ir::Pattern pattern = instantiate(expression);
   std::mt19937_64 rng(seed);
   runtime::Tensor q = random_tensor({s.B, s.H, s.N, s.D}, rng);
@@ -55,7 +55,7 @@ double max_difference(const std::string& expression, const Shape& s, uint64_t se
   inputs.q = &q;
   inputs.k = &k;
   inputs.v = &v;
-  if (pattern.input("segments")) inputs.tensors["segments"] = &segments;
+  if (pattern.input("segments")) inputs.tensors["segments"] = given_segments ? given_segments : &segments;
   if (pattern.input("rel")) inputs.tensors["rel"] = &rel;
   std::vector<double> expected = reference::attention_f64(pattern, inputs);
   runtime::Tensor got = cpu::attention(pattern, inputs, options);
@@ -153,6 +153,32 @@ TEST(CpuAttention, ScheduleParametersDoNotChangeResults) {
   options.schedule.chunk_k = 96;
   options.schedule.threads = 1;
   EXPECT_LE(max_difference("causal & softcap(cap=5)", Shape{1, 2, 2, 90, 120, 32, 32}, 4, options), 2e-4);
+}
+
+// Tiles of a mask over run-time segment ids are classified per call from the ids each tile holds: with many
+// short documents most tiles are EMPTY or FULL, and the kernels must skip and unmask exactly the right ones.
+TEST(CpuAttention, DocumentTilesClassifiedFromSegmentIds) {
+  cpu::CpuOptions options;
+  options.schedule.block_q = 16;
+  options.schedule.block_k = 16;
+  options.schedule.chunk_k = 32;
+  const Shape shape{2, 2, 1, 300, 420, 32, 32};
+  std::mt19937_64 rng(12);
+  runtime::Tensor sorted(runtime::DType::Int32, {shape.B, shape.M});
+  runtime::Tensor shuffled(runtime::DType::Int32, {shape.B, shape.M});
+  for (int64_t b = 0; b < shape.B; ++b) {
+    int32_t id = 0;
+    for (int64_t m = 0; m < shape.M; ++m) {
+      if (rng() % 37 == 0) ++id;  // documents of random lengths, some longer than a tile
+      sorted.data<int32_t>()[b * shape.M + m] = id;
+      shuffled.data<int32_t>()[b * shape.M + m] = static_cast<int32_t>(rng() % 3);
+    }
+  }
+  for (const char* expression : {"document", "causal & document", "document & sliding_window(window=40)"}) {
+    SCOPED_TRACE(expression);
+    EXPECT_LE(max_difference(expression, shape, 13, options, &sorted), 2e-4);
+    EXPECT_LE(max_difference(expression, shape, 14, options, &shuffled), 2e-4);
+  }
 }
 
 TEST(CpuAttention, BFloat16StorageStaysWithinItsPrecision) {
