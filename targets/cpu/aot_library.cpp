@@ -254,14 +254,17 @@ std::string source_text(const AotRequest& r, const Names& n, const ExecutionPlan
                         const std::vector<tessera_cpu_driver::ComponentPlan>& components,
                         const std::map<std::string, std::vector<int64_t>>& shapes) {
   const ir::AttentionSizes& s = r.sizes;  // NOLINT: used in the format arguments below
-  std::string prototypes, tables, plan, kernels, kernel_list;
+  std::string prototypes, tables, plan, kernels, kernel_list, guarded_list;
   for (size_t c = 0; c < components.size(); ++c) {
-    const std::string fn = fmt::format("{}_component{}", n.prefix, c);
     const std::vector<std::string> symbols = kernel_symbols(execution.plan.components[c].local);
-    prototypes += kernel_prototype(fn, r.pattern, symbols);
-    kernels += fmt::format("int kernel{}(const tcd::KernelCall& c) {{\n{}}}\n\n", c,
-                           kernel_call(fn, r.pattern.inputs.size(), symbols.size()));
+    for (const char* variant : {"", "_guarded"}) {
+      const std::string fn = fmt::format("{}_component{}{}", n.prefix, c, variant);
+      prototypes += kernel_prototype(fn, r.pattern, symbols);
+      kernels += fmt::format("int kernel{}{}(const tcd::KernelCall& c) {{\n{}}}\n\n", c, variant,
+                             kernel_call(fn, r.pattern.inputs.size(), symbols.size()));
+    }
     kernel_list += fmt::format("kernel{}, ", c);
+    guarded_list += fmt::format("kernel{}_guarded, ", c);
     const tessera_cpu_driver::ComponentPlan& component = components[c];
     plan += fmt::format("  {{\n    tcd::ComponentPlan& c = components.emplace_back();\n    c.kernel = {};\n", c);
     for (size_t v = 0; v < component.views.size(); ++v) {
@@ -353,7 +356,9 @@ extern "C" int {prefix}_v(const float* q, const float* k, const float* v, const 
   if (batch > INT32_MAX / widest) return TESSERA_ERROR_TOO_LARGE;
   try {{
     static const std::vector<tcd::ComponentPlan> components = make_plan();
-    static const std::vector<tcd::Kernel> kernels = {{{kernel_list}}};
+    // Kernels that keep masked keys' V rows out entirely, for V holding NaN or Inf (as the reference does).
+    static const std::vector<tcd::Kernel> fast = {{{kernel_list}}}, guarded = {{{guarded_list}}};
+    const std::vector<tcd::Kernel>& kernels = tcd::all_finite(v, batch * kHkv * kM * kDv) ? fast : guarded;
     static std::once_flag hooks;
     std::call_once(hooks, [] {{
       halide_set_custom_malloc(reusing_malloc);
@@ -403,9 +408,10 @@ extern "C" const char* {prefix}_error_string(int code) {{
 )glue",
       fmt::arg("pattern", r.pattern.name), fmt::arg("prefix", n.prefix), fmt::arg("prototypes", prototypes),
       fmt::arg("tables", tables), fmt::arg("plan", plan), fmt::arg("kernels", kernels),
-      fmt::arg("kernel_list", kernel_list), fmt::arg("H", s.H), fmt::arg("Hkv", s.Hkv), fmt::arg("N", s.N),
-      fmt::arg("M", s.M), fmt::arg("D", s.D), fmt::arg("Dv", s.Dv), fmt::arg("tensor_count", shapes.size()),
-      fmt::arg("tensor_setup", tensor_setup), fmt::arg("tensor_args", tensor_args),
+      fmt::arg("kernel_list", kernel_list), fmt::arg("guarded_list", guarded_list), fmt::arg("H", s.H),
+      fmt::arg("Hkv", s.Hkv), fmt::arg("N", s.N), fmt::arg("M", s.M), fmt::arg("D", s.D), fmt::arg("Dv", s.Dv),
+      fmt::arg("tensor_count", shapes.size()), fmt::arg("tensor_setup", tensor_setup),
+      fmt::arg("tensor_args", tensor_args),
       fmt::arg("tensor_array",
                [&] {
                  std::string a;
@@ -463,23 +469,26 @@ AotResult write_aot_library(const AotRequest& r) {
   std::vector<std::string> objects;
   for (size_t c = 0; c < execution.plan.components.size(); ++c) {
     const planner::Component& component = execution.plan.components[c];
-    AttentionPipelineKey key{ir::to_string(component.local),
-                             s.D,
-                             s.Dv,
-                             component.key_stride,
-                             component.key_group,
-                             {},
-                             kernel_symbols(component.local),
-                             r.schedule,
-                             StorageType::Float32,
-                             result.halide_target};
-    for (const ir::TensorDecl& t : r.pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());
-    std::shared_ptr<AttentionPipeline> kernel = build_attention_pipeline(component.local, key);
-    const fs::path object = dir / "obj" / fmt::format("{}_component{}.o", names.prefix, c);
-    kernel->pipeline.compile_to_object(object.string(), kernel_arguments(*kernel),
-                                       fmt::format("{}_component{}", names.prefix, c),
-                                       target.with_feature(Halide::Target::NoRuntime));
-    objects.push_back(object.string());
+    for (bool guarded : {false, true}) {
+      AttentionPipelineKey key{ir::to_string(component.local),
+                               s.D,
+                               s.Dv,
+                               component.key_stride,
+                               component.key_group,
+                               {},
+                               kernel_symbols(component.local),
+                               r.schedule,
+                               StorageType::Float32,
+                               result.halide_target,
+                               guarded};
+      for (const ir::TensorDecl& t : r.pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());
+      std::shared_ptr<AttentionPipeline> kernel = build_attention_pipeline(component.local, key);
+      const std::string fn = fmt::format("{}_component{}{}", names.prefix, c, guarded ? "_guarded" : "");
+      const fs::path object = dir / "obj" / (fn + ".o");
+      kernel->pipeline.compile_to_object(object.string(), kernel_arguments(*kernel), fn,
+                                         target.with_feature(Halide::Target::NoRuntime));
+      objects.push_back(object.string());
+    }
   }
   const fs::path runtime = dir / "obj" / "halide_runtime.o";
   Halide::compile_standalone_runtime(runtime.string(), target);

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <limits>
@@ -196,6 +197,23 @@ inline void release(void* data) {
   blocks.push_back({*reinterpret_cast<size_t*>(base), data});
 }
 }  // namespace block_cache
+
+// Whether every value is finite: kernels that let masked keys skip non-finite V rows are needed only otherwise.
+inline bool all_finite(const float* data, int64_t count) {
+  // An all-ones exponent is Inf or NaN; integer tests reduce with `|`, which vectorises (a float sum would not).
+  constexpr int64_t kBlock = 4096;
+  for (int64_t start = 0; start < count; start += kBlock) {
+    uint32_t non_finite = 0;
+    const int64_t end = std::min(count, start + kBlock);
+    for (int64_t n = start; n < end; ++n) {
+      uint32_t bits;
+      std::memcpy(&bits, &data[n], sizeof bits);
+      non_finite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (non_finite) return false;
+  }
+  return true;
+}
 
 namespace detail {
 

@@ -123,12 +123,25 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   Expr cmax = f.chunk_max(a.i, a.c, a.t, a.h, a.b);
   // Probabilities relative to the chunk's own max: independent of the running state, so computable before
   // the merge. A chunk with no allowed key in a row contributes nothing (never exp(-inf - -inf) = NaN).
+  // An allowed NaN score makes its row NaN, as in the reference. Neither max() (which drops NaN on x86) nor
+  // Halide's exp (which clamps its argument) passes it on, so it is passed on as the probability itself.
+  Expr s = f.score(a.i, a.j, a.c, a.t, a.h, a.b);
   f.prob(a.i, a.j, a.c, a.t, a.h, a.b) =
-      Halide::select(cmax == kMinusInfinity, 0.0f, Halide::exp(f.score(a.i, a.j, a.c, a.t, a.h, a.b) - cmax));
+      Halide::select(Halide::is_nan(s), s, Halide::select(cmax == kMinusInfinity, 0.0f, Halide::exp(s - cmax)));
   f.row_sum(a.i, a.c, a.t, a.h, a.b) = 0.0f;
   f.row_sum(a.i, a.c, a.t, a.h, a.b) += f.prob(a.i, f.rj, a.c, a.t, a.h, a.b);
   f.pv(a.i, a.e, a.c, a.t, a.h, a.b) = 0.0f;
-  f.pv(a.i, a.e, a.c, a.t, a.h, a.b) += f.prob(a.i, f.rj, a.c, a.t, a.h, a.b) * a.v(a.e, first + f.rj, kv_head, a.b);
+  Expr prob = f.prob(a.i, f.rj, a.c, a.t, a.h, a.b);
+  Expr pv = f.pv(a.i, a.e, a.c, a.t, a.h, a.b);
+  if (key.guard_values) {
+    // A key that is masked (or past the chunk's end) must not contribute at all, as in the reference: 0 * NaN
+    // (or Inf) in its value row would be NaN. The select costs ~20% on strided(128) at N=16384 (not folded
+    // into a masked FMA), so it is compiled only for calls whose V holds a non-finite value.
+    f.pv(a.i, a.e, a.c, a.t, a.h, a.b) =
+        Halide::select(prob != 0.0f, pv + prob * a.v(a.e, first + f.rj, kv_head, a.b), pv);
+  } else {
+    f.pv(a.i, a.e, a.c, a.t, a.h, a.b) = pv + prob * a.v(a.e, first + f.rj, kv_head, a.b);
+  }
   f.pv_tile = f.pv.in();
 
   Halide::ImageParam& counts = masked ? p.partial_counts : p.full_counts;
@@ -258,7 +271,8 @@ std::string AttentionPipelineKey::str() const {
   for (const std::string& name : symbols) tensors += fmt::format("${},", name);
   return fmt::format("{}|D={}|Dv={}|keys={}x{}|{}|bq={},bk={},ck={},vw={}|{}|{}", pattern_ir, D, Dv, key_stride,
                      key_group, tensors, schedule.block_q, schedule.block_k, schedule.chunk_k, schedule.vector_width,
-                     storage == StorageType::Float32 ? "f32" : "bf16", target);
+                     storage == StorageType::Float32 ? "f32" : "bf16", target) +
+         (guard_values ? "|guarded" : "");
 }
 
 Halide::Target cpu_target() {

@@ -37,6 +37,7 @@ struct AttentionPipelineKey {
   CpuSchedule schedule;
   StorageType storage;
   std::string target;
+  bool guard_values = false;  // masked keys skip their V rows (needed only when V holds NaN or Inf)
 
   std::string str() const;  // the cache key
 };

@@ -65,35 +65,51 @@ Tensor rounded_to_bf16(const Tensor& t) {
   return out;
 }
 
-// Runs a JIT pipeline for one driver call. Halide::Buffer wraps the driver's halide_buffer_t without copying.
+// Runs a JIT pipeline for the driver's calls of one attention() call. Halide::Buffer wraps the driver's
+// halide_buffer_t without copying. The inputs of a view are the same for all its calls, so their ParamMap is
+// built once per view (measured: rebuilding it per call cost ~10% on strided(128) at N=16384, 128 views).
 tessera_cpu_driver::Kernel jit_kernel(std::shared_ptr<const AttentionPipeline> kernel) {
-  return [kernel, target = cpu_target()](const tessera_cpu_driver::KernelCall& c) {
+  struct PerView {
+    std::mutex mutex;
+    std::vector<std::unique_ptr<Halide::ParamMap>> params;
+  };
+  auto state = std::make_shared<PerView>();
+  return [kernel, state, target = cpu_target()](const tessera_cpu_driver::KernelCall& c) {
     const AttentionPipeline& k = *kernel;
-    Halide::ParamMap params;
-    params.set(k.q, Halide::Buffer<>(*c.q));
-    params.set(k.k, Halide::Buffer<>(*c.k));
-    params.set(k.v, Halide::Buffer<>(*c.v));
-    params.set(k.acc_in, Halide::Buffer<>(*c.acc_in));
-    params.set(k.max_in, Halide::Buffer<>(*c.max_in));
-    params.set(k.sum_in, Halide::Buffer<>(*c.sum_in));
-    params.set(k.full_chunks, Halide::Buffer<>(*c.full_chunks));
-    params.set(k.partial_chunks, Halide::Buffer<>(*c.partial_chunks));
-    params.set(k.full_counts, Halide::Buffer<>(*c.full_counts));
-    params.set(k.partial_counts, Halide::Buffer<>(*c.partial_counts));
-    params.set(k.max_full, c.max_full);
-    params.set(k.max_partial, c.max_partial);
-    params.set(k.heads, c.heads);
-    params.set(k.group, c.group);
-    params.set(k.n_queries, c.n_queries);
-    params.set(k.m_keys, c.m_keys);
-    params.set(k.key_origin, c.key_origin);
-    params.set(k.scale, c.scale);
-    size_t n = 0;
-    for (const auto& [name, img] : k.tensors) params.set(img, Halide::Buffer<>(*c.tensors[n++]));
-    n = 0;
-    for (const auto& [name, param] : k.symbols) params.set(param, c.symbols[n++]);
+    const Halide::ParamMap* view_params = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(state->mutex);
+      if (state->params.size() <= c.view) state->params.resize(c.view + 1);
+      std::unique_ptr<Halide::ParamMap>& params = state->params[c.view];
+      if (!params) {
+        params = std::make_unique<Halide::ParamMap>();
+        params->set(k.q, Halide::Buffer<>(*c.q));
+        params->set(k.k, Halide::Buffer<>(*c.k));
+        params->set(k.v, Halide::Buffer<>(*c.v));
+        params->set(k.acc_in, Halide::Buffer<>(*c.acc_in));
+        params->set(k.max_in, Halide::Buffer<>(*c.max_in));
+        params->set(k.sum_in, Halide::Buffer<>(*c.sum_in));
+        params->set(k.full_chunks, Halide::Buffer<>(*c.full_chunks));
+        params->set(k.partial_chunks, Halide::Buffer<>(*c.partial_chunks));
+        params->set(k.full_counts, Halide::Buffer<>(*c.full_counts));
+        params->set(k.partial_counts, Halide::Buffer<>(*c.partial_counts));
+        params->set(k.max_full, c.max_full);
+        params->set(k.max_partial, c.max_partial);
+        params->set(k.heads, c.heads);
+        params->set(k.group, c.group);
+        params->set(k.n_queries, c.n_queries);
+        params->set(k.m_keys, c.m_keys);
+        params->set(k.key_origin, c.key_origin);
+        params->set(k.scale, c.scale);
+        size_t n = 0;
+        for (const auto& [name, img] : k.tensors) params->set(img, Halide::Buffer<>(*c.tensors[n++]));
+        n = 0;
+        for (const auto& [name, param] : k.symbols) params->set(param, c.symbols[n++]);
+      }
+      view_params = params.get();
+    }
     Halide::Buffer<float> acc(*c.acc_out), max(*c.max_out), sum(*c.sum_out);
-    const_cast<Halide::Pipeline&>(k.pipeline).realize(Halide::Realization({acc, max, sum}), target, params);
+    const_cast<Halide::Pipeline&>(k.pipeline).realize(Halide::Realization({acc, max, sum}), target, *view_params);
     return 0;
   };
 }
@@ -178,11 +194,12 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
   const std::vector<tessera_cpu_driver::ComponentPlan> components = driver_components(execution, pattern, sz, shapes);
 
+  const bool values_finite = tessera_cpu_driver::all_finite(v->data<float>(), v->numel());
   std::vector<tessera_cpu_driver::Kernel> kernels;
   for (const planner::Component& component : execution.plan.components) {
     AttentionPipelineKey key{
-        ir::to_string(component.local),  sz.D,  sz.Dv,           component.key_stride,  component.key_group, {},
-        kernel_symbols(component.local), sched, options.storage, halide_target_string()};
+        ir::to_string(component.local),  sz.D,  sz.Dv,           component.key_stride,   component.key_group, {},
+        kernel_symbols(component.local), sched, options.storage, halide_target_string(), !values_finite};
     for (const ir::TensorDecl& t : pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());
     kernels.push_back(jit_kernel(attention_pipeline(component.local, key)));
   }

@@ -39,8 +39,8 @@ ir::Pattern instantiate(const std::string& expression) {
 }
 
 // Runs both targets and returns the largest absolute difference.
-double max_difference(const std::string& expression, const Shape& s, uint64_t seed,
-                      const cpu::CpuOptions& options = {}, const runtime::Tensor* given_segments = nullptr) {
+double max_difference(const std::string& expression, const Shape& s, uint64_t seed, const cpu::CpuOptions& options = {},
+                      const runtime::Tensor* given_segments = nullptr) {
   ir::Pattern pattern = instantiate(expression);
   std::mt19937_64 rng(seed);
   runtime::Tensor q = random_tensor({s.B, s.H, s.N, s.D}, rng);
@@ -178,6 +178,50 @@ TEST(CpuAttention, DocumentTilesClassifiedFromSegmentIds) {
     SCOPED_TRACE(expression);
     EXPECT_LE(max_difference(expression, shape, 13, options, &sorted), 2e-4);
     EXPECT_LE(max_difference(expression, shape, 14, options, &shuffled), 2e-4);
+  }
+}
+
+// NaN and Inf propagate as in the reference: through the pairs that are allowed, never through masked ones
+// (a masked key contributes nothing, not 0 * NaN), and a NaN query spoils only its own row.
+TEST(CpuAttention, NanAndInfPropagateOnlyThroughAllowedPairs) {
+  for (const char* expression : {"causal", "sliding_window(window=20) | strided(stride=16)", "causal & document"}) {
+    SCOPED_TRACE(expression);
+    ir::Pattern pattern = instantiate(expression);
+    const int64_t B = 1, H = 2, N = 300, M = 300, D = 16;
+    std::mt19937_64 rng(15);
+    runtime::Tensor q = random_tensor({B, H, N, D}, rng);
+    runtime::Tensor k = random_tensor({B, H, M, D}, rng);
+    runtime::Tensor v = random_tensor({B, H, M, D}, rng);
+    runtime::Tensor segments(runtime::DType::Int32, {B, M});
+    for (int64_t m = 0; m < M; ++m) segments.data<int32_t>()[m] = static_cast<int32_t>(m / 50);
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    for (int64_t h = 0; h < H; ++h) {
+      v.data<float>()[(h * M + 290) * D + 3] = nan;  // a late key: masked for most rows
+      v.data<float>()[(h * M + 170) * D + 5] = inf;
+      k.data<float>()[(h * M + 250) * D + 1] = nan;
+      q.data<float>()[(h * N + 7) * D + 2] = nan;  // row 7 of each head is NaN everywhere it attends
+    }
+    targets::AttentionInputs inputs;
+    inputs.q = &q;
+    inputs.k = &k;
+    inputs.v = &v;
+    if (pattern.input("segments")) inputs.tensors["segments"] = &segments;
+    std::vector<double> expected = reference::attention_f64(pattern, inputs);
+    runtime::Tensor got = cpu::attention(pattern, inputs);
+    int64_t nan_rows = 0, finite_rows = 0;
+    for (size_t e = 0; e < expected.size(); ++e) {
+      const double g = got.data<float>()[e], x = expected[e];
+      ASSERT_EQ(std::isnan(g), std::isnan(x)) << "element " << e << ": got " << g << ", reference " << x;
+      if (!std::isnan(x)) {
+        ASSERT_EQ(std::isinf(g), std::isinf(x)) << "element " << e;
+        if (std::isfinite(x)) {
+          EXPECT_LE(std::abs(g - x), 2e-4) << "element " << e;
+        }
+      }
+      (std::isnan(x) ? nan_rows : finite_rows) += 1;
+    }
+    EXPECT_GT(nan_rows, 0);
+    EXPECT_GT(finite_rows, nan_rows);
   }
 }
 
