@@ -253,7 +253,7 @@ std::string kernel_call(const std::string& fn, size_t tensors, size_t symbols) {
 std::string source_text(const AotRequest& r, const Names& n, const ExecutionPlan& execution,
                         const std::vector<tessera_cpu_driver::ComponentPlan>& components,
                         const std::map<std::string, std::vector<int64_t>>& shapes) {
-  const ir::AttentionSizes& s = r.sizes;  // NOLINT: used in the format arguments below
+  const ir::AttentionSizes& s = r.sizes;
   std::string prototypes, tables, plan, kernels, kernel_list, guarded_list;
   for (size_t c = 0; c < components.size(); ++c) {
     const std::vector<std::string> symbols = kernel_symbols(execution.plan.components[c].local);
