@@ -20,6 +20,7 @@
 #include <functional>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -88,7 +89,7 @@ struct Problem {
 // A halide_buffer_t with room for its dimensions; copies keep pointing at their own.
 struct Buffer {
   halide_buffer_t buf{};
-  halide_dimension_t dims[4]{};
+  halide_dimension_t dims[8]{};
 
   Buffer() = default;
   Buffer(const Buffer& other) : buf(other.buf) {
@@ -102,8 +103,11 @@ struct Buffer {
     return *this;
   }
 
-  // A dense buffer over `data` with `extents` innermost first.
-  static Buffer dense(void* data, halide_type_t type, std::initializer_list<int64_t> extents) {
+  static constexpr int kMaxDims = 8;
+
+  // A dense buffer over `data` with `extents` innermost first (at most kMaxDims of them).
+  static Buffer dense(void* data, halide_type_t type, const std::vector<int64_t>& extents) {
+    if (extents.size() > static_cast<size_t>(kMaxDims)) throw std::invalid_argument("tensor rank above 8");
     Buffer b;
     int32_t stride = 1;
     int d = 0;

@@ -207,20 +207,11 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   // Run-time tensors as Halide sees them: dimensions innermost first, ordered by name like the kernels' inputs.
   std::vector<tessera_cpu_driver::Buffer> tensor_buffers;
   for (const auto& [name, view] : tensors.views) {
-    tessera_cpu_driver::Buffer b;
-    int64_t stride = 1;
-    const int rank = static_cast<int>(view.shape.size());
-    for (int d = 0; d < rank; ++d) {
-      const int64_t extent = view.shape[static_cast<size_t>(rank - 1 - d)];
-      b.dims[d] = halide_dimension_t{0, static_cast<int32_t>(extent), static_cast<int32_t>(stride), 0};
-      stride *= extent;
-    }
-    b.buf.host = static_cast<uint8_t*>(const_cast<void*>(view.data));
-    b.buf.type = view.elem_type == ir::ElemType::Int32 ? halide_type_t(halide_type_int, 32)
-                                                       : halide_type_t(halide_type_float, 32);
-    b.buf.dimensions = rank;
-    b.buf.dim = b.dims;
-    tensor_buffers.push_back(b);
+    tensor_buffers.push_back(
+        tessera_cpu_driver::Buffer::dense(const_cast<void*>(view.data),
+                                          view.elem_type == ir::ElemType::Int32 ? halide_type_t(halide_type_int, 32)
+                                                                                : halide_type_t(halide_type_float, 32),
+                                          std::vector<int64_t>(view.shape.rbegin(), view.shape.rend())));
   }
 
   tessera_cpu_driver::Problem problem;

@@ -17,6 +17,7 @@
 #include "compiler/sema/pattern_library.h"
 #include "runtime/npy.h"
 #include "targets/reference/reference_attention.h"
+#include "test/unit/prelude_patterns.h"
 
 namespace tessera {
 namespace {
@@ -37,13 +38,7 @@ class AotLibraryTest : public ::testing::Test {
   fs::path dir_;
 };
 
-ir::Pattern instantiate(const std::string& expression) {
-  static const sema::PatternLibrary library;
-  dsl::Diagnostics diags;
-  std::optional<ir::Pattern> p = library.instantiate(expression, diags);
-  EXPECT_TRUE(p.has_value()) << diags.str();
-  return *p;
-}
+using test::instantiate;
 
 double max_abs_difference(const runtime::Tensor& a, const runtime::Tensor& b) {
   EXPECT_EQ(a.shape(), b.shape());

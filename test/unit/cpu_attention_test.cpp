@@ -10,6 +10,7 @@
 #include "compiler/planner/sparsity_plan.h"
 #include "compiler/sema/pattern_library.h"
 #include "targets/reference/reference_attention.h"
+#include "test/unit/prelude_patterns.h"
 
 namespace tessera {
 namespace {
@@ -30,13 +31,7 @@ runtime::Tensor random_tensor(std::vector<int64_t> shape, std::mt19937_64& rng, 
   return t;
 }
 
-ir::Pattern instantiate(const std::string& expression) {
-  static const sema::PatternLibrary library;
-  dsl::Diagnostics diags;
-  std::optional<ir::Pattern> p = library.instantiate(expression, diags);
-  EXPECT_TRUE(p.has_value()) << diags.str();
-  return *p;
-}
+using test::instantiate;
 
 // Runs both targets and returns the largest absolute difference.
 double max_difference(const std::string& expression, const Shape& s, uint64_t seed, const cpu::CpuOptions& options = {},
