@@ -77,8 +77,9 @@ struct KernelCall {
 using Kernel = std::function<int(const KernelCall&)>;
 
 struct Problem {
-  const float *q = nullptr, *k = nullptr, *v = nullptr;  // [B,H,N,D], [B,Hkv,M,D], [B,Hkv,M,Dv]
-  float* out = nullptr;                                  // [B,H,N,Dv]
+  const void *q = nullptr, *k = nullptr, *v = nullptr;            // [B,H,N,D], [B,Hkv,M,D], [B,Hkv,M,Dv]
+  halide_type_t qkv_type = halide_type_t(halide_type_float, 32);  // or uint16: bf16 bits
+  float* out = nullptr;                                           // [B,H,N,Dv]
   int64_t B = 0, H = 0, Hkv = 0, N = 0, M = 0, D = 0, Dv = 0;
   float scale = 1.0f;
   std::vector<const halide_buffer_t*> tensors;  // ordered by name
@@ -119,9 +120,10 @@ struct Buffer {
     return b;
   }
 
-  // Rows origin + stride * x (x < count) of a C-ordered [B, heads, rows, width] float tensor, width innermost;
+  // Rows origin + stride * x (x < count) of a C-ordered [B, heads, rows, width] tensor, width innermost;
   // width 0 drops that dimension ([B, heads, rows]).
-  static Buffer rows(const float* data, int64_t B, int64_t heads, int64_t rows, int64_t width, const IndexView& view) {
+  static Buffer rows(const void* data, int64_t B, int64_t heads, int64_t rows, int64_t width, const IndexView& view,
+                     halide_type_t type = halide_type_t(halide_type_float, 32)) {
     Buffer b;
     int d = 0;
     if (width > 0) b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(width), 1, 0};
@@ -130,7 +132,7 @@ struct Buffer {
         halide_dimension_t{0, static_cast<int32_t>(view.count), static_cast<int32_t>(view.stride * row_stride), 0};
     b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(heads), static_cast<int32_t>(rows * row_stride), 0};
     b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(B), static_cast<int32_t>(heads * rows * row_stride), 0};
-    b.init(const_cast<float*>(data) + view.origin * row_stride, halide_type_t(halide_type_float, 32), d);
+    b.init(static_cast<uint8_t*>(const_cast<void*>(data)) + view.origin * row_stride * ((type.bits + 7) / 8), type, d);
     return b;
   }
 
@@ -231,10 +233,10 @@ struct ViewArgs {
 inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, const ViewPlan& view, float* acc,
                           float* max, float* sum) {
   ViewArgs a;
-  a.q = Buffer::rows(p.q, p.B, p.H, p.N, p.D, view.queries);
+  a.q = Buffer::rows(p.q, p.B, p.H, p.N, p.D, view.queries, p.qkv_type);
   const IndexView all_keys{0, 1, p.M, 1};  // the kernels address a view's keys themselves
-  a.k = Buffer::rows(p.k, p.B, p.Hkv, p.M, p.D, all_keys);
-  a.v = Buffer::rows(p.v, p.B, p.Hkv, p.M, p.Dv, all_keys);
+  a.k = Buffer::rows(p.k, p.B, p.Hkv, p.M, p.D, all_keys, p.qkv_type);
+  a.v = Buffer::rows(p.v, p.B, p.Hkv, p.M, p.Dv, all_keys, p.qkv_type);
   a.acc = Buffer::rows(acc, p.B, p.H, p.N, p.Dv, view.queries);
   a.max = Buffer::rows(max, p.B, p.H, p.N, 0, view.queries);
   a.sum = Buffer::rows(sum, p.B, p.H, p.N, 0, view.queries);

@@ -173,13 +173,18 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
   // nest into several copies, multiplying compile time for no run-time gain here. Clamped rows and keys only
   // feed lanes that are discarded.
   Var d{"d"};
-  a.q(d, a.n, a.h, a.b) = p.q(d, Halide::clamp(a.n, 0, p.n_queries - 1), a.h, a.b);
+  // bf16 storage: the 16 bits are the top half of the float32 they stand for.
+  auto to_f32 = [&](Expr x) {
+    if (key.storage == StorageType::Float32) return x;
+    return Halide::reinterpret(Halide::Float(32), Halide::cast<uint32_t>(x) << 16);
+  };
+  a.q(d, a.n, a.h, a.b) = to_f32(p.q(d, Halide::clamp(a.n, 0, p.n_queries - 1), a.h, a.b));
   // Keys are addressed through the view: local key x is original key origin + stride * (x / group) + x % group.
   Expr x = Halide::clamp(a.n, 0, p.m_keys - 1);
   const int ks = static_cast<int>(key.key_stride), kg = static_cast<int>(key.key_group);
   Expr key_row = kg == 1 ? p.key_origin + ks * x : p.key_origin + ks * (x / kg) + x % kg;
-  a.k(d, a.n, a.h, a.b) = p.k(d, key_row, a.h, a.b);
-  a.v(d, a.n, a.h, a.b) = p.v(d, key_row, a.h, a.b);
+  a.k(d, a.n, a.h, a.b) = to_f32(p.k(d, key_row, a.h, a.b));
+  a.v(d, a.n, a.h, a.b) = to_f32(p.v(d, key_row, a.h, a.b));
   a.q_t(a.i, d, a.t, a.h, a.b) = a.q(d, a.t * BQ + a.i, a.h, a.b);
   define_chunk(a, a.full, p, pattern, key, false);
   define_chunk(a, a.partial, p, pattern, key, true);
@@ -284,12 +289,13 @@ Halide::Target cpu_target() {
 std::shared_ptr<AttentionPipeline> build_attention_pipeline(const ir::Pattern& pattern,
                                                             const AttentionPipelineKey& key) {
   auto p = std::make_shared<AttentionPipeline>();
-  p->q = Halide::ImageParam(Halide::Float(32), 4, "q");
+  const Halide::Type storage = key.storage == StorageType::Float32 ? Halide::Float(32) : Halide::UInt(16);
+  p->q = Halide::ImageParam(storage, 4, "q");
   p->acc_in = Halide::ImageParam(Halide::Float(32), 4, "acc_in");
   p->max_in = Halide::ImageParam(Halide::Float(32), 3, "max_in");
   p->sum_in = Halide::ImageParam(Halide::Float(32), 3, "sum_in");
-  p->k = Halide::ImageParam(Halide::Float(32), 4, "k");
-  p->v = Halide::ImageParam(Halide::Float(32), 4, "v");
+  p->k = Halide::ImageParam(storage, 4, "k");
+  p->v = Halide::ImageParam(storage, 4, "v");
   p->full_chunks = Halide::ImageParam(Halide::Int(32), 3, "full_chunks");
   p->partial_chunks = Halide::ImageParam(Halide::Int(32), 3, "partial_chunks");
   p->full_counts = Halide::ImageParam(Halide::Int(32), 1, "full_counts");

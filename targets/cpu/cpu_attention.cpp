@@ -51,18 +51,28 @@ void check_tensor_indices(const ir::Pattern& pattern, const ir::AttentionSizes& 
   }
 }
 
-// bf16 storage: round to nearest even, keep the fp32 layout.
-Tensor rounded_to_bf16(const Tensor& t) {
-  Tensor out = t.clone();
-  float* data = out.data<float>();
-  for (int64_t e = 0; e < out.numel(); ++e) {
+// bf16 storage: the top 16 bits of each float32, rounded to nearest even (NaN stays NaN, kept quiet so no
+// payload bit is lost into an infinity). Kernels widen them back by a shift; accumulation is float32.
+std::vector<uint16_t> to_bf16(const Tensor& t) {
+  std::vector<uint16_t> out(static_cast<size_t>(t.numel()));
+  const float* data = t.data<float>();
+  for (size_t e = 0; e < out.size(); ++e) {
     uint32_t bits;
     std::memcpy(&bits, &data[e], 4);
-    if ((bits & 0x7f800000u) != 0x7f800000u) bits += 0x7fffu + ((bits >> 16) & 1u);
-    bits &= 0xffff0000u;
-    std::memcpy(&data[e], &bits, 4);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) {
+      bits |= 0x00400000u;
+    } else {
+      bits += 0x7fffu + ((bits >> 16) & 1u);  // a finite value may round up to infinity, as it should
+    }
+    out[e] = static_cast<uint16_t>(bits >> 16);
   }
   return out;
+}
+
+bool all_finite_bf16(const std::vector<uint16_t>& values) {
+  uint32_t non_finite = 0;
+  for (uint16_t x : values) non_finite |= static_cast<uint32_t>((x & 0x7f80u) == 0x7f80u);
+  return non_finite == 0;
 }
 
 // Runs a JIT pipeline for the driver's calls of one attention() call. Halide::Buffer wraps the driver's
@@ -165,14 +175,15 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
     if (size > std::numeric_limits<int32_t>::max()) throw std::invalid_argument("the CPU target needs sizes < 2^31");
   }
 
-  std::optional<Tensor> q_bf16, k_bf16, v_bf16;
   const Tensor* q = given.q;
   const Tensor* k = given.k;
   const Tensor* v = given.v;
-  if (options.storage == StorageType::BFloat16) {
-    q = &q_bf16.emplace(rounded_to_bf16(*given.q));
-    k = &k_bf16.emplace(rounded_to_bf16(*given.k));
-    v = &v_bf16.emplace(rounded_to_bf16(*given.v));
+  const bool bf16 = options.storage == StorageType::BFloat16;
+  std::vector<uint16_t> q_bf16, k_bf16, v_bf16;
+  if (bf16) {
+    q_bf16 = to_bf16(*q);
+    k_bf16 = to_bf16(*k);
+    v_bf16 = to_bf16(*v);
   }
   check_tensor_indices(pattern, sz, tensors, evaluator, *q);
 
@@ -194,7 +205,8 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
   const std::vector<tessera_cpu_driver::ComponentPlan> components = driver_components(execution, pattern, sz, shapes);
 
-  const bool values_finite = tessera_cpu_driver::all_finite(v->data<float>(), v->numel());
+  const bool values_finite =
+      bf16 ? all_finite_bf16(v_bf16) : tessera_cpu_driver::all_finite(v->data<float>(), v->numel());
   std::vector<tessera_cpu_driver::Kernel> kernels;
   for (const planner::Component& component : execution.plan.components) {
     AttentionPipelineKey key{
@@ -215,9 +227,16 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   }
 
   tessera_cpu_driver::Problem problem;
-  problem.q = q->data<float>();
-  problem.k = k->data<float>();
-  problem.v = v->data<float>();
+  if (bf16) {
+    problem.q = q_bf16.data();
+    problem.k = k_bf16.data();
+    problem.v = v_bf16.data();
+    problem.qkv_type = halide_type_t(halide_type_uint, 16);
+  } else {
+    problem.q = q->data<float>();
+    problem.k = k->data<float>();
+    problem.v = v->data<float>();
+  }
   problem.out = out.data<float>();
   problem.B = sz.B;
   problem.H = sz.H;

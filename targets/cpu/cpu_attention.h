@@ -28,7 +28,7 @@ enum class StorageType { Float32, BFloat16 };
 
 struct CpuOptions {
   CpuSchedule schedule;
-  StorageType storage = StorageType::Float32;  // BFloat16: Q, K and V rounded to bf16, fp32 accumulation
+  StorageType storage = StorageType::Float32;  // BFloat16: Q, K, V stored as bf16 (rounded), fp32 accumulation
 };
 
 // Computes attention with `pattern` on the CPU. Same contract and errors as reference::attention.

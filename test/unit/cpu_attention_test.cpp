@@ -229,6 +229,61 @@ TEST(CpuAttention, BFloat16StorageStaysWithinItsPrecision) {
   EXPECT_GT(diff, 2e-4);  // the rounding really happened
 }
 
+// bf16 storage is exact storage of the rounded values with float32 arithmetic: against the reference run on
+// inputs rounded to bf16 (independently, via long double), the kernels must agree to the float32 tolerance,
+// on plans with re-indexed views, run-time tensors and GQA alike.
+TEST(CpuAttention, BFloat16StorageComputesExactlyOnTheRoundedInputs) {
+  auto round_to_bf16 = [](const runtime::Tensor& t) {
+    runtime::Tensor r = t.clone();
+    for (int64_t e = 0; e < r.numel(); ++e) {
+      const long double x = r.data<float>()[e];
+      if (x == 0 || !std::isfinite(static_cast<double>(x))) continue;
+      int exponent = 0;
+      std::frexp(static_cast<double>(x), &exponent);  // |x| in [2^(exponent-1), 2^exponent)
+      const long double quantum = std::ldexp(1.0L, exponent - 8);  // 8 significant bits
+      r.data<float>()[e] = static_cast<float>(std::nearbyint(x / quantum) * quantum);  // ties to even
+    }
+    return r;
+  };
+  struct Case {
+    const char* expression;
+    Shape shape;
+  };
+  for (const Case& c : {Case{"causal & alibi", Shape{2, 4, 2, 100, 130, 32, 32}},
+                        Case{"strided(stride=16)", Shape{1, 2, 1, 600, 600, 32, 32}},
+                        Case{"fixed(block=32, summary=3) & softcap(cap=3)", Shape{1, 2, 2, 333, 640, 16, 24}},
+                        Case{"causal & document", Shape{2, 2, 1, 200, 200, 64, 64}},
+                        Case{"causal & relative", Shape{1, 2, 2, 90, 90, 32, 16}}}) {
+    SCOPED_TRACE(c.expression);
+    const Shape& s = c.shape;
+    ir::Pattern pattern = instantiate(c.expression);
+    std::mt19937_64 rng(21);
+    runtime::Tensor q = random_tensor({s.B, s.H, s.N, s.D}, rng);
+    runtime::Tensor k = random_tensor({s.B, s.Hkv, s.M, s.D}, rng);
+    runtime::Tensor v = random_tensor({s.B, s.Hkv, s.M, s.Dv}, rng);
+    runtime::Tensor rel = random_tensor({s.H, 9, s.D}, rng, 0.5f);
+    runtime::Tensor segments(runtime::DType::Int32, {s.B, s.M});
+    for (int64_t e = 0; e < segments.numel(); ++e) segments.data<int32_t>()[e] = static_cast<int32_t>(e % s.M / 70);
+    runtime::Tensor qr = round_to_bf16(q), kr = round_to_bf16(k), vr = round_to_bf16(v);
+    targets::AttentionInputs inputs{&q, &k, &v, {}, std::nullopt};
+    targets::AttentionInputs rounded{&qr, &kr, &vr, {}, std::nullopt};
+    for (auto* in : {&inputs, &rounded}) {
+      if (pattern.input("segments")) in->tensors["segments"] = &segments;
+      if (pattern.input("rel")) in->tensors["rel"] = &rel;
+    }
+    cpu::CpuOptions options;
+    options.storage = cpu::StorageType::BFloat16;
+    const std::vector<double> expected = reference::attention_f64(pattern, rounded);
+    const runtime::Tensor got = cpu::attention(pattern, inputs, options);
+    double worst = 0;
+    for (size_t e = 0; e < expected.size(); ++e) {
+      worst = std::max(worst, std::abs(got.data<float>()[e] - expected[e]));
+      if (std::isnan(got.data<float>()[e])) worst = std::numeric_limits<double>::infinity();
+    }
+    EXPECT_LE(worst, 2e-4);
+  }
+}
+
 TEST(CpuAttention, BadInputIsReportedNotComputed) {
   ir::Pattern pattern = instantiate("causal & document");
   std::mt19937_64 rng(6);
