@@ -46,9 +46,6 @@ int run_compile(const CompileOptions& o) {
   if (o.target == "cuda" || o.target.rfind("cuda:", 0) == 0) {
     throw UserError("--target cuda is not available yet: this build compiles for the CPU (--target cpu[-FEATURES])");
   }
-  if (o.dtype != "f32") {
-    throw UserError("--dtype bf16 is not available ahead of time yet: libraries take float32 (use --dtype f32)");
-  }
   if (o.pattern.empty() == o.name.empty()) throw UserError("give either --pattern EXPR or --spec FILE --name NAME");
   if (!o.name.empty() && o.specs.empty()) throw UserError("--name NAME needs the --spec FILE that declares NAME");
   sema::PatternLibrary library = load_library(o.specs);
@@ -81,6 +78,7 @@ int run_compile(const CompileOptions& o) {
   } catch (const std::invalid_argument& e) {
     throw UserError(e.what());
   }
+  request.storage = o.dtype == "bf16" ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32;
   request.target = o.target;
   request.output_dir = o.output_dir;
   if (const char* cxx = std::getenv("CXX"); cxx && *cxx) {
@@ -125,7 +123,8 @@ Command add_compile_command(CLI::App& app) {
   cmd->add_option("--size", o->sizes,
                   "Size of a run-time tensor dimension that is not an attention size, NAME=VALUE (repeatable),\n"
                   "e.g. --size R=64 for relative's rel[H,R,D]");
-  cmd->add_option("--dtype", o->dtype, "Storage of Q, K, V: f32 (bf16 is JIT-only for now)")
+  cmd->add_option("--dtype", o->dtype,
+                  "Q, K, V as the library takes them: f32 (float) or bf16 (uint16_t bits, fp32 accumulation)")
       ->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_option("--schedule", o->schedule, "CPU schedule, e.g. 'block_q=128,block_k=64,chunk_k=128,vector_width=16'");
   return {cmd, [o] { return run_compile(*o); }};

@@ -187,22 +187,23 @@ extern "C" {{
 #define {macro}_HEAD_DIM {D}
 #define {macro}_VALUE_DIM {Dv}
 #define {macro}_TENSOR_COUNT {tensor_count}
+#define {macro}_BF16 {bf16}
 
 /* out = softmax(pattern(scale * q k^T)) v, in float32 with float32 accumulation.
- *   q        float [batch, H, N, D], C order
- *   k        float [batch, Hkv, M, D]
- *   v        float [batch, Hkv, M, Dv]
+ *   q        {qkv} [batch, H, N, D], C order{qkv_note}
+ *   k        {qkv} [batch, Hkv, M, D]
+ *   v        {qkv} [batch, Hkv, M, Dv]
 {tensor_docs} *   out      float [batch, H, N, Dv], written; a row with no allowed key is zeros
  *   batch    >= 1
  *   scale    the logit scale; 0 selects 1/sqrt(D)
  *   threads  worker threads; 0 uses every hardware thread
  * Returns TESSERA_OK or a TESSERA_ERROR_* code. Calls may run concurrently. */
-int {prefix}(const float* q, const float* k, const float* v, {tensor_params}float* out, int64_t batch,
+int {prefix}(const {qkv}* q, const {qkv}* k, const {qkv}* v, {tensor_params}float* out, int64_t batch,
 {indent}float scale, int32_t threads);
 
 /* The same with the run-time tensors as an array, in the order listed above ({tensor_count} entries; may be
  * NULL when there are none): one signature for every pattern. */
-int {prefix}_v(const float* q, const float* k, const float* v, const void* const* tensors, float* out,
+int {prefix}_v(const {qkv}* q, const {qkv}* k, const {qkv}* v, const void* const* tensors, float* out,
 {indent}  int64_t batch, float scale, int32_t threads);
 
 /* A short description of an error code. */
@@ -215,6 +216,11 @@ const char* {prefix}_error_string(int code);
 #endif
 )header",
       fmt::arg("prefix", n.prefix), fmt::arg("macro", n.macro), fmt::arg("pattern", r.pattern.name),
+      fmt::arg("qkv", r.storage == StorageType::BFloat16 ? "uint16_t" : "float"),
+      fmt::arg("bf16", r.storage == StorageType::BFloat16 ? 1 : 0),
+      fmt::arg("qkv_note", r.storage == StorageType::BFloat16
+                               ? " (bf16: the upper 16 bits of each float32, rounded to nearest even)"
+                               : ""),
       fmt::arg("target", target), fmt::arg("bq", r.schedule.block_q), fmt::arg("bk", r.schedule.block_k),
       fmt::arg("ck", r.schedule.chunk_k), fmt::arg("vw", r.schedule.vector_width), fmt::arg("H", s.H),
       fmt::arg("Hkv", s.Hkv), fmt::arg("N", s.N), fmt::arg("M", s.M), fmt::arg("D", s.D), fmt::arg("Dv", s.Dv),
@@ -343,7 +349,7 @@ constexpr int64_t kH = {H}, kHkv = {Hkv}, kN = {N}, kM = {M}, kD = {D}, kDv = {D
 
 }}  // namespace
 
-extern "C" int {prefix}_v(const float* q, const float* k, const float* v, const void* const* tensors, float* out,
+extern "C" int {prefix}_v(const {qkv}* q, const {qkv}* k, const {qkv}* v, const void* const* tensors, float* out,
                           int64_t batch, float scale, int32_t threads) {{
   constexpr size_t kTensors = {tensor_count};
   if (!q || !k || !v || !out || batch < 1 || threads < 0 || !std::isfinite(scale)) {{
@@ -366,6 +372,7 @@ extern "C" int {prefix}_v(const float* q, const float* k, const float* v, const 
     }});
     std::vector<tcd::Buffer> tensor_buffers(kTensors);
 {tensor_setup}    tcd::Problem p;
+    p.qkv_type = {qkv_type};
     p.q = q;
     p.k = k;
     p.v = v;
@@ -389,7 +396,7 @@ extern "C" int {prefix}_v(const float* q, const float* k, const float* v, const 
   }}
 }}
 
-extern "C" int {prefix}(const float* q, const float* k, const float* v, {tensor_args}float* out, int64_t batch,
+extern "C" int {prefix}(const {qkv}* q, const {qkv}* k, const {qkv}* v, {tensor_args}float* out, int64_t batch,
                         float scale, int32_t threads) {{
   const void* tensors[] = {{{tensor_array}nullptr}};
   return {prefix}_v(q, k, v, tensors, out, batch, scale, threads);
@@ -407,6 +414,9 @@ extern "C" const char* {prefix}_error_string(int code) {{
 }}
 )glue",
       fmt::arg("pattern", r.pattern.name), fmt::arg("prefix", n.prefix), fmt::arg("prototypes", prototypes),
+      fmt::arg("qkv", r.storage == StorageType::BFloat16 ? "uint16_t" : "float"),
+      fmt::arg("qkv_type", r.storage == StorageType::BFloat16 ? "halide_type_t(halide_type_uint, 16)"
+                                                              : "halide_type_t(halide_type_float, 32)"),
       fmt::arg("tables", tables), fmt::arg("plan", plan), fmt::arg("kernels", kernels),
       fmt::arg("kernel_list", kernel_list), fmt::arg("guarded_list", guarded_list), fmt::arg("H", s.H),
       fmt::arg("Hkv", s.Hkv), fmt::arg("N", s.N), fmt::arg("M", s.M), fmt::arg("D", s.D), fmt::arg("Dv", s.Dv),
@@ -478,7 +488,7 @@ AotResult write_aot_library(const AotRequest& r) {
                                {},
                                kernel_symbols(component.local),
                                r.schedule,
-                               StorageType::Float32,
+                               r.storage,
                                result.halide_target,
                                guarded};
       for (const ir::TensorDecl& t : r.pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());

@@ -221,6 +221,13 @@ inline bool all_finite(const float* data, int64_t count) {
   return true;
 }
 
+// The same for bf16 bits.
+inline bool all_finite(const uint16_t* data, int64_t count) {
+  uint32_t non_finite = 0;
+  for (int64_t n = 0; n < count; ++n) non_finite |= static_cast<uint32_t>((data[n] & 0x7f80u) == 0x7f80u);
+  return non_finite == 0;
+}
+
 namespace detail {
 
 // What stays the same for every call on one view.

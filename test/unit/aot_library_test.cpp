@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -84,7 +85,33 @@ struct Case {
   int64_t batch, H, Hkv, N, M, D, Dv;
   std::string extra_flags;  // e.g. --size R=9
   bool nan_in_v = false;    // a NaN in the last key's value row: only rows allowed to see it turn NaN
+  bool bf16 = false;        // --dtype bf16: the library takes bf16 bits; the reference sees the rounded values
 };
+
+// bf16 bits of a float32 (round to nearest even; finite inputs only here) and the float32 they stand for.
+uint16_t bf16_bits(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+float bf16_value(uint16_t b) {
+  const uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float x;
+  std::memcpy(&x, &bits, 4);
+  return x;
+}
+
+// Writes t as bf16 bits and replaces its values with the rounded ones.
+void write_bf16(const fs::path& path, runtime::Tensor& t) {
+  std::vector<uint16_t> bits(static_cast<size_t>(t.numel()));
+  for (size_t e = 0; e < bits.size(); ++e) {
+    bits[e] = bf16_bits(t.data<float>()[e]);
+    t.data<float>()[e] = bf16_value(bits[e]);
+  }
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bits.data()), static_cast<std::streamsize>(bits.size() * 2));
+}
 
 class AotLibraryCases : public AotLibraryTest, public ::testing::WithParamInterface<Case> {};
 
@@ -99,8 +126,8 @@ TEST_P(AotLibraryCases, MatchesReference) {
   const fs::path lib = dir_ / "lib";
   const std::string compile = fmt::format(
       "{} compile --pattern '{}' --heads {} --kv-heads {} --seq {} --keys {} --head-dim {} --value-dim {} "
-      "{} --lib-name under_test -o {}",
-      TESSERA_BINARY, c.pattern, c.H, c.Hkv, c.N, c.M, c.D, c.Dv, c.extra_flags, lib.string());
+      "{} --dtype {} --lib-name under_test -o {}",
+      TESSERA_BINARY, c.pattern, c.H, c.Hkv, c.N, c.M, c.D, c.Dv, c.extra_flags, c.bf16 ? "bf16" : "f32", lib.string());
   ASSERT_EQ(run(compile), 0) << compile;
   const std::string build =
       fmt::format("{} -std=c++17 -I {} {}/test/aot/aot_harness.cpp {}/libtessera_under_test.a -lpthread -ldl -o {}/app",
@@ -124,9 +151,15 @@ TEST_P(AotLibraryCases, MatchesReference) {
     for (int64_t m = 0; m < c.M; ++m) segments.data<int32_t>()[b * c.M + m] = static_cast<int32_t>((m * 5) / c.M + b);
   }
   if (c.nan_in_v) v.data<float>()[v.numel() - 1] = std::numeric_limits<float>::quiet_NaN();
-  write_raw(dir_ / "q.bin", q);
-  write_raw(dir_ / "k.bin", k);
-  write_raw(dir_ / "v.bin", v);
+  if (c.bf16) {
+    write_bf16(dir_ / "q.bin", q);
+    write_bf16(dir_ / "k.bin", k);
+    write_bf16(dir_ / "v.bin", v);
+  } else {
+    write_raw(dir_ / "q.bin", q);
+    write_raw(dir_ / "k.bin", k);
+    write_raw(dir_ / "v.bin", v);
+  }
   reference::AttentionInputs inputs;
   inputs.q = &q;
   inputs.k = &k;
@@ -149,7 +182,9 @@ INSTANTIATE_TEST_SUITE_P(Patterns, AotLibraryCases,
                          ::testing::Values(Case{"strided(stride=16)", 2, 2, 1, 600, 600, 32, 32, ""},
                                            Case{"fixed(block=32, summary=4) & alibi", 1, 4, 2, 333, 640, 16, 24, ""},
                                            Case{"causal & document", 3, 2, 2, 200, 300, 32, 16, "", true},
-                                           Case{"causal & relative", 2, 2, 1, 150, 150, 16, 16, "--size R=9"}),
+                                           Case{"causal & relative", 2, 2, 1, 150, 150, 16, 16, "--size R=9"},
+                                           Case{"strided(stride=16) & alibi", 2, 4, 2, 500, 520, 32, 32, "", false,
+                                                true}),
                          [](const auto& info) { return "case" + std::to_string(info.index); });
 
 }  // namespace
