@@ -189,6 +189,9 @@ TEST(WordPieceTokenizer, CjkIdeographsAreWordsOfTheirOwn) {
   EXPECT_EQ(t.basic_tokenize("\u4e2d\u6587abc\u5b57"), (Strings{"\u4e2d", "\u6587", "abc", "\u5b57"}));
   // Extension A and B, and a compatibility ideograph (which also decomposes to its unified twin).
   EXPECT_EQ(t.basic_tokenize("\u3400\U00020000\uf900"), (Strings{"\u3400", "\U00020000", "\u8c48"}));
+  // The reference's Extension E range starts at U+2B920, not U+2B820 as in Google's BERT.
+  EXPECT_EQ(t.basic_tokenize("\U0002b81f\U0002b820\U0002b821\U0002b91f\U0002b920\U0002b921"),
+            (Strings{"\U0002b81f", "\U0002b820\U0002b821\U0002b91f", "\U0002b920", "\U0002b921"}));
   // Kana and Hangul are not in BERT's ranges.
   EXPECT_EQ(t.basic_tokenize("\u3072\u3089\u30ab\u30bf"), (Strings{"\u3072\u3089\u30ab\u30bf"}));
   WordPieceOptions no_cjk;
