@@ -15,28 +15,18 @@
 #include <vector>
 
 #include "runtime/tensor.h"
+#include "test/unit/expect_error.h"
 
 namespace tessera::runtime {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Runs `fn`, which must throw E with a message containing every one of `parts`.
-template <typename E = TensorError>
+using test::expect_error;
+
+// Most errors here are TensorErrors.
 void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const E& e) {
-    std::string message = e.what();
-    for (const auto& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "message \"" << message << "\" lacks \"" << part << "\"";
-    }
-    return;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw the wrong exception type: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "did not throw";
+  test::expect_error<TensorError>(fn, parts);
 }
 
 // A .npy byte string built by hand: `dict` is the header text before padding.

@@ -18,6 +18,7 @@
 #include "compiler/ir/expr.h"
 #include "compiler/ir/pattern.h"
 #include "runtime/tensor.h"
+#include "test/unit/expect_error.h"
 #include "test/unit/independent_attention.h"
 
 namespace tessera::reference {
@@ -511,22 +512,7 @@ TEST(ReferenceAttention, EmptySequences) {
 // ------------------------------------------------------------------------------------------------------------
 // Errors
 
-template <typename E>
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const E& e) {
-    const std::string message = e.what();
-    for (const auto& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "message \"" << message << "\" lacks \"" << part << "\"";
-    }
-    return;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw the wrong exception type: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "did not throw";
-}
+using test::expect_error;
 
 struct Qkv {
   Tensor q, k, v;

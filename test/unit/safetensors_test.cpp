@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "runtime/tensor.h"
+#include "test/unit/expect_error.h"
 
 namespace tessera::runtime {
 namespace {
@@ -30,19 +31,7 @@ using nlohmann::json;
 
 // Runs `fn`, which must throw TensorError with a message containing every one of `parts`.
 void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const TensorError& e) {
-    std::string message = e.what();
-    for (const auto& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "message \"" << message << "\" lacks \"" << part << "\"";
-    }
-    return;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw the wrong exception type: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "did not throw";
+  test::expect_error<TensorError>(fn, parts);
 }
 
 // Bytes per element, written out here rather than taken from the reader.

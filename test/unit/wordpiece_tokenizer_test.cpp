@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "runtime/unicode_tables.h"
+#include "test/unit/expect_error.h"
 
 namespace tessera::runtime {
 namespace {
@@ -30,20 +31,8 @@ using Strings = std::vector<std::string>;
 constexpr size_t kNoLimit = std::numeric_limits<size_t>::max();
 
 // Runs `fn`, which must throw TokenizerError with a message containing every one of `parts`.
-void expect_error(const std::function<void()>& fn, const Strings& parts) {
-  try {
-    fn();
-  } catch (const TokenizerError& e) {
-    std::string message = e.what();
-    for (const auto& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "message \"" << message << "\" lacks \"" << part << "\"";
-    }
-    return;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw the wrong exception type: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "did not throw";
+void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
+  test::expect_error<TokenizerError>(fn, parts);
 }
 
 const Strings kSpecials = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
