@@ -480,18 +480,8 @@ AotResult write_aot_library(const AotRequest& r) {
   for (size_t c = 0; c < execution.plan.components.size(); ++c) {
     const planner::Component& component = execution.plan.components[c];
     for (bool guarded : {false, true}) {
-      AttentionPipelineKey key{ir::to_string(component.local),
-                               s.D,
-                               s.Dv,
-                               component.key_stride,
-                               component.key_group,
-                               {},
-                               kernel_symbols(component.local),
-                               r.schedule,
-                               r.storage,
-                               result.halide_target,
-                               guarded};
-      for (const ir::TensorDecl& t : r.pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());
+      const AttentionPipelineKey key =
+          component_kernel_key(component, r.pattern, s, r.schedule, r.storage, result.halide_target, guarded);
       std::shared_ptr<AttentionPipeline> kernel = build_attention_pipeline(component.local, key);
       const std::string fn = fmt::format("{}_component{}{}", names.prefix, c, guarded ? "_guarded" : "");
       const fs::path object = dir / "obj" / (fn + ".o");

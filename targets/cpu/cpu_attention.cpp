@@ -2,15 +2,11 @@
 
 #include <fmt/format.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstring>
-#include <exception>
 #include <map>
 #include <mutex>
-#include <thread>
 
-#include "compiler/analysis/interval.h"
 #include "compiler/analysis/tensor_value_bounds.h"
 #include "compiler/analysis/tile_classification.h"
 #include "compiler/ir/printer.h"
@@ -36,9 +32,9 @@ std::map<std::string, std::vector<int64_t>> tensor_shapes(const targets::Runtime
 // problem prove it for most patterns (document's segments[b, q] with N <= M, relative's clamped distance);
 // otherwise the reference evaluator visits every pair once and throws the same error the reference would.
 void check_tensor_indices(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
-                          const targets::RuntimeTensorViews& tensors, const ir::PatternEvaluator& evaluator,
-                          const Tensor& q) {
-  if (targets::tensor_indices_proven(pattern, sz, tensor_shapes(tensors))) return;
+                          const std::map<std::string, std::vector<int64_t>>& shapes,
+                          const ir::PatternEvaluator& evaluator, const Tensor& q) {
+  if (targets::tensor_indices_proven(pattern, sz, shapes)) return;
   const float* qd = q.data<float>();
   for (int64_t b = 0; b < sz.B; ++b) {
     for (int64_t h = 0; h < sz.H; ++h) {
@@ -179,7 +175,8 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
     k_bf16 = to_bf16(*k);
     v_bf16 = to_bf16(*v);
   }
-  check_tensor_indices(pattern, sz, tensors, evaluator, *q);
+  const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
+  check_tensor_indices(pattern, sz, shapes, evaluator, *q);
 
   Tensor out(runtime::DType::Float32, {sz.B, sz.H, sz.N, sz.Dv});
   if (sz.N == 0 || sz.M == 0) return out;  // no queries, or nothing to attend to: zeros
@@ -196,17 +193,14 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
     per_call.emplace(make_execution_plan(pattern, sz, sched, classify));
   }
   const ExecutionPlan& execution = per_call ? *per_call : cached_execution_plan(pattern, sz, sched, classify);
-  const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
   const std::vector<tessera_cpu_driver::ComponentPlan> components = driver_components(execution, pattern, sz, shapes);
 
   const bool values_finite = bf16 ? tessera_cpu_driver::all_finite(v_bf16.data(), static_cast<int64_t>(v_bf16.size()))
                                   : tessera_cpu_driver::all_finite(v->data<float>(), v->numel());
   std::vector<tessera_cpu_driver::Kernel> kernels;
   for (const planner::Component& component : execution.plan.components) {
-    AttentionPipelineKey key{
-        ir::to_string(component.local),  sz.D,  sz.Dv,           component.key_stride,   component.key_group, {},
-        kernel_symbols(component.local), sched, options.storage, halide_target_string(), !values_finite};
-    for (const ir::TensorDecl& t : pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());
+    const AttentionPipelineKey key =
+        component_kernel_key(component, pattern, sz, sched, options.storage, halide_target_string(), !values_finite);
     kernels.push_back(jit_kernel(attention_pipeline(component.local, key)));
   }
 

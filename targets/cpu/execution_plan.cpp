@@ -97,6 +97,24 @@ std::vector<std::string> kernel_symbols(const ir::Pattern& local) {
   return {symbols.begin(), symbols.end()};
 }
 
+AttentionPipelineKey component_kernel_key(const planner::Component& component, const ir::Pattern& pattern,
+                                          const ir::AttentionSizes& sz, const CpuSchedule& schedule,
+                                          StorageType storage, const std::string& target, bool guard_values) {
+  AttentionPipelineKey key{ir::to_string(component.local),
+                           sz.D,
+                           sz.Dv,
+                           component.key_stride,
+                           component.key_group,
+                           {},
+                           kernel_symbols(component.local),
+                           schedule,
+                           storage,
+                           target,
+                           guard_values};
+  for (const ir::TensorDecl& t : pattern.inputs) key.tensor_ranks[t.name] = static_cast<int>(t.dims.size());
+  return key;
+}
+
 std::vector<tessera_cpu_driver::ComponentPlan> driver_components(
     const ExecutionPlan& execution, const ir::Pattern& pattern, const ir::AttentionSizes& sz,
     const std::map<std::string, std::vector<int64_t>>& tensor_shapes) {

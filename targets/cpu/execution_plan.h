@@ -11,6 +11,7 @@
 #include "compiler/analysis/tile_classification.h"
 #include "compiler/planner/sparsity_plan.h"
 #include "targets/cpu/attention_driver.h"
+#include "targets/cpu/attention_pipeline.h"
 #include "targets/cpu/cpu_attention.h"
 
 namespace tessera::cpu {
@@ -43,6 +44,11 @@ const ExecutionPlan& cached_execution_plan(const ir::Pattern& pattern, const ir:
 
 // The symbols a component's kernel reads, in the order the kernel takes them (sorted by name).
 std::vector<std::string> kernel_symbols(const ir::Pattern& local);
+
+// The kernel key of one component of `pattern` (the kernel reads every run-time tensor the pattern declares).
+AttentionPipelineKey component_kernel_key(const planner::Component& component, const ir::Pattern& pattern,
+                                          const ir::AttentionSizes& sz, const CpuSchedule& schedule,
+                                          StorageType storage, const std::string& target, bool guard_values);
 
 // The driver's view of a plan: component c uses kernel c. `tensor_shapes` gives the shape of every run-time
 // tensor the pattern declares (their dimension names are symbols the kernels may read).
