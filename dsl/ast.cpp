@@ -64,6 +64,12 @@ std::string dump_param(const Param& p) {
   return out;
 }
 
+std::string dump_params(const std::vector<Param>& params) {
+  std::string out = "(";
+  for (size_t i = 0; i < params.size(); ++i) out += (i ? ", " : "") + dump_param(params[i]);
+  return out + ")";
+}
+
 std::string dump_statement(const Statement& s) {
   switch (s.kind) {
     case StatementKind::Let: return fmt::format("let {} = {};", s.name, dump(*s.value));
@@ -84,18 +90,69 @@ std::string dump_decl(const TensorDecl& t) {
 
 std::string dump_decl(const PatternDecl& p) {
   std::string out = "pattern " + p.name;
-  if (p.has_param_list) {
-    out += "(";
-    for (size_t i = 0; i < p.params.size(); ++i) out += (i ? ", " : "") + dump_param(p.params[i]);
-    out += ")";
-  }
+  if (p.has_param_list) out += dump_params(p.params);
   if (p.alias) return out + " = " + dump(*p.alias) + ";\n";
   out += " {\n";
   for (const auto& s : p.body) out += "  " + dump_statement(s) + "\n";
   return out + "}\n";
 }
 
+std::string dump_model_argument(const ModelArgument& a) {
+  switch (a.kind) {
+    case ModelArgumentKind::Positional: return dump(*a.value);
+    case ModelArgumentKind::Named: return a.name + "=" + dump(*a.expr);
+    case ModelArgumentKind::Pattern: return a.name + "=" + dump(*a.patterns[0]);
+    case ModelArgumentKind::PatternList: {
+      std::string out = a.name + "=[";
+      for (size_t i = 0; i < a.patterns.size(); ++i) out += (i ? ", " : "") + dump(*a.patterns[i]);
+      return out + "]";
+    }
+  }
+  return "?";
+}
+
+std::string dump_model_statement(const ModelStatement& s, const std::string& indent) {
+  switch (s.kind) {
+    case ModelStatementKind::Input: return fmt::format("{}input {};\n", indent, s.name);
+    case ModelStatementKind::Bind: return fmt::format("{}{} = {};\n", indent, s.name, dump(*s.value));
+    case ModelStatementKind::Output: return fmt::format("{}output {};\n", indent, dump(*s.value));
+    case ModelStatementKind::Return: return fmt::format("{}return {};\n", indent, dump(*s.value));
+    case ModelStatementKind::Stack: {
+      std::string out =
+          fmt::format("{}stack {}[{}]({} = {}) {{\n", indent, s.name, dump(*s.count), s.carried, dump(*s.value));
+      for (const auto& inner : s.body) out += dump_model_statement(inner, indent + "  ");
+      return out + indent + "}\n";
+    }
+  }
+  return "";
+}
+
+std::string dump_decl(const ModelDecl& m) {
+  std::string out = "model " + m.name;
+  if (m.has_param_list) out += dump_params(m.params);
+  out += " {\n";
+  for (const auto& s : m.body) out += dump_model_statement(s, "  ");
+  return out + "}\n";
+}
+
 }  // namespace
+
+std::string dump(const ModelValue& v) {
+  switch (v.kind) {
+    case ModelValueKind::Name: return v.name;
+    case ModelValueKind::Number: return dump(*v.number);
+    case ModelValueKind::Add:
+    case ModelValueKind::Mul:
+      return fmt::format("({} {} {})", dump(*v.operands[0]), v.kind == ModelValueKind::Add ? "+" : "*",
+                         dump(*v.operands[1]));
+    case ModelValueKind::Call: {
+      std::string out = v.name + "(";
+      for (size_t i = 0; i < v.args.size(); ++i) out += (i ? ", " : "") + dump_model_argument(v.args[i]);
+      return out + ")";
+    }
+  }
+  return "?";
+}
 
 std::string dump(const Expr& e) {
   switch (e.kind) {

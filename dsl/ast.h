@@ -133,8 +133,67 @@ struct PatternDecl {
   SourceRange where;
 };
 
-// A top-level declaration. A new kind of declaration (e.g. `model`) is one more alternative here.
-using Declaration = std::variant<TensorDecl, PatternDecl>;
+// ---- Models: layer graphs ----
+
+// A value of a model: a name, an operator call, a number (only as a factor of `*`), or a `+`/`*` of two values.
+enum class ModelValueKind : uint8_t { Name, Call, Number, Add, Mul };
+
+struct ModelValue;
+using ModelValuePtr = std::unique_ptr<ModelValue>;
+
+// One argument of an operator call: positional (`x`, a value), named (`out = ffn`, an expression over the
+// model's parameters), or the attention pattern (`pattern = causal & alibi` or `pattern = [strided(...), ...]`).
+enum class ModelArgumentKind : uint8_t { Positional, Named, Pattern, PatternList };
+
+struct ModelArgument {
+  ModelArgumentKind kind = ModelArgumentKind::Positional;
+  std::string name;  // Named, Pattern, PatternList
+  SourceRange name_where;
+  ModelValuePtr value;                   // Positional
+  ExprPtr expr;                          // Named
+  std::vector<PatternExprPtr> patterns;  // Pattern (one), PatternList (one per entry)
+  SourceRange where;                     // the whole argument
+};
+
+struct ModelValue {
+  ModelValueKind kind = ModelValueKind::Name;
+  SourceRange where;
+  std::string name;  // Name: the bound name; Call: the operator
+  SourceRange name_where;
+  std::vector<ModelArgument> args;      // Call
+  ExprPtr number;                       // Number: an int or float literal, possibly negated
+  std::vector<ModelValuePtr> operands;  // Add, Mul: two
+};
+
+enum class ModelStatementKind : uint8_t { Input, Bind, Stack, Output, Return };
+
+// input NAME;  |  NAME = VALUE;  |  output VALUE;  |  return VALUE;  |
+// stack NAME[COUNT](CARRIED = INITIAL) { STATEMENT* }   (the body's last statement is its `return`)
+struct ModelStatement {
+  ModelStatementKind kind = ModelStatementKind::Bind;
+  std::string name;  // Input, Bind, Stack
+  SourceRange name_where;
+  ModelValuePtr value;  // Bind, Output, Return; Stack: the carried value's initial value
+  // Stack
+  ExprPtr count;
+  std::string carried;
+  SourceRange carried_where;
+  std::vector<ModelStatement> body;
+  SourceRange where;  // from the first token to the ';' or '}'
+};
+
+// model NAME [(PARAMS)] { STATEMENT* }
+struct ModelDecl {
+  std::string name;
+  SourceRange name_where;
+  std::vector<Param> params;
+  bool has_param_list = false;
+  std::vector<ModelStatement> body;
+  SourceRange where;
+};
+
+// A top-level declaration.
+using Declaration = std::variant<TensorDecl, PatternDecl, ModelDecl>;
 
 struct Module {
   std::shared_ptr<const SourceFile> file;
@@ -148,5 +207,6 @@ struct Module {
 std::string dump(const Module& module);
 std::string dump(const Expr& expr);
 std::string dump(const PatternExpr& expr);
+std::string dump(const ModelValue& value);
 
 }  // namespace tessera::dsl::ast

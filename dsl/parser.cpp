@@ -1,7 +1,7 @@
 // The grammar (EBNF; each parse function repeats its rule above it):
 //
 //   module       ::= declaration* EOF
-//   declaration  ::= tensor_decl | pattern_decl          (a future `model` declaration is one more keyword)
+//   declaration  ::= tensor_decl | pattern_decl | model_decl
 //   tensor_decl  ::= 'tensor' IDENT ':' IDENT '[' IDENT (',' IDENT)* ']' ';'
 //   pattern_decl ::= 'pattern' IDENT [ '(' [ param (',' param)* ] ')' ] ( body | '=' pattern_expr ';' )
 //   param        ::= IDENT ':' IDENT constraint* [ '=' expr ]
@@ -21,6 +21,19 @@
 //   pattern_term    ::= pattern_operand ( '&' pattern_operand )*
 //   pattern_operand ::= IDENT [ '(' [ argument (',' argument)* ] ')' ] | '(' pattern_expr ')'
 //   argument        ::= [ IDENT '=' ] expr
+//
+//   Models (layer graphs). `model`, `input`, `stack`, `return` and `output` are contextual words: `model` starts a
+//   declaration only when followed by a name and '(' or '{', and `NAME = ...` is always a binding.
+//   model_decl      ::= 'model' IDENT [ '(' [ param (',' param)* ] ')' ] '{' model_stmt* '}'
+//   model_stmt      ::= 'input' IDENT ';' | IDENT '=' model_value ';' | 'output' model_value ';'
+//                     | 'stack' IDENT '[' expr ']' '(' IDENT '=' model_value ')' '{' stack_stmt* '}'
+//   stack_stmt      ::= IDENT '=' model_value ';' | 'return' model_value ';'      (the `return` last)
+//   model_value     ::= model_product ( '+' model_product )*
+//   model_product   ::= model_operand ( '*' model_operand )*
+//   model_operand   ::= [ '-' ] ( INT | FLOAT ) | IDENT '(' [ model_arg (',' model_arg)* ] ')' | IDENT
+//                     | '(' model_value ')'
+//   model_arg       ::= 'pattern' '=' ( pattern_expr | '[' pattern_expr (',' pattern_expr)* ']' )
+//                     | IDENT '=' expr | model_value
 //
 // Error handling: a parse function reports one error and returns null/false; its callers give up on the
 // construct without reporting more, and recovery resynchronises at a statement or declaration boundary.
@@ -65,6 +78,13 @@ class Parser {
         } else {
           if (!name.name.empty()) result->invalid_patterns.push_back(name);
           if (!had_error) skip_to_declaration();
+        }
+      } else if (at_model_start()) {
+        bool recovered = false;
+        if (auto m = model_decl(&recovered)) {
+          result->declarations.emplace_back(std::move(*m));
+        } else if (!recovered) {
+          skip_to_declaration();
         }
       } else {
         error_here(fmt::format("expected a declaration ('pattern' or 'tensor'), got {}", describe(peek())));
@@ -144,7 +164,13 @@ class Parser {
     return std::nullopt;
   }
 
-  bool at_declaration_start() const { return at(TokenKind::KwPattern) || at(TokenKind::KwTensor); }
+  bool at_declaration_start() const { return at(TokenKind::KwPattern) || at(TokenKind::KwTensor) || at_model_start(); }
+
+  // `model NAME (` or `model NAME {`: `model` is not reserved, so anything else is an ordinary name.
+  bool at_model_start() const {
+    return at_word("model") && peek(1).kind == TokenKind::Identifier &&
+           (peek(2).kind == TokenKind::LParen || peek(2).kind == TokenKind::LBrace);
+  }
 
   // Recovery: drop tokens up to the next declaration keyword.
   void skip_to_declaration() {
@@ -221,6 +247,316 @@ class Parser {
     }
     p.where = from(begin);
     return p;
+  }
+
+  // ---- Models ----
+
+  // model_decl ::= 'model' IDENT [ '(' [ param (',' param)* ] ')' ] '{' model_stmt* '}'
+  // On failure, `*recovered` says whether recovery already happened (after errors inside the body).
+  std::optional<ModelDecl> model_decl(bool* recovered) {
+    ModelDecl m;
+    SourceRange begin = advance().where;
+    const Token& name = advance();  // at_model_start() saw the name
+    m.name = name.text;
+    m.name_where = name.where;
+    if (accept(TokenKind::LParen)) {
+      m.has_param_list = true;
+      if (!at(TokenKind::RParen)) {
+        do {
+          auto param = parameter();
+          if (!param) return std::nullopt;
+          m.params.push_back(std::move(*param));
+        } while (accept(TokenKind::Comma));
+      }
+      if (!expect(TokenKind::RParen, "after the parameters")) return std::nullopt;
+    }
+    if (!at(TokenKind::LBrace)) {
+      error_here(fmt::format("expected '{{' after the model's name and parameters, got {}", describe(peek())));
+      return std::nullopt;
+    }
+    *recovered = true;  // model_block recovers from its own errors and consumes the closing '}'
+    if (!model_block(&m.body, nullptr)) return std::nullopt;
+    m.where = from(begin);
+    return m;
+  }
+
+  // '{' statement* '}' of a model (stack == nullptr) or of a stack's body. Recovers from errors in statements;
+  // returns false if there were any. The closing '}' is consumed unless the block is unterminated.
+  bool model_block(std::vector<ModelStatement>* statements, const ModelStatement* stack) {
+    advance();  // '{'
+    bool ok = true;
+    while (!at(TokenKind::RBrace)) {
+      if (at(TokenKind::EndOfFile) || at_declaration_start()) {
+        error_here(fmt::format("expected '}}' at the end of the {} body, got {}", stack ? "stack" : "model",
+                               describe(peek())));
+        return false;
+      }
+      bool recovered = false;
+      if (auto s = model_statement(stack != nullptr, &recovered)) {
+        statements->push_back(std::move(*s));
+      } else {
+        ok = false;
+        if (!recovered) skip_model_statement();
+      }
+    }
+    advance();  // '}'
+    return ok;
+  }
+
+  // Recovery in a model: drop tokens through the next ';' or a balanced '{...}' (a stack), or up to a '}' or
+  // declaration keyword.
+  void skip_model_statement() {
+    while (!at(TokenKind::EndOfFile) && !at_declaration_start() && !at(TokenKind::RBrace)) {
+      if (at(TokenKind::LBrace)) {
+        int depth = 0;
+        do {
+          if (at(TokenKind::LBrace)) ++depth;
+          if (at(TokenKind::RBrace)) --depth;
+          advance();
+        } while (depth > 0 && !at(TokenKind::EndOfFile) && !at_declaration_start());
+        return;
+      }
+      if (advance().kind == TokenKind::Semicolon) return;
+    }
+  }
+
+  // model_stmt ::= 'input' IDENT ';' | IDENT '=' model_value ';' | 'output' model_value ';' | stack_decl
+  // stack_stmt ::= IDENT '=' model_value ';' | 'return' model_value ';'
+  std::optional<ModelStatement> model_statement(bool in_stack, bool* recovered) {
+    ModelStatement s;
+    SourceRange begin = peek().where;
+    if (at(TokenKind::Identifier) && peek(1).kind == TokenKind::Assign) {
+      s.kind = ModelStatementKind::Bind;
+      const Token& name = advance();
+      s.name = name.text;
+      s.name_where = name.where;
+      advance();  // '='
+    } else if (at_word("stack")) {
+      if (in_stack) {
+        error_here("stacks do not nest: a stack's body holds `NAME = VALUE;` bindings and its `return`");
+        return std::nullopt;
+      }
+      return stack(recovered);
+    } else if (at_word("input")) {
+      if (in_stack) {
+        error_here("inputs are declared at the top level of a model, not inside a stack");
+        return std::nullopt;
+      }
+      s.kind = ModelStatementKind::Input;
+      advance();
+      auto name = expect_identifier("an input name after 'input'");
+      if (!name) return std::nullopt;
+      s.name = name->text;
+      s.name_where = name->where;
+      if (!expect(TokenKind::Semicolon, "after the input's name")) return std::nullopt;
+      s.where = from(begin);
+      return s;
+    } else if (at_word("output")) {
+      if (in_stack) {
+        error_here("a stack's body ends with `return VALUE;`; `output` belongs at the top level of the model");
+        return std::nullopt;
+      }
+      s.kind = ModelStatementKind::Output;
+      advance();
+    } else if (at_word("return")) {
+      if (!in_stack) {
+        error_here("`return` ends a stack's body; a model ends with `output VALUE;`");
+        return std::nullopt;
+      }
+      s.kind = ModelStatementKind::Return;
+      advance();
+    } else if (in_stack) {
+      error_here(
+          fmt::format("expected `NAME = VALUE;` or `return VALUE;` in a stack's body, got {}", describe(peek())));
+      return std::nullopt;
+    } else {
+      error_here(
+          fmt::format("expected `input NAME;`, `NAME = VALUE;`, `stack NAME[COUNT](NAME = VALUE) {{ ... }}` or "
+                      "`output VALUE;` in a model, got {}",
+                      describe(peek())));
+      return std::nullopt;
+    }
+    s.value = model_value();
+    if (!s.value) return std::nullopt;
+    if (!expect(TokenKind::Semicolon, "at the end of the statement")) return std::nullopt;
+    s.where = from(begin);
+    return s;
+  }
+
+  // stack_decl ::= 'stack' IDENT '[' expr ']' '(' IDENT '=' model_value ')' '{' stack_stmt* '}'
+  std::optional<ModelStatement> stack(bool* recovered) {
+    ModelStatement s;
+    s.kind = ModelStatementKind::Stack;
+    SourceRange begin = advance().where;
+    auto name = expect_identifier("a stack name after 'stack'");
+    if (!name) return std::nullopt;
+    s.name = name->text;
+    s.name_where = name->where;
+    if (!expect(TokenKind::LBracket, "before the stack's layer count, as in `stack layer[6](x = embed)`")) {
+      return std::nullopt;
+    }
+    s.count = expression();
+    if (!s.count) return std::nullopt;
+    if (!expect(TokenKind::RBracket, "after the stack's layer count")) return std::nullopt;
+    if (!expect(TokenKind::LParen, "before the value the stack carries, as in `(x = embed)`")) return std::nullopt;
+    auto carried = expect_identifier("the name of the value the stack carries from layer to layer");
+    if (!carried) return std::nullopt;
+    s.carried = carried->text;
+    s.carried_where = carried->where;
+    if (!expect(TokenKind::Assign, "after the carried value's name")) return std::nullopt;
+    s.value = model_value();
+    if (!s.value) return std::nullopt;
+    if (!expect(TokenKind::RParen, "after the carried value's initial value")) return std::nullopt;
+    if (!at(TokenKind::LBrace)) {
+      error_here(fmt::format("expected '{{' to open the stack's body, got {}", describe(peek())));
+      return std::nullopt;
+    }
+    *recovered = true;
+    bool ok = model_block(&s.body, &s);
+    if (!ok) return std::nullopt;
+    s.where = from(begin);
+    for (size_t i = 0; i < s.body.size(); ++i) {
+      if (s.body[i].kind == ModelStatementKind::Return && i + 1 < s.body.size()) {
+        diags_.error(s.body[i + 1].where, fmt::format("statement after the `return` of stack '{}': `return` must "
+                                                      "be the last statement of a stack's body",
+                                                      s.name));
+        return std::nullopt;
+      }
+    }
+    if (s.body.empty() || s.body.back().kind != ModelStatementKind::Return) {
+      diags_.error(previous_range(), fmt::format("stack '{}' must end with `return VALUE;` (the value the next "
+                                                 "layer takes as '{}')",
+                                                 s.name, s.carried));
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  static ModelValuePtr combine_values(ModelValueKind kind, ModelValuePtr lhs, ModelValuePtr rhs) {
+    auto node = std::make_unique<ModelValue>();
+    node->kind = kind;
+    node->where = SourceRange::merge(lhs->where, rhs->where);
+    node->operands.push_back(std::move(lhs));
+    node->operands.push_back(std::move(rhs));
+    return node;
+  }
+
+  // model_value ::= model_product ( '+' model_product )*
+  ModelValuePtr model_value() {
+    ModelValuePtr lhs = model_product();
+    if (!lhs) return nullptr;
+    while (accept(TokenKind::Plus)) {
+      ModelValuePtr rhs = model_product();
+      if (!rhs) return nullptr;
+      lhs = combine_values(ModelValueKind::Add, std::move(lhs), std::move(rhs));
+    }
+    return lhs;
+  }
+
+  // model_product ::= model_operand ( '*' model_operand )*
+  ModelValuePtr model_product() {
+    ModelValuePtr lhs = model_operand();
+    if (!lhs) return nullptr;
+    while (accept(TokenKind::Star)) {
+      ModelValuePtr rhs = model_operand();
+      if (!rhs) return nullptr;
+      lhs = combine_values(ModelValueKind::Mul, std::move(lhs), std::move(rhs));
+    }
+    return lhs;
+  }
+
+  // model_operand ::= [ '-' ] ( INT | FLOAT ) | IDENT '(' [ model_arg (',' model_arg)* ] ')' | IDENT
+  //                 | '(' model_value ')'
+  ModelValuePtr model_operand() {
+    NestingGuard guard(depth_);
+    if (!check_nesting(guard)) return nullptr;
+    auto node = std::make_unique<ModelValue>();
+    bool negative =
+        at(TokenKind::Minus) && (peek(1).kind == TokenKind::IntLiteral || peek(1).kind == TokenKind::FloatLiteral);
+    if (negative || at(TokenKind::IntLiteral) || at(TokenKind::FloatLiteral)) {
+      SourceRange begin = peek().where;
+      if (negative) advance();
+      node->kind = ModelValueKind::Number;
+      node->number = primary();
+      if (negative) {
+        auto neg = std::make_unique<Expr>();
+        neg->kind = ExprKind::Unary;
+        neg->unary_op = UnaryOp::Neg;
+        neg->where = from(begin);
+        neg->operands.push_back(std::move(node->number));
+        node->number = std::move(neg);
+      }
+      node->where = from(begin);
+      return node;
+    }
+    if (accept(TokenKind::LParen)) {
+      ModelValuePtr inner = model_value();
+      if (!inner) return nullptr;
+      if (!expect(TokenKind::RParen, "to close the parenthesis")) return nullptr;
+      return inner;
+    }
+    if (!at(TokenKind::Identifier)) {
+      error_here(
+          fmt::format("expected a value (a name, an operator call such as `linear(x, out=256)`, or a "
+                      "number scaling a value), got {}",
+                      describe(peek())));
+      return nullptr;
+    }
+    const Token& name = advance();
+    node->name = name.text;
+    node->name_where = name.where;
+    node->where = name.where;
+    if (!accept(TokenKind::LParen)) return node;  // a name
+    node->kind = ModelValueKind::Call;
+    if (!accept(TokenKind::RParen)) {
+      do {
+        auto arg = model_argument();
+        if (!arg) return nullptr;
+        node->args.push_back(std::move(*arg));
+      } while (accept(TokenKind::Comma));
+      if (!expect(TokenKind::RParen, "after the operator's arguments")) return nullptr;
+    }
+    node->where = from(node->name_where);
+    return node;
+  }
+
+  // model_arg ::= 'pattern' '=' ( pattern_expr | '[' pattern_expr (',' pattern_expr)* ']' ) | IDENT '=' expr
+  //             | model_value
+  std::optional<ModelArgument> model_argument() {
+    ModelArgument a;
+    SourceRange begin = peek().where;
+    // `pattern` is a keyword (it starts declarations), so it is matched as one here.
+    if ((at(TokenKind::Identifier) || at(TokenKind::KwPattern)) && peek(1).kind == TokenKind::Assign) {
+      a.name = peek().text;
+      a.name_where = advance().where;
+      advance();  // '='
+      if (a.name == "pattern") {
+        a.kind = ModelArgumentKind::Pattern;
+        if (accept(TokenKind::LBracket)) {
+          a.kind = ModelArgumentKind::PatternList;
+          do {
+            auto p = pattern_expr();
+            if (!p) return std::nullopt;
+            a.patterns.push_back(std::move(p));
+          } while (accept(TokenKind::Comma));
+          if (!expect(TokenKind::RBracket, "after the list of patterns")) return std::nullopt;
+        } else {
+          auto p = pattern_expr();
+          if (!p) return std::nullopt;
+          a.patterns.push_back(std::move(p));
+        }
+      } else {
+        a.kind = ModelArgumentKind::Named;
+        a.expr = expression();
+        if (!a.expr) return std::nullopt;
+      }
+    } else {
+      a.kind = ModelArgumentKind::Positional;
+      a.value = model_value();
+      if (!a.value) return std::nullopt;
+    }
+    a.where = from(begin);
+    return a;
   }
 
   // param ::= IDENT ':' IDENT constraint* [ '=' expr ]

@@ -92,6 +92,19 @@ Tensor& Tensor::operator=(Tensor&& other) noexcept {
   return *this;
 }
 
+Tensor Tensor::borrow(DType dtype, std::vector<int64_t> shape, void* data) {
+  if (data == nullptr || reinterpret_cast<uintptr_t>(data) % kAlignment != 0) {
+    throw TensorError(fmt::format("a borrowed tensor {}{} needs non-null, {}-byte aligned memory", dtype_name(dtype),
+                                  runtime::shape_string(shape), kAlignment));
+  }
+  Tensor view;
+  view.dtype_ = dtype;
+  view.shape_ = std::move(shape);
+  view.numel_ = checked_numel(view.shape_, dtype);
+  view.storage_ = std::unique_ptr<std::byte[], AlignedFree>(static_cast<std::byte*>(data), AlignedFree{false});
+  return view;
+}
+
 Tensor Tensor::clone() const {
   Tensor copy(dtype_, shape_);
   if (size_bytes() > 0) std::memcpy(copy.storage_.get(), storage_.get(), size_bytes());

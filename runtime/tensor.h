@@ -52,7 +52,14 @@ class Tensor {
   Tensor& operator=(const Tensor&) = delete;
   ~Tensor() = default;
 
+  // A tensor over memory it does not own (never freed here), e.g. the first M rows of a KV cache allocated for
+  // more: the model runtime hands such views to the kernels instead of allocating per call. `data` must stay
+  // valid and be 64-byte aligned, and hold at least numel elements, for as long as the view is used. clone()
+  // of a view owns its copy.
+  static Tensor borrow(DType dtype, std::vector<int64_t> shape, void* data);
+
   Tensor clone() const;
+  bool owns_storage() const { return storage_.get_deleter().owning; }
 
   DType dtype() const { return dtype_; }
   const std::vector<int64_t>& shape() const { return shape_; }
@@ -80,7 +87,13 @@ class Tensor {
 
  private:
   struct AlignedFree {
-    void operator()(std::byte* p) const { std::free(p); }
+    // Constructors spelled out: a default member initializer would not be usable while Tensor is incomplete.
+    constexpr AlignedFree() noexcept : owning(true) {}
+    explicit constexpr AlignedFree(bool owns) noexcept : owning(owns) {}
+    bool owning;
+    void operator()(std::byte* p) const {
+      if (owning) std::free(p);
+    }
   };
 
   void check_dtype(DType requested) const;

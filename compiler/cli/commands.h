@@ -20,5 +20,8 @@ Command add_inputs_command(CLI::App& app);
 Command add_plan_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_compile_command(CLI::App& app);
+Command add_run_command(CLI::App& app);
+Command add_embed_command(CLI::App& app);
+Command add_generate_command(CLI::App& app);
 
 }  // namespace tessera::cli

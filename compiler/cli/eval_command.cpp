@@ -109,7 +109,8 @@ Command add_eval_command(CLI::App& app) {
   cmd->add_option("--target", options->target, "Where to run: reference (float64 oracle), cpu (default), cuda")
       ->check(CLI::IsMember({"reference", "cpu", "cuda"}));
   cmd->add_option("--dtype", options->dtype,
-                  "Storage of Q, K, V for --target cpu: f32 (default) or bf16 (rounded to bf16 and stored so; fp32 accumulation)")
+                  "Storage of Q, K, V for --target cpu: f32 (default) or bf16 (rounded to bf16 and stored so; fp32 "
+                  "accumulation)")
       ->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_option("--out", options->out_path, "Output .npy, float32 [B,H,N,Dv]")->required();
   return {cmd, [options] { return run_eval(*options); }};

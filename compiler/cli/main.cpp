@@ -27,6 +27,9 @@ int main(int argc, char** argv) {
   add(tessera::cli::add_inputs_command(app));
   add(tessera::cli::add_bench_command(app));
   add(tessera::cli::add_compile_command(app));
+  add(tessera::cli::add_run_command(app));
+  add(tessera::cli::add_embed_command(app));
+  add(tessera::cli::add_generate_command(app));
 
   try {
     app.parse(argc, argv);

@@ -5,6 +5,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -163,6 +167,15 @@ struct PatternLibrary::Impl {
   std::map<std::string, SourceRange> invalid;  // patterns whose declaration had errors
   bool loading_prelude = false;
 
+  struct Model {
+    const ast::ModelDecl* decl = nullptr;  // owned by a module the library keeps
+    std::vector<Parameter> params;
+    std::vector<std::vector<Bound>> bounds;  // per parameter
+    bool valid = true;                       // its parameters had no errors
+  };
+  std::vector<Model> models;  // in declaration order
+  std::map<std::string, size_t> model_index;
+
   Scope base_scope() const {
     Scope scope;
     scope.tensors = &tensors;
@@ -275,6 +288,31 @@ struct PatternLibrary::Impl {
     return out;
   }
 
+  // Elaborates a declaration's parameter list into `params` and their `bounds`; false if any had errors.
+  bool declare_parameters(const std::vector<ast::Param>& list, std::vector<Parameter>* params,
+                          std::vector<std::vector<Bound>>* bounds, Diagnostics& diags) {
+    bool ok = true;
+    std::map<std::string, SourceRange> seen;
+    for (const auto& param : list) {
+      if (auto it = seen.find(param.name); it != seen.end()) {
+        diags.error(param.name_where, fmt::format("duplicate parameter '{}'", param.name));
+        diags.note(it->second, fmt::format("'{}' was first declared here", param.name));
+        ok = false;
+        continue;
+      }
+      seen.emplace(param.name, param.name_where);
+      std::vector<Bound> param_bounds;
+      auto elaborated = parameter(param, &param_bounds, diags);
+      if (!elaborated) {
+        ok = false;
+        continue;
+      }
+      params->push_back(std::move(*elaborated));
+      bounds->push_back(std::move(param_bounds));
+    }
+    return ok;
+  }
+
   // Registers the declaration (name and parameters); returns its index, or nullopt if it could not be.
   std::optional<size_t> declare(const ast::PatternDecl& p, Diagnostics& diags) {
     auto previous = index.find(p.name);
@@ -285,34 +323,48 @@ struct PatternLibrary::Impl {
       diags.note(first, fmt::format("'{}' was first defined here", p.name));
       return std::nullopt;
     }
+    if (auto model = model_index.find(p.name); model != model_index.end()) {
+      diags.error(p.name_where, fmt::format("pattern '{}' has the name of a model (patterns and models share one "
+                                            "namespace)",
+                                            p.name));
+      diags.note(models[model->second].decl->name_where, fmt::format("model '{}' is defined here", p.name));
+      return std::nullopt;
+    }
     Declaration decl;
     decl.name = p.name;
     decl.where = p.name_where;
     decl.from_prelude = loading_prelude;
     DeclarationDetail detail;
     detail.alias = p.alias.get();
-    std::map<std::string, SourceRange> seen;
-    for (const auto& param : p.params) {
-      if (auto it = seen.find(param.name); it != seen.end()) {
-        diags.error(param.name_where, fmt::format("duplicate parameter '{}'", param.name));
-        diags.note(it->second, fmt::format("'{}' was first declared here", param.name));
-        detail.valid = false;
-        continue;
-      }
-      seen.emplace(param.name, param.name_where);
-      std::vector<Bound> bounds;
-      auto elaborated = parameter(param, &bounds, diags);
-      if (!elaborated) {
-        detail.valid = false;
-        continue;
-      }
-      decl.params.push_back(std::move(*elaborated));
-      detail.bounds.push_back(std::move(bounds));
-    }
+    detail.valid = declare_parameters(p.params, &decl.params, &detail.bounds, diags);
     index.emplace(p.name, declarations.size());
     declarations.push_back(std::move(decl));
     details.push_back(std::move(detail));
     return declarations.size() - 1;
+  }
+
+  // Registers a model (its name, in the namespace it shares with patterns, and its parameters).
+  void declare_model(const ast::ModelDecl& m, Diagnostics& diags) {
+    if (auto previous = model_index.find(m.name); previous != model_index.end()) {
+      diags.error(m.name_where, fmt::format("redefinition of model '{}'", m.name));
+      diags.note(models[previous->second].decl->name_where, fmt::format("'{}' was first defined here", m.name));
+      return;
+    }
+    auto pattern = index.find(m.name);
+    if (pattern != index.end() || invalid.count(m.name)) {
+      const SourceRange& first =
+          pattern != index.end() ? declarations[pattern->second].where : invalid.find(m.name)->second;
+      diags.error(m.name_where, fmt::format("model '{}' has the name of a pattern (patterns and models share one "
+                                            "namespace)",
+                                            m.name));
+      diags.note(first, fmt::format("pattern '{}' is defined here", m.name));
+      return;
+    }
+    Model model;
+    model.decl = &m;
+    model.valid = declare_parameters(m.params, &model.params, &model.bounds, diags);
+    model_index.emplace(m.name, models.size());
+    models.push_back(std::move(model));
   }
 
   Scope parameter_scope(const Declaration& decl) const {
@@ -481,6 +533,10 @@ struct PatternLibrary::Impl {
     }
     std::vector<std::pair<const ast::PatternDecl*, size_t>> aliases;
     for (const auto& d : module->declarations) {
+      if (const auto* m = std::get_if<ast::ModelDecl>(&d)) {
+        declare_model(*m, diags);
+        continue;
+      }
       const auto* p = std::get_if<ast::PatternDecl>(&d);
       if (!p) continue;
       auto i = declare(*p, diags);
@@ -789,6 +845,122 @@ const std::vector<Declaration>& PatternLibrary::declarations() const { return im
 const Declaration* PatternLibrary::find(const std::string& name) const {
   auto it = impl_->index.find(name);
   return it == impl_->index.end() ? nullptr : &impl_->declarations[it->second];
+}
+
+std::vector<std::string> PatternLibrary::model_names() const {
+  std::vector<std::string> names;
+  for (const auto& m : impl_->models) {
+    if (m.valid) names.push_back(m.decl->name);
+  }
+  return names;
+}
+
+const dsl::ast::ModelDecl* PatternLibrary::find_model(const std::string& name) const {
+  auto it = impl_->model_index.find(name);
+  if (it == impl_->model_index.end() || !impl_->models[it->second].valid) return nullptr;
+  return impl_->models[it->second].decl;
+}
+
+namespace {
+
+// An override's text as a value of `type`: "2", "-1", "1e-6", "0.5", "true"; nullopt if it is not one.
+std::optional<ir::Value> parse_override(const std::string& text, ir::Type type) {
+  ir::Value value;
+  value.type = type;
+  if (type == ir::Type::Bool) {
+    if (text != "true" && text != "false") return std::nullopt;
+    value.b = text == "true";
+    return value;
+  }
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) return std::nullopt;
+  errno = 0;
+  char* end = nullptr;
+  if (type == ir::Type::Int) {
+    long long parsed = std::strtoll(text.c_str(), &end, 10);
+    if (*end != '\0' || errno == ERANGE) return std::nullopt;
+    value.i = parsed;
+    return value;
+  }
+  double parsed = std::strtod(text.c_str(), &end);
+  if (*end != '\0' || errno == ERANGE || !std::isfinite(parsed)) return std::nullopt;
+  value.f = parsed;
+  return value;
+}
+
+}  // namespace
+
+std::optional<std::map<std::string, ir::Value>> PatternLibrary::model_arguments(
+    const std::string& name, const std::map<std::string, std::string>& overrides, dsl::Diagnostics& diags) const {
+  auto it = impl_->model_index.find(name);
+  if (it == impl_->model_index.end() || !impl_->models[it->second].valid) {
+    diags.error({}, fmt::format("unknown model '{}'{}", name, did_you_mean(name, model_names())));
+    return std::nullopt;
+  }
+  const Impl::Model& model = impl_->models[it->second];
+  bool ok = true;
+  std::vector<std::string> names;
+  for (const auto& p : model.params) names.push_back(p.name);
+  // Each override gets a one-line buffer "NAME=VALUE" so its errors point at the offending part.
+  std::map<std::string, SourceRange> override_where;
+  for (const auto& [param, text] : overrides) {
+    auto file = std::make_shared<const dsl::SourceFile>("<--set>", param + "=" + text);
+    auto name_end = static_cast<uint32_t>(param.size());
+    if (std::find(names.begin(), names.end(), param) == names.end()) {
+      diags.error({file, 0, name_end},
+                  fmt::format("model '{}' has no parameter '{}'{}", name, param, did_you_mean(param, names)));
+      ok = false;
+      continue;
+    }
+    override_where[param] = {file, name_end + 1, static_cast<uint32_t>(file->text().size())};
+  }
+  std::map<std::string, ir::Value> values;
+  for (size_t p = 0; p < model.params.size(); ++p) {
+    const Parameter& param = model.params[p];
+    std::optional<ir::Value> value;
+    SourceRange where = param.where;
+    if (auto o = overrides.find(param.name); o != overrides.end()) {
+      where = override_where.at(param.name);
+      value = parse_override(o->second, param.type);  // an int is a valid float
+      if (!value) {
+        diags.error(where, fmt::format("parameter '{}' of model '{}' must be {}, got '{}'", param.name, name,
+                                       ir::type_name(param.type), o->second));
+        diags.note(param.where, fmt::format("parameter '{}' is declared here", param.name));
+        ok = false;
+        continue;
+      }
+      for (const auto& b : model.bounds[p]) {
+        if (satisfies(*value, b)) continue;
+        diags.error(where, fmt::format("parameter '{}' of model '{}' must be {}, got {}", param.name, name,
+                                       bound_text(b), format_value(*value)));
+        diags.note(param.where, fmt::format("parameter '{}' is declared here", param.name));
+        ok = false;
+      }
+    } else if (param.default_value) {
+      value = param.default_value;
+    } else {
+      diags.error(model.decl->name_where, fmt::format("model '{}' needs a value for its parameter '{}' (it has no "
+                                                      "default): give one with --set {}=VALUE",
+                                                      name, param.name, param.name));
+      ok = false;
+      continue;
+    }
+    values[param.name] = *value;
+  }
+  if (!ok) return std::nullopt;
+  return values;
+}
+
+std::optional<ir::Pattern> PatternLibrary::instantiate(const dsl::ast::PatternExpr& expression,
+                                                       const std::map<std::string, ir::Value>& params,
+                                                       dsl::Diagnostics& diags) const {
+  Scope scope = impl_->base_scope();
+  scope.allow_run_time_values = false;
+  scope.constant_context = "a pattern argument";
+  for (const auto& [name, value] : params) scope.params[name] = {constant_expr(value), {}};
+  std::vector<size_t> expanding;
+  auto instance = impl_->expand(expression, scope, diags, expanding);
+  if (!instance) return std::nullopt;
+  return finish(*instance, impl_->tensors);
 }
 
 std::string PatternLibrary::ast_dump() const {

@@ -4,6 +4,7 @@
 // pattern expressions such as "causal & sliding_window(window=256)" into ir::Pattern.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +14,11 @@
 #include "compiler/ir/pattern.h"
 #include "dsl/diagnostics.h"
 #include "dsl/source.h"
+
+namespace tessera::dsl::ast {
+struct ModelDecl;
+struct PatternExpr;
+}  // namespace tessera::dsl::ast
 
 namespace tessera::sema {
 
@@ -55,6 +61,26 @@ class PatternLibrary {
 
   const std::vector<Declaration>& declarations() const;
   const Declaration* find(const std::string& name) const;
+
+  // ---- Models (layer graphs; compiler/sema/model_elaboration.h elaborates them) ----
+  // Models share one namespace with patterns. A model whose parameter list has errors is left out.
+
+  // The models of the files added, in declaration order.
+  std::vector<std::string> model_names() const;
+  // The syntax tree of model `name`, or null.
+  const dsl::ast::ModelDecl* find_model(const std::string& name) const;
+  // The values of model `name`'s parameters: each one's `overrides` entry if any (text from the command line,
+  // "layers" -> "2"), else its default, checked against its type and constraints. Returns nullopt after
+  // reporting errors (unknown model or parameter, a value of the wrong type or out of range, no value at all);
+  // an override's errors point into "<--set>:NAME=VALUE".
+  std::optional<std::map<std::string, ir::Value>> model_arguments(const std::string& name,
+                                                                  const std::map<std::string, std::string>& overrides,
+                                                                  dsl::Diagnostics& diags) const;
+  // Elaborates a pattern expression written inside a model (`causal & sliding_window(window = w)`): its
+  // arguments are constant expressions that may use the model's parameters, bound to `params`. Errors are
+  // reported at the expression's own source ranges.
+  std::optional<ir::Pattern> instantiate(const dsl::ast::PatternExpr& expression,
+                                         const std::map<std::string, ir::Value>& params, dsl::Diagnostics& diags) const;
 
   // The AST of every file added (not the prelude), as printed by `--emit=ast`.
   std::string ast_dump() const;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -147,8 +148,16 @@ CpuSchedule parse_schedule(const std::string& text) {
   return schedule;
 }
 
-runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& given,
+runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
                           const CpuOptions& options) {
+  const ir::AttentionSizes sz = targets::validate_attention_inputs(inputs);
+  Tensor out(runtime::DType::Float32, {sz.B, sz.H, sz.N, sz.Dv});
+  attention_into(pattern, inputs, out, options);
+  return out;
+}
+
+void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& given, Tensor& out,
+                    const CpuOptions& options) {
   const ir::AttentionSizes sz = targets::validate_attention_inputs(given);
   const double scale = targets::attention_scale(given, sz);
   const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, given);
@@ -178,8 +187,15 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
   check_tensor_indices(pattern, sz, shapes, evaluator, *q);
 
-  Tensor out(runtime::DType::Float32, {sz.B, sz.H, sz.N, sz.Dv});
-  if (sz.N == 0 || sz.M == 0) return out;  // no queries, or nothing to attend to: zeros
+  const std::vector<int64_t> out_shape{sz.B, sz.H, sz.N, sz.Dv};
+  if (out.dtype() != runtime::DType::Float32 || out.shape() != out_shape) {
+    throw runtime::TensorError(fmt::format("attention output is {}, expected float32{}", out.type_string(),
+                                           runtime::shape_string(out_shape)));
+  }
+  if (sz.N == 0 || sz.M == 0) {  // no queries, or nothing to attend to: zeros
+    std::fill(out.data<float>(), out.data<float>() + out.numel(), 0.0f);
+    return;
+  }
 
   analysis::ClassifyOptions classify;
   classify.B = sz.B;
@@ -240,7 +256,6 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   if (int code = tessera_cpu_driver::run(problem, components, kernels); code != 0) {
     throw std::runtime_error(fmt::format("tessera internal error: a CPU kernel failed with Halide error {}", code));
   }
-  return out;
 }
 
 }  // namespace tessera::cpu

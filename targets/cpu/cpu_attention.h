@@ -35,6 +35,12 @@ struct CpuOptions {
 runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
                           const CpuOptions& options = {});
 
+// The same, overwriting `out`, a float32 [B, H, N, Dv] tensor the caller owns: the model runtime keeps its
+// activation buffers across forward passes instead of allocating an output per layer. Throws TensorError naming
+// `out` if its shape or dtype is wrong.
+void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& inputs, runtime::Tensor& out,
+                    const CpuOptions& options = {});
+
 // Parses "block_q=128,chunk_k=512" (any subset; the rest keep their defaults). Throws std::invalid_argument.
 CpuSchedule parse_schedule(const std::string& text);
 

@@ -1,0 +1,99 @@
+// `tessera generate`: autoregressive decoding with a KV cache from a prompt of token ids.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <iostream>
+
+#include "compiler/cli/command_context.h"
+#include "compiler/cli/commands.h"
+#include "compiler/cli/model_context.h"
+#include "compiler/cli/progress_bar.h"
+#include "runtime/model/generation.h"
+#include "runtime/npy.h"
+
+namespace tessera::cli {
+
+namespace {
+
+struct GenerateOptions {
+  ModelFlags model;
+  std::string prompt;
+  std::vector<std::string> inputs;  // NAME=IDS.npy: fixed inputs (an encoder–decoder's source)
+  int64_t max_new = 16;
+  double temperature = 0;
+  int64_t top_k = 0;
+  uint64_t seed = 0;
+  std::string out;
+};
+
+runtime::Tensor read_token_ids(const std::string& path) {
+  runtime::Tensor ids = runtime::read_npy(path);
+  if (ids.dtype() == runtime::DType::Float32 || (ids.rank() != 1 && ids.rank() != 2)) {
+    throw UserError(fmt::format("{}: expected integer token ids [N] or [B, N], got {}", path, ids.type_string()));
+  }
+  runtime::Tensor ids32 = runtime::to_int32(ids, path);
+  if (ids.rank() == 2) return ids32;
+  runtime::Tensor batch(runtime::DType::Int32, {1, ids.dim(0)});
+  std::copy_n(ids32.data<int32_t>(), ids.dim(0), batch.data<int32_t>());
+  return batch;
+}
+
+int run_generate(const GenerateOptions& options) {
+  const graph::Graph graph = load_model_graph(options.model);
+  std::map<std::string, runtime::Tensor> owned;
+  for (const std::string& binding : options.inputs) {
+    const size_t eq = binding.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == binding.size()) {
+      throw UserError(fmt::format("--input expects NAME=IDS.npy, got '{}'", binding));
+    }
+    owned[binding.substr(0, eq)] = read_token_ids(binding.substr(eq + 1));
+  }
+  std::map<std::string, const runtime::Tensor*> fixed;
+  for (auto& [name, tensor] : owned) fixed[name] = &tensor;
+  const runtime::Tensor prompt = read_token_ids(options.prompt);
+
+  const runtime::ModelWeights weights = load_model_weights(options.model, graph);
+  runtime::ModelRunner runner(graph, weights, runner_options(options.model));
+  runtime::GenerationOptions gen;
+  gen.max_new_tokens = options.max_new;
+  gen.temperature = options.temperature;
+  gen.top_k = options.top_k;
+  gen.seed = options.seed;
+  ProgressBar progress(fmt::format("{} generate", graph.name), options.max_new);
+  gen.on_token = [&](int64_t done, int64_t) { progress.update(done); };
+  const auto start = std::chrono::steady_clock::now();
+  const runtime::Tensor tokens = runtime::generate(runner, prompt, gen, fixed);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t B = tokens.dim(0), total = tokens.dim(1), N = prompt.dim(1);
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<int32_t> generated(tokens.data<int32_t>() + b * total + N, tokens.data<int32_t>() + (b + 1) * total);
+    std::cout << fmt::format("{}\n", fmt::join(generated, " "));
+  }
+  std::cerr << fmt::format("generated {} token{} x {} in {:.2f} s ({:.1f} tokens/s, prompt of {} included)\n",
+                           options.max_new, options.max_new == 1 ? "" : "s", B, seconds,
+                           seconds > 0 ? static_cast<double>(options.max_new * B) / seconds : 0.0, N);
+  if (!options.out.empty()) runtime::write_npy(options.out, tokens);
+  return 0;
+}
+
+}  // namespace
+
+Command add_generate_command(CLI::App& app) {
+  auto options = std::make_shared<GenerateOptions>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate tokens from a prompt with a decoder model (KV cache)");
+  add_model_flags(cmd, options->model);
+  cmd->add_option("--prompt", options->prompt, "Prompt token ids, .npy [N] or [B, N] (integers)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--input", options->inputs, "A fixed input, NAME=IDS.npy (an encoder-decoder's source)");
+  cmd->add_option("--max-new", options->max_new, "Tokens to generate")->required()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--temperature", options->temperature, "0: greedy (default); > 0: sample softmax(logits / T)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-k", options->top_k, "Sample only among the k most likely tokens (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", options->seed, "Seed of the sampler (same seed, same tokens)");
+  cmd->add_option("--out", options->out, "Write prompt + generated ids, int32 [B, N + max-new] .npy");
+  return {cmd, [options] { return run_generate(*options); }};
+}
+
+}  // namespace tessera::cli

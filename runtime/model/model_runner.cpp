@@ -1,0 +1,740 @@
+#include "runtime/model/model_runner.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+
+#include "runtime/linear.h"
+#include "runtime/model/activation_functions.h"
+#include "runtime/model/parallel_rows.h"
+
+namespace tessera::runtime {
+
+namespace {
+
+using graph::Node;
+using graph::OpKind;
+using graph::ValueKind;
+
+enum class Pass {
+  Full,    // forward(): every node
+  Static,  // begin_decoding(): the nodes that do not depend on the decoded input
+  Step,    // decode(): the nodes that do, on the new positions
+};
+
+std::string describe(const Node& node) {
+  return node.name.empty() ? fmt::format("'{}'", graph::op_name(node.op))
+                           : fmt::format("{} '{}'", graph::op_name(node.op), node.name);
+}
+
+// Copies [B, n, heads, d] (columns `column`.. of a projection whose rows hold `row_width` values) into
+// [B, heads, n, d] (the kernels' layout), or back.
+void split_heads(const float* in, int64_t row_width, int64_t column, float* out, int64_t B, int64_t n, int64_t heads,
+                 int64_t d) {
+  parallel_rows(
+      B * heads,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t bh = begin; bh < end; ++bh) {
+          const int64_t b = bh / heads, h = bh % heads;
+          for (int64_t i = 0; i < n; ++i) {
+            std::memcpy(out + (bh * n + i) * d, in + (b * n + i) * row_width + column + h * d,
+                        static_cast<size_t>(d) * sizeof(float));
+          }
+        }
+      },
+      0, 4);
+}
+
+void merge_heads(const float* in, float* out, int64_t B, int64_t n, int64_t heads, int64_t d) {
+  parallel_rows(
+      B * heads,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t bh = begin; bh < end; ++bh) {
+          const int64_t b = bh / heads, h = bh % heads;
+          for (int64_t i = 0; i < n; ++i) {
+            std::memcpy(out + ((b * n + i) * heads + h) * d, in + (bh * n + i) * d,
+                        static_cast<size_t>(d) * sizeof(float));
+          }
+        }
+      },
+      0, 4);
+}
+
+void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t width, const float* weight, const float* bias,
+                     double eps) {
+  parallel_rows(rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* in = x + r * width;
+      float* out = y + r * width;
+      double mean = 0;
+      for (int64_t c = 0; c < width; ++c) mean += in[c];
+      mean /= static_cast<double>(width);
+      double var = 0;
+      for (int64_t c = 0; c < width; ++c) var += (in[c] - mean) * (in[c] - mean);
+      var /= static_cast<double>(width);
+      const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
+      const float m = static_cast<float>(mean);
+      for (int64_t c = 0; c < width; ++c) out[c] = (in[c] - m) * inv * weight[c] + (bias ? bias[c] : 0.0f);
+    }
+  });
+}
+
+void rms_norm_rows(const float* x, float* y, int64_t rows, int64_t width, const float* weight, double eps) {
+  parallel_rows(rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* in = x + r * width;
+      float* out = y + r * width;
+      double squares = 0;
+      for (int64_t c = 0; c < width; ++c) squares += static_cast<double>(in[c]) * in[c];
+      const float inv = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(width) + eps));
+      for (int64_t c = 0; c < width; ++c) out[c] = in[c] * inv * weight[c];
+    }
+  });
+}
+
+}  // namespace
+
+struct ModelRunner::State {
+  const graph::Graph& graph;
+  const ModelWeights& weights;
+  RunnerOptions options;
+  ActivationArena arena;
+
+  // Per node: where its value is and how many positions it has (1 for pooled values).
+  struct Value {
+    int slot = -1;
+    float* data = nullptr;
+    int64_t n = 0;
+  };
+  std::vector<Value> values;
+  std::vector<Tensor> ids;  // per node: the int32 ids of an Input node
+  std::vector<std::vector<int>> readers;
+  int64_t batch = 0;
+  Tensor output;
+  std::map<std::string, const Tensor*> runtime_tensors;  // the int tensors patterns read, as given
+  std::map<std::string, Tensor> runtime_tensor_copies;   // ... copied when decoding (kept across calls)
+
+  // Decoding.
+  std::string stream;         // the decoded input
+  std::vector<bool> streams;  // per node: depends on the decoded input
+  std::vector<bool> keep;     // per node: a static value a streamed node reads
+  int64_t position = 0;       // positions decoded so far
+  bool decoding = false;
+  struct KvCache {
+    Tensor k, v;  // [B, kv_heads, capacity, head_dim]
+    int64_t capacity = 0;
+  };
+  std::map<int, KvCache> caches;                       // streamed self-attention nodes
+  std::map<int, std::pair<Tensor, Tensor>> fixed_kv;   // streamed queries over a static context: K, V heads
+  std::map<int, std::pair<Tensor, Tensor>> fused_qkv;  // self-attention nodes: stacked Q, K, V weight and bias
+
+  State(const graph::Graph& g, const ModelWeights& w, RunnerOptions o) : graph(g), weights(w), options(o) {
+    values.resize(g.nodes.size());
+    ids.resize(g.nodes.size());
+    readers.resize(g.nodes.size());
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      for (int in : g.nodes[i].inputs) readers.at(static_cast<size_t>(in)).push_back(static_cast<int>(i));
+    }
+  }
+
+  const float* weight(const Node& node, const std::string& suffix) const {
+    return weights.at(node.name + "." + suffix).data<float>();
+  }
+  const float* optional_weight(const Node& node, const std::string& suffix) const {
+    const Tensor* t = weights.find(node.name + "." + suffix);
+    return t ? t->data<float>() : nullptr;
+  }
+
+  bool runs_in(Pass pass, size_t i) const {
+    switch (pass) {
+      case Pass::Full: return true;
+      case Pass::Static: return !streams[i];
+      case Pass::Step: return streams[i];
+    }
+    return false;
+  }
+
+  void release_all() {
+    for (Value& v : values) {
+      if (v.slot >= 0) arena.release(v.slot);
+      v = {};
+    }
+  }
+
+  void load_inputs(const std::map<std::string, const Tensor*>& inputs, Pass pass, const Tensor* step_ids) {
+    batch = -1;
+    for (size_t i = 0; i < graph.nodes.size(); ++i) {
+      const Node& node = graph.nodes[i];
+      if (node.op != OpKind::Input || !runs_in(pass, i)) continue;
+      const Tensor* given = nullptr;
+      if (pass == Pass::Step) {
+        given = step_ids;
+      } else {
+        auto it = inputs.find(node.input_name);
+        if (it == inputs.end() || it->second == nullptr) {
+          throw std::invalid_argument(
+              fmt::format("model '{}' needs input '{}' (token ids [B, N])", graph.name, node.input_name));
+        }
+        given = it->second;
+      }
+      if (given->rank() != 2) {
+        throw TensorError(
+            fmt::format("input '{}' is {}, expected token ids [B, N]", node.input_name, given->type_string()));
+      }
+      if (batch >= 0 && given->dim(0) != batch) {
+        throw TensorError(fmt::format("input '{}' has batch {}, but another input has batch {}", node.input_name,
+                                      given->dim(0), batch));
+      }
+      batch = given->dim(0);
+      ids[i] = to_int32(*given, fmt::format("input '{}'", node.input_name));
+      values[i].n = given->dim(1);
+    }
+    for (const ir::TensorDecl& decl : graph.runtime_tensors) {
+      if (pass == Pass::Step) break;  // kept from begin_decoding
+      auto it = inputs.find(decl.name);
+      if (it == inputs.end() || it->second == nullptr) {
+        throw std::invalid_argument(fmt::format(
+            "model '{}' needs run-time tensor '{}' (read by its attention patterns)", graph.name, decl.name));
+      }
+      runtime_tensors[decl.name] = it->second;
+    }
+  }
+
+  // Runs the nodes of `pass` in order. Values are released after their last reader in this pass, except the
+  // output and, in the static pass, values a streamed node will read.
+  void execute(Pass pass) {
+    std::vector<int> last_use(graph.nodes.size(), -1);
+    for (size_t i = 0; i < graph.nodes.size(); ++i) {
+      if (!runs_in(pass, i)) continue;
+      for (int r : readers[i]) {
+        if (runs_in(pass, static_cast<size_t>(r))) last_use[i] = std::max(last_use[i], r);
+      }
+    }
+    int64_t total = 0, done = 0;
+    for (size_t i = 0; i < graph.nodes.size(); ++i) total += runs_in(pass, i) ? 1 : 0;
+    for (size_t i = 0; i < graph.nodes.size(); ++i) {
+      if (!runs_in(pass, i)) continue;
+      run_node(pass, i);
+      if (options.on_progress) options.on_progress(++done, total);
+      for (int in : graph.nodes[i].inputs) {
+        const size_t s = static_cast<size_t>(in);
+        if (!runs_in(pass, s) || last_use[s] != static_cast<int>(i)) continue;
+        if (static_cast<int>(s) == graph.output || (pass == Pass::Static && keep[s])) continue;
+        if (values[s].slot >= 0) arena.release(values[s].slot);
+        values[s].slot = -1;
+        values[s].data = nullptr;
+      }
+    }
+  }
+
+  float* allocate(size_t i, int64_t n, int64_t width) {
+    Value& v = values[i];
+    v.n = n;
+    const int64_t rows = graph.nodes[i].kind == ValueKind::Pooled ? batch : batch * n;
+    v.slot = arena.acquire(std::max<int64_t>(1, rows * width));
+    v.data = arena.data(v.slot);
+    return v.data;
+  }
+
+  int64_t rows_of(size_t i) const { return graph.nodes[i].kind == ValueKind::Pooled ? batch : batch * values[i].n; }
+
+  void run_node(Pass pass, size_t i) {
+    const Node& node = graph.nodes[i];
+    if (node.op == OpKind::Input) return;  // ids loaded already
+    const size_t a = node.inputs.empty() ? i : static_cast<size_t>(node.inputs[0]);
+    const int64_t n = values[a].n;
+    const int64_t W = node.width;
+    // Positions of a streamed node start after those decoded before.
+    const int64_t offset = pass == Pass::Step ? position : 0;
+    switch (node.op) {
+      case OpKind::Input: return;
+      case OpKind::Embedding: {
+        const float* table = weight(node, "weight");
+        const int32_t* tok = ids[a].data<int32_t>();
+        float* out = allocate(i, n, W);
+        for (int64_t r = 0; r < batch * n; ++r) {
+          if (tok[r] < 0 || tok[r] >= node.vocab) {
+            throw TensorError(fmt::format("{}: token id {} at [{}, {}] is outside [0, {})", describe(node), tok[r],
+                                          r / n, r % n, node.vocab));
+          }
+          std::memcpy(out + r * W, table + static_cast<int64_t>(tok[r]) * W, static_cast<size_t>(W) * sizeof(float));
+        }
+        return;
+      }
+      case OpKind::LearnedPositions: {
+        if (offset + n > node.length) {
+          throw TensorError(fmt::format("{}: position {} is beyond its table of {} positions (the input has {} tokens)",
+                                        describe(node), offset + n - 1, node.length, offset + n));
+        }
+        const float* table = weight(node, "weight");
+        float* out = allocate(i, n, W);
+        for (int64_t b = 0; b < batch; ++b) {
+          std::memcpy(out + b * n * W, table + offset * W, static_cast<size_t>(n * W) * sizeof(float));
+        }
+        return;
+      }
+      case OpKind::SinusoidalPositions: {
+        float* out = allocate(i, n, W);
+        for (int64_t p = 0; p < n; ++p) {
+          for (int64_t c = 0; c < W; ++c) {
+            const double angle = static_cast<double>(offset + p) /
+                                 std::pow(10000.0, static_cast<double>(c / 2 * 2) / static_cast<double>(W));
+            out[p * W + c] = static_cast<float>(c % 2 == 0 ? std::sin(angle) : std::cos(angle));
+          }
+        }
+        for (int64_t b = 1; b < batch; ++b)
+          std::memcpy(out + b * n * W, out, static_cast<size_t>(n * W) * sizeof(float));
+        return;
+      }
+      case OpKind::SegmentEmbedding: {
+        const float* row = weight(node, "weight");
+        float* out = allocate(i, n, W);
+        for (int64_t r = 0; r < batch * n; ++r) std::memcpy(out + r * W, row, static_cast<size_t>(W) * sizeof(float));
+        return;
+      }
+      case OpKind::LayerNorm: {
+        float* out = allocate(i, n, W);
+        layer_norm_rows(values[a].data, out, rows_of(a), W, weight(node, "weight"), optional_weight(node, "bias"),
+                        node.eps);
+        return;
+      }
+      case OpKind::RMSNorm: {
+        float* out = allocate(i, n, W);
+        rms_norm_rows(values[a].data, out, rows_of(a), W, weight(node, "weight"), node.eps);
+        return;
+      }
+      case OpKind::Linear: {
+        const Node& in = graph.nodes[a];
+        float* out = allocate(i, n, W);
+        linear(values[a].data, rows_of(a), in.width, weight(node, "weight"),
+               node.has_bias ? weight(node, "bias") : nullptr, W, out);
+        return;
+      }
+      case OpKind::Unembed: {
+        const Node& in = graph.nodes[a];
+        const Node& table = graph.nodes.at(static_cast<size_t>(node.tied));
+        float* out = allocate(i, n, W);
+        linear(values[a].data, rows_of(a), in.width, weight(table, "weight"), nullptr, W, out);
+        return;
+      }
+      case OpKind::Add:
+      case OpKind::Mul: {
+        const size_t c = static_cast<size_t>(node.inputs.at(1));
+        if (values[c].n != n) {
+          throw TensorError(fmt::format("{}: its operands have {} and {} positions", describe(node), n, values[c].n));
+        }
+        float* out = allocate(i, n, W);
+        const float* x = values[a].data;
+        const float* y = values[c].data;
+        const bool add = node.op == OpKind::Add;
+        parallel_rows(rows_of(i), [&](int64_t begin, int64_t end) {
+          for (int64_t e = begin * W; e < end * W; ++e) out[e] = add ? x[e] + y[e] : x[e] * y[e];
+        });
+        return;
+      }
+      case OpKind::Scale: {
+        float* out = allocate(i, n, W);
+        const float f = static_cast<float>(node.factor);
+        const float* x = values[a].data;
+        parallel_rows(rows_of(i), [&](int64_t begin, int64_t end) {
+          for (int64_t e = begin * W; e < end * W; ++e) out[e] = x[e] * f;
+        });
+        return;
+      }
+      case OpKind::ReLU:
+      case OpKind::GELU:
+      case OpKind::GELUTanh:
+      case OpKind::SiLU: {
+        float* out = allocate(i, n, W);
+        const float* x = values[a].data;
+        const OpKind op = node.op;
+        parallel_rows(rows_of(i), [&](int64_t begin, int64_t end) {
+          float* y = out + begin * W;
+          const int64_t count = (end - begin) * W;
+          std::memcpy(y, x + begin * W, static_cast<size_t>(count) * sizeof(float));
+          if (op == OpKind::ReLU) relu_inplace(y, count);
+          if (op == OpKind::GELU) gelu_inplace(y, count);
+          if (op == OpKind::GELUTanh) gelu_tanh_inplace(y, count);
+          if (op == OpKind::SiLU) silu_inplace(y, count);
+        });
+        return;
+      }
+      case OpKind::MeanPool:
+      case OpKind::ClsPool: {
+        float* out = allocate(i, 1, W);
+        const float* x = values[a].data;
+        for (int64_t b = 0; b < batch; ++b) {
+          for (int64_t c = 0; c < W; ++c) {
+            if (node.op == OpKind::ClsPool) {
+              out[b * W + c] = n > 0 ? x[b * n * W + c] : 0.0f;
+              continue;
+            }
+            double sum = 0;
+            for (int64_t p = 0; p < n; ++p) sum += x[(b * n + p) * W + c];
+            out[b * W + c] = n > 0 ? static_cast<float>(sum / static_cast<double>(n)) : 0.0f;
+          }
+        }
+        return;
+      }
+      case OpKind::Normalize: {
+        float* out = allocate(i, n, W);
+        const float* x = values[a].data;
+        for (int64_t r = 0; r < rows_of(i); ++r) {
+          double squares = 0;
+          for (int64_t c = 0; c < W; ++c) squares += static_cast<double>(x[r * W + c]) * x[r * W + c];
+          const double norm = std::max(std::sqrt(squares), 1e-12);
+          for (int64_t c = 0; c < W; ++c) out[r * W + c] = static_cast<float>(x[r * W + c] / norm);
+        }
+        return;
+      }
+      case OpKind::Attention: run_attention(pass, i); return;
+    }
+  }
+
+  // Projects `source` rows into [B, heads, n, head_dim] (a slot the caller releases).
+  int project_heads(const Node& node, const std::string& which, size_t source, int64_t heads) {
+    const int64_t rows = batch * values[source].n;
+    const int64_t width = heads * node.head_dim;
+    const int flat = arena.acquire(std::max<int64_t>(1, rows * width));
+    linear(values[source].data, rows, graph.nodes[source].width, weight(node, which + ".weight"),
+           node.has_bias ? weight(node, which + ".bias") : nullptr, width, arena.data(flat));
+    const int split = arena.acquire(std::max<int64_t>(1, rows * width));
+    split_heads(arena.data(flat), width, 0, arena.data(split), batch, values[source].n, heads, node.head_dim);
+    arena.release(flat);
+    return split;
+  }
+
+  // Self-attention projects queries, keys and values from the same rows: one GEMM with the three weights stacked
+  // ([H·d + 2·G·d, W], built once per node) instead of three narrower ones. Returns the q, k, v head slots.
+  std::array<int, 3> project_qkv(size_t i, size_t source) {
+    const Node& node = graph.nodes[i];
+    auto it = fused_qkv.find(static_cast<int>(i));
+    if (it == fused_qkv.end()) {
+      const int64_t W = graph.nodes[source].width;
+      const int64_t rows_q = node.heads * node.head_dim, rows_kv = node.kv_heads * node.head_dim;
+      Tensor w(DType::Float32, {rows_q + 2 * rows_kv, W});
+      Tensor b(DType::Float32, {rows_q + 2 * rows_kv});
+      int64_t row = 0;
+      for (const auto& [which, count] :
+           {std::pair<const char*, int64_t>{"query", rows_q}, {"key", rows_kv}, {"value", rows_kv}}) {
+        std::memcpy(w.data<float>() + row * W, weight(node, std::string(which) + ".weight"),
+                    static_cast<size_t>(count * W) * sizeof(float));
+        if (node.has_bias) {
+          std::memcpy(b.data<float>() + row, weight(node, std::string(which) + ".bias"),
+                      static_cast<size_t>(count) * sizeof(float));
+        }
+        row += count;
+      }
+      it = fused_qkv.emplace(static_cast<int>(i), std::make_pair(std::move(w), std::move(b))).first;
+    }
+    const Tensor& w = it->second.first;
+    const int64_t n = values[source].n, rows = batch * n, width = w.dim(0), d = node.head_dim;
+    const int flat = arena.acquire(std::max<int64_t>(1, rows * width));
+    linear(values[source].data, rows, w.dim(1), w.data<float>(),
+           node.has_bias ? it->second.second.data<float>() : nullptr, width, arena.data(flat));
+    const int64_t offsets[3] = {0, node.heads * d, (node.heads + node.kv_heads) * d};
+    const int64_t heads[3] = {node.heads, node.kv_heads, node.kv_heads};
+    std::array<int, 3> slots{};
+    for (int p = 0; p < 3; ++p) {
+      slots[static_cast<size_t>(p)] = arena.acquire(std::max<int64_t>(1, rows * heads[p] * d));
+      split_heads(arena.data(flat), width, offsets[p], arena.data(slots[static_cast<size_t>(p)]), batch, n, heads[p],
+                  d);
+    }
+    arena.release(flat);
+    return slots;
+  }
+
+  void run_attention(Pass pass, size_t i) {
+    const Node& node = graph.nodes[i];
+    const size_t x = static_cast<size_t>(node.inputs[0]);
+    const bool cross = node.inputs.size() > 1;
+    const size_t ctx = cross ? static_cast<size_t>(node.inputs[1]) : x;
+    const int64_t n = values[x].n;
+    const int64_t H = node.heads, G = node.kv_heads, d = node.head_dim;
+
+    int q_slot = -1, k_slot = -1, v_slot = -1;
+    if (!cross) {
+      const std::array<int, 3> qkv = project_qkv(i, x);
+      q_slot = qkv[0];
+      k_slot = qkv[1];
+      v_slot = qkv[2];
+    } else {
+      q_slot = project_heads(node, "query", x, H);
+    }
+    std::vector<int> scratch{q_slot};
+    Tensor q = Tensor::borrow(DType::Float32, {batch, H, n, d}, arena.data(q_slot));
+    Tensor k, v;
+    if (pass == Pass::Step && !streams[ctx]) {
+      // Queries streamed over a fixed context: its keys and values were projected once in begin_decoding.
+      const auto& [fk, fv] = fixed_kv.at(static_cast<int>(i));
+      k = Tensor::borrow(DType::Float32, fk.shape(), const_cast<void*>(fk.raw_data()));
+      v = Tensor::borrow(DType::Float32, fv.shape(), const_cast<void*>(fv.raw_data()));
+    } else {
+      if (cross) {
+        k_slot = project_heads(node, "key", ctx, G);
+        v_slot = project_heads(node, "value", ctx, G);
+      }
+      scratch.push_back(k_slot);
+      scratch.push_back(v_slot);
+      const int64_t m = values[ctx].n;
+      if (pass == Pass::Step) {
+        // Self-attention while decoding: append the new keys and values, attend over all of them.
+        KvCache& cache = caches[static_cast<int>(i)];
+        const int64_t total = position + m;
+        grow_cache(cache, total, G, d);
+        for (int64_t bg = 0; bg < batch * G; ++bg) {
+          std::memcpy(cache.k.data<float>() + (bg * cache.capacity + position) * d, arena.data(k_slot) + bg * m * d,
+                      static_cast<size_t>(m * d) * sizeof(float));
+          std::memcpy(cache.v.data<float>() + (bg * cache.capacity + position) * d, arena.data(v_slot) + bg * m * d,
+                      static_cast<size_t>(m * d) * sizeof(float));
+        }
+        // The kernels read K and V densely: gather the cache's first `total` rows per head.
+        const int gk = arena.acquire(batch * G * total * d);
+        const int gv = arena.acquire(batch * G * total * d);
+        scratch.push_back(gk);
+        scratch.push_back(gv);
+        for (int64_t bg = 0; bg < batch * G; ++bg) {
+          std::memcpy(arena.data(gk) + bg * total * d, cache.k.data<float>() + bg * cache.capacity * d,
+                      static_cast<size_t>(total * d) * sizeof(float));
+          std::memcpy(arena.data(gv) + bg * total * d, cache.v.data<float>() + bg * cache.capacity * d,
+                      static_cast<size_t>(total * d) * sizeof(float));
+        }
+        k = Tensor::borrow(DType::Float32, {batch, G, total, d}, arena.data(gk));
+        v = Tensor::borrow(DType::Float32, {batch, G, total, d}, arena.data(gv));
+      } else {
+        k = Tensor::borrow(DType::Float32, {batch, G, m, d}, arena.data(k_slot));
+        v = Tensor::borrow(DType::Float32, {batch, G, m, d}, arena.data(v_slot));
+      }
+    }
+
+    targets::AttentionInputs inputs;
+    inputs.q = &q;
+    inputs.k = &k;
+    inputs.v = &v;
+    if (node.scale) inputs.scale = *node.scale;
+    for (const ir::TensorDecl& decl : node.pattern->inputs) {
+      if (decl.elem_type == ir::ElemType::Float32) {
+        inputs.tensors[decl.name] = &weights.at(node.name + "." + decl.name);
+      } else {
+        inputs.tensors[decl.name] = runtime_tensors.at(decl.name);
+      }
+    }
+    const int o_slot = arena.acquire(std::max<int64_t>(1, batch * H * n * d));
+    scratch.push_back(o_slot);
+    Tensor heads_out = Tensor::borrow(DType::Float32, {batch, H, n, d}, arena.data(o_slot));
+    cpu::attention_into(*node.pattern, inputs, heads_out, options.attention);
+
+    const int merged = arena.acquire(std::max<int64_t>(1, batch * n * H * d));
+    scratch.push_back(merged);
+    merge_heads(arena.data(o_slot), arena.data(merged), batch, n, H, d);
+    float* out = allocate(i, n, node.width);
+    linear(arena.data(merged), batch * n, H * d, weight(node, "output.weight"),
+           node.has_bias ? weight(node, "output.bias") : nullptr, node.width, out);
+    for (int s : scratch) arena.release(s);
+  }
+
+  void grow_cache(KvCache& cache, int64_t needed, int64_t G, int64_t d) {
+    if (needed <= cache.capacity) return;
+    // Doubling keeps appends amortised O(1); 64 rows keep each head's block 64-byte aligned.
+    const int64_t capacity = (std::max<int64_t>({64, needed, cache.capacity * 2}) + 63) & ~int64_t{63};
+    Tensor k(DType::Float32, {batch, G, capacity, d});
+    Tensor v(DType::Float32, {batch, G, capacity, d});
+    for (int64_t bg = 0; bg < batch * G && cache.capacity > 0; ++bg) {
+      std::memcpy(k.data<float>() + bg * capacity * d, cache.k.data<float>() + bg * cache.capacity * d,
+                  static_cast<size_t>(position * d) * sizeof(float));
+      std::memcpy(v.data<float>() + bg * capacity * d, cache.v.data<float>() + bg * cache.capacity * d,
+                  static_cast<size_t>(position * d) * sizeof(float));
+    }
+    cache.k = std::move(k);
+    cache.v = std::move(v);
+    cache.capacity = capacity;
+  }
+
+  const Tensor& finish() {
+    const size_t o = static_cast<size_t>(graph.output);
+    const Node& node = graph.nodes[o];
+    std::vector<int64_t> shape = node.kind == ValueKind::Pooled ? std::vector<int64_t>{batch, node.width}
+                                                                : std::vector<int64_t>{batch, values[o].n, node.width};
+    if (output.shape() != shape) output = Tensor(DType::Float32, shape);
+    std::memcpy(output.data<float>(), values[o].data, output.size_bytes());
+    arena.release(values[o].slot);
+    values[o] = {};
+    return output;
+  }
+};
+
+ModelRunner::ModelRunner(const graph::Graph& graph, const ModelWeights& weights, RunnerOptions options)
+    : state_(std::make_unique<State>(graph, weights, options)) {
+  if (graph.output < 0 || static_cast<size_t>(graph.output) >= graph.nodes.size()) {
+    throw std::invalid_argument(fmt::format("model '{}' has no output", graph.name));
+  }
+}
+
+ModelRunner::~ModelRunner() = default;
+
+const Tensor& ModelRunner::forward(const std::map<std::string, const Tensor*>& inputs) {
+  State& s = *state_;
+  s.decoding = false;
+  s.release_all();
+  s.streams.assign(s.graph.nodes.size(), true);
+  s.runtime_tensors.clear();
+  s.load_inputs(inputs, Pass::Full, nullptr);
+  try {
+    s.execute(Pass::Full);
+  } catch (...) {
+    s.release_all();
+    throw;
+  }
+  return s.finish();
+}
+
+void ModelRunner::begin_decoding(const std::map<std::string, const Tensor*>& fixed_inputs) {
+  State& s = *state_;
+  const graph::Graph& g = s.graph;
+  s.release_all();
+  s.decoding = false;
+  std::vector<std::string> streamed;
+  for (const std::string& name : g.inputs) {
+    if (!fixed_inputs.count(name)) streamed.push_back(name);
+  }
+  if (streamed.size() != 1) {
+    throw std::invalid_argument(
+        fmt::format("model '{}': decoding streams exactly one input, but {} of its inputs ({}) were not given as fixed",
+                    g.name, streamed.size(), fmt::join(streamed, ", ")));
+  }
+  s.stream = streamed[0];
+  const size_t count = g.nodes.size();
+  s.streams.assign(count, false);
+  s.keep.assign(count, false);
+  for (size_t i = 0; i < count; ++i) {
+    const Node& node = g.nodes[i];
+    if (node.op == OpKind::Input) s.streams[i] = node.input_name == s.stream;
+    for (int in : node.inputs) s.streams[i] = s.streams[i] || s.streams[static_cast<size_t>(in)];
+  }
+  if (!s.streams[static_cast<size_t>(g.output)]) {
+    throw std::invalid_argument(
+        fmt::format("model '{}': its output does not depend on input '{}', nothing to decode", g.name, s.stream));
+  }
+  for (size_t i = 0; i < count; ++i) {
+    const Node& node = g.nodes[i];
+    if (s.streams[i] && (node.op == OpKind::MeanPool || node.op == OpKind::ClsPool)) {
+      throw std::invalid_argument(
+          fmt::format("model '{}': {} pools over the whole sequence and cannot be decoded "
+                      "incrementally",
+                      g.name, describe(node)));
+    }
+  }
+  for (size_t i = 0; i < count; ++i) {
+    const Node& node = g.nodes[i];
+    if (!s.streams[i]) continue;
+    for (int in : node.inputs) {
+      if (!s.streams[static_cast<size_t>(in)]) s.keep[static_cast<size_t>(in)] = true;
+    }
+    if (node.op != OpKind::Attention) continue;
+    const size_t x = static_cast<size_t>(node.inputs[0]);
+    const size_t ctx = node.inputs.size() > 1 ? static_cast<size_t>(node.inputs[1]) : x;
+    if (!s.streams[x]) {
+      throw std::invalid_argument(
+          fmt::format("model '{}': {} takes its queries from a fixed value and its keys from "
+                      "the decoded input; it cannot be decoded incrementally",
+                      g.name, describe(node)));
+    }
+    if (s.streams[ctx] && !node.causal_in_time) {
+      throw std::invalid_argument(
+          fmt::format("model '{}': {} uses pattern '{}', which may let a query see a later key, so decoding with a KV "
+                      "cache would change its result",
+                      g.name, describe(node), node.pattern->name));
+    }
+    if (!s.streams[ctx]) s.keep[ctx] = true;
+  }
+  s.runtime_tensors.clear();
+  s.runtime_tensor_copies.clear();
+  s.load_inputs(fixed_inputs, Pass::Static, nullptr);
+  // The run-time tensors must outlive this call: every decode() step reads them.
+  for (auto& [name, tensor] : s.runtime_tensors) {
+    s.runtime_tensor_copies[name] = tensor->clone();
+    tensor = &s.runtime_tensor_copies[name];
+  }
+  s.execute(Pass::Static);
+  // Streamed queries over a fixed context: project its keys and values once.
+  s.fixed_kv.clear();
+  for (size_t i = 0; i < count; ++i) {
+    const Node& node = g.nodes[i];
+    if (!s.streams[i] || node.op != OpKind::Attention || node.inputs.size() < 2) continue;
+    const size_t ctx = static_cast<size_t>(node.inputs[1]);
+    if (s.streams[ctx]) continue;
+    const int64_t m = s.values[ctx].n;
+    const int k_slot = s.project_heads(node, "key", ctx, node.kv_heads);
+    const int v_slot = s.project_heads(node, "value", ctx, node.kv_heads);
+    Tensor k(DType::Float32, {s.batch, node.kv_heads, m, node.head_dim});
+    Tensor v(DType::Float32, {s.batch, node.kv_heads, m, node.head_dim});
+    std::memcpy(k.data<float>(), s.arena.data(k_slot), k.size_bytes());
+    std::memcpy(v.data<float>(), s.arena.data(v_slot), v.size_bytes());
+    s.arena.release(k_slot);
+    s.arena.release(v_slot);
+    s.fixed_kv[static_cast<int>(i)] = {std::move(k), std::move(v)};
+  }
+  // Fixed values only cross-attention read are no longer needed.
+  for (size_t i = 0; i < count; ++i) {
+    if (s.streams[i] || s.values[i].slot < 0) continue;
+    bool read_by_step = false;
+    for (int r : s.readers[i]) {
+      const Node& reader = g.nodes[static_cast<size_t>(r)];
+      const bool as_context = reader.op == OpKind::Attention && reader.inputs.size() > 1 &&
+                              reader.inputs[1] == static_cast<int>(i) && reader.inputs[0] != static_cast<int>(i);
+      if (s.streams[static_cast<size_t>(r)] && !as_context) read_by_step = true;
+    }
+    if (!read_by_step) {
+      s.arena.release(s.values[i].slot);
+      s.values[i].slot = -1;
+      s.values[i].data = nullptr;
+      s.keep[i] = false;
+    }
+  }
+  s.caches.clear();
+  s.position = 0;
+  s.decoding = true;
+  if (g.inputs.size() == 1) s.batch = -1;  // the first decode() sets it
+}
+
+const Tensor& ModelRunner::decode(const Tensor& ids) {
+  State& s = *state_;
+  if (!s.decoding) throw std::logic_error("ModelRunner::decode called before begin_decoding");
+  if (ids.rank() != 2) {
+    throw TensorError(fmt::format("decoded ids for input '{}' are {}, expected [B, n]", s.stream, ids.type_string()));
+  }
+  const int64_t fixed_batch = s.batch;
+  if (fixed_batch >= 0 && ids.dim(0) != fixed_batch) {
+    throw TensorError(
+        fmt::format("decoded ids for input '{}' have batch {}, expected {}", s.stream, ids.dim(0), fixed_batch));
+  }
+  s.load_inputs({}, Pass::Step, &ids);
+  if (fixed_batch >= 0) s.batch = fixed_batch;
+  try {
+    s.execute(Pass::Step);
+  } catch (...) {
+    // A failed step leaves the cache as it was before it: the positions it would have added are not counted.
+    for (size_t i = 0; i < s.values.size(); ++i) {
+      if (s.streams[i] && s.values[i].slot >= 0) {
+        s.arena.release(s.values[i].slot);
+        s.values[i] = {};
+      }
+    }
+    throw;
+  }
+  const Tensor& out = s.finish();
+  s.position += ids.dim(1);
+  return out;
+}
+
+int64_t ModelRunner::decoded_positions() const { return state_->position; }
+const std::string& ModelRunner::decoded_input() const { return state_->stream; }
+const ActivationArena& ModelRunner::arena() const { return state_->arena; }
+
+}  // namespace tessera::runtime

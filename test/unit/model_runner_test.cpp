@@ -1,0 +1,272 @@
+// The model runtime against the float64 oracle (targets/reference/reference_model.h): every example spec with
+// small random weights, forward passes and incremental decoding with the KV cache.
+#include "runtime/model/model_runner.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "runtime/model/generation.h"
+#include "targets/reference/reference_model.h"
+#include "test/unit/expect_error.h"
+#include "test/unit/model_test_support.h"
+
+namespace tessera::runtime {
+namespace {
+
+struct Example {
+  std::string file, name;
+  std::map<std::string, std::string> overrides;
+  std::map<std::string, int64_t> lengths;  // positions per input
+};
+
+std::vector<Example> examples() {
+  return {
+      {"minilm.attn",
+       "minilm",
+       {{"layers", "2"}, {"width", "48"}, {"heads", "4"}, {"ffn", "96"}, {"vocab", "97"}},
+       {{"tokens", 37}}},
+      {"gpt.attn",
+       "gpt",
+       {{"layers", "2"}, {"width", "32"}, {"heads", "4"}, {"ffn", "64"}, {"vocab", "61"}, {"context", "64"}},
+       {{"tokens", 45}}},
+      {"transformer.attn",
+       "transformer",
+       {{"layers", "2"}, {"width", "32"}, {"heads", "2"}, {"ffn", "48"}, {"vocab", "53"}},
+       {{"source", 29}, {"target", 17}}},
+      {"sparse_transformer.attn",
+       "sparse_transformer",
+       {{"layers", "2"},
+        {"width", "32"},
+        {"heads", "2"},
+        {"ffn", "48"},
+        {"vocab", "31"},
+        {"stride", "8"},
+        {"block", "8"},
+        {"summary", "2"}},
+       {{"tokens", 70}}},
+      {"image_transformer.attn",
+       "image_transformer",
+       {{"layers", "2"},
+        {"width", "32"},
+        {"heads", "2"},
+        {"ffn", "48"},
+        {"image_width", "8"},
+        {"block_h", "2"},
+        {"block_w", "4"},
+        {"halo_h", "2"},
+        {"halo_w", "2"}},
+       {{"pixels", 64}}},
+      {"music_transformer.attn",
+       "music_transformer",
+       {{"layers", "2"}, {"width", "32"}, {"heads", "4"}, {"ffn", "48"}, {"vocab", "41"}, {"distances", "9"}},
+       {{"events", 33}}},
+      {"llama_like.attn",
+       "llama_like",
+       {{"layers", "2"}, {"width", "32"}, {"heads", "4"}, {"kv_heads", "2"}, {"ffn", "40"}, {"vocab", "43"}},
+       {{"tokens", 27}}},
+  };
+}
+
+struct Prepared {
+  graph::Graph graph;
+  std::unique_ptr<ModelWeights> weights;
+  std::map<std::string, Tensor> ids;
+  std::map<std::string, const Tensor*> inputs;
+};
+
+Prepared prepare(const Example& ex, int64_t B, uint32_t seed) {
+  Prepared p;
+  p.graph = test::example_model(ex.file, ex.name, ex.overrides);
+  p.weights = std::make_unique<ModelWeights>(p.graph, test::random_weights(p.graph, seed));
+  for (const std::string& input : p.graph.inputs) {
+    p.ids[input] = test::random_ids(B, ex.lengths.at(input), test::input_vocab(p.graph, input), seed + 1);
+  }
+  for (auto& [name, t] : p.ids) p.inputs[name] = &t;
+  return p;
+}
+
+std::map<std::string, const Tensor*> weight_views(const Prepared& p) {
+  std::map<std::string, const Tensor*> views;
+  for (const graph::Weight& w : p.graph.weights()) views[w.name] = &p.weights->at(w.name);
+  return views;
+}
+
+// max |got - want| relative to the largest |want|.
+double relative_error(const Tensor& got, const reference::ModelTensor& want) {
+  EXPECT_EQ(got.shape(), want.shape);
+  double scale = 1e-30, worst = 0;
+  for (double v : want.values) scale = std::max(scale, std::fabs(v));
+  for (size_t i = 0; i < want.values.size() && i < static_cast<size_t>(got.numel()); ++i) {
+    const double d = std::fabs(got.data<float>()[i] - want.values[i]);
+    worst = std::max(worst, std::isnan(d) ? INFINITY : d);
+  }
+  return worst / scale;
+}
+
+TEST(ModelRunner, EveryExampleMatchesTheFloat64Reference) {
+  for (const Example& ex : examples()) {
+    SCOPED_TRACE(ex.file);
+    Prepared p = prepare(ex, 2, 11);
+    if (p.graph.nodes.empty()) continue;
+    ModelRunner runner(p.graph, *p.weights);
+    const Tensor& out = runner.forward(p.inputs);
+    const reference::ModelTensor want = reference::run_model_f64(p.graph, weight_views(p), p.inputs);
+    EXPECT_LT(relative_error(out, want), 2e-5);
+  }
+}
+
+TEST(ModelRunner, Bf16AttentionStaysWithinBf16Precision) {
+  const Example ex = examples()[1];  // gpt
+  Prepared p = prepare(ex, 1, 5);
+  RunnerOptions options;
+  options.attention.storage = cpu::StorageType::BFloat16;
+  ModelRunner runner(p.graph, *p.weights, options);
+  const reference::ModelTensor want = reference::run_model_f64(p.graph, weight_views(p), p.inputs);
+  const double err = relative_error(runner.forward(p.inputs), want);
+  EXPECT_LT(err, 3e-2);  // Q, K, V rounded to 8 mantissa bits in every layer
+  EXPECT_GT(err, 1e-6);  // and the rounding really happened
+}
+
+TEST(ModelRunner, SecondForwardOfTheSameShapeAllocatesNothing) {
+  Prepared p = prepare(examples()[0], 2, 3);
+  ModelRunner runner(p.graph, *p.weights);
+  runner.forward(p.inputs);
+  const int64_t allocations = runner.arena().allocations();
+  const Tensor first = runner.forward(p.inputs).clone();
+  EXPECT_EQ(runner.arena().allocations(), allocations);
+  // A shorter batch reuses the same buffers too.
+  Tensor shorter = test::random_ids(2, 20, 97, 9);
+  runner.forward({{"tokens", &shorter}});
+  EXPECT_EQ(runner.arena().allocations(), allocations);
+  const Tensor& again = runner.forward(p.inputs);
+  for (int64_t i = 0; i < first.numel(); ++i) ASSERT_EQ(again.data<float>()[i], first.data<float>()[i]);
+}
+
+// Decoding one position at a time must give what one forward pass gives at the same positions.
+void check_decoding_matches_forward(const Example& ex, const std::string& stream, int64_t prefill) {
+  SCOPED_TRACE(ex.file);
+  Prepared p = prepare(ex, 2, 21);
+  if (p.graph.nodes.empty()) return;
+  ModelRunner runner(p.graph, *p.weights);
+  const Tensor full = runner.forward(p.inputs).clone();
+  const Tensor& ids = p.ids.at(stream);
+  const int64_t B = ids.dim(0), N = ids.dim(1), W = full.dim(2);
+  std::map<std::string, const Tensor*> fixed = p.inputs;
+  fixed.erase(stream);
+  runner.begin_decoding(fixed);
+  EXPECT_EQ(runner.decoded_input(), stream);
+  int64_t done = 0;
+  while (done < N) {
+    const int64_t n = done == 0 ? prefill : 1;
+    Tensor step(DType::Int32, {B, n});
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t i = 0; i < n; ++i) step.data<int32_t>()[b * n + i] = ids.data<int32_t>()[b * N + done + i];
+    }
+    const Tensor& out = runner.decode(step);
+    ASSERT_EQ(out.shape(), (std::vector<int64_t>{B, n, W}));
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t c = 0; c < W; ++c) {
+          const float want = full.data<float>()[(b * N + done + i) * W + c];
+          ASSERT_NEAR(out.data<float>()[(b * n + i) * W + c], want, 2e-5 * (1 + std::fabs(want)))
+              << "b " << b << " position " << done + i << " column " << c;
+        }
+      }
+    }
+    done += n;
+  }
+  EXPECT_EQ(runner.decoded_positions(), N);
+}
+
+TEST(ModelRunner, DecodingWithTheKvCacheEqualsTheFullForwardPass) {
+  const std::vector<Example> all = examples();
+  check_decoding_matches_forward(all[1], "tokens", 7);  // gpt: learned positions, tied head
+  check_decoding_matches_forward(all[2], "target", 4);  // encoder–decoder: cross-attention K/V fixed
+  check_decoding_matches_forward(all[3], "tokens", 1);  // sparse transformer: strided/fixed re-indexed
+  check_decoding_matches_forward(all[5], "events", 3);  // music transformer: relative term
+  check_decoding_matches_forward(all[6], "tokens", 5);  // GQA, RMSNorm, SwiGLU
+}
+
+TEST(ModelRunner, GreedyGenerationEqualsRecomputingWithoutTheCache) {
+  Prepared p = prepare(examples()[1], 2, 31);
+  ModelRunner runner(p.graph, *p.weights);
+  const Tensor& ids = p.ids.at("tokens");
+  Tensor prompt(DType::Int32, {2, 6});
+  for (int64_t b = 0; b < 2; ++b) {
+    for (int64_t i = 0; i < 6; ++i) prompt.data<int32_t>()[b * 6 + i] = ids.data<int32_t>()[b * ids.dim(1) + i];
+  }
+  GenerationOptions options;
+  options.max_new_tokens = 12;
+  const Tensor generated = generate(runner, prompt, options);
+  ASSERT_EQ(generated.shape(), (std::vector<int64_t>{2, 18}));
+  // Recompute: a full forward pass over the sequence so far, argmax of the last position, append.
+  Tensor sequence = prompt.clone();
+  for (int64_t t = 0; t < options.max_new_tokens; ++t) {
+    const int64_t n = sequence.dim(1);
+    const Tensor& logits = runner.forward({{"tokens", &sequence}});
+    const int64_t vocab = logits.dim(2);
+    Tensor longer(DType::Int32, {2, n + 1});
+    for (int64_t b = 0; b < 2; ++b) {
+      std::copy_n(sequence.data<int32_t>() + b * n, n, longer.data<int32_t>() + b * (n + 1));
+      longer.data<int32_t>()[b * (n + 1) + n] =
+          choose_token(logits.data<float>() + (b * n + n - 1) * vocab, vocab, 0.0, 0, 0.0);
+    }
+    sequence = std::move(longer);
+  }
+  for (int64_t i = 0; i < generated.numel(); ++i) {
+    EXPECT_EQ(generated.data<int32_t>()[i], sequence.data<int32_t>()[i]) << "flat index " << i;
+  }
+  // Sampling with a seed is reproducible.
+  options.temperature = 0.8;
+  options.top_k = 5;
+  options.seed = 42;
+  const Tensor a = generate(runner, prompt, options);
+  const Tensor b = generate(runner, prompt, options);
+  for (int64_t i = 0; i < a.numel(); ++i) EXPECT_EQ(a.data<int32_t>()[i], b.data<int32_t>()[i]);
+}
+
+TEST(ModelRunner, BadInputsAreNamed) {
+  Prepared p = prepare(examples()[1], 1, 41);
+  ModelRunner runner(p.graph, *p.weights);
+  Tensor bad = test::random_ids(1, 5, 61, 1);
+  bad.data<int32_t>()[3] = 61;
+  test::expect_error<TensorError>(
+      [&] {
+        runner.forward({{"tokens", &bad}});
+      },
+      {"embedding 'word'", "token id 61", "[0, 3]", "[0, 61)"});
+  Tensor too_long = test::random_ids(1, 65, 61, 1);
+  test::expect_error<TensorError>(
+      [&] {
+        runner.forward({{"tokens", &too_long}});
+      },
+      {"learned_positions 'position'", "64 positions"});
+  test::expect_error<std::invalid_argument>([&] { runner.forward({}); }, {"needs input 'tokens'"});
+  // The runner still works after errors.
+  EXPECT_NO_THROW(runner.forward(p.inputs));
+
+  Prepared minilm = prepare(examples()[0], 1, 2);
+  ModelRunner encoder(minilm.graph, *minilm.weights);
+  test::expect_error<std::invalid_argument>([&] { encoder.begin_decoding(); }, {"mean_pool", "incrementally"});
+}
+
+TEST(ModelWeights, MissingAndMisshapedWeightsAreNamed) {
+  const graph::Graph graph = test::example_model("gpt.attn", "gpt", examples()[1].overrides);
+  std::map<std::string, Tensor> weights = test::random_weights(graph, 1);
+  weights.erase("layer.1.ffn_in.bias");
+  weights["layer.1.ffn_in.biass"] = Tensor(DType::Float32, {64});
+  test::expect_error<TensorError>([&] { ModelWeights(graph, std::move(weights)); },
+                                  {"layer.1.ffn_in.bias", "[64]", "did you mean 'layer.1.ffn_in.biass'"});
+  std::map<std::string, Tensor> wrong = test::random_weights(graph, 1);
+  wrong["layer.0.attention.query.weight"] = Tensor(DType::Float32, {32, 31});
+  test::expect_error<TensorError>([&] { ModelWeights(graph, std::move(wrong)); },
+                                  {"layer.0.attention.query.weight", "[32, 31]", "expected [32, 32]"});
+  std::map<std::string, Tensor> extra = test::random_weights(graph, 1);
+  extra["pooler.weight"] = Tensor(DType::Float32, {2});
+  const ModelWeights loaded(graph, std::move(extra));
+  EXPECT_EQ(loaded.extra(), std::vector<std::string>{"pooler.weight"});
+}
+
+}  // namespace
+}  // namespace tessera::runtime
