@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -27,6 +28,10 @@ enum class Pass {
   Static,  // begin_decoding(): the nodes that do not depend on the decoded input
   Step,    // decode(): the nodes that do, on the new positions
 };
+
+double milliseconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
 
 std::string describe(const Node& node) {
   return node.name.empty() ? fmt::format("'{}'", graph::op_name(node.op))
@@ -130,9 +135,10 @@ struct ModelRunner::State {
     Tensor k, v;  // [B, kv_heads, capacity, head_dim]
     int64_t capacity = 0;
   };
-  std::map<int, KvCache> caches;                       // streamed self-attention nodes
-  std::map<int, std::pair<Tensor, Tensor>> fixed_kv;   // streamed queries over a static context: K, V heads
-  std::map<int, std::pair<Tensor, Tensor>> fused_qkv;  // self-attention nodes: stacked Q, K, V weight and bias
+  std::map<int, KvCache> caches;                      // streamed self-attention nodes
+  std::map<int, std::pair<Tensor, Tensor>> fixed_kv;  // streamed queries over a static context: K, V heads
+  std::map<int, std::pair<Tensor, Tensor>> fused_qkv;
+  std::map<std::string, double> profile;  // self-attention nodes: stacked Q, K, V weight and bias
 
   State(const graph::Graph& g, const ModelWeights& w, RunnerOptions o) : graph(g), weights(w), options(o) {
     values.resize(g.nodes.size());
@@ -220,7 +226,9 @@ struct ModelRunner::State {
     for (size_t i = 0; i < graph.nodes.size(); ++i) total += runs_in(pass, i) ? 1 : 0;
     for (size_t i = 0; i < graph.nodes.size(); ++i) {
       if (!runs_in(pass, i)) continue;
+      const auto start = std::chrono::steady_clock::now();
       run_node(pass, i);
+      if (options.profile) profile[graph::op_name(graph.nodes[i].op)] += milliseconds_since(start);
       if (options.on_progress) options.on_progress(++done, total);
       for (int in : graph.nodes[i].inputs) {
         const size_t s = static_cast<size_t>(in);
@@ -528,7 +536,9 @@ struct ModelRunner::State {
     const int o_slot = arena.acquire(std::max<int64_t>(1, batch * H * n * d));
     scratch.push_back(o_slot);
     Tensor heads_out = Tensor::borrow(DType::Float32, {batch, H, n, d}, arena.data(o_slot));
+    const auto kernel_start = std::chrono::steady_clock::now();
     cpu::attention_into(*node.pattern, inputs, heads_out, options.attention);
+    if (options.profile) profile["attention.kernel"] += milliseconds_since(kernel_start);
 
     const int merged = arena.acquire(std::max<int64_t>(1, batch * n * H * d));
     scratch.push_back(merged);
@@ -736,5 +746,6 @@ const Tensor& ModelRunner::decode(const Tensor& ids) {
 int64_t ModelRunner::decoded_positions() const { return state_->position; }
 const std::string& ModelRunner::decoded_input() const { return state_->stream; }
 const ActivationArena& ModelRunner::arena() const { return state_->arena; }
+const std::map<std::string, double>& ModelRunner::profile() const { return state_->profile; }
 
 }  // namespace tessera::runtime

@@ -32,6 +32,8 @@ struct RunnerOptions {
   cpu::CpuOptions attention;  // the attention kernels' schedule and storage type
   // Called after each node of a pass with (nodes done, nodes in the pass): progress bars for long runs.
   std::function<void(int64_t, int64_t)> on_progress;
+  // Accumulate wall time per op kind (and attention's parts) across calls: ModelRunner::profile().
+  bool profile = false;
 };
 
 class ModelRunner {
@@ -61,6 +63,9 @@ class ModelRunner {
   const std::string& decoded_input() const;
 
   const ActivationArena& arena() const;
+  // Milliseconds per op kind ("linear", "attention", ...; "attention.kernel" is the fused kernels' share of
+  // "attention") summed over every pass since construction; empty unless RunnerOptions::profile.
+  const std::map<std::string, double>& profile() const;
 
  private:
   struct State;

@@ -15,6 +15,7 @@
 #include "compiler/graph/graph.h"
 #include "compiler/sema/model_elaboration.h"
 #include "compiler/sema/pattern_library.h"
+#include "runtime/model/random_weights.h"
 #include "runtime/tensor.h"
 
 namespace tessera::test {
@@ -40,25 +41,9 @@ inline graph::Graph example_model(const std::string& file, const std::string& na
   return graph ? std::move(*graph) : graph::Graph{};
 }
 
-// Weights of the declared shapes: norm scales near 1, biases and tables small, matrices scaled by 1/sqrt(in) so
-// activations keep their size through the layers.
+// Weights of the declared shapes (runtime::random_weights), seeded.
 inline std::map<std::string, runtime::Tensor> random_weights(const graph::Graph& graph, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::map<std::string, runtime::Tensor> weights;
-  for (const graph::Weight& w : graph.weights()) {
-    if (weights.count(w.name)) continue;
-    runtime::Tensor t(runtime::DType::Float32, w.shape);
-    const bool is_bias = w.name.size() > 5 && w.name.compare(w.name.size() - 5, 5, ".bias") == 0;
-    const bool is_vector = w.shape.size() == 1;
-    const float scale = w.shape.size() == 2 ? 1.0f / std::sqrt(static_cast<float>(w.shape[1])) : 0.2f;
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      const float r = u(rng);
-      t.data<float>()[i] = is_vector && !is_bias ? 1.0f + 0.2f * r : (is_bias ? 0.1f * r : scale * r);
-    }
-    weights.emplace(w.name, std::move(t));
-  }
-  return weights;
+  return runtime::random_weights(graph, seed);
 }
 
 inline runtime::Tensor random_ids(int64_t B, int64_t N, int64_t vocab, uint32_t seed) {
