@@ -71,6 +71,13 @@ void merge_heads(const float* in, float* out, int64_t B, int64_t n, int64_t head
       0, 4);
 }
 
+void apply_activation(OpKind op, float* x, int64_t count) {
+  if (op == OpKind::ReLU) relu_inplace(x, count);
+  if (op == OpKind::GELU) gelu_inplace(x, count);
+  if (op == OpKind::GELUTanh) gelu_tanh_inplace(x, count);
+  if (op == OpKind::SiLU) silu_inplace(x, count);
+}
+
 void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t width, const float* weight, const float* bias,
                      double eps) {
   parallel_rows(rows, [&](int64_t begin, int64_t end) {
@@ -138,10 +145,15 @@ struct ModelRunner::State {
   std::map<int, KvCache> caches;                      // streamed self-attention nodes
   std::map<int, std::pair<Tensor, Tensor>> fixed_kv;  // streamed queries over a static context: K, V heads
   std::map<int, std::pair<Tensor, Tensor>> fused_qkv;
-  std::map<std::string, double> profile;  // self-attention nodes: stacked Q, K, V weight and bias
+  std::map<std::string, double> profile;
+  std::vector<int> last_use;  // per node: its last reader in the current pass
+  Pass current_pass = Pass::Full;
+  std::vector<bool> activated;  // per node: a Linear whose (single) activation reader was applied in its epilogue  //
+                                // self-attention nodes: stacked Q, K, V weight and bias
 
   State(const graph::Graph& g, const ModelWeights& w, RunnerOptions o) : graph(g), weights(w), options(o) {
     values.resize(g.nodes.size());
+    activated.assign(g.nodes.size(), false);
     ids.resize(g.nodes.size());
     readers.resize(g.nodes.size());
     for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -215,7 +227,8 @@ struct ModelRunner::State {
   // Runs the nodes of `pass` in order. Values are released after their last reader in this pass, except the
   // output and, in the static pass, values a streamed node will read.
   void execute(Pass pass) {
-    std::vector<int> last_use(graph.nodes.size(), -1);
+    last_use.assign(graph.nodes.size(), -1);
+    current_pass = pass;
     for (size_t i = 0; i < graph.nodes.size(); ++i) {
       if (!runs_in(pass, i)) continue;
       for (int r : readers[i]) {
@@ -239,6 +252,34 @@ struct ModelRunner::State {
         values[s].data = nullptr;
       }
     }
+  }
+
+  // Node i may overwrite input a's buffer when i is a's last reader (and a is not the output or a fixed value a
+  // later decoding step reads): elementwise and row-wise steps then run in place, with no new buffer and one
+  // pass less over memory.
+  bool can_steal(size_t a, size_t i) const {
+    return values[a].slot >= 0 && last_use[a] == static_cast<int>(i) && static_cast<int>(a) != graph.output &&
+           graph.nodes[a].op != OpKind::Input && !(current_pass == Pass::Static && keep[a]);
+  }
+
+  float* steal(size_t i, size_t a) {
+    values[i] = values[a];
+    values[a] = {};
+    values[a].n = values[i].n;
+    return values[i].data;
+  }
+
+  float* allocate_or_steal(size_t i, size_t a, int64_t n, int64_t width) {
+    return can_steal(a, i) ? steal(i, a) : allocate(i, n, width);
+  }
+
+  // The activation applied right after a Linear's GEMM, when the Linear's only reader is that activation.
+  std::optional<OpKind> epilogue_activation(size_t i) const {
+    const std::vector<int>& r = readers[i];
+    if (r.size() != 1 || static_cast<int>(i) == graph.output) return std::nullopt;
+    const OpKind op = graph.nodes[static_cast<size_t>(r[0])].op;
+    if (op != OpKind::ReLU && op != OpKind::GELU && op != OpKind::GELUTanh && op != OpKind::SiLU) return std::nullopt;
+    return op;
   }
 
   float* allocate(size_t i, int64_t n, int64_t width) {
@@ -307,21 +348,40 @@ struct ModelRunner::State {
         return;
       }
       case OpKind::LayerNorm: {
-        float* out = allocate(i, n, W);
-        layer_norm_rows(values[a].data, out, rows_of(a), W, weight(node, "weight"), optional_weight(node, "bias"),
-                        node.eps);
+        const float* x = values[a].data;  // read before a stolen buffer's owner changes
+        const int64_t rows = rows_of(a);
+        float* out = allocate_or_steal(i, a, n, W);  // row-wise: each row is read whole before it is written
+        layer_norm_rows(x, out, rows, W, weight(node, "weight"), optional_weight(node, "bias"), node.eps);
         return;
       }
       case OpKind::RMSNorm: {
-        float* out = allocate(i, n, W);
-        rms_norm_rows(values[a].data, out, rows_of(a), W, weight(node, "weight"), node.eps);
+        const float* x = values[a].data;
+        const int64_t rows = rows_of(a);
+        float* out = allocate_or_steal(i, a, n, W);
+        rms_norm_rows(x, out, rows, W, weight(node, "weight"), node.eps);
         return;
       }
       case OpKind::Linear: {
         const Node& in = graph.nodes[a];
+        const float* x = values[a].data;
+        const int64_t rows = rows_of(a);
         float* out = allocate(i, n, W);
-        linear(values[a].data, rows_of(a), in.width, weight(node, "weight"),
-               node.has_bias ? weight(node, "bias") : nullptr, W, out);
+        linear(x, rows, in.width, weight(node, "weight"), nullptr, W, out);
+        // Bias and a following activation in one parallel pass over the product.
+        const float* bias = node.has_bias ? weight(node, "bias") : nullptr;
+        const std::optional<OpKind> act = epilogue_activation(i);
+        if (bias || act) {
+          parallel_rows(rows, [&](int64_t begin, int64_t end) {
+            for (int64_t r = begin; r < end; ++r) {
+              float* row = out + r * W;
+              if (bias) {
+                for (int64_t c = 0; c < W; ++c) row[c] += bias[c];
+              }
+              if (act) apply_activation(*act, row, W);
+            }
+          });
+        }
+        activated[i] = act.has_value();
         return;
       }
       case OpKind::Unembed: {
@@ -337,9 +397,9 @@ struct ModelRunner::State {
         if (values[c].n != n) {
           throw TensorError(fmt::format("{}: its operands have {} and {} positions", describe(node), n, values[c].n));
         }
-        float* out = allocate(i, n, W);
         const float* x = values[a].data;
         const float* y = values[c].data;
+        float* out = can_steal(a, i) ? steal(i, a) : allocate_or_steal(i, c, n, W);
         const bool add = node.op == OpKind::Add;
         parallel_rows(rows_of(i), [&](int64_t begin, int64_t end) {
           for (int64_t e = begin * W; e < end * W; ++e) out[e] = add ? x[e] + y[e] : x[e] * y[e];
@@ -347,9 +407,9 @@ struct ModelRunner::State {
         return;
       }
       case OpKind::Scale: {
-        float* out = allocate(i, n, W);
         const float f = static_cast<float>(node.factor);
         const float* x = values[a].data;
+        float* out = allocate_or_steal(i, a, n, W);
         parallel_rows(rows_of(i), [&](int64_t begin, int64_t end) {
           for (int64_t e = begin * W; e < end * W; ++e) out[e] = x[e] * f;
         });
@@ -359,17 +419,19 @@ struct ModelRunner::State {
       case OpKind::GELU:
       case OpKind::GELUTanh:
       case OpKind::SiLU: {
-        float* out = allocate(i, n, W);
+        const bool done = activated[a];  // applied in the Linear's epilogue already
         const float* x = values[a].data;
-        const OpKind op = node.op;
+        if (done && can_steal(a, i)) {
+          steal(i, a);
+          return;
+        }
+        float* out = allocate_or_steal(i, a, n, W);
+        const OpKind op = done ? OpKind::Input : node.op;  // Input: copy only
         parallel_rows(rows_of(i), [&](int64_t begin, int64_t end) {
           float* y = out + begin * W;
           const int64_t count = (end - begin) * W;
-          std::memcpy(y, x + begin * W, static_cast<size_t>(count) * sizeof(float));
-          if (op == OpKind::ReLU) relu_inplace(y, count);
-          if (op == OpKind::GELU) gelu_inplace(y, count);
-          if (op == OpKind::GELUTanh) gelu_tanh_inplace(y, count);
-          if (op == OpKind::SiLU) silu_inplace(y, count);
+          if (y != x + begin * W) std::memcpy(y, x + begin * W, static_cast<size_t>(count) * sizeof(float));
+          if (op != OpKind::Input) apply_activation(op, y, count);
         });
         return;
       }
