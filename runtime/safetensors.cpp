@@ -10,6 +10,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -448,6 +449,35 @@ const SafetensorsTensorInfo& SafetensorsFile::require(const std::string& name,
                                   shape_string(expected_shape)));
   }
   return i;
+}
+
+void write_safetensors(const std::string& path, const std::map<std::string, const Tensor*>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  size_t offset = 0;
+  for (const auto& [name, tensor] : tensors) {
+    if (tensor == nullptr || tensor->dtype() != DType::Float32) {
+      throw TensorError(fmt::format("{}: tensor '{}' is {}, only float32 tensors are written", path, name,
+                                    tensor ? tensor->type_string() : "null"));
+    }
+    header[name] = {
+        {"dtype", "F32"}, {"shape", tensor->shape()}, {"data_offsets", {offset, offset + tensor->size_bytes()}}};
+    offset += tensor->size_bytes();
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned, as the format recommends
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw TensorError(fmt::format("{}: cannot open for writing", path));
+  uint64_t length = text.size();
+  unsigned char prefix[8];
+  for (int i = 0; i < 8; ++i) prefix[i] = static_cast<unsigned char>(length >> (8 * i));  // little-endian
+  out.write(reinterpret_cast<const char*>(prefix), 8);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  for (const auto& [name, tensor] : tensors) {
+    out.write(static_cast<const char*>(tensor->raw_data()), static_cast<std::streamsize>(tensor->size_bytes()));
+  }
+  if (!out) throw TensorError(fmt::format("{}: write failed", path));
 }
 
 }  // namespace tessera::runtime

@@ -93,4 +93,10 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// Writes float32 tensors (by name) as a .safetensors file, F32, in name order with 8-byte aligned offsets: what
+// `tessera init-weights` and the tests use to make weight files. Throws TensorError naming the path when it cannot be
+// written, or a tensor that is not float32.
+void write_safetensors(const std::string& path, const std::map<std::string, const Tensor*>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
 }  // namespace tessera::runtime

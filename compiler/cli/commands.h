@@ -23,5 +23,6 @@ Command add_compile_command(CLI::App& app);
 Command add_run_command(CLI::App& app);
 Command add_embed_command(CLI::App& app);
 Command add_generate_command(CLI::App& app);
+Command add_init_weights_command(CLI::App& app);
 
 }  // namespace tessera::cli

@@ -13,6 +13,7 @@
 #include "runtime/model/activation_functions.h"
 #include "runtime/model/checkpoint_naming.h"
 #include "runtime/model/generation.h"
+#include "runtime/safetensors.h"
 #include "test/unit/expect_error.h"
 
 namespace tessera::runtime {
@@ -189,6 +190,35 @@ TEST(Generation, SamplingFollowsTheSoftmaxAndTopK) {
   const double z = std::sqrt(0.1) + std::sqrt(0.6) + std::sqrt(0.3);
   EXPECT_NEAR(counts[0] / double(draws), std::sqrt(0.1) / z, 0.005);
   EXPECT_NEAR(counts[1] / double(draws), std::sqrt(0.6) / z, 0.005);
+}
+
+}  // namespace
+}  // namespace tessera::runtime
+
+namespace tessera::runtime {
+namespace {
+
+TEST(SafetensorsWriter, RoundTripsThroughTheReader) {
+  const std::string path = testing::TempDir() + "/tessera_writer_test.safetensors";
+  Tensor a(DType::Float32, {3, 5});
+  Tensor b(DType::Float32, {7});
+  Tensor empty(DType::Float32, {0, 4});
+  for (int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = 0.5f * static_cast<float>(i) - 3;
+  for (int64_t i = 0; i < b.numel(); ++i) b.data<float>()[i] = -static_cast<float>(i) * 1e-3f;
+  write_safetensors(path, {{"layer.0.w", &a}, {"b", &b}, {"empty", &empty}}, {{"note", "x"}});
+  const SafetensorsFile file = SafetensorsFile::open(path);
+  EXPECT_EQ(file.names(), (std::vector<std::string>{"b", "empty", "layer.0.w"}));
+  EXPECT_EQ(file.metadata().at("note"), "x");
+  const Tensor a2 = file.to_float32("layer.0.w");
+  ASSERT_EQ(a2.shape(), a.shape());
+  for (int64_t i = 0; i < a.numel(); ++i) EXPECT_EQ(a2.data<float>()[i], a.data<float>()[i]);
+  EXPECT_EQ(file.to_float32("b").data<float>()[6], b.data<float>()[6]);
+  EXPECT_EQ(file.info("empty").shape, (std::vector<int64_t>{0, 4}));
+
+  Tensor ints(DType::Int32, {2});
+  test::expect_error<TensorError>([&] { write_safetensors(path, {{"ids", &ints}}); }, {"'ids'", "int32", "float32"});
+  test::expect_error<TensorError>([&] { write_safetensors("/nonexistent/dir/w.safetensors", {{"b", &b}}); },
+                                  {"/nonexistent/dir/w.safetensors", "cannot open"});
 }
 
 }  // namespace
