@@ -78,21 +78,48 @@ void apply_activation(OpKind op, float* x, int64_t count) {
   if (op == OpKind::SiLU) silu_inplace(x, count);
 }
 
+// Row statistics in float with 16 independent partial sums (vectorisable, and each sum adds at most width/16
+// terms, so rounding stays far below the float result's own) and a double for the final reduction.
+double row_sum(const float* x, int64_t width, float shift) {
+  float partial[16] = {};
+  int64_t c = 0;
+  for (; c + 16 <= width; c += 16) {
+    for (int j = 0; j < 16; ++j) partial[j] += x[c + j] - shift;
+  }
+  double total = 0;
+  for (; c < width; ++c) total += x[c] - shift;
+  for (float p : partial) total += p;
+  return total;
+}
+
+double row_sum_of_squares(const float* x, int64_t width, float shift) {
+  float partial[16] = {};
+  int64_t c = 0;
+  for (; c + 16 <= width; c += 16) {
+    for (int j = 0; j < 16; ++j) partial[j] += (x[c + j] - shift) * (x[c + j] - shift);
+  }
+  double total = 0;
+  for (; c < width; ++c) total += static_cast<double>(x[c] - shift) * (x[c] - shift);
+  for (float p : partial) total += p;
+  return total;
+}
+
 void layer_norm_rows(const float* x, float* y, int64_t rows, int64_t width, const float* weight, const float* bias,
                      double eps) {
   parallel_rows(rows, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float* in = x + r * width;
       float* out = y + r * width;
-      double mean = 0;
-      for (int64_t c = 0; c < width; ++c) mean += in[c];
-      mean /= static_cast<double>(width);
-      double var = 0;
-      for (int64_t c = 0; c < width; ++c) var += (in[c] - mean) * (in[c] - mean);
-      var /= static_cast<double>(width);
+      // The variance about the mean (a second pass) rather than E[x²] − mean²: no cancellation when the mean is
+      // large against the spread.
+      const float m = static_cast<float>(row_sum(in, width, 0.0f) / static_cast<double>(width));
+      const double var = row_sum_of_squares(in, width, m) / static_cast<double>(width);
       const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
-      const float m = static_cast<float>(mean);
-      for (int64_t c = 0; c < width; ++c) out[c] = (in[c] - m) * inv * weight[c] + (bias ? bias[c] : 0.0f);
+      if (bias) {
+        for (int64_t c = 0; c < width; ++c) out[c] = (in[c] - m) * inv * weight[c] + bias[c];
+      } else {
+        for (int64_t c = 0; c < width; ++c) out[c] = (in[c] - m) * inv * weight[c];
+      }
     }
   });
 }
@@ -102,8 +129,7 @@ void rms_norm_rows(const float* x, float* y, int64_t rows, int64_t width, const 
     for (int64_t r = begin; r < end; ++r) {
       const float* in = x + r * width;
       float* out = y + r * width;
-      double squares = 0;
-      for (int64_t c = 0; c < width; ++c) squares += static_cast<double>(in[c]) * in[c];
+      const double squares = row_sum_of_squares(in, width, 0.0f);
       const float inv = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(width) + eps));
       for (int64_t c = 0; c < width; ++c) out[c] = in[c] * inv * weight[c];
     }
@@ -366,20 +392,12 @@ struct ModelRunner::State {
         const float* x = values[a].data;
         const int64_t rows = rows_of(a);
         float* out = allocate(i, n, W);
-        linear(x, rows, in.width, weight(node, "weight"), nullptr, W, out);
-        // Bias and a following activation in one parallel pass over the product.
-        const float* bias = node.has_bias ? weight(node, "bias") : nullptr;
+        linear(x, rows, in.width, weight(node, "weight"), node.has_bias ? weight(node, "bias") : nullptr, W, out);
+        // A following activation in one parallel pass over the product, while it is fresh.
         const std::optional<OpKind> act = epilogue_activation(i);
-        if (bias || act) {
-          parallel_rows(rows, [&](int64_t begin, int64_t end) {
-            for (int64_t r = begin; r < end; ++r) {
-              float* row = out + r * W;
-              if (bias) {
-                for (int64_t c = 0; c < W; ++c) row[c] += bias[c];
-              }
-              if (act) apply_activation(*act, row, W);
-            }
-          });
+        if (act) {
+          parallel_rows(
+              rows, [&](int64_t begin, int64_t end) { apply_activation(*act, out + begin * W, (end - begin) * W); });
         }
         activated[i] = act.has_value();
         return;
