@@ -529,11 +529,13 @@ struct ModelRunner::State {
     const int64_t offsets[3] = {0, node.heads * d, (node.heads + node.kv_heads) * d};
     const int64_t heads[3] = {node.heads, node.kv_heads, node.kv_heads};
     std::array<int, 3> slots{};
+    const auto split_start = std::chrono::steady_clock::now();
     for (int p = 0; p < 3; ++p) {
       slots[static_cast<size_t>(p)] = arena.acquire(std::max<int64_t>(1, rows * heads[p] * d));
       split_heads(arena.data(flat), width, offsets[p], arena.data(slots[static_cast<size_t>(p)]), batch, n, heads[p],
                   d);
     }
+    if (options.profile) profile["attention.heads_layout"] += milliseconds_since(split_start);
     arena.release(flat);
     return slots;
   }
@@ -626,7 +628,9 @@ struct ModelRunner::State {
 
     const int merged = arena.acquire(std::max<int64_t>(1, batch * n * H * d));
     scratch.push_back(merged);
+    const auto merge_start = std::chrono::steady_clock::now();
     merge_heads(arena.data(o_slot), arena.data(merged), batch, n, H, d);
+    if (options.profile) profile["attention.heads_layout"] += milliseconds_since(merge_start);
     float* out = allocate(i, n, node.width);
     linear(arena.data(merged), batch * n, H * d, weight(node, "output.weight"),
            node.has_bias ? weight(node, "output.bias") : nullptr, node.width, out);
