@@ -11,6 +11,9 @@ namespace tessera::runtime {
 
 namespace {
 
+// Up to this many rows go through one matrix-vector product per row.
+constexpr int64_t kGemvRows = 4;
+
 void check_size(const char* name, int64_t value, int64_t minimum) {
   if (value < minimum || value > std::numeric_limits<int32_t>::max()) {
     throw std::invalid_argument(fmt::format("linear: {} = {} is out of range [{}, {}]", name, value, minimum,
@@ -32,6 +35,16 @@ void linear(const float* x, int64_t rows, int64_t in, const float* weight, const
   const auto m = static_cast<int>(rows);
   const auto k = static_cast<int>(in);
   const auto n = static_cast<int>(out);
+  if (rows <= kGemvRows) {
+    // A decoding step's few rows: sgemm would pack (copy) the whole weight matrix on every call, which measured
+    // as the largest single cost of GPT-2 decoding; matrix-vector products read it once, in place.
+    for (int64_t r = 0; r < rows; ++r) {
+      float* yr = y + r * out;
+      if (bias) std::memcpy(yr, bias, static_cast<size_t>(out) * sizeof(float));
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, weight, k, x + r * in, 1, bias ? 1.0f : 0.0f, yr, 1);
+    }
+    return;
+  }
   if (bias == nullptr) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, weight, k, 0.0f, y, n);
     return;

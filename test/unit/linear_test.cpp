@@ -62,7 +62,9 @@ void check_against_float64(const Case& c, bool with_bias) {
 }
 
 TEST(Linear, MatchesFloat64OnOddSizes) {
-  for (const Case& c : {Case{1, 1, 1}, Case{7, 13, 5}, Case{33, 64, 17}}) {
+  // Up to 4 rows take the matrix-vector path, more the GEMM: both sides of the switch.
+  for (const Case& c : {Case{1, 1, 1}, Case{1, 385, 97}, Case{3, 130, 7}, Case{4, 64, 33}, Case{5, 64, 33},
+                        Case{7, 13, 5}, Case{33, 64, 17}}) {
     check_against_float64(c, /*with_bias=*/false);
     check_against_float64(c, /*with_bias=*/true);
   }
