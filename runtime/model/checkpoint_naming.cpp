@@ -5,6 +5,8 @@
 #include <regex>
 #include <stdexcept>
 
+#include "runtime/model/model_error.h"
+
 namespace tessera::runtime {
 
 namespace {
@@ -131,7 +133,7 @@ CheckpointNaming parse_checkpoint_naming(const std::string& text) {
   if (text == "tessera") return CheckpointNaming::Tessera;
   if (text == "bert") return CheckpointNaming::Bert;
   if (text == "gpt2") return CheckpointNaming::Gpt2;
-  throw std::invalid_argument(fmt::format("unknown checkpoint naming '{}' (expected tessera, bert or gpt2)", text));
+  throw ModelError(fmt::format("unknown checkpoint naming '{}' (expected tessera, bert or gpt2)", text));
 }
 
 CheckpointNaming detect_checkpoint_naming(const std::vector<std::string>& names) {

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/model/model_error.h"
 #include "runtime/tensor.h"
 
 namespace tessera::runtime {
@@ -30,7 +31,7 @@ namespace tessera::runtime {
 enum class CheckpointNaming { Tessera, Bert, Gpt2 };
 
 const char* checkpoint_naming_name(CheckpointNaming naming);  // "tessera", "bert", "gpt2"
-// "tessera", "bert" or "gpt2"; throws std::invalid_argument listing the choices otherwise.
+// "tessera", "bert" or "gpt2"; throws ModelError listing the choices otherwise.
 CheckpointNaming parse_checkpoint_naming(const std::string& text);
 
 // bert when the names hold BERT's `embeddings.word_embeddings.weight`, gpt2 when they hold `wte.weight`, else

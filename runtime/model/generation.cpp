@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "runtime/model/model_error.h"
+
 namespace tessera::runtime {
 
 int32_t choose_token(const float* logits, int64_t vocab, double temperature, int64_t top_k, double draw) {
@@ -47,7 +49,7 @@ Tensor generate(ModelRunner& runner, const Tensor& prompt, const GenerationOptio
   if (prompt.rank() != 2 || prompt.dim(1) < 1) {
     throw TensorError(fmt::format("the prompt is {}, expected token ids [B, N] with N >= 1", prompt.type_string()));
   }
-  if (options.max_new_tokens < 0) throw std::invalid_argument("max_new_tokens must be >= 0");
+  if (options.max_new_tokens < 0) throw ModelError("max_new_tokens must be >= 0");
   const Tensor ids = to_int32(prompt, "the prompt");
   const int64_t B = ids.dim(0), N = ids.dim(1);
   Tensor result(DType::Int32, {B, N + options.max_new_tokens});
@@ -62,8 +64,8 @@ Tensor generate(ModelRunner& runner, const Tensor& prompt, const GenerationOptio
   for (int64_t t = 0; t < options.max_new_tokens; ++t) {
     const Tensor& logits = runner.decode(*step);
     if (logits.rank() != 3) {
-      throw std::invalid_argument(fmt::format(
-          "generation needs a model whose output is logits per position, but it returns {}", logits.type_string()));
+      throw ModelError(fmt::format("generation needs a model whose output is logits per position, but it returns {}",
+                                   logits.type_string()));
     }
     const int64_t n = logits.dim(1), vocab = logits.dim(2);
     for (int64_t b = 0; b < B; ++b) {

@@ -13,6 +13,7 @@
 
 #include "runtime/linear.h"
 #include "runtime/model/activation_functions.h"
+#include "runtime/model/model_error.h"
 #include "runtime/model/parallel_rows.h"
 
 namespace tessera::runtime {
@@ -222,8 +223,7 @@ struct ModelRunner::State {
       } else {
         auto it = inputs.find(node.input_name);
         if (it == inputs.end() || it->second == nullptr) {
-          throw std::invalid_argument(
-              fmt::format("model '{}' needs input '{}' (token ids [B, N])", graph.name, node.input_name));
+          throw ModelError(fmt::format("model '{}' needs input '{}' (token ids [B, N])", graph.name, node.input_name));
         }
         given = it->second;
       }
@@ -243,8 +243,8 @@ struct ModelRunner::State {
       if (pass == Pass::Step) break;  // kept from begin_decoding
       auto it = inputs.find(decl.name);
       if (it == inputs.end() || it->second == nullptr) {
-        throw std::invalid_argument(fmt::format(
-            "model '{}' needs run-time tensor '{}' (read by its attention patterns)", graph.name, decl.name));
+        throw ModelError(fmt::format("model '{}' needs run-time tensor '{}' (read by its attention patterns)",
+                                     graph.name, decl.name));
       }
       runtime_tensors[decl.name] = it->second;
     }
@@ -670,7 +670,7 @@ struct ModelRunner::State {
 ModelRunner::ModelRunner(const graph::Graph& graph, const ModelWeights& weights, RunnerOptions options)
     : state_(std::make_unique<State>(graph, weights, options)) {
   if (graph.output < 0 || static_cast<size_t>(graph.output) >= graph.nodes.size()) {
-    throw std::invalid_argument(fmt::format("model '{}' has no output", graph.name));
+    throw ModelError(fmt::format("model '{}' has no output", graph.name));
   }
 }
 
@@ -702,7 +702,7 @@ void ModelRunner::begin_decoding(const std::map<std::string, const Tensor*>& fix
     if (!fixed_inputs.count(name)) streamed.push_back(name);
   }
   if (streamed.size() != 1) {
-    throw std::invalid_argument(
+    throw ModelError(
         fmt::format("model '{}': decoding streams exactly one input, but {} of its inputs ({}) were not given as fixed",
                     g.name, streamed.size(), fmt::join(streamed, ", ")));
   }
@@ -716,13 +716,13 @@ void ModelRunner::begin_decoding(const std::map<std::string, const Tensor*>& fix
     for (int in : node.inputs) s.streams[i] = s.streams[i] || s.streams[static_cast<size_t>(in)];
   }
   if (!s.streams[static_cast<size_t>(g.output)]) {
-    throw std::invalid_argument(
+    throw ModelError(
         fmt::format("model '{}': its output does not depend on input '{}', nothing to decode", g.name, s.stream));
   }
   for (size_t i = 0; i < count; ++i) {
     const Node& node = g.nodes[i];
     if (s.streams[i] && (node.op == OpKind::MeanPool || node.op == OpKind::ClsPool)) {
-      throw std::invalid_argument(
+      throw ModelError(
           fmt::format("model '{}': {} pools over the whole sequence and cannot be decoded "
                       "incrementally",
                       g.name, describe(node)));
@@ -738,13 +738,13 @@ void ModelRunner::begin_decoding(const std::map<std::string, const Tensor*>& fix
     const size_t x = static_cast<size_t>(node.inputs[0]);
     const size_t ctx = node.inputs.size() > 1 ? static_cast<size_t>(node.inputs[1]) : x;
     if (!s.streams[x]) {
-      throw std::invalid_argument(
+      throw ModelError(
           fmt::format("model '{}': {} takes its queries from a fixed value and its keys from "
                       "the decoded input; it cannot be decoded incrementally",
                       g.name, describe(node)));
     }
     if (s.streams[ctx] && !node.causal_in_time) {
-      throw std::invalid_argument(
+      throw ModelError(
           fmt::format("model '{}': {} uses pattern '{}', which may let a query see a later key, so decoding with a KV "
                       "cache would change its result",
                       g.name, describe(node), node.pattern->name));

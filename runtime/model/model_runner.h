@@ -22,6 +22,7 @@
 
 #include "compiler/graph/graph.h"
 #include "runtime/model/activation_arena.h"
+#include "runtime/model/model_error.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/tensor.h"
 #include "targets/cpu/cpu_attention.h"
@@ -47,13 +48,13 @@ class ModelRunner {
 
   // inputs: token ids [B, N] (int32 or int64) for every graph input by name, and the int tensors attention
   // patterns read (Graph::runtime_tensors) by name. Returns the output node's value, [B, N, width] or
-  // [B, width], valid until the next call. Throws TensorError / std::invalid_argument naming the offending
+  // [B, width], valid until the next call. Throws TensorError / ModelError naming the offending
   // input, node or token id.
   const Tensor& forward(const std::map<std::string, const Tensor*>& inputs);
 
   // Starts decoding the one graph input not in `fixed_inputs` (for a single-input model: pass {} or only
   // run-time tensors). Computes every node that does not depend on it, and empties the KV caches. Throws
-  // std::invalid_argument naming the node when the graph cannot be decoded incrementally (a pooled output, a
+  // ModelError naming the node when the graph cannot be decoded incrementally (a pooled output, a
   // streamed attention whose pattern may look ahead).
   void begin_decoding(const std::map<std::string, const Tensor*>& fixed_inputs = {});
   // Appends `ids` ([B, n], the batch of begin_decoding's inputs, or any B for a single-input model on the first

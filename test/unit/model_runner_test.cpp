@@ -2,11 +2,14 @@
 // small random weights, forward passes and incremental decoding with the KV cache.
 #include "runtime/model/model_runner.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "runtime/model/generation.h"
+#include "runtime/model/random_weights.h"
+#include "runtime/safetensors.h"
 #include "targets/reference/reference_model.h"
 #include "test/unit/expect_error.h"
 #include "test/unit/model_test_support.h"
@@ -242,13 +245,13 @@ TEST(ModelRunner, BadInputsAreNamed) {
         runner.forward({{"tokens", &too_long}});
       },
       {"learned_positions 'position'", "64 positions"});
-  test::expect_error<std::invalid_argument>([&] { runner.forward({}); }, {"needs input 'tokens'"});
+  test::expect_error<ModelError>([&] { runner.forward({}); }, {"needs input 'tokens'"});
   // The runner still works after errors.
   EXPECT_NO_THROW(runner.forward(p.inputs));
 
   Prepared minilm = prepare(examples()[0], 1, 2);
   ModelRunner encoder(minilm.graph, *minilm.weights);
-  test::expect_error<std::invalid_argument>([&] { encoder.begin_decoding(); }, {"mean_pool", "incrementally"});
+  test::expect_error<ModelError>([&] { encoder.begin_decoding(); }, {"mean_pool", "incrementally"});
 }
 
 TEST(ModelWeights, MissingAndMisshapedWeightsAreNamed) {
@@ -266,6 +269,83 @@ TEST(ModelWeights, MissingAndMisshapedWeightsAreNamed) {
   extra["pooler.weight"] = Tensor(DType::Float32, {2});
   const ModelWeights loaded(graph, std::move(extra));
   EXPECT_EQ(loaded.extra(), std::vector<std::string>{"pooler.weight"});
+}
+
+}  // namespace
+}  // namespace tessera::runtime
+
+namespace tessera::runtime {
+namespace {
+
+// The same random weights saved once in Tessera's names and once as a GPT-2 checkpoint lays them out (Conv1D
+// [in, out] matrices, Q|K|V fused in c_attn, a tied lm_head and the causal-mask buffers as extras): loading the
+// second with the detected naming must give the same model, bit for bit.
+TEST(ModelWeights, AGpt2CheckpointLoadsAsTheSameModel) {
+  const std::map<std::string, std::string> sizes = {{"layers", "2"}, {"width", "32"}, {"heads", "4"},
+                                                    {"ffn", "64"},   {"vocab", "61"}, {"context", "64"}};
+  const graph::Graph graph = test::example_model("gpt.attn", "gpt", sizes);
+  std::map<std::string, Tensor> ours = random_weights(graph, 17);
+  auto transposed = [](const Tensor& t) {
+    Tensor out(DType::Float32, {t.dim(1), t.dim(0)});
+    for (int64_t r = 0; r < t.dim(0); ++r) {
+      for (int64_t c = 0; c < t.dim(1); ++c) out.data<float>()[c * t.dim(0) + r] = t.data<float>()[r * t.dim(1) + c];
+    }
+    return out;
+  };
+  std::map<std::string, Tensor> gpt2;
+  gpt2["wte.weight"] = ours.at("word.weight").clone();
+  gpt2["wpe.weight"] = ours.at("position.weight").clone();
+  gpt2["lm_head.weight"] = ours.at("word.weight").clone();
+  for (int l = 0; l < 2; ++l) {
+    const std::string p = fmt::format("layer.{}.", l), h = fmt::format("h.{}.", l);
+    for (const char* param : {"weight", "bias"}) {
+      gpt2[h + "ln_1." + param] = ours.at(p + "attention_norm." + param).clone();
+      gpt2[h + "ln_2." + param] = ours.at(p + "ffn_norm." + param).clone();
+    }
+    Tensor c_attn(DType::Float32, {32, 96}), c_attn_bias(DType::Float32, {96});
+    const char* parts[] = {"query", "key", "value"};
+    for (int part = 0; part < 3; ++part) {
+      const Tensor w = transposed(ours.at(p + "attention." + parts[part] + ".weight"));  // [in, out]
+      for (int64_t r = 0; r < 32; ++r) {
+        for (int64_t c = 0; c < 32; ++c) c_attn.data<float>()[r * 96 + part * 32 + c] = w.data<float>()[r * 32 + c];
+      }
+      for (int64_t c = 0; c < 32; ++c) {
+        c_attn_bias.data<float>()[part * 32 + c] = ours.at(p + "attention." + parts[part] + ".bias").data<float>()[c];
+      }
+    }
+    gpt2[h + "attn.c_attn.weight"] = std::move(c_attn);
+    gpt2[h + "attn.c_attn.bias"] = std::move(c_attn_bias);
+    gpt2[h + "attn.c_proj.weight"] = transposed(ours.at(p + "attention.output.weight"));
+    gpt2[h + "attn.c_proj.bias"] = ours.at(p + "attention.output.bias").clone();
+    gpt2[h + "mlp.c_fc.weight"] = transposed(ours.at(p + "ffn_in.weight"));
+    gpt2[h + "mlp.c_fc.bias"] = ours.at(p + "ffn_in.bias").clone();
+    gpt2[h + "mlp.c_proj.weight"] = transposed(ours.at(p + "ffn_out.weight"));
+    gpt2[h + "mlp.c_proj.bias"] = ours.at(p + "ffn_out.bias").clone();
+    gpt2[h + "attn.bias"] = Tensor(DType::Float32, {1, 1, 64, 64});
+  }
+  gpt2["ln_f.weight"] = ours.at("final_norm.weight").clone();
+  gpt2["ln_f.bias"] = ours.at("final_norm.bias").clone();
+
+  const std::string ours_path = testing::TempDir() + "/tessera_ours.safetensors";
+  const std::string gpt2_path = testing::TempDir() + "/tessera_gpt2.safetensors";
+  std::map<std::string, const Tensor*> a, b;
+  for (const auto& [name, t] : ours) a[name] = &t;
+  for (const auto& [name, t] : gpt2) b["transformer." + name] = &t;
+  write_safetensors(ours_path, a);
+  write_safetensors(gpt2_path, b);
+
+  const ModelWeights direct = ModelWeights::load(ours_path, graph);
+  const ModelWeights mapped = ModelWeights::load(gpt2_path, graph);
+  EXPECT_EQ(direct.naming(), CheckpointNaming::Tessera);
+  EXPECT_EQ(mapped.naming(), CheckpointNaming::Gpt2);
+  EXPECT_EQ(mapped.extra(), (std::vector<std::string>{"transformer.h.0.attn.bias", "transformer.h.1.attn.bias",
+                                                      "transformer.lm_head.weight"}));
+  const Tensor ids = test::random_ids(2, 11, 61, 3);
+  ModelRunner r1(graph, direct), r2(graph, mapped);
+  const Tensor out1 = r1.forward({{"tokens", &ids}}).clone();
+  const Tensor& out2 = r2.forward({{"tokens", &ids}});
+  ASSERT_EQ(out1.shape(), out2.shape());
+  for (int64_t i = 0; i < out1.numel(); ++i) ASSERT_EQ(out1.data<float>()[i], out2.data<float>()[i]) << i;
 }
 
 }  // namespace

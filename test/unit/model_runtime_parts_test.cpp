@@ -75,7 +75,7 @@ TEST(CheckpointNaming, DetectsBertAndGpt2) {
   EXPECT_EQ(detect_checkpoint_naming({"transformer.wte.weight"}), CheckpointNaming::Gpt2);
   EXPECT_EQ(detect_checkpoint_naming({"wte.weight", "h.0.ln_1.weight"}), CheckpointNaming::Gpt2);
   EXPECT_EQ(detect_checkpoint_naming({"word.weight"}), CheckpointNaming::Tessera);
-  test::expect_error<std::invalid_argument>([] { parse_checkpoint_naming("roberta"); },
+  test::expect_error<ModelError>([] { parse_checkpoint_naming("roberta"); },
                                             {"roberta", "tessera, bert or gpt2"});
 }
 
