@@ -189,8 +189,8 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
 
   const std::vector<int64_t> out_shape{sz.B, sz.H, sz.N, sz.Dv};
   if (out.dtype() != runtime::DType::Float32 || out.shape() != out_shape) {
-    throw runtime::TensorError(fmt::format("attention output is {}, expected float32{}", out.type_string(),
-                                           runtime::shape_string(out_shape)));
+    throw runtime::TensorError(
+        fmt::format("attention output is {}, expected float32{}", out.type_string(), runtime::shape_string(out_shape)));
   }
   if (sz.N == 0 || sz.M == 0) {  // no queries, or nothing to attend to: zeros
     std::fill(out.data<float>(), out.data<float>() + out.numel(), 0.0f);
@@ -208,7 +208,9 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
     classify.load_bounds = analysis::make_load_bounds(tensors.views);
     per_call.emplace(make_execution_plan(pattern, sz, sched, classify));
   }
-  const ExecutionPlan& execution = per_call ? *per_call : cached_execution_plan(pattern, sz, sched, classify);
+  std::shared_ptr<const ExecutionPlan> cached;
+  if (!per_call) cached = cached_execution_plan(pattern, sz, sched, classify);
+  const ExecutionPlan& execution = per_call ? *per_call : *cached;
   const std::vector<tessera_cpu_driver::ComponentPlan> components = driver_components(execution, pattern, sz, shapes);
 
   const bool values_finite = bf16 ? tessera_cpu_driver::all_finite(v_bf16.data(), static_cast<int64_t>(v_bf16.size()))

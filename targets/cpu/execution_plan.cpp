@@ -78,16 +78,24 @@ ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::Attentio
   return execution;
 }
 
-const ExecutionPlan& cached_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
-                                           const CpuSchedule& sched, const analysis::ClassifyOptions& classify) {
+std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                                                           const CpuSchedule& sched,
+                                                           const analysis::ClassifyOptions& classify) {
+  // Decoding asks for a new M at every step: the cache is bounded so a long generation does not keep a plan per
+  // context length. Plans are shared, so dropping them never invalidates one a caller still uses.
+  constexpr size_t kMaxPlans = 512;
   static std::mutex mutex;
-  static std::map<std::string, std::unique_ptr<ExecutionPlan>> cache;
+  static std::map<std::string, std::shared_ptr<const ExecutionPlan>> cache;
   const std::string key = fmt::format("{}|B={},H={},N={},M={},D={}|bq={},bk={},ck={}", ir::to_string(pattern), sz.B,
                                       sz.H, sz.N, sz.M, sz.D, sched.block_q, sched.block_k, sched.chunk_k);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  auto execution = std::make_shared<const ExecutionPlan>(make_execution_plan(pattern, sz, sched, classify));
   std::lock_guard<std::mutex> lock(mutex);
-  if (auto it = cache.find(key); it != cache.end()) return *it->second;
-  auto execution = std::make_unique<ExecutionPlan>(make_execution_plan(pattern, sz, sched, classify));
-  return *cache.emplace(key, std::move(execution)).first->second;
+  if (cache.size() >= kMaxPlans) cache.clear();
+  return cache.emplace(key, std::move(execution)).first->second;
 }
 
 std::vector<std::string> kernel_symbols(const ir::Pattern& local) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,9 +39,11 @@ struct ExecutionPlan {
 ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz, const CpuSchedule& sched,
                                   analysis::ClassifyOptions classify);
 
-// The same, cached by (pattern, sizes, tiles): planning costs more than a small attention call.
-const ExecutionPlan& cached_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
-                                           const CpuSchedule& sched, const analysis::ClassifyOptions& classify);
+// The same, cached by (pattern, sizes, tiles): planning costs more than a small attention call. The cache holds a
+// bounded number of plans (decoding asks for one per context length).
+std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                                                           const CpuSchedule& sched,
+                                                           const analysis::ClassifyOptions& classify);
 
 // The symbols a component's kernel reads, in the order the kernel takes them (sorted by name).
 std::vector<std::string> kernel_symbols(const ir::Pattern& local);
