@@ -26,18 +26,6 @@ struct GenerateOptions {
   std::string out;
 };
 
-runtime::Tensor read_token_ids(const std::string& path) {
-  runtime::Tensor ids = runtime::read_npy(path);
-  if (ids.dtype() == runtime::DType::Float32 || (ids.rank() != 1 && ids.rank() != 2)) {
-    throw UserError(fmt::format("{}: expected integer token ids [N] or [B, N], got {}", path, ids.type_string()));
-  }
-  runtime::Tensor ids32 = runtime::to_int32(ids, path);
-  if (ids.rank() == 2) return ids32;
-  runtime::Tensor batch(runtime::DType::Int32, {1, ids.dim(0)});
-  std::copy_n(ids32.data<int32_t>(), ids.dim(0), batch.data<int32_t>());
-  return batch;
-}
-
 int run_generate(const GenerateOptions& options) {
   const graph::Graph graph = load_model_graph(options.model);
   std::map<std::string, runtime::Tensor> owned;

@@ -7,6 +7,7 @@
 
 #include "compiler/cli/command_context.h"
 #include "compiler/sema/model_elaboration.h"
+#include "runtime/npy.h"
 
 namespace tessera::cli {
 
@@ -74,6 +75,21 @@ runtime::RunnerOptions runner_options(const ModelFlags& flags) {
   options.attention.storage = flags.dtype == "bf16" ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32;
   options.attention.schedule.threads = flags.threads;
   return options;
+}
+
+runtime::Tensor read_token_ids(const std::string& path) {
+  const runtime::Tensor ids = runtime::read_npy(path);
+  if (ids.dtype() == runtime::DType::Float32) {
+    throw UserError(fmt::format("{}: token ids must be integers, got {}", path, ids.type_string()));
+  }
+  if (ids.rank() != 1 && ids.rank() != 2) {
+    throw UserError(fmt::format("{}: token ids are {}, expected [N] or [B, N]", path, ids.type_string()));
+  }
+  runtime::Tensor ids32 = runtime::to_int32(ids, path);
+  if (ids.rank() == 2) return ids32;
+  runtime::Tensor batch(runtime::DType::Int32, {1, ids.dim(0)});
+  std::copy_n(ids32.data<int32_t>(), ids.dim(0), batch.data<int32_t>());
+  return batch;
 }
 
 }  // namespace tessera::cli

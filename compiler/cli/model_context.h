@@ -30,4 +30,8 @@ graph::Graph load_model_graph(const ModelFlags& flags);
 runtime::ModelWeights load_model_weights(const ModelFlags& flags, const graph::Graph& graph);
 runtime::RunnerOptions runner_options(const ModelFlags& flags);
 
+// Token ids from a .npy file: [N] is one sequence (batch 1), [B, N] a batch; any integer dtype, returned int32.
+// A float or higher-rank file is a UserError naming it.
+runtime::Tensor read_token_ids(const std::string& path);
+
 }  // namespace tessera::cli

@@ -38,24 +38,6 @@ std::pair<std::string, std::string> split_binding(const std::string& flag, const
   return {binding.substr(0, eq), binding.substr(eq + 1)};
 }
 
-// Token ids from a file: [N] is one sequence, [B, N] a batch.
-runtime::Tensor read_ids(const std::string& path) {
-  runtime::Tensor ids = runtime::read_npy(path);
-  if (ids.dtype() == runtime::DType::Float32) {
-    throw UserError(fmt::format("{}: token ids must be integers, got {}", path, ids.type_string()));
-  }
-  if (ids.rank() == 1) {
-    runtime::Tensor batch = runtime::to_int32(ids, path);
-    const int64_t n = ids.dim(0);
-    runtime::Tensor reshaped(runtime::DType::Int32, {1, n});
-    std::copy_n(batch.data<int32_t>(), n, reshaped.data<int32_t>());
-    return reshaped;
-  }
-  if (ids.rank() != 2)
-    throw UserError(fmt::format("{}: token ids are {}, expected [N] or [B, N]", path, ids.type_string()));
-  return runtime::to_int32(ids, path);
-}
-
 // --pool and --normalize on the model's output.
 runtime::Tensor post_process(const runtime::Tensor& output, const RunOptions& options) {
   runtime::Tensor result = output.clone();
@@ -100,7 +82,7 @@ int run_model(const RunOptions& options) {
   std::map<std::string, const runtime::Tensor*> inputs;
   if (!options.tokens.empty()) {
     if (graph.inputs.empty()) throw UserError(fmt::format("model '{}' has no input", graph.name));
-    owned[graph.inputs.front()] = read_ids(options.tokens);
+    owned[graph.inputs.front()] = read_token_ids(options.tokens);
   }
   for (const std::string& binding : options.inputs) {
     auto [name, path] = split_binding("--input", binding);
@@ -108,7 +90,7 @@ int run_model(const RunOptions& options) {
       throw UserError(fmt::format("--input {}: model '{}' has no input named '{}' (its inputs: {})", binding,
                                   graph.name, name, fmt::join(graph.inputs, ", ")));
     }
-    owned[name] = read_ids(path);
+    owned[name] = read_token_ids(path);
   }
   for (const std::string& binding : options.tensors) {
     auto [name, path] = split_binding("--tensor", binding);
