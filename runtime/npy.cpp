@@ -270,6 +270,10 @@ void check_data_size(const Header& h, uint64_t expected, uint64_t found, const s
 }
 
 std::string header_text(const Tensor& tensor) {
+  if (tensor.dtype() == DType::BFloat16) {
+    throw TensorError(
+        fmt::format("a bfloat16 tensor {} has no .npy dtype: convert it to float32 first", tensor.shape_string()));
+  }
   const char* descr = tensor.dtype() == DType::Float32 ? "<f4" : tensor.dtype() == DType::Int32 ? "<i4" : "<i8";
   std::string shape;
   for (int64_t extent : tensor.shape()) shape += fmt::format("{}, ", extent);

@@ -44,6 +44,7 @@ const char* dtype_name(DType dtype) {
     case DType::Float32: return "float32";
     case DType::Int32: return "int32";
     case DType::Int64: return "int64";
+    case DType::BFloat16: return "bfloat16";
   }
   return "?";
 }
@@ -53,6 +54,7 @@ size_t dtype_size(DType dtype) {
     case DType::Float32: return 4;
     case DType::Int32: return 4;
     case DType::Int64: return 8;
+    case DType::BFloat16: return 2;
   }
   return 1;
 }
@@ -142,6 +144,40 @@ Tensor to_int32(const Tensor& tensor, const std::string& what) {
     out[e] = static_cast<int32_t>(in[e]);
   }
   return result;
+}
+
+Tensor to_bfloat16(const Tensor& tensor) {
+  if (tensor.dtype() != DType::Float32) {
+    throw TensorError(fmt::format("to_bfloat16 needs a float32 tensor, got {}", tensor.type_string()));
+  }
+  Tensor out(DType::BFloat16, tensor.shape());
+  const float* in = tensor.data<float>();
+  uint16_t* bits_out = out.data<uint16_t>();
+  for (int64_t e = 0; e < tensor.numel(); ++e) {
+    uint32_t bits;
+    std::memcpy(&bits, &in[e], 4);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) {
+      bits |= 0x00400000u;
+    } else {
+      bits += 0x7fffu + ((bits >> 16) & 1u);
+    }
+    bits_out[e] = static_cast<uint16_t>(bits >> 16);
+  }
+  return out;
+}
+
+Tensor bfloat16_to_float32(const Tensor& tensor) {
+  if (tensor.dtype() != DType::BFloat16) {
+    throw TensorError(fmt::format("bfloat16_to_float32 needs a bfloat16 tensor, got {}", tensor.type_string()));
+  }
+  Tensor out(DType::Float32, tensor.shape());
+  const uint16_t* in = tensor.data<uint16_t>();
+  float* values = out.data<float>();
+  for (int64_t e = 0; e < tensor.numel(); ++e) {
+    const uint32_t bits = static_cast<uint32_t>(in[e]) << 16;
+    std::memcpy(&values[e], &bits, 4);
+  }
+  return out;
 }
 
 }  // namespace tessera::runtime

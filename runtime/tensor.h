@@ -16,9 +16,12 @@
 
 namespace tessera::runtime {
 
-enum class DType : uint8_t { Float32, Int32, Int64 };
+// BFloat16 holds the upper 16 bits of a float32 (8 exponent, 7 mantissa bits): storage for attention inputs and
+// weights at half the bytes, widened to float32 for arithmetic. Its elements are accessed as their bit patterns,
+// data<uint16_t>().
+enum class DType : uint8_t { Float32, Int32, Int64, BFloat16 };
 
-const char* dtype_name(DType dtype);  // "float32", "int32", "int64"
+const char* dtype_name(DType dtype);  // "float32", "int32", "int64", "bfloat16"
 size_t dtype_size(DType dtype);       // bytes per element
 
 // Bad shapes, dtype mismatches, unreadable or malformed files. The message says what and where.
@@ -29,10 +32,12 @@ class TensorError : public std::runtime_error {
 
 template <typename T>
 constexpr DType dtype_of() {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, int32_t> || std::is_same_v<T, int64_t>,
-                "tensors hold float, int32_t or int64_t");
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, int32_t> || std::is_same_v<T, int64_t> ||
+                    std::is_same_v<T, uint16_t>,
+                "tensors hold float, int32_t, int64_t or uint16_t (bfloat16 bits)");
   if constexpr (std::is_same_v<T, float>) return DType::Float32;
   if constexpr (std::is_same_v<T, int32_t>) return DType::Int32;
+  if constexpr (std::is_same_v<T, uint16_t>) return DType::BFloat16;
   return DType::Int64;
 }
 
@@ -107,5 +112,11 @@ class Tensor {
 // An int32 copy of an int32 or int64 tensor. numpy's default integer is int64, while patterns read int32
 // run-time tensors; `what` (a file or tensor name) prefixes the error if a value does not fit in int32.
 Tensor to_int32(const Tensor& tensor, const std::string& what);
+
+// float32 -> bfloat16, rounded to nearest even; NaN stays NaN (made quiet, so no payload bit is lost into an
+// infinity), a finite value may round up to infinity as IEEE rounding says. Throws TensorError for another dtype.
+Tensor to_bfloat16(const Tensor& tensor);
+// bfloat16 -> float32, exact. Throws TensorError for another dtype.
+Tensor bfloat16_to_float32(const Tensor& tensor);
 
 }  // namespace tessera::runtime

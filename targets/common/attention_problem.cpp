@@ -74,6 +74,7 @@ ir::ElemType elem_type_of(const std::string& name, const Tensor& t) {
     case DType::Float32: return ir::ElemType::Float32;
     case DType::Int32: return ir::ElemType::Int32;
     case DType::Int64: break;
+    case DType::BFloat16: break;
   }
   throw std::logic_error("tessera internal error: int64 run-time tensor '" + name + "' was not narrowed");
 }

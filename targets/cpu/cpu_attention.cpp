@@ -48,24 +48,6 @@ void check_tensor_indices(const ir::Pattern& pattern, const ir::AttentionSizes& 
   }
 }
 
-// bf16 storage: the top 16 bits of each float32, rounded to nearest even (NaN stays NaN, kept quiet so no
-// payload bit is lost into an infinity). Kernels widen them back by a shift; accumulation is float32.
-std::vector<uint16_t> to_bf16(const Tensor& t) {
-  std::vector<uint16_t> out(static_cast<size_t>(t.numel()));
-  const float* data = t.data<float>();
-  for (size_t e = 0; e < out.size(); ++e) {
-    uint32_t bits;
-    std::memcpy(&bits, &data[e], 4);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) {
-      bits |= 0x00400000u;
-    } else {
-      bits += 0x7fffu + ((bits >> 16) & 1u);  // a finite value may round up to infinity, as it should
-    }
-    out[e] = static_cast<uint16_t>(bits >> 16);
-  }
-  return out;
-}
-
 // Runs a JIT pipeline for the driver's calls of one attention() call. Halide::Buffer wraps the driver's
 // halide_buffer_t without copying. The inputs of a view are the same for all its calls, so their ParamMap is
 // built once per view (measured: rebuilding it per call cost ~10% on strided(128) at N=16384, 128 views).
@@ -178,11 +160,13 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
   const Tensor* k = given.k;
   const Tensor* v = given.v;
   const bool bf16 = options.storage == StorageType::BFloat16;
-  std::vector<uint16_t> q_bf16, k_bf16, v_bf16;
+  // bf16 storage: Q, K, V rounded to bfloat16 (runtime::to_bfloat16); the kernels widen them by a shift and
+  // accumulate in float32.
+  Tensor q_bf16, k_bf16, v_bf16;
   if (bf16) {
-    q_bf16 = to_bf16(*q);
-    k_bf16 = to_bf16(*k);
-    v_bf16 = to_bf16(*v);
+    q_bf16 = runtime::to_bfloat16(*q);
+    k_bf16 = runtime::to_bfloat16(*k);
+    v_bf16 = runtime::to_bfloat16(*v);
   }
   const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
   check_tensor_indices(pattern, sz, shapes, evaluator, *q);
@@ -213,7 +197,7 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
   const ExecutionPlan& execution = per_call ? *per_call : *cached;
   const std::vector<tessera_cpu_driver::ComponentPlan> components = driver_components(execution, pattern, sz, shapes);
 
-  const bool values_finite = bf16 ? tessera_cpu_driver::all_finite(v_bf16.data(), static_cast<int64_t>(v_bf16.size()))
+  const bool values_finite = bf16 ? tessera_cpu_driver::all_finite(v_bf16.data<uint16_t>(), v_bf16.numel())
                                   : tessera_cpu_driver::all_finite(v->data<float>(), v->numel());
   std::vector<tessera_cpu_driver::Kernel> kernels;
   for (const planner::Component& component : execution.plan.components) {
@@ -234,9 +218,9 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
 
   tessera_cpu_driver::Problem problem;
   if (bf16) {
-    problem.q = q_bf16.data();
-    problem.k = k_bf16.data();
-    problem.v = v_bf16.data();
+    problem.q = q_bf16.data<uint16_t>();
+    problem.k = k_bf16.data<uint16_t>();
+    problem.v = v_bf16.data<uint16_t>();
     problem.qkv_type = halide_type_t(halide_type_uint, 16);
   } else {
     problem.q = q->data<float>();
