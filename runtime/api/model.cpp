@@ -3,7 +3,10 @@
 #include "tessera/model.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -34,10 +37,10 @@ auto translated(F&& body) -> decltype(body()) {
 }
 
 runtime::Tensor to_tensor(const TokenIds& tokens, const std::string& what) {
-  if (tokens.batch < 1 || tokens.length < 0 ||
+  if (tokens.batch < 1 || tokens.length < 1 ||
       static_cast<int64_t>(tokens.ids.size()) != tokens.batch * tokens.length) {
-    throw Error(fmt::format("{}: {} ids do not make {} sequences of {} tokens", what, tokens.ids.size(), tokens.batch,
-                            tokens.length));
+    throw Error(fmt::format("{}: {} ids do not make {} sequences of {} tokens (batch and length must be >= 1)", what,
+                            tokens.ids.size(), tokens.batch, tokens.length));
   }
   runtime::Tensor t(runtime::DType::Int32, {tokens.batch, tokens.length});
   std::copy(tokens.ids.begin(), tokens.ids.end(), t.data<int32_t>());
@@ -67,10 +70,18 @@ struct Model::Impl {
   std::optional<runtime::WordPieceTokenizer> tokenizer;
   int64_t max_tokens = 0;  // the shortest learned position table, 0 when unlimited
 
+  // The given inputs as tensors held in `owned`. A name the model does not read is an error: a typo would
+  // otherwise surface as a missing input, or not at all for an optional run-time tensor.
   std::map<std::string, const runtime::Tensor*> views(const std::map<std::string, TokenIds>& inputs,
                                                       std::map<std::string, runtime::Tensor>& owned) const {
+    std::vector<std::string> known = graph.inputs;
+    for (const ir::TensorDecl& decl : graph.runtime_tensors) known.push_back(decl.name);
     std::map<std::string, const runtime::Tensor*> result;
     for (const auto& [name, tokens] : inputs) {
+      if (std::find(known.begin(), known.end(), name) == known.end()) {
+        throw Error(
+            fmt::format("model '{}' has no input '{}' (it reads: {})", graph.name, name, fmt::join(known, ", ")));
+      }
       owned[name] = to_tensor(tokens, fmt::format("input '{}'", name));
       result[name] = &owned[name];
     }
@@ -79,6 +90,12 @@ struct Model::Impl {
 };
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Model::Impl& Model::impl() const {
+  if (!impl_) throw Error("this tessera::Model was moved from: use the Model it was moved into");
+  return *impl_;
+}
+
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
@@ -87,6 +104,7 @@ Model Model::load(const std::string& spec_path, const std::string& weights_path,
   return translated([&] {
     std::ifstream in(spec_path, std::ios::binary);
     if (!in) throw Error(fmt::format("cannot read the spec '{}'", spec_path));
+    if (options.threads < 0) throw Error(fmt::format("LoadOptions::threads is {}, must be >= 0", options.threads));
     std::stringstream text;
     text << in.rdbuf();
     sema::PatternLibrary library;
@@ -127,37 +145,62 @@ Model Model::load(const std::string& spec_path, const std::string& weights_path,
   });
 }
 
-const std::string& Model::name() const { return impl_->graph.name; }
-const std::vector<std::string>& Model::inputs() const { return impl_->graph.inputs; }
-std::string Model::graph() const { return graph::to_string(impl_->graph); }
-std::vector<std::string> Model::unused_weights() const { return impl_->weights->extra(); }
+const std::string& Model::name() const { return impl().graph.name; }
+const std::vector<std::string>& Model::inputs() const { return impl().graph.inputs; }
+std::vector<std::string> Model::runtime_tensors() const {
+  std::vector<std::string> names;
+  for (const ir::TensorDecl& decl : impl().graph.runtime_tensors) names.push_back(decl.name);
+  return names;
+}
+std::string Model::graph() const { return graph::to_string(impl().graph); }
+std::vector<std::string> Model::unused_weights() const { return impl().weights->extra(); }
 
 Output Model::run(const TokenIds& tokens) {
-  if (impl_->graph.inputs.size() != 1) {
-    throw Error(fmt::format("model '{}' has {} inputs: pass them by name", name(), impl_->graph.inputs.size()));
+  const graph::Graph& g = impl().graph;
+  if (g.inputs.size() != 1 || !g.runtime_tensors.empty()) {
+    throw Error(fmt::format("model '{}' reads {} inputs and {} run-time tensors: pass them by name", g.name,
+                            g.inputs.size(), g.runtime_tensors.size()));
   }
-  return run({{impl_->graph.inputs.front(), tokens}});
+  return run({{g.inputs.front(), tokens}});
 }
 
 Output Model::run(const std::map<std::string, TokenIds>& inputs) {
+  Impl& self = impl();
   return translated([&] {
     std::map<std::string, runtime::Tensor> owned;
-    return to_output(impl_->runner->forward(impl_->views(inputs, owned)));
+    return to_output(self.runner->forward(self.views(inputs, owned)));
   });
 }
 
 std::vector<std::vector<int32_t>> Model::generate(const TokenIds& prompt, const GenerateOptions& options,
                                                   const std::map<std::string, TokenIds>& fixed_inputs) {
+  Impl& self = impl();
+  if (!(options.temperature >= 0) || !std::isfinite(options.temperature)) {
+    throw Error(fmt::format("GenerateOptions::temperature is {}, must be a finite number >= 0", options.temperature));
+  }
+  if (options.top_k < 0) throw Error(fmt::format("GenerateOptions::top_k is {}, must be >= 0", options.top_k));
+  // The runner keeps run-time tensors from the prefill, so one sized by the sequence (document's segments
+  // [B, M]) no longer fits at the first decoding step; say so before any work rather than after the prefill.
+  for (const ir::TensorDecl& decl : self.graph.runtime_tensors) {
+    for (const std::string& dim : decl.dims) {
+      if (dim == "N" || dim == "M") {
+        throw Error(
+            fmt::format("model '{}' reads run-time tensor '{}' [{}], sized by the sequence: generate() cannot "
+                        "decode it incrementally yet (run() can run it)",
+                        self.graph.name, decl.name, fmt::join(decl.dims, ", ")));
+      }
+    }
+  }
   return translated([&] {
     std::map<std::string, runtime::Tensor> owned;
-    const auto fixed = impl_->views(fixed_inputs, owned);
+    const auto fixed = self.views(fixed_inputs, owned);
     const runtime::Tensor ids = to_tensor(prompt, "the prompt");
     runtime::GenerationOptions gen;
     gen.max_new_tokens = options.max_new_tokens;
     gen.temperature = options.temperature;
     gen.top_k = options.top_k;
     gen.seed = options.seed;
-    const runtime::Tensor result = runtime::generate(*impl_->runner, ids, gen, fixed);
+    const runtime::Tensor result = runtime::generate(*self.runner, ids, gen, fixed);
     std::vector<std::vector<int32_t>> rows(static_cast<size_t>(result.dim(0)));
     const int64_t width = result.dim(1);
     for (int64_t b = 0; b < result.dim(0); ++b) {
@@ -168,10 +211,11 @@ std::vector<std::vector<int32_t>> Model::generate(const TokenIds& prompt, const 
 }
 
 std::vector<float> Model::embed(const std::string& text) {
-  if (!impl_->tokenizer) throw Error("embed() needs a vocabulary: set LoadOptions::vocab when loading the model");
+  Impl& self = impl();
+  if (!self.tokenizer) throw Error("embed() needs a vocabulary: set LoadOptions::vocab when loading the model");
   return translated([&] {
-    const size_t limit = impl_->max_tokens > 0 ? static_cast<size_t>(impl_->max_tokens) : size_t{1} << 20;
-    const Output out = run(TokenIds::sequence(impl_->tokenizer->encode(text, limit)));
+    const size_t limit = self.max_tokens > 0 ? static_cast<size_t>(self.max_tokens) : size_t{1} << 20;
+    const Output out = run(TokenIds::sequence(self.tokenizer->encode(text, limit)));
     if (out.shape.size() != 2) {
       throw Error(fmt::format("embed() needs a model with a pooled output; '{}' returns a sequence", name()));
     }

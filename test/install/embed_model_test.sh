@@ -8,12 +8,24 @@ cmake_bin=$1 build=$2 source=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-"$cmake_bin" --install "$build" --prefix "$work/prefix" > "$work/install.log"
+# Runs a step quietly; on failure shows its output, which would otherwise vanish with $work.
+step() {
+  local log=$1
+  shift
+  if ! "$@" > "$work/$log" 2>&1; then
+    echo "failed: $*" >&2
+    cat "$work/$log" >&2
+    exit 1
+  fi
+}
+
+step install.log "$cmake_bin" --install "$build" --prefix "$work/prefix"
 launcher=()
 if command -v ccache > /dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
-"$cmake_bin" -S "$source/examples/embed_model" -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" \
-  -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" > "$work/configure.log"
-"$cmake_bin" --build "$work/build" > "$work/build.log"
+# The application's own strict warnings: the public header must compile cleanly under them.
+step configure.log "$cmake_bin" -S "$source/examples/embed_model" -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS="-Wall -Wextra -Wpedantic -Werror" "${launcher[@]}"
+step build.log "$cmake_bin" --build "$work/build"
 
 params=(layers=2 width=32 heads=4 ffn=64 vocab=50 context=64)
 sets=()

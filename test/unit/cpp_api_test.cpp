@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <fstream>
+#include <optional>
+#include <sstream>
 
 #include "runtime/safetensors.h"
 #include "targets/reference/reference_model.h"
@@ -101,7 +103,123 @@ TEST(CppApi, ErrorsAreTesseraErrorsThatSayWhatAndWhere) {
   ragged.length = 3;
   ragged.ids = {1, 2, 3};
   test::expect_error<Error>([&] { model.run(ragged); }, {"3 ids do not make 2 sequences of 3 tokens"});
+  test::expect_error<Error>([&] { model.run(TokenIds::sequence({})); }, {"0 ids", "length must be >= 1"});
   test::expect_error<Error>([&] { model.embed("hello"); }, {"LoadOptions::vocab"});
+}
+
+TEST(CppApi, BadOptionsAndNamesAreErrorsNamingThem) {
+  const graph::Graph graph = test::example_model("gpt.attn", "gpt", kGptSmall);
+  std::map<std::string, runtime::Tensor> weights;
+  const std::string path = write_weights(graph, "gpt_options", weights);
+  const std::string spec = spec_path("gpt.attn");
+  LoadOptions options;
+  options.parameters = kGptSmall;
+
+  LoadOptions changed = options;
+  changed.parameters["layerz"] = "2";
+  test::expect_error<Error>([&] { Model::load(spec, path, changed); }, {"no parameter 'layerz'", "'layers'"});
+  changed = options;
+  changed.parameters["layers"] = "two";
+  test::expect_error<Error>([&] { Model::load(spec, path, changed); }, {"'layers'", "must be int", "'two'"});
+  changed = options;
+  changed.name = "gtp";
+  test::expect_error<Error>([&] { Model::load(spec, path, changed); }, {"unknown model 'gtp'", "'gpt'"});
+  changed = options;
+  changed.naming = "llama";
+  test::expect_error<Error>([&] { Model::load(spec, path, changed); }, {"naming 'llama'"});
+  changed = options;
+  changed.vocab = "/no/such/vocab.txt";
+  test::expect_error<Error>([&] { Model::load(spec, path, changed); }, {"/no/such/vocab.txt"});
+  changed = options;
+  changed.threads = -2;
+  test::expect_error<Error>([&] { Model::load(spec, path, changed); }, {"LoadOptions::threads is -2"});
+
+  Model model = Model::load(spec, path, options);
+  EXPECT_TRUE(model.runtime_tensors().empty());
+  const TokenIds ids = TokenIds::sequence({1, 2, 3});
+  test::expect_error<Error>(
+      [&] {
+        model.run({{"tokens", ids}, {"tokns", ids}});
+      },
+      {"model 'gpt' has no input 'tokns'", "it reads: tokens"});
+  test::expect_error<Error>([&] { model.run(std::map<std::string, TokenIds>{}); }, {"needs input 'tokens'"});
+  test::expect_error<Error>([&] { model.run(TokenIds::sequence(std::vector<int32_t>(65, 1))); },
+                            {"position 64", "64 positions"});
+  GenerateOptions generate;
+  generate.temperature = -1;
+  test::expect_error<Error>([&] { model.generate(ids, generate); }, {"temperature is -1"});
+  generate.temperature = std::nan("");
+  test::expect_error<Error>([&] { model.generate(ids, generate); }, {"temperature is nan"});
+  generate.temperature = 1;
+  generate.top_k = -1;
+  test::expect_error<Error>([&] { model.generate(ids, generate); }, {"top_k is -1"});
+  generate = {};
+  generate.max_new_tokens = -1;
+  test::expect_error<Error>([&] { model.generate(ids, generate); }, {"max_new_tokens"});
+  test::expect_error<Error>([&] { model.generate(ids, {}, {{"source", ids}}); }, {"no input 'source'"});
+
+  Model moved_into = std::move(model);
+  EXPECT_EQ(moved_into.name(), "gpt");
+  test::expect_error<Error>([&] { model.run(ids); }, {"moved from"});  // NOLINT(bugprone-use-after-move)
+}
+
+// A model whose attention reads a run-time tensor (`document`'s segments): it is passed by name with the tokens.
+TEST(CppApi, RunTimeTensorsArePassedByNameAndRead) {
+  const std::string spec = testing::TempDir() + "/tessera_api_packed.attn";
+  std::ofstream(spec) << "model packed(vocab: int >= 1 = 13, width: int >= 1 = 16) {\n"
+                         "  input tokens;\n"
+                         "  word = embedding(tokens, vocab = vocab, width = width);\n"
+                         "  position = learned_positions(tokens, length = 32, width = width);\n"
+                         "  x = word + position;\n"
+                         "  norm = layernorm(x, eps = 1e-5);\n"
+                         "  mixed = attention(norm, heads = 2, pattern = causal & document);\n"
+                         "  final_norm = layernorm(x + mixed, eps = 1e-5);\n"
+                         "  output unembed(final_norm, word);\n"
+                         "}\n";
+  sema::PatternLibrary library;
+  dsl::Diagnostics diags;
+  library.add_file(std::make_shared<dsl::SourceFile>(spec, test::read_source(spec)), diags);
+  const std::optional<graph::Graph> graph = sema::elaborate_model(library, "packed", {}, diags);
+  std::ostringstream messages;
+  diags.print(messages);
+  ASSERT_TRUE(graph && !diags.has_errors()) << messages.str();
+  std::map<std::string, runtime::Tensor> weights;
+  const std::string path = write_weights(*graph, "packed", weights);
+  Model model = Model::load(spec, path);
+  EXPECT_EQ(model.runtime_tensors(), std::vector<std::string>{"segments"});
+
+  TokenIds tokens, segments, one_document;
+  tokens.batch = segments.batch = one_document.batch = 2;
+  tokens.length = segments.length = one_document.length = 7;
+  tokens.ids = {1, 5, 9, 2, 12, 0, 7, 3, 3, 8, 11, 4, 6, 10};
+  segments.ids = {0, 0, 0, 1, 1, 2, 2, 0, 1, 1, 1, 1, 5, 5};
+  one_document.ids.assign(14, 0);
+  test::expect_error<Error>([&] { model.run(tokens); }, {"run-time tensors", "by name"});
+  test::expect_error<Error>([&] { model.run({{"tokens", tokens}}); }, {"run-time tensor 'segments'"});
+  const Output out = model.run({{"tokens", tokens}, {"segments", segments}});
+  ASSERT_EQ(out.shape, (std::vector<int64_t>{2, 7, 13}));
+
+  runtime::Tensor ids(runtime::DType::Int32, {2, 7}), segs(runtime::DType::Int32, {2, 7});
+  std::copy(tokens.ids.begin(), tokens.ids.end(), ids.data<int32_t>());
+  std::copy(segments.ids.begin(), segments.ids.end(), segs.data<int32_t>());
+  std::map<std::string, const runtime::Tensor*> views;
+  for (const auto& [name, t] : weights) views[name] = &t;
+  const reference::ModelTensor want = reference::run_model_f64(*graph, views, {{"tokens", &ids}, {"segments", &segs}});
+  double scale = 0;
+  for (double v : want.values) scale = std::max(scale, std::fabs(v));
+  for (size_t i = 0; i < want.values.size(); ++i) ASSERT_NEAR(out.values[i], want.values[i], 2e-5 * scale) << i;
+
+  // The segments are read: one document changes every position after a document boundary.
+  const Output joined = model.run({{"tokens", tokens}, {"segments", one_document}});
+  const int64_t vocab = 13, last_row = (2 * 7 - 1) * vocab;
+  EXPECT_GT(std::fabs(joined.values[static_cast<size_t>(last_row)] - out.values[static_cast<size_t>(last_row)]), 1e-6);
+
+  // The runner keeps run-time tensors from the prefill, so decoding one sized by the sequence is refused up front.
+  test::expect_error<Error>(
+      [&] {
+        model.generate(TokenIds::sequence({4, 9, 1}), {}, {{"segments", segments}});
+      },
+      {"run-time tensor 'segments' [B, M]", "generate()", "run()"});
 }
 
 TEST(CppApi, EmbedTokenizesWithTheVocabulary) {

@@ -8,7 +8,8 @@
 //
 // CMake: find_package(Tessera REQUIRED) and link Tessera::tessera. This header needs only the standard library.
 // Every failure — a spec error (with file:line:col), a missing or mis-shaped weight, bad token ids — throws
-// tessera::Error, whose message says what and where.
+// tessera::Error, whose message says what and where. A Model is not safe to use from two threads at once (it
+// reuses its buffers between calls); a moved-from Model throws tessera::Error when used.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +26,8 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Token ids of `batch` sequences of `length` tokens each, row-major: ids[b * length + i].
+// Token ids of `batch` sequences of `length` tokens each (length >= 1), row-major: ids[b * length + i]. Also
+// the form of the int32 run-time tensors attention patterns read (`document`'s segments [B, M]).
 struct TokenIds {
   std::vector<int32_t> ids;
   int64_t batch = 1;
@@ -47,14 +49,14 @@ struct LoadOptions {
   std::string naming = "auto";                    // checkpoint names: auto, tessera, bert or gpt2
   std::string vocab;                              // a WordPiece vocab.txt, needed by embed()
   bool bf16_attention = false;                    // attention inputs stored as bf16 (fp32 accumulation)
-  int threads = 0;                                // attention kernel threads; 0: every core
+  int threads = 0;                                // attention kernel threads (>= 0); 0: every core
 };
 
 struct GenerateOptions {
-  int64_t max_new_tokens = 16;
-  double temperature = 0;  // 0: greedy; > 0: sample softmax(logits / temperature)
-  int64_t top_k = 0;       // with sampling, only the k most likely tokens (0: all)
-  uint64_t seed = 0;       // the same seed gives the same tokens
+  int64_t max_new_tokens = 16;  // >= 0
+  double temperature = 0;       // 0: greedy; > 0: sample softmax(logits / temperature)
+  int64_t top_k = 0;            // >= 0; with sampling, only the k most likely tokens (0: all)
+  uint64_t seed = 0;            // the same seed gives the same tokens
 };
 
 class Model {
@@ -69,16 +71,19 @@ class Model {
   ~Model();
 
   const std::string& name() const;
-  const std::vector<std::string>& inputs() const;   // the model's token inputs, in declaration order
-  std::string graph() const;                        // the elaborated graph, as `tessera check --emit=graph` prints it
-  std::vector<std::string> unused_weights() const;  // checkpoint tensors the model does not read
+  const std::vector<std::string>& inputs() const;    // the model's token inputs, in declaration order
+  std::vector<std::string> runtime_tensors() const;  // int32 tensors its patterns read (segments [B, M])
+  std::string graph() const;                         // the elaborated graph, as `tessera check --emit=graph` prints it
+  std::vector<std::string> unused_weights() const;   // checkpoint tensors the model does not read
 
-  // A forward pass. The single-input form is for models with one input.
+  // A forward pass. `inputs` maps every name of inputs() and runtime_tensors() to its ids; an unknown name is an
+  // error. All share the batch. The single-input form is for a model with one input and no run-time tensors.
   Output run(const TokenIds& tokens);
   Output run(const std::map<std::string, TokenIds>& inputs);
 
   // Autoregressive generation with a KV cache, for a model whose output is logits. Returns, per batch row, the
-  // prompt followed by the new tokens. `fixed_inputs` are the other inputs (an encoder–decoder's source).
+  // prompt followed by the new tokens. `fixed_inputs` are the other inputs (an encoder–decoder's source) and the
+  // run-time tensors; one sized by the sequence (`document`'s segments [B, M]) cannot be decoded yet: Error.
   std::vector<std::vector<int32_t>> generate(const TokenIds& prompt, const GenerateOptions& options = {},
                                              const std::map<std::string, TokenIds>& fixed_inputs = {});
 
@@ -88,6 +93,7 @@ class Model {
  private:
   struct Impl;
   explicit Model(std::unique_ptr<Impl> impl);
+  Impl& impl() const;  // throws Error on a moved-from Model
   std::unique_ptr<Impl> impl_;
 };
 
