@@ -30,6 +30,9 @@ using nlohmann::json;
 // The reference implementation's limit: a header this large is a corrupt length, not a real model.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr size_t kLengthBytes = 8;
+// A valid header nests 3 levels (header, entry, shape). Deeper containers are not kept: nlohmann's dump() recurses
+// once per level, so quoting a deeply nested value in a message would overflow the stack.
+constexpr int kMaxHeaderDepth = 64;
 
 struct DTypeSpelling {
   SafetensorsDType dtype;
@@ -126,13 +129,23 @@ class DuplicateKeyFinder {
 json parse_header(const char* begin, const char* end, const std::string& path) {
   // Held by pointer: nlohmann keeps its own copy of the callback, and the result must be read from this one.
   auto finder = std::make_shared<DuplicateKeyFinder>();
+  auto too_deep = std::make_shared<bool>(false);
   json header;
   try {
-    header = json::parse(begin, end, [finder](int depth, json::parse_event_t event, json& parsed) {
+    header = json::parse(begin, end, [finder, too_deep](int depth, json::parse_event_t event, json& parsed) {
+      const bool opens = event == json::parse_event_t::object_start || event == json::parse_event_t::array_start;
+      if (opens && depth >= kMaxHeaderDepth) {
+        *too_deep = true;
+        return false;  // dropped, with everything inside it (the parser itself does not recurse)
+      }
       return (*finder)(depth, event, parsed);
     });
   } catch (const json::exception& e) {
     throw TensorError(fmt::format("{}: the header is not valid JSON: {}", path, e.what()));
+  }
+  if (*too_deep) {
+    throw TensorError(fmt::format("{}: the header nests more than {} levels deep (a safetensors header has 3)", path,
+                                  kMaxHeaderDepth));
   }
   if (finder->duplicate()) fail_duplicate(path, *finder->duplicate());
   if (!header.is_object()) {
@@ -199,7 +212,13 @@ class EntryParser {
     if (!value.is_array()) fail(fmt::format("'shape' is not an array but {} {}", value.type_name(), shown(value)));
     std::vector<int64_t> dims;
     for (size_t d = 0; d < value.size(); ++d) {
-      dims.push_back(static_cast<int64_t>(count(value[d], fmt::format("dimension {} of 'shape' {}", d, shown(value)))));
+      const json& dim = value[d];
+      // The description quotes the whole shape, so it is built only to fail: built for every dimension, a long
+      // shape would take quadratic time.
+      const bool valid =
+          dim.is_number_unsigned() && dim.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+      dims.push_back(static_cast<int64_t>(
+          valid ? dim.get<uint64_t>() : count(dim, fmt::format("dimension {} of 'shape' {}", d, shown(value)))));
     }
     return dims;
   }

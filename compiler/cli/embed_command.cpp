@@ -44,7 +44,26 @@ int run_embed(const EmbedOptions& options) {
                     graph.name));
   }
   const runtime::WordPieceTokenizer tokenizer = runtime::WordPieceTokenizer::from_vocab_file(options.vocab);
-  int64_t max_tokens = options.max_tokens > 0 ? options.max_tokens : model_max_tokens(graph);
+  // A vocabulary longer than the token table is another model's: its ids would run past the table's rows.
+  for (const graph::Node& node : graph.nodes) {
+    if (node.op != graph::OpKind::Embedding || node.inputs.empty()) continue;
+    if (graph.nodes.at(static_cast<size_t>(node.inputs.front())).op != graph::OpKind::Input) continue;
+    if (static_cast<int64_t>(tokenizer.vocab_size()) > node.vocab) {
+      throw UserError(
+          fmt::format("{} has {} tokens, but embedding '{}' of model '{}' has {} rows: the vocabulary "
+                      "does not belong to this model (or --set vocab=... is wrong)",
+                      options.vocab, tokenizer.vocab_size(), node.name, graph.name, node.vocab));
+    }
+  }
+  const int64_t position_limit = model_max_tokens(graph);
+  if (options.max_tokens > 0 && options.max_tokens < 2) {
+    throw UserError(fmt::format("--max-tokens {}: [CLS] and [SEP] alone take 2 tokens", options.max_tokens));
+  }
+  if (options.max_tokens > 0 && position_limit > 0 && options.max_tokens > position_limit) {
+    throw UserError(fmt::format("--max-tokens {} is more than model '{}' has positions for ({})", options.max_tokens,
+                                graph.name, position_limit));
+  }
+  int64_t max_tokens = options.max_tokens > 0 ? options.max_tokens : position_limit;
   if (max_tokens == 0) max_tokens = 1 << 20;
   const runtime::ModelWeights weights = load_model_weights(options.model, graph);
   runtime::ModelRunner runner(graph, weights, runner_options(options.model));

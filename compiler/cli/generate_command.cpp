@@ -1,6 +1,7 @@
 // `tessera generate`: autoregressive decoding with a KV cache from a prompt of token ids.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 
@@ -26,6 +27,37 @@ struct GenerateOptions {
   std::string out;
 };
 
+// The model input a node's positions come from: its first operand followed back to an `input`.
+const graph::Node* source_input(const graph::Graph& graph, const graph::Node& node) {
+  const graph::Node* at = &node;
+  while (at->op != graph::OpKind::Input) {
+    if (at->inputs.empty()) return nullptr;
+    at = &graph.nodes.at(static_cast<size_t>(at->inputs.front()));
+  }
+  return at;
+}
+
+// Decoding feeds the prompt and every generated token but the last through the streamed input; a learned
+// position table on it must hold them all. Checked before any work, in terms of the flags.
+void check_positions(const graph::Graph& graph, const std::string& streamed, int64_t prompt_length, int64_t max_new) {
+  if (max_new == 0) return;  // nothing is decoded
+  const int64_t needed = prompt_length + max_new - 1;
+  for (const graph::Node& node : graph.nodes) {
+    if (node.op != graph::OpKind::LearnedPositions || node.length >= needed) continue;
+    const graph::Node* input = source_input(graph, node);
+    if (input == nullptr || input->input_name != streamed) continue;
+    if (prompt_length > node.length) {
+      throw UserError(fmt::format("the prompt has {} tokens, but learned_positions '{}' of model '{}' has {} positions",
+                                  prompt_length, node.name, graph.name, node.length));
+    }
+    throw UserError(fmt::format(
+        "a prompt of {} token{} and --max-new {} need {} positions, but learned_positions '{}' of model '{}' has {} "
+        "(at most --max-new {} with this prompt)",
+        prompt_length, prompt_length == 1 ? "" : "s", max_new, needed, node.name, graph.name, node.length,
+        node.length - prompt_length + 1));
+  }
+}
+
 int run_generate(const GenerateOptions& options) {
   const graph::Graph graph = load_model_graph(options.model);
   std::map<std::string, runtime::Tensor> owned;
@@ -34,11 +66,41 @@ int run_generate(const GenerateOptions& options) {
     if (eq == std::string::npos || eq == 0 || eq + 1 == binding.size()) {
       throw UserError(fmt::format("--input expects NAME=IDS.npy, got '{}'", binding));
     }
-    owned[binding.substr(0, eq)] = read_token_ids(binding.substr(eq + 1));
+    // A model input, or an int tensor an attention pattern reads (document's segments, int32 [B, M] like ids).
+    const std::string name = binding.substr(0, eq);
+    const bool is_input = std::find(graph.inputs.begin(), graph.inputs.end(), name) != graph.inputs.end();
+    const bool is_tensor = std::any_of(graph.runtime_tensors.begin(), graph.runtime_tensors.end(),
+                                       [&](const ir::TensorDecl& decl) { return decl.name == name; });
+    if (!is_input && !is_tensor) {
+      throw UserError(fmt::format("--input {}: model '{}' has no input named '{}' (its inputs: {})", binding,
+                                  graph.name, name, fmt::join(graph.inputs, ", ")));
+    }
+    owned[name] = read_token_ids(binding.substr(eq + 1));
+  }
+  // The prompt feeds the one input not given with --input (an encoder–decoder's target).
+  std::vector<std::string> streamed;
+  for (const std::string& name : graph.inputs) {
+    if (!owned.count(name)) streamed.push_back(name);
+  }
+  if (streamed.size() != 1) {
+    throw UserError(
+        streamed.empty()
+            ? fmt::format("every input of model '{}' ({}) is given with --input: leave out the one the prompt feeds",
+                          graph.name, fmt::join(graph.inputs, ", "))
+            : fmt::format("model '{}' has inputs {}: the prompt feeds one, give the others with --input NAME=IDS.npy "
+                          "(e.g. --input {}=IDS.npy)",
+                          graph.name, fmt::join(streamed, ", "), streamed.front()));
   }
   std::map<std::string, const runtime::Tensor*> fixed;
   for (auto& [name, tensor] : owned) fixed[name] = &tensor;
   const runtime::Tensor prompt = read_token_ids(options.prompt);
+  for (const auto& [name, tensor] : owned) {
+    if (tensor.dim(0) != prompt.dim(0)) {
+      throw UserError(fmt::format("--input {} has batch {}, but the prompt {} has batch {}", name, tensor.dim(0),
+                                  options.prompt, prompt.dim(0)));
+    }
+  }
+  check_positions(graph, streamed.front(), prompt.dim(1), options.max_new);
 
   const runtime::ModelWeights weights = load_model_weights(options.model, graph);
   runtime::ModelRunner runner(graph, weights, runner_options(options.model));

@@ -85,6 +85,11 @@ runtime::Tensor read_token_ids(const std::string& path) {
   if (ids.rank() != 1 && ids.rank() != 2) {
     throw UserError(fmt::format("{}: token ids are {}, expected [N] or [B, N]", path, ids.type_string()));
   }
+  // Nothing to run: the runner would fail deep inside (an empty interval, a zero batch in attention).
+  if (ids.numel() == 0) {
+    throw UserError(fmt::format("{}: no token ids ({}); expected at least one sequence of at least one token", path,
+                                ids.type_string()));
+  }
   runtime::Tensor ids32 = runtime::to_int32(ids, path);
   if (ids.rank() == 2) return ids32;
   runtime::Tensor batch(runtime::DType::Int32, {1, ids.dim(0)});

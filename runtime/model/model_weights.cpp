@@ -78,8 +78,8 @@ ModelWeights ModelWeights::load(const std::string& path, const graph::Graph& gra
     }
     tensors.emplace(name, file.to_float32(name));
   }
-  MappedCheckpoint mapped = map_checkpoint(std::move(tensors), chosen);
   try {
+    MappedCheckpoint mapped = map_checkpoint(std::move(tensors), chosen);
     ModelWeights weights(graph, std::move(mapped.tensors));
     weights.naming_ = chosen;
     weights.extra_.insert(weights.extra_.end(), mapped.unused.begin(), mapped.unused.end());

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -556,6 +557,44 @@ TEST_F(SafetensorsFiles, TruncatedCheckpointIsRefusedAtEveryLength) {
       }
     }
   }
+}
+
+// Found reviewing the reader for test/fuzz/safetensors_fuzzer.cpp: a deeply nested header value crashed it
+// (quoting it in a message, nlohmann's dump() recursed once per level and overflowed the stack). It is refused.
+TEST_F(SafetensorsFiles, DeeplyNestedHeaderIsRefusedWithoutRecursing) {
+  const size_t depth = 200000;
+  const std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  expect_open_error(deep, "", {"nests more than 64 levels deep"});
+  expect_open_error(R"({"w": {"dtype": "F32", "shape": )" + deep + R"(, "data_offsets": [0, 0]}})", "",
+                    {"nests more than 64 levels deep"});
+  expect_open_error(R"({"__metadata__": {"k": )" + deep + "}}", "", {"nests more than 64 levels deep"});
+  std::string objects;
+  for (size_t i = 0; i < depth; ++i) objects += R"({"a": )";
+  objects += "1" + std::string(depth, '}');
+  expect_open_error(objects, "", {"nests more than 64 levels deep"});
+  // Shallow nesting keeps its precise message, which quotes the value.
+  expect_open_error(R"({"w": {"dtype": "F32", "shape": [[[2]]], "data_offsets": [0, 8]}})", std::string(8, 'x'),
+                    {"tensor 'w'", "dimension 0 of 'shape' [[[2]]]", "not a non-negative integer but array"});
+}
+
+// Found in the same review: every dimension of a shape formatted a description quoting the whole shape, used only
+// on failure, so a long shape took quadratic time (100000 dimensions: minutes). It opens in linear time.
+TEST_F(SafetensorsFiles, LongShapeOpensInLinearTime) {
+  const size_t rank = 50000;
+  std::string dims = "1";
+  for (size_t d = 1; d < rank; ++d) dims += ",1";
+  const std::string p = write(
+      "long.safetensors",
+      assemble(R"({"w": {"dtype": "F32", "shape": [)" + dims + R"(], "data_offsets": [0, 4]}})", std::string(4, 'x')));
+  const auto start = std::chrono::steady_clock::now();
+  const SafetensorsFile file = SafetensorsFile::open(p);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(file.info("w").shape.size(), rank);
+  EXPECT_EQ(file.info("w").byte_size, 4u);
+  EXPECT_LT(seconds, 5.0) << "quadratic in the rank again?";  // about 10 ms linear, about a minute quadratic
+  // A bad dimension late in a long shape is still reported, with its index.
+  expect_open_error(R"({"w": {"dtype": "F32", "shape": [)" + dims + R"(,-1], "data_offsets": [0, 4]}})",
+                    std::string(4, 'x'), {"tensor 'w'", "dimension 50000 of 'shape'", "is negative"});
 }
 
 }  // namespace

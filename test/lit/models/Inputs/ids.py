@@ -1,4 +1,4 @@
-"""Writes token ids for the model tests: ids.py OUT.npy BATCH LENGTH VOCAB [SEED] [--dtype int32|int64|float32]."""
+"""Writes token ids for the model tests: ids.py OUT.npy BATCH LENGTH VOCAB [SEED] [--dtype NUMPY_DTYPE] (int64 default)."""
 import sys
 
 import numpy as np
