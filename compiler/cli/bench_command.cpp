@@ -12,11 +12,11 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "compiler/analysis/pattern_stats.h"
+#include "compiler/cli/allowed_pairs.h"
 #include "compiler/cli/command_context.h"
 #include "compiler/cli/commands.h"
 #include "compiler/cli/random_inputs.h"
-#include "compiler/ir/simplify.h"
+#include "compiler/cli/tune_cache_flags.h"
 #include "targets/common/attention_problem.h"
 #include "targets/cpu/cpu_attention.h"
 #include "targets/reference/reference_attention.h"
@@ -41,70 +41,27 @@ struct BenchOptions {
   uint64_t seed = 0;
   int64_t rel_distances = 64;
   int64_t documents = 3;
+  TuneCacheFlags tune_cache;
 };
-
-// The mask with b, h and H fixed, so the analysis can count it exactly like a pattern of one head.
-ir::Pattern for_batch_and_head(const ir::Pattern& pattern, int64_t b, int64_t h, int64_t H) {
-  ir::Pattern one = pattern;
-  ir::Expr mask = ir::substitute(pattern.mask, ir::Var::Batch, ir::int_imm(b));
-  mask = ir::substitute(mask, ir::Var::Head, ir::int_imm(h));
-  mask = ir::substitute(mask, ir::Var::Heads, ir::int_imm(H));
-  one.mask = ir::simplify(mask);
-  return one;
-}
-
-// Allowed pairs summed over every batch and head, by the analysis where the mask can be evaluated on its own,
-// one distinct (b, h) at a time; otherwise (the mask reads run-time tensors) pair by pair with the actual
-// inputs.
-int64_t count_allowed_pairs(const ir::Pattern& pattern, const ir::AttentionSizes& sizes,
-                            const targets::AttentionInputs& inputs) {
-  if (!pattern.has_mask()) return sizes.B * sizes.H * sizes.N * sizes.M;
-  if (!ir::uses_tensors(pattern.mask)) {
-    bool reads_b = ir::uses_var(pattern.mask, ir::Var::Batch);
-    bool reads_h = ir::uses_var(pattern.mask, ir::Var::Head);
-    analysis::ClassifyOptions options;
-    options.B = sizes.B;
-    options.H = sizes.H;
-    options.D = sizes.D;
-    int64_t total = 0;
-    bool exact = true;
-    for (int64_t b = 0; exact && b < (reads_b ? sizes.B : 1); ++b) {
-      for (int64_t h = 0; exact && h < (reads_h ? sizes.H : 1); ++h) {
-        analysis::PatternStats stats =
-            analysis::pattern_stats(for_batch_and_head(pattern, b, h, sizes.H), sizes.N, sizes.M, 64, 64, options);
-        if (stats.allowed_pairs) {
-          total += *stats.allowed_pairs;
-        } else {
-          exact = false;
-        }
-      }
-    }
-    if (exact) return total * (reads_b ? 1 : sizes.B) * (reads_h ? 1 : sizes.H);
-  }
-  // Counted in place rather than through analysis::mask_matrix, which would materialise N x M bytes per head.
-  targets::RuntimeTensorViews views = targets::runtime_tensor_views(pattern, inputs);
-  ir::PatternEvaluator evaluator(pattern, sizes, views.views, targets::attention_scale(inputs, sizes));
-  // Heads share a count unless the mask reads h (document reads only b): count one and multiply.
-  bool reads_h = ir::uses_var(pattern.mask, ir::Var::Head);
-  int64_t total = 0;
-  for (int64_t b = 0; b < sizes.B; ++b) {
-    for (int64_t h = 0; h < (reads_h ? sizes.H : 1); ++h) {
-      for (int64_t i = 0; i < sizes.N; ++i) {
-        for (int64_t j = 0; j < sizes.M; ++j) total += evaluator.allowed(b, h, i, j);
-      }
-    }
-  }
-  return total * (reads_h ? 1 : sizes.H);
-}
 
 using AttentionFunction = std::function<runtime::Tensor(const ir::Pattern&, const targets::AttentionInputs&)>;
 
-AttentionFunction attention_for(const BenchOptions& o) {
-  if (o.target == "reference") return [](const auto& p, const auto& in) { return reference::attention(p, in); };
+cpu::CpuOptions cpu_options_for(const BenchOptions& o) {
   cpu::CpuOptions cpu_options;
-  cpu_options.schedule = cpu::parse_schedule(o.schedule);
+  try {
+    cpu_options.schedule = cpu::parse_schedule(o.schedule);
+  } catch (const std::invalid_argument& e) {
+    throw UserError(e.what());
+  }
   cpu_options.storage = o.dtype == "bf16" ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32;
   cpu_options.schedule.threads = o.threads.value_or(0);
+  // An explicit --schedule is what is timed; otherwise the tuning cache's schedule for this pattern and shape.
+  if (o.schedule.empty()) cpu_options.tuned = load_tuned_schedules(o.tune_cache);
+  return cpu_options;
+}
+
+AttentionFunction attention_for(const BenchOptions& o, const cpu::CpuOptions& cpu_options) {
+  if (o.target == "reference") return [](const auto& p, const auto& in) { return reference::attention(p, in); };
   return [cpu_options](const auto& p, const auto& in) { return cpu::attention(p, in, cpu_options); };
 }
 
@@ -139,7 +96,8 @@ int run_bench(const BenchOptions& o) {
   validate(o, shape.kv_heads);
   sema::PatternLibrary library = load_library(o.specs);
   ir::Pattern pattern = instantiate_pattern(library, o.pattern);
-  AttentionFunction attention = attention_for(o);
+  const cpu::CpuOptions cpu_options = cpu_options_for(o);
+  AttentionFunction attention = attention_for(o, cpu_options);
 
   RandomInputs random = random_inputs(shape, &pattern, o.seed);
   targets::AttentionInputs inputs;
@@ -154,6 +112,16 @@ int run_bench(const BenchOptions& o) {
   std::cout << fmt::format("bench {}: target {}, {}, B={} H={} Hkv={} N={} M={} D={} Dv={}{}\n", pattern.name, o.target,
                            o.dtype, sizes.B, sizes.H, sizes.Hkv, sizes.N, sizes.M, sizes.D, sizes.Dv,
                            o.threads ? fmt::format(", {} threads", *o.threads) : "");
+  std::string schedule_source;
+  if (o.target == "cpu") {
+    cpu::TunedSchedules::Choice choice{cpu_options.schedule, o.schedule.empty() ? "default" : "--schedule"};
+    if (cpu_options.tuned)
+      choice = cpu_options.tuned->choose(pattern, sizes, cpu_options.storage, cpu_options.schedule);
+    schedule_source = choice.source;
+    const cpu::CpuSchedule& s = choice.schedule;
+    std::cout << fmt::format("schedule ({}): block_q={},block_k={},chunk_k={},vector_width={},reindex={}\n",
+                             choice.source, s.block_q, s.block_k, s.chunk_k, s.vector_width, s.reindex);
+  }
   std::cout << fmt::format(
       "allowed pairs: {} in all, {:.1f} per (batch, head) of {} (density {:.4f}%)\n", total_pairs,
       static_cast<double>(total_pairs) / static_cast<double>(heads_in_all), sizes.N * sizes.M,
@@ -197,6 +165,7 @@ int run_bench(const BenchOptions& o) {
     line["pairs"] = static_cast<double>(total_pairs) / static_cast<double>(heads_in_all);
   }
   line["gflops"] = gflops;
+  if (!schedule_source.empty()) line["schedule"] = schedule_source;
   std::cout << line.dump() << "\n";
   return 0;
 }
@@ -232,7 +201,9 @@ Command add_bench_command(CLI::App& app) {
       ->required()
       ->check(CLI::IsMember({"cpu", "reference"}));
   cmd->add_option("--schedule", o->schedule,
-                  "CPU schedule overrides, e.g. block_q=128,block_k=64,chunk_k=512 (--target cpu)");
+                  "CPU schedule, e.g. block_q=128,block_k=64,chunk_k=512 (--target cpu; the rest default; the tuning "
+                  "cache is not read)");
+  add_tune_cache_flags(cmd, o->tune_cache);
   cmd->add_option("--threads", o->threads, "CPU threads (--target cpu; default: every hardware thread)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", o->warmup, "Untimed runs first (default 2)")->check(CLI::Range(int64_t{0}, kMaxRuns));

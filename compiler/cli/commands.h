@@ -24,5 +24,6 @@ Command add_run_command(CLI::App& app);
 Command add_embed_command(CLI::App& app);
 Command add_generate_command(CLI::App& app);
 Command add_init_weights_command(CLI::App& app);
+Command add_tune_command(CLI::App& app);
 
 }  // namespace tessera::cli

@@ -8,6 +8,7 @@
 
 #include "compiler/cli/command_context.h"
 #include "compiler/cli/commands.h"
+#include "compiler/cli/tune_cache_flags.h"
 #include "targets/cpu/aot_library.h"
 
 namespace tessera::cli {
@@ -24,6 +25,7 @@ struct CompileOptions {
   std::vector<std::string> sizes;  // NAME=VALUE
   std::string dtype = "f32";
   std::string schedule;
+  TuneCacheFlags tune_cache;
 };
 
 // "causal & sliding_window(window=256)" -> "causal_sliding_window_window_256"
@@ -79,6 +81,16 @@ int run_compile(const CompileOptions& o) {
     throw UserError(e.what());
   }
   request.storage = o.dtype == "bf16" ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32;
+  request.schedule_source = o.schedule.empty() ? "default" : "--schedule";
+  // The tuning cache holds schedules timed on this machine: they apply to libraries for its own features.
+  if (o.schedule.empty() && o.target == "cpu") {
+    if (auto tuned = load_tuned_schedules(o.tune_cache)) {
+      cpu::TunedSchedules::Choice choice =
+          tuned->choose(request.pattern, request.sizes, request.storage, request.schedule);
+      request.schedule = choice.schedule;
+      request.schedule_source = choice.source;
+    }
+  }
   request.target = o.target;
   request.output_dir = o.output_dir;
   if (const char* cxx = std::getenv("CXX"); cxx && *cxx) {
@@ -92,8 +104,8 @@ int run_compile(const CompileOptions& o) {
   } catch (const std::invalid_argument& e) {
     throw UserError(e.what());
   }
-  std::cout << fmt::format("compiled {} for {}\n  library: {}\n  header:  {}\n", request.pattern.name,
-                           result.halide_target, result.library, result.header);
+  std::cout << fmt::format("compiled {} for {} (schedule: {})\n  library: {}\n  header:  {}\n", request.pattern.name,
+                           result.halide_target, request.schedule_source, result.library, result.header);
   return 0;
 }
 
@@ -126,7 +138,10 @@ Command add_compile_command(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype,
                   "Q, K, V as the library takes them: f32 (float) or bf16 (uint16_t bits, fp32 accumulation)")
       ->check(CLI::IsMember({"f32", "bf16"}));
-  cmd->add_option("--schedule", o->schedule, "CPU schedule, e.g. 'block_q=128,block_k=64,chunk_k=128,vector_width=16'");
+  cmd->add_option("--schedule", o->schedule,
+                  "CPU schedule, e.g. 'block_q=128,block_k=64,chunk_k=128,vector_width=16' (the rest default; the "
+                  "tuning cache is not read)");
+  add_tune_cache_flags(cmd, o->tune_cache);
   return {cmd, [o] { return run_compile(*o); }};
 }
 

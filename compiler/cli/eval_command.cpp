@@ -7,6 +7,7 @@
 
 #include "compiler/cli/command_context.h"
 #include "compiler/cli/commands.h"
+#include "compiler/cli/tune_cache_flags.h"
 #include "runtime/npy.h"
 #include "targets/cpu/cpu_attention.h"
 #include "targets/reference/reference_attention.h"
@@ -24,6 +25,7 @@ struct EvalOptions {
   std::optional<double> scale;
   std::string target = "cpu";  // the CPU is the default target everywhere
   std::string dtype = "f32";
+  TuneCacheFlags tune_cache;
 };
 
 // Loads a run-time tensor; int64 ids (numpy's default integer) become int32 when the pattern wants int32.
@@ -82,6 +84,7 @@ int run_eval(const EvalOptions& options) {
     if (options.target == "reference") return reference::attention(pattern, inputs);
     cpu::CpuOptions cpu_options;
     if (options.dtype == "bf16") cpu_options.storage = cpu::StorageType::BFloat16;
+    cpu_options.tuned = load_tuned_schedules(options.tune_cache);
     return cpu::attention(pattern, inputs, cpu_options);
   }();
   runtime::write_npy(options.out_path, out);
@@ -113,6 +116,7 @@ Command add_eval_command(CLI::App& app) {
                   "accumulation)")
       ->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_option("--out", options->out_path, "Output .npy, float32 [B,H,N,Dv]")->required();
+  add_tune_cache_flags(cmd, options->tune_cache);
   return {cmd, [options] { return run_eval(*options); }};
 }
 

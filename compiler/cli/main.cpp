@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   add(tessera::cli::add_embed_command(app));
   add(tessera::cli::add_generate_command(app));
   add(tessera::cli::add_init_weights_command(app));
+  add(tessera::cli::add_tune_command(app));
 
   try {
     app.parse(argc, argv);

@@ -27,6 +27,7 @@ void add_model_flags(CLI::App* cmd, ModelFlags& flags) {
       ->check(CLI::IsMember({"f32", "bf16"}));
   cmd->add_option("--threads", flags.threads, "Threads for the attention kernels (0: every core)")
       ->check(CLI::NonNegativeNumber);
+  add_tune_cache_flags(cmd, flags.tune_cache);
 }
 
 graph::Graph load_model_graph(const ModelFlags& flags) {
@@ -74,6 +75,7 @@ runtime::RunnerOptions runner_options(const ModelFlags& flags) {
   runtime::RunnerOptions options;
   options.attention.storage = flags.dtype == "bf16" ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32;
   options.attention.schedule.threads = flags.threads;
+  options.attention.tuned = load_tuned_schedules(flags.tune_cache);
   return options;
 }
 

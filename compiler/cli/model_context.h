@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/cli/tune_cache_flags.h"
 #include "compiler/graph/graph.h"
 #include "runtime/model/model_runner.h"
 #include "runtime/model/model_weights.h"
@@ -20,6 +21,7 @@ struct ModelFlags {
   std::string naming = "auto";    // --naming auto|tessera|bert|gpt2
   std::string dtype = "f32";      // --dtype f32|bf16 (attention storage)
   int64_t threads = 0;            // --threads (attention kernels; 0 = all cores)
+  TuneCacheFlags tune_cache;      // --tune-cache FILE, --no-tune-cache
 };
 
 void add_model_flags(CLI::App* cmd, ModelFlags& flags);

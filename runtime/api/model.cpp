@@ -19,6 +19,7 @@
 #include "runtime/model/model_runner.h"
 #include "runtime/model/model_weights.h"
 #include "runtime/wordpiece_tokenizer.h"
+#include "targets/cpu/tuned_schedules.h"
 
 namespace tessera {
 
@@ -134,6 +135,10 @@ Model Model::load(const std::string& spec_path, const std::string& weights_path,
     runtime::RunnerOptions runner;
     runner.attention.storage = options.bf16_attention ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32;
     runner.attention.schedule.threads = options.threads;
+    if (options.use_tune_cache) {
+      runner.attention.tuned = cpu::TunedSchedules::load(
+          options.tune_cache.empty() ? tuner::default_cache_path() : std::filesystem::path(options.tune_cache));
+    }
     impl->runner = std::make_unique<runtime::ModelRunner>(impl->graph, *impl->weights, runner);
     if (!options.vocab.empty()) impl->tokenizer = runtime::WordPieceTokenizer::from_vocab_file(options.vocab);
     for (const graph::Node& node : impl->graph.nodes) {

@@ -154,8 +154,9 @@ std::string header_text(const AotRequest& r, const Names& n, const ExecutionPlan
  *
  * Attention with the pattern
  *   {pattern}
- * compiled ahead of time for the CPU (Halide target {target}; schedule block_q={bq}, block_k={bk},
- * chunk_k={ck}, vector_width={vw}). Shapes are fixed at compile time, except the batch:
+ * compiled ahead of time for the CPU (Halide target {target}).
+ * Schedule ({schedule_source}): block_q={bq}, block_k={bk}, chunk_k={ck}, vector_width={vw}, reindex={ri}.
+ * Shapes are fixed at compile time, except the batch:
  *   H={H} query heads, Hkv={Hkv} key/value heads, N={N} queries, M={M} keys, D={D}, Dv={Dv}.
  * Query row i sits at key position i + M - N. The plan baked into the library:
 {plan} *
@@ -222,9 +223,10 @@ const char* {prefix}_error_string(int code);
                                ? " (bf16: the upper 16 bits of each float32, rounded to nearest even)"
                                : ""),
       fmt::arg("target", target), fmt::arg("bq", r.schedule.block_q), fmt::arg("bk", r.schedule.block_k),
-      fmt::arg("ck", r.schedule.chunk_k), fmt::arg("vw", r.schedule.vector_width), fmt::arg("H", s.H),
-      fmt::arg("Hkv", s.Hkv), fmt::arg("N", s.N), fmt::arg("M", s.M), fmt::arg("D", s.D), fmt::arg("Dv", s.Dv),
-      fmt::arg("plan", plan), fmt::arg("tensor_count", r.pattern.inputs.size()), fmt::arg("tensor_docs", tensor_docs),
+      fmt::arg("ck", r.schedule.chunk_k), fmt::arg("vw", r.schedule.vector_width), fmt::arg("ri", r.schedule.reindex),
+      fmt::arg("schedule_source", r.schedule_source), fmt::arg("H", s.H), fmt::arg("Hkv", s.Hkv), fmt::arg("N", s.N),
+      fmt::arg("M", s.M), fmt::arg("D", s.D), fmt::arg("Dv", s.Dv), fmt::arg("plan", plan),
+      fmt::arg("tensor_count", r.pattern.inputs.size()), fmt::arg("tensor_docs", tensor_docs),
       fmt::arg("tensor_params", tensor_params), fmt::arg("indent", std::string(n.prefix.size() + 5, ' ')));
   return text;
 }

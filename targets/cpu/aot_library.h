@@ -26,6 +26,7 @@ struct AotRequest {
   std::map<std::string, int64_t> tensor_sizes;  // values of run-time tensor dimensions that are not attention
                                                 // sizes (e.g. relative's R)
   CpuSchedule schedule;
+  std::string schedule_source = "default";     // named in the header: "default", "tuned (...)", "--schedule"
   StorageType storage = StorageType::Float32;  // BFloat16: q, k, v passed as bf16 bits (uint16_t)
   std::string target;  // "cpu" (this machine's features) or "cpu-FEATURE-FEATURE..." (Halide features)
   std::string output_dir;

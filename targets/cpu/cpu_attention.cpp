@@ -16,6 +16,7 @@
 #include "targets/cpu/attention_driver.h"
 #include "targets/cpu/attention_pipeline.h"
 #include "targets/cpu/execution_plan.h"
+#include "targets/cpu/tuned_schedules.h"
 
 namespace tessera::cpu {
 
@@ -101,12 +102,13 @@ tessera_cpu_driver::Kernel jit_kernel(std::shared_ptr<const AttentionPipeline> k
 
 std::string halide_target_string() { return cpu_target().to_string(); }
 
-CpuSchedule parse_schedule(const std::string& text) {
-  CpuSchedule schedule;
+CpuSchedule parse_schedule(const std::string& text, const CpuSchedule& base) {
+  CpuSchedule schedule = base;
   std::map<std::string, int64_t*> fields = {{"block_q", &schedule.block_q},
                                             {"block_k", &schedule.block_k},
                                             {"chunk_k", &schedule.chunk_k},
-                                            {"vector_width", &schedule.vector_width}};
+                                            {"vector_width", &schedule.vector_width},
+                                            {"reindex", &schedule.reindex}};
   size_t pos = 0;
   while (pos < text.size()) {
     size_t comma = text.find(',', pos);
@@ -116,18 +118,34 @@ CpuSchedule parse_schedule(const std::string& text) {
     auto field = eq == std::string::npos ? fields.end() : fields.find(item.substr(0, eq));
     if (field == fields.end()) {
       throw std::invalid_argument(fmt::format(
-          "bad schedule item '{}': expected NAME=VALUE with NAME one of block_q, block_k, chunk_k, vector_width",
+          "bad schedule item '{}': expected NAME=VALUE with NAME one of block_q, block_k, chunk_k, vector_width, "
+          "reindex",
           item));
     }
     try {
       size_t used = 0;
       *field->second = std::stoll(item.substr(eq + 1), &used);
-      if (used != item.size() - eq - 1 || *field->second < 1) throw std::invalid_argument("");
+      const int64_t least = field->second == &schedule.reindex ? 0 : 1;
+      if (used != item.size() - eq - 1 || *field->second < least || (least == 0 && *field->second > 1)) {
+        throw std::invalid_argument("");
+      }
     } catch (const std::exception&) {
-      throw std::invalid_argument(fmt::format("bad schedule value in '{}': expected a positive integer", item));
+      throw std::invalid_argument(fmt::format("bad schedule value in '{}': expected {}", item,
+                                              item.rfind("reindex", 0) == 0 ? "0 or 1" : "a positive integer"));
     }
   }
   return schedule;
+}
+
+void validate_schedule(const CpuSchedule& sched) {
+  if (sched.block_q < 1 || sched.block_k < 1 || sched.vector_width < 1 || sched.chunk_k < 1 ||
+      sched.chunk_k % sched.block_k != 0 || sched.chunk_k % sched.vector_width != 0 || sched.reindex < 0 ||
+      sched.reindex > 1) {
+    throw std::invalid_argument(
+        fmt::format("bad CPU schedule (block_q={}, block_k={}, chunk_k={}, vector_width={}, reindex={}): sizes must "
+                    "be >= 1, chunk_k a multiple of block_k and of vector_width, reindex 0 or 1",
+                    sched.block_q, sched.block_k, sched.chunk_k, sched.vector_width, sched.reindex));
+  }
 }
 
 runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
@@ -144,14 +162,9 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
   const double scale = targets::attention_scale(given, sz);
   const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, given);
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
-  const CpuSchedule& sched = options.schedule;
-  if (sched.block_q < 1 || sched.block_k < 1 || sched.vector_width < 1 || sched.chunk_k % sched.block_k != 0 ||
-      sched.chunk_k % sched.vector_width != 0) {
-    throw std::invalid_argument(
-        fmt::format("bad CPU schedule (block_q={}, block_k={}, chunk_k={}, vector_width={}): sizes must be >= 1 and "
-                    "chunk_k a multiple of block_k and of vector_width",
-                    sched.block_q, sched.block_k, sched.chunk_k, sched.vector_width));
-  }
+  const CpuSchedule sched =
+      options.tuned ? options.tuned->choose(pattern, sz, options.storage, options.schedule).schedule : options.schedule;
+  validate_schedule(sched);
   for (int64_t size : {sz.B * sz.H, sz.N, sz.M, sz.D, sz.Dv}) {
     if (size > std::numeric_limits<int32_t>::max()) throw std::invalid_argument("the CPU target needs sizes < 2^31");
   }

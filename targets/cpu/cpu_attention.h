@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "compiler/ir/pattern.h"
@@ -15,12 +16,15 @@
 
 namespace tessera::cpu {
 
-// How the kernels run; explicit values with measured defaults, the autotuner's search space later.
+class TunedSchedules;
+
+// How the kernels run: explicit values with measured defaults; cpu_schedule_space.h declares them to the tuner.
 struct CpuSchedule {
   int64_t block_q = 128;  // queries per tile
   int64_t block_k = 64;   // keys per tile (the granularity of tile classification)
   int64_t chunk_k = 128;  // keys per chunk: runs of consecutive tiles of one kind, up to this many keys
   int64_t vector_width = 16;
+  int64_t reindex = 1;  // 1: the planner may re-index (residue classes, column sets); 0: tile-sparse only
   int64_t threads = 0;  // 0: every hardware thread
 };
 
@@ -29,6 +33,9 @@ enum class StorageType { Float32, BFloat16 };
 struct CpuOptions {
   CpuSchedule schedule;
   StorageType storage = StorageType::Float32;  // BFloat16: Q, K, V stored as bf16 (rounded), fp32 accumulation
+  // When set, each call runs the schedule the tuning cache holds for its pattern and shape (threads are kept from
+  // `schedule`); calls the cache knows nothing about run `schedule`.
+  std::shared_ptr<const TunedSchedules> tuned;
 };
 
 // Computes attention with `pattern` on the CPU. Same contract and errors as reference::attention.
@@ -41,8 +48,12 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
 void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& inputs, runtime::Tensor& out,
                     const CpuOptions& options = {});
 
-// Parses "block_q=128,chunk_k=512" (any subset; the rest keep their defaults). Throws std::invalid_argument.
-CpuSchedule parse_schedule(const std::string& text);
+// Parses "block_q=128,chunk_k=512" (any subset; the rest keep their values in `base`). Throws
+// std::invalid_argument.
+CpuSchedule parse_schedule(const std::string& text, const CpuSchedule& base = {});
+
+// Throws std::invalid_argument naming the sizes when the kernels cannot run `schedule`.
+void validate_schedule(const CpuSchedule& schedule);
 
 // The Halide target string the kernels are compiled for on this machine (explicit features, see cpu_target.cpp).
 std::string halide_target_string();

@@ -64,6 +64,7 @@ ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::Attentio
   planner::PlanOptions options;
   options.block_q = sched.block_q;
   options.block_k = sched.block_k;
+  options.allow_reindexing = sched.reindex != 0;
   ExecutionPlan execution;
   execution.plan = planner::plan_pattern(pattern, sz.N, sz.M, options);
   for (const planner::Component& component : execution.plan.components) {
@@ -86,8 +87,9 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
   constexpr size_t kMaxPlans = 512;
   static std::mutex mutex;
   static std::map<std::string, std::shared_ptr<const ExecutionPlan>> cache;
-  const std::string key = fmt::format("{}|B={},H={},N={},M={},D={}|bq={},bk={},ck={}", ir::to_string(pattern), sz.B,
-                                      sz.H, sz.N, sz.M, sz.D, sched.block_q, sched.block_k, sched.chunk_k);
+  const std::string key =
+      fmt::format("{}|B={},H={},N={},M={},D={}|bq={},bk={},ck={},ri={}", ir::to_string(pattern), sz.B, sz.H, sz.N, sz.M,
+                  sz.D, sched.block_q, sched.block_k, sched.chunk_k, sched.reindex);
   {
     std::lock_guard<std::mutex> lock(mutex);
     if (auto it = cache.find(key); it != cache.end()) return it->second;

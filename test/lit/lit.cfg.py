@@ -16,5 +16,9 @@ config.test_exec_root = os.path.join(config.tessera_binary_dir, "test", "lit-out
 
 config.substitutions.append(("%tessera", os.path.join(config.tessera_binary_dir, "tessera")))
 config.substitutions.append(("FileCheck", config.filecheck))
+# A python3 with numpy (the system one, python3-numpy): a python3 earlier on PATH (pyenv) may lack it.
+config.substitutions.append(("%python", config.python))
 config.substitutions.append(("%examples", os.path.join(config.tessera_source_dir, "examples")))
 config.environment["TERM"] = "dumb"
+# Commands read the tuning cache under $XDG_CACHE_HOME: the user's own tuned schedules must not reach the tests.
+config.environment["XDG_CACHE_HOME"] = os.path.join(config.test_exec_root, "xdg-cache")

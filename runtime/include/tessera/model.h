@@ -50,6 +50,10 @@ struct LoadOptions {
   std::string vocab;                              // a WordPiece vocab.txt, needed by embed()
   bool bf16_attention = false;                    // attention inputs stored as bf16 (fp32 accumulation)
   int threads = 0;                                // attention kernel threads (>= 0); 0: every core
+  // Schedules tuned by `tessera tune` for this machine: read from `tune_cache` (empty: the default path,
+  // $XDG_CACHE_HOME/tessera/tune_cache.json) unless use_tune_cache is false.
+  bool use_tune_cache = true;
+  std::string tune_cache;
 };
 
 struct GenerateOptions {

@@ -1,0 +1,63 @@
+#include "compiler/cli/allowed_pairs.h"
+
+#include "compiler/analysis/pattern_stats.h"
+#include "compiler/ir/simplify.h"
+
+namespace tessera::cli {
+
+namespace {
+
+// The mask with b, h and H fixed, so the analysis can count it exactly like a pattern of one head.
+ir::Pattern for_batch_and_head(const ir::Pattern& pattern, int64_t b, int64_t h, int64_t H) {
+  ir::Pattern one = pattern;
+  ir::Expr mask = ir::substitute(pattern.mask, ir::Var::Batch, ir::int_imm(b));
+  mask = ir::substitute(mask, ir::Var::Head, ir::int_imm(h));
+  mask = ir::substitute(mask, ir::Var::Heads, ir::int_imm(H));
+  one.mask = ir::simplify(mask);
+  return one;
+}
+
+}  // namespace
+
+int64_t count_allowed_pairs(const ir::Pattern& pattern, const ir::AttentionSizes& sizes,
+                            const targets::AttentionInputs& inputs) {
+  if (!pattern.has_mask()) return sizes.B * sizes.H * sizes.N * sizes.M;
+  if (!ir::uses_tensors(pattern.mask)) {
+    bool reads_b = ir::uses_var(pattern.mask, ir::Var::Batch);
+    bool reads_h = ir::uses_var(pattern.mask, ir::Var::Head);
+    analysis::ClassifyOptions options;
+    options.B = sizes.B;
+    options.H = sizes.H;
+    options.D = sizes.D;
+    int64_t total = 0;
+    bool exact = true;
+    for (int64_t b = 0; exact && b < (reads_b ? sizes.B : 1); ++b) {
+      for (int64_t h = 0; exact && h < (reads_h ? sizes.H : 1); ++h) {
+        analysis::PatternStats stats =
+            analysis::pattern_stats(for_batch_and_head(pattern, b, h, sizes.H), sizes.N, sizes.M, 64, 64, options);
+        if (stats.allowed_pairs) {
+          total += *stats.allowed_pairs;
+        } else {
+          exact = false;
+        }
+      }
+    }
+    if (exact) return total * (reads_b ? 1 : sizes.B) * (reads_h ? 1 : sizes.H);
+  }
+  // Counted in place rather than through analysis::mask_matrix, which would materialise N x M bytes per head.
+  targets::RuntimeTensorViews views = targets::runtime_tensor_views(pattern, inputs);
+  ir::PatternEvaluator evaluator(pattern, sizes, views.views, targets::attention_scale(inputs, sizes));
+  // Heads share a count unless the mask reads h (document reads only b): count one and multiply.
+  bool reads_h = ir::uses_var(pattern.mask, ir::Var::Head);
+  int64_t total = 0;
+  for (int64_t b = 0; b < sizes.B; ++b) {
+    for (int64_t h = 0; h < (reads_h ? sizes.H : 1); ++h) {
+      for (int64_t i = 0; i < sizes.N; ++i) {
+        for (int64_t j = 0; j < sizes.M; ++j) total += evaluator.allowed(b, h, i, j);
+      }
+    }
+  }
+  return total * (reads_h ? 1 : sizes.H);
+}
+
+}  // namespace tessera::cli

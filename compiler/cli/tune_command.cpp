@@ -1,0 +1,412 @@
+// `tessera tune`: searches a kernel's schedule space on this machine (compiler/tuner/search.h over the space the
+// CPU backend declares in targets/cpu/cpu_schedule_space.h), prints every candidate tried, and stores the winner
+// in the tuning cache that eval, bench, compile and the model runtime read.
+//
+// Timings are never taken while something else of ours runs: each candidate is compiled and checked against the
+// reference first, then timed alone. On a 2-core machine a compile beside a timed run would take one of the two
+// cores the kernel runs on.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <iostream>
+#include <set>
+
+#include "compiler/cli/allowed_pairs.h"
+#include "compiler/cli/command_context.h"
+#include "compiler/cli/commands.h"
+#include "compiler/cli/model_context.h"
+#include "compiler/cli/progress_bar.h"
+#include "compiler/cli/random_inputs.h"
+#include "compiler/ir/printer.h"
+#include "compiler/tuner/search.h"
+#include "compiler/tuner/tune_cache.h"
+#include "targets/cpu/cpu_schedule_space.h"
+#include "targets/cpu/tuned_schedules.h"
+#include "targets/reference/reference_attention.h"
+
+namespace tessera::cli {
+
+namespace {
+
+struct TuneOptions {
+  std::string pattern;
+  std::vector<std::string> specs;
+  std::string name;
+  std::string model;
+  std::vector<std::string> sets;
+  int64_t batch = 1, seq = 0;
+  std::optional<int64_t> heads, kv_heads, keys, head_dim, value_dim;
+  std::string dtype = "f32";
+  std::string target = "cpu";
+  double budget = 120;
+  int64_t max_candidates = 12;
+  int64_t runs = 5;
+  std::optional<uint64_t> seed;
+  std::optional<int64_t> threads;
+  std::string cache;
+  bool show = false;
+  bool no_store = false;
+  int64_t rel_distances = 64;
+  int64_t documents = 3;
+};
+
+// One attention problem to tune: a pattern at one shape.
+struct Problem {
+  std::string description;  // the pattern expression, or the model's node
+  ir::Pattern pattern;
+  RandomInputShape shape;
+};
+
+std::filesystem::path cache_path(const TuneOptions& o) {
+  return o.cache.empty() ? tuner::default_cache_path() : std::filesystem::path(o.cache);
+}
+
+std::string now_utc() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+// Owns a set of random inputs and the AttentionInputs pointing into them.
+struct InputSet {
+  RandomInputs data;
+  targets::AttentionInputs inputs;
+
+  InputSet(const RandomInputShape& shape, const ir::Pattern& pattern, uint64_t seed)
+      : data(random_inputs(shape, &pattern, seed)) {
+    inputs.q = &data.q;
+    inputs.k = &data.k;
+    inputs.v = &data.v;
+    for (const auto& [name, tensor] : data.tensors) inputs.tensors[name] = &tensor;
+  }
+  InputSet(const InputSet&) = delete;
+  InputSet& operator=(const InputSet&) = delete;
+};
+
+// The small shape every candidate is checked on against the float64 reference: the heads and head dims of the
+// tuned shape (the kernels are specialised to them), at most 256 queries, and the same distance between the
+// last query and the last key (decoding shapes keep their long context: one query costs little).
+RandomInputShape check_shape(const RandomInputShape& s) {
+  RandomInputShape c = s;
+  c.batch = 1;
+  c.seq = std::min<int64_t>(s.seq, 256);
+  c.keys = s.keys >= s.seq ? c.seq + (s.keys - s.seq) : std::max<int64_t>(1, s.keys * c.seq / s.seq);
+  return c;
+}
+
+// The tolerance of `tessera eval --target cpu` against the reference (float32 accumulation); bf16 is compared
+// with the reference run on the same rounded inputs, so the same bound holds.
+constexpr double kTolerance = 2e-4;
+
+class ProblemTuner {
+ public:
+  ProblemTuner(const Problem& problem, const TuneOptions& o)
+      : problem_(problem),
+        o_(o),
+        storage_(o.dtype == "bf16" ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32),
+        timed_(problem.shape, problem.pattern, 0),
+        check_(check_shape(problem.shape), problem.pattern, 1) {
+    sizes_ = targets::validate_attention_inputs(timed_.inputs);
+    out_ = runtime::Tensor(runtime::DType::Float32, {sizes_.B, sizes_.H, sizes_.N, sizes_.Dv});
+    // The reference the check compares with: on bf16-rounded inputs when the kernels store bf16.
+    if (storage_ == cpu::StorageType::BFloat16) {
+      rounded_q_ = runtime::bfloat16_to_float32(runtime::to_bfloat16(check_.data.q));
+      rounded_k_ = runtime::bfloat16_to_float32(runtime::to_bfloat16(check_.data.k));
+      rounded_v_ = runtime::bfloat16_to_float32(runtime::to_bfloat16(check_.data.v));
+      targets::AttentionInputs rounded = check_.inputs;
+      rounded.q = &rounded_q_;
+      rounded.k = &rounded_k_;
+      rounded.v = &rounded_v_;
+      expected_ = reference::attention_f64(problem.pattern, rounded);
+    } else {
+      expected_ = reference::attention_f64(problem.pattern, check_.inputs);
+    }
+  }
+
+  int run() {
+    const std::string halide_target = cpu::halide_target_string();
+    const tuner::ScheduleSpace space = cpu::cpu_schedule_space(problem_.pattern, sizes_, halide_target);
+    const cpu::CpuCostModel model(problem_.pattern, sizes_, o_.threads.value_or(0));
+    const int64_t pairs = count_allowed_pairs(problem_.pattern, sizes_, timed_.inputs);
+    const double flops = 2.0 * static_cast<double>(sizes_.D + sizes_.Dv) * static_cast<double>(pairs);
+
+    std::cout << fmt::format("tune {}: cpu {}, B={} H={} Hkv={} N={} M={} D={} Dv={}{}\n", problem_.description,
+                             o_.dtype, sizes_.B, sizes_.H, sizes_.Hkv, sizes_.N, sizes_.M, sizes_.D, sizes_.Dv,
+                             o_.threads ? fmt::format(", {} threads", *o_.threads) : "");
+    tuner::SearchOptions search;
+    search.budget_seconds = o_.budget;
+    search.max_candidates = o_.max_candidates;
+    search.runs = o_.runs;
+    search.seed = o_.seed;
+    std::optional<ProgressBar> bar;
+    bar.emplace("tune " + problem_.description, o_.max_candidates);
+
+    tuner::Evaluator evaluator;
+    evaluator.predict = [&model](const tuner::Schedule& s) { return model(s); };
+    evaluator.check = [this](const tuner::Schedule& s) { return check(s); };
+    evaluator.run = [this](const tuner::Schedule& s) { return time_once(s); };
+    evaluator.on_trial = [&bar](const tuner::Trial&, size_t done, size_t) {
+      if (bar) bar->update(static_cast<int64_t>(done));
+    };
+    const tuner::SearchResult result = tuner::search(space, evaluator, search);
+    bar.reset();
+
+    std::cout << fmt::format(
+        "space: {} valid points ({} pruned by the backend's constraints); {} measured, ranked by the cost model\n",
+        result.space_points, result.pruned, result.trials.size());
+    std::cout << fmt::format("  {:>3} {:>5}  {:<74} {:<7} {:>10} {:>9}\n", "#", "rank", "schedule", "status",
+                             "median ms", "GFLOP/s");
+    for (size_t t = 0; t < result.trials.size(); ++t) {
+      const tuner::Trial& trial = result.trials[t];
+      const bool measured = trial.status == tuner::TrialStatus::Timed || trial.status == tuner::TrialStatus::Slow;
+      std::string schedule = tuner::describe(trial.schedule, space) + (trial.is_default ? " (default)" : "");
+      std::cout << fmt::format(
+          "  {:>3} {:>5}  {:<74} {:<7} {:>10} {:>9}{}\n", t + 1, trial.rank, schedule, tuner::to_string(trial.status),
+          measured ? fmt::format("{:.3f}", trial.median_ms) : "-",
+          measured && trial.median_ms > 0 ? fmt::format("{:.1f}", flops / (trial.median_ms * 1e-3) / 1e9) : "-",
+          trial.message.empty() ? "" : "  " + trial.message);
+    }
+    for (const tuner::Trial& trial : result.trials) {
+      if (trial.status == tuner::TrialStatus::Wrong) {
+        std::cerr << fmt::format("tessera: warning: schedule {} disagrees with the reference and was discarded: {}\n",
+                                 tuner::describe(trial.schedule, space), trial.message);
+      }
+    }
+    if (!result.best) {
+      throw UserError(
+          fmt::format("no candidate schedule of '{}' ran correctly; nothing was cached", problem_.description));
+    }
+    const tuner::Trial& best = result.trials[*result.best];
+    const double speedup = result.default_trial && result.default_ms() > 0 ? result.default_ms() / best.median_ms : 0;
+    std::cout << fmt::format("winner: {}: {:.3f} ms, {:.1f} GFLOP/s, {} ({} candidates in {:.1f} s; stopped: {})\n",
+                             tuner::describe(best.schedule, space), best.median_ms,
+                             flops / (best.median_ms * 1e-3) / 1e9,
+                             speedup > 0 ? fmt::format("{:.2f}x the default", speedup) : "default not measured",
+                             result.trials.size(), result.seconds, result.stop_reason);
+
+    tuner::TuneEntry entry;
+    entry.key = cpu::cpu_tune_key(problem_.pattern, sizes_, storage_);
+    entry.schedule = best.schedule;
+    entry.description = problem_.description;
+    entry.median_ms = best.median_ms;
+    entry.default_ms = result.default_ms();
+    entry.candidates = static_cast<int64_t>(result.trials.size());
+    entry.tuning_seconds = result.seconds;
+    entry.tuned_at = now_utc();
+    if (!o_.no_store) {
+      tuner::TuneCache::store(cache_path(o_), cpu::tessera_version(), entry);
+      std::cout << fmt::format("cache: stored in {}\n", cache_path(o_).string());
+    }
+    return 0;
+  }
+
+ private:
+  cpu::CpuOptions options(const tuner::Schedule& s) const {
+    cpu::CpuOptions options;
+    options.schedule = cpu::to_cpu_schedule(s);
+    options.schedule.threads = o_.threads.value_or(0);
+    options.storage = storage_;
+    return options;
+  }
+
+  std::optional<std::string> check(const tuner::Schedule& s) const {
+    runtime::Tensor got = cpu::attention(problem_.pattern, check_.inputs, options(s));
+    const float* g = got.data<float>();
+    double worst = 0;
+    int64_t worst_at = 0;
+    for (int64_t i = 0; i < got.numel(); ++i) {
+      const double e = expected_[static_cast<size_t>(i)];
+      const double err = std::isnan(e) != std::isnan(g[i]) ? INFINITY : std::isnan(e) ? 0 : std::abs(g[i] - e);
+      if (err > worst || std::isnan(err)) {
+        worst = err;
+        worst_at = i;
+      }
+    }
+    if (worst <= kTolerance) return std::nullopt;
+    return fmt::format("max abs error {:.3g} > {:.0e} at flat index {} of the check output", worst, kTolerance,
+                       worst_at);
+  }
+
+  double time_once(const tuner::Schedule& s) {
+    const cpu::CpuOptions opts = options(s);
+    const auto start = std::chrono::steady_clock::now();
+    cpu::attention_into(problem_.pattern, timed_.inputs, out_, opts);
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  const Problem& problem_;
+  const TuneOptions& o_;
+  cpu::StorageType storage_;
+  InputSet timed_, check_;
+  ir::AttentionSizes sizes_;
+  runtime::Tensor out_;
+  runtime::Tensor rounded_q_, rounded_k_, rounded_v_;
+  std::vector<double> expected_;
+};
+
+RandomInputShape shape_from(const TuneOptions& o, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                            int64_t value_dim) {
+  return RandomInputShape{.batch = o.batch,
+                          .heads = heads,
+                          .kv_heads = kv_heads,
+                          .seq = o.seq,
+                          .keys = o.keys.value_or(o.seq),
+                          .head_dim = head_dim,
+                          .value_dim = value_dim,
+                          .rel_distances = o.rel_distances,
+                          .documents = o.documents};
+}
+
+// Every distinct attention of the model (pattern, heads, head dims): what its forward pass asks the kernels for.
+std::vector<Problem> model_problems(const TuneOptions& o) {
+  ModelFlags flags;
+  flags.spec = o.model;
+  flags.name = o.name;
+  flags.sets = o.sets;
+  const graph::Graph g = load_model_graph(flags);
+  std::vector<Problem> problems;
+  std::set<std::string> seen;
+  for (const graph::Node& node : g.nodes) {
+    if (node.op != graph::OpKind::Attention || !node.pattern) continue;
+    const std::string key =
+        fmt::format("{}|{}|{}|{}", ir::to_string(*node.pattern), node.heads, node.kv_heads, node.head_dim);
+    if (!seen.insert(key).second) continue;
+    problems.push_back({fmt::format("{} ({}: {})", node.pattern->name, g.name, node.name), *node.pattern,
+                        shape_from(o, node.heads, node.kv_heads, node.head_dim, node.head_dim)});
+  }
+  if (problems.empty()) throw UserError(fmt::format("model '{}' has no attention to tune", g.name));
+  return problems;
+}
+
+std::vector<Problem> problems_of(const TuneOptions& o) {
+  const int sources = !o.pattern.empty() + !o.model.empty() + (!o.specs.empty() && o.pattern.empty());
+  if (sources != 1) throw UserError("give one of --pattern EXPR, --spec FILE [--name NAME] or --model SPEC");
+  if (!o.model.empty()) {
+    if (o.heads || o.kv_heads || o.head_dim || o.value_dim) {
+      throw UserError("--model takes heads and head dims from the model; drop --heads/--kv-heads/--head-dim");
+    }
+    return model_problems(o);
+  }
+  if (!o.heads || !o.head_dim) throw UserError("--heads and --head-dim are required with --pattern or --spec");
+  const int64_t kv = o.kv_heads.value_or(*o.heads);
+  if (*o.heads % kv != 0) throw UserError(fmt::format("--heads {} must be a multiple of --kv-heads {}", *o.heads, kv));
+  const RandomInputShape shape = shape_from(o, *o.heads, kv, *o.head_dim, o.value_dim.value_or(*o.head_dim));
+  sema::PatternLibrary library = load_library(o.specs);
+  std::vector<std::string> expressions;
+  if (!o.pattern.empty()) {
+    expressions.push_back(o.pattern);
+  } else if (!o.name.empty()) {
+    expressions.push_back(o.name);
+  } else {
+    // Every pattern the spec files declare that needs no arguments.
+    for (const sema::Declaration& d : library.declarations()) {
+      const bool all_defaulted = std::all_of(d.params.begin(), d.params.end(),
+                                             [](const sema::Parameter& p) { return p.default_value.has_value(); });
+      if (!d.from_prelude && all_defaulted) expressions.push_back(d.name);
+    }
+    if (expressions.empty()) throw UserError("the spec declares no pattern without required parameters: use --name");
+  }
+  std::vector<Problem> problems;
+  for (const std::string& e : expressions) problems.push_back({e, instantiate_pattern(library, e), shape});
+  return problems;
+}
+
+std::string bucket_text(const tuner::Shape& bucket) {
+  std::string text;
+  for (const auto& [name, value] : bucket) text += fmt::format("{}{}={}", text.empty() ? "" : ",", name, value);
+  return text;
+}
+
+int show_cache(const TuneOptions& o) {
+  const std::filesystem::path path = cache_path(o);
+  const tuner::TuneCache cache = tuner::TuneCache::load(path, cpu::tessera_version());
+  std::cout << fmt::format("tuning cache {} (Tessera {}): {} entr{}\n", path.string(), cpu::tessera_version(),
+                           cache.entries().size(), cache.entries().size() == 1 ? "y" : "ies");
+  for (const tuner::TuneEntry& e : cache.entries()) {
+    std::string schedule;
+    for (const auto& [name, value] : e.schedule) {
+      schedule += fmt::format("{}{}={}", schedule.empty() ? "" : ",", name, value);
+    }
+    std::cout << fmt::format(
+        "- {} {} [{}] {} {}\n  schedule {}: {:.3f} ms ({:.2f}x the default), {} candidates in "
+        "{:.1f} s, {}\n  target {}\n",
+        e.key.kernel, e.description, e.key.problem, bucket_text(e.key.bucket), e.key.dtype, schedule, e.median_ms,
+        e.median_ms > 0 ? e.default_ms / e.median_ms : 0.0, e.candidates, e.tuning_seconds, e.tuned_at, e.key.target);
+  }
+  return 0;
+}
+
+int run_tune(const TuneOptions& o) {
+  if (o.show) return show_cache(o);
+  if (o.target != "cpu") {
+    throw UserError(
+        fmt::format("--target {}: only the CPU target can be tuned in this build (the CUDA backend does not exist "
+                    "yet)",
+                    o.target));
+  }
+  if (o.seq < 1) throw UserError("--seq is required (the number of queries to tune for)");
+  for (const Problem& problem : problems_of(o)) {
+    ProblemTuner tuner(problem, o);
+    tuner.run();
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command add_tune_command(CLI::App& app) {
+  auto o = std::make_shared<TuneOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "tune",
+      "Search the CPU kernels' schedule space for a pattern (or every attention of a model) at one shape, print\n"
+      "each candidate tried (schedule, median ms, GFLOP/s over allowed pairs) and the winner, and store it in\n"
+      "the tuning cache ($XDG_CACHE_HOME/tessera/tune_cache.json, or --cache). eval, bench, compile and the model\n"
+      "runtime then run the cached schedule for that pattern and shape bucket (exact up to 256, powers of two\n"
+      "above; the nearest tuned bucket otherwise). A cost model ranks the space; the default and the best-ranked\n"
+      "candidates (plus a few sampled from the rest) are checked against the float64 reference on a small shape\n"
+      "(a wrong one is reported and never cached), then timed: warm-up, --runs runs, median.");
+  cmd->add_option("--pattern", o->pattern, "Pattern expression to tune, e.g. 'causal & sliding_window(window=256)'");
+  cmd->add_option("--spec", o->specs, "Spec file(s): with --name, tune that pattern; alone, every pattern declared");
+  cmd->add_option("--name", o->name, "Pattern of --spec, or model of --model");
+  cmd->add_option("--model", o->model, "Model spec: tune every distinct attention of the model")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--set", o->sets, "Override a model parameter, PARAM=VALUE (with --model; repeatable)");
+  cmd->add_option("--seq", o->seq, "N, queries")->check(CLI::PositiveNumber);
+  cmd->add_option("--keys", o->keys, "M, keys (default N)")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", o->batch, "B (default 1)")->check(CLI::PositiveNumber);
+  cmd->add_option("--heads", o->heads, "H, query heads (not with --model)")->check(CLI::PositiveNumber);
+  cmd->add_option("--kv-heads", o->kv_heads, "Hkv, key/value heads (default H; must divide H)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--head-dim", o->head_dim, "D (not with --model)")->check(CLI::PositiveNumber);
+  cmd->add_option("--value-dim", o->value_dim, "Dv (default D)")->check(CLI::PositiveNumber);
+  cmd->add_option("--dtype", o->dtype, "Storage of Q/K/V: f32 or bf16 (default f32)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  cmd->add_option("--target", o->target, "Target to tune for: cpu (default)");
+  cmd->add_option("--budget", o->budget, "Seconds for checking and timing candidates per problem (default 120)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-candidates", o->max_candidates,
+                  "Candidates measured per problem, the default included "
+                  "(default 12)")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  cmd->add_option("--runs", o->runs, "Timed runs per candidate after one warm-up run (default 5)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  cmd->add_option("--seed", o->seed,
+                  "Deterministic mode: the candidates visited depend only on the space, the cost model and the seed "
+                  "(no early stopping on timings; the budget still applies)");
+  cmd->add_option("--threads", o->threads, "CPU threads (default: every hardware thread)")->check(CLI::PositiveNumber);
+  cmd->add_option("--cache", o->cache, "Tuning cache file (default $XDG_CACHE_HOME/tessera/tune_cache.json)");
+  cmd->add_flag("--show", o->show, "List the tuning cache and exit");
+  cmd->add_flag("--no-store", o->no_store, "Search and report, but leave the cache as it is");
+  cmd->add_option("--rel-distances", o->rel_distances, "Size of free tensor dimensions such as R (default 64)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--documents", o->documents, "Documents per row of `segments` (default 3)")
+      ->check(CLI::PositiveNumber);
+  return {cmd, [o] { return run_tune(*o); }};
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,39 @@
+// A kernel's schedule space as its backend declares it: named integer parameters with candidate values and a
+// default, plus the backend's own validity constraints. The tuner searches any such space without knowing what
+// the parameters mean, so a backend adds a parameter (or a whole target adds its space) without touching it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compiler/tuner/tune_cache.h"
+
+namespace tessera::tuner {
+
+struct Parameter {
+  std::string name;
+  std::vector<int64_t> values;  // candidates, in the backend's order
+  int64_t default_value = 0;
+  std::string help;
+};
+
+struct ScheduleSpace {
+  std::string target;  // e.g. "cpu"
+  std::vector<Parameter> parameters;
+  // Why the backend cannot run `schedule` (its constraints), or nullopt when it can. Checked before anything is
+  // compiled.
+  std::function<std::optional<std::string>(const Schedule&)> invalid;
+
+  Schedule defaults() const;
+  // Every valid point, in the order of the parameters' candidate lists (the first parameter varies slowest).
+  // `pruned`, if given, receives the number of points the constraints removed.
+  std::vector<Schedule> valid_points(int64_t* pruned = nullptr) const;
+};
+
+// "block_q=128,block_k=64" in the space's parameter order (names not in the space follow, sorted).
+std::string describe(const Schedule& schedule, const ScheduleSpace& space);
+
+}  // namespace tessera::tuner

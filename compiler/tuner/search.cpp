@@ -1,0 +1,138 @@
+#include "compiler/tuner/search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <random>
+
+namespace tessera::tuner {
+
+const char* to_string(TrialStatus status) {
+  switch (status) {
+    case TrialStatus::Timed: return "timed";
+    case TrialStatus::Slow: return "slow";
+    case TrialStatus::Wrong: return "WRONG";
+    case TrialStatus::Failed: return "failed";
+  }
+  return "?";
+}
+
+std::vector<Candidate> plan_candidates(const ScheduleSpace& space,
+                                       const std::function<double(const Schedule&)>& predict,
+                                       const SearchOptions& options, int64_t* space_points, int64_t* pruned) {
+  std::vector<Schedule> points = space.valid_points(pruned);
+  if (space_points) *space_points = static_cast<int64_t>(points.size());
+  std::vector<double> cost(points.size());
+  for (size_t i = 0; i < points.size(); ++i) cost[i] = predict(points[i]);
+  std::vector<size_t> order(points.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  // Ties keep the space's order, so the ranking is a function of the space and the model alone.
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] < cost[b]; });
+
+  const Schedule defaults = space.defaults();
+  std::vector<Candidate> ranked;
+  for (size_t r = 0; r < order.size(); ++r) {
+    ranked.push_back({points[order[r]], points[order[r]] == defaults, cost[order[r]], static_cast<int64_t>(r + 1)});
+  }
+  std::vector<Candidate> chosen;
+  auto default_it = std::find_if(ranked.begin(), ranked.end(), [](const Candidate& c) { return c.is_default; });
+  if (default_it != ranked.end()) {
+    chosen.push_back(*default_it);
+    ranked.erase(default_it);
+  } else {
+    // The default violates the space's constraints for this problem (it should not): measure it anyway, it is
+    // what every entry point runs without a tuned schedule.
+    chosen.push_back({defaults, true, predict(defaults), 0});
+  }
+  const size_t others = static_cast<size_t>(std::max<int64_t>(0, options.max_candidates - 1));
+  const size_t explored =
+      std::min(ranked.size(), static_cast<size_t>(static_cast<double>(others) * options.explore_fraction));
+  const size_t top = std::min(ranked.size(), others - std::min(others, explored));
+  for (size_t r = 0; r < top; ++r) chosen.push_back(ranked[r]);
+  // The rest are sampled from below the top ranks: the model decides the order, not the whole search.
+  std::vector<Candidate> rest(ranked.begin() + static_cast<std::ptrdiff_t>(top), ranked.end());
+  std::mt19937_64 rng(options.seed ? *options.seed : std::random_device{}());
+  for (size_t e = 0; e < explored && !rest.empty(); ++e) {
+    std::uniform_int_distribution<size_t> pick(0, rest.size() - 1);
+    size_t i = pick(rng);
+    chosen.push_back(rest[i]);
+    rest.erase(rest.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  return chosen;
+}
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+SearchResult search(const ScheduleSpace& space, const Evaluator& evaluator, const SearchOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+
+  SearchResult result;
+  const std::vector<Candidate> candidates =
+      plan_candidates(space, evaluator.predict, options, &result.space_points, &result.pruned);
+  result.stop_reason = "all candidates";
+  int64_t without_gain = 0;
+  for (const Candidate& candidate : candidates) {
+    if (!candidate.is_default && elapsed() > options.budget_seconds) {
+      result.stop_reason = "budget";
+      break;
+    }
+    if (!options.seed && !candidate.is_default && without_gain >= options.patience) {
+      result.stop_reason = "patience";
+      break;
+    }
+    Trial trial;
+    trial.schedule = candidate.schedule;
+    trial.is_default = candidate.is_default;
+    trial.predicted = candidate.predicted;
+    trial.rank = candidate.rank;
+    try {
+      if (std::optional<std::string> wrong = evaluator.check(candidate.schedule)) {
+        trial.status = TrialStatus::Wrong;
+        trial.message = *wrong;
+      } else {
+        for (int64_t w = 0; w < options.warmup; ++w) evaluator.run(candidate.schedule);
+        std::vector<double> ms;
+        const double best_so_far = result.best ? result.trials[*result.best].median_ms : 0;
+        trial.status = TrialStatus::Timed;
+        for (int64_t r = 0; r < std::max<int64_t>(1, options.runs); ++r) {
+          ms.push_back(evaluator.run(candidate.schedule));
+          // Far slower than the best after one run: more runs would not change the outcome, only the time spent.
+          if (r == 0 && !options.seed && best_so_far > 0 && ms[0] > options.slow_factor * best_so_far) {
+            trial.status = TrialStatus::Slow;
+            break;
+          }
+        }
+        trial.median_ms = median(ms);
+        trial.min_ms = *std::min_element(ms.begin(), ms.end());
+      }
+    } catch (const std::exception& e) {
+      trial.status = TrialStatus::Failed;
+      trial.message = e.what();
+    }
+    result.trials.push_back(trial);
+    const size_t index = result.trials.size() - 1;
+    if (trial.is_default) result.default_trial = index;
+    if (trial.status == TrialStatus::Timed) {
+      const bool gain = !result.best || trial.median_ms < 0.99 * result.trials[*result.best].median_ms;
+      if (!result.best || trial.median_ms < result.trials[*result.best].median_ms) result.best = index;
+      without_gain = gain ? 0 : without_gain + 1;
+    } else if (!trial.is_default) {
+      ++without_gain;
+    }
+    if (evaluator.on_trial) evaluator.on_trial(trial, result.trials.size(), candidates.size());
+  }
+  result.seconds = elapsed();
+  return result;
+}
+
+}  // namespace tessera::tuner

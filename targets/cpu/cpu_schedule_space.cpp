@@ -1,0 +1,171 @@
+#include "targets/cpu/cpu_schedule_space.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <thread>
+
+#include "compiler/ir/printer.h"
+#include "compiler/planner/sparsity_plan.h"
+#include "targets/cpu/execution_plan.h"
+
+namespace tessera::cpu {
+
+namespace {
+
+// The fields the tuner may set, with their candidate values. Query tiles below 16 rows leave vector lanes idle;
+// key tiles are the classification grain (smaller tiles skip more of a sparse mask but make more chunks); chunks
+// bound the score buffer (a query tile by a chunk must stay in L1/L2).
+const std::vector<int64_t> kBlockQ = {16, 32, 64, 128, 256};
+const std::vector<int64_t> kBlockK = {16, 32, 64, 128};
+const std::vector<int64_t> kChunkK = {64, 128, 256, 512};
+
+int64_t* field(CpuSchedule& s, const std::string& name) {
+  if (name == "block_q") return &s.block_q;
+  if (name == "block_k") return &s.block_k;
+  if (name == "chunk_k") return &s.chunk_k;
+  if (name == "vector_width") return &s.vector_width;
+  if (name == "reindex") return &s.reindex;
+  return nullptr;
+}
+
+bool reindexing_possible(const ir::Pattern& pattern, const ir::AttentionSizes& sz) {
+  if (!pattern.has_mask()) return false;
+  planner::Plan plan = planner::plan_pattern(pattern, sz.N, sz.M);
+  return std::any_of(plan.components.begin(), plan.components.end(),
+                     [](const planner::Component& c) { return c.kind != planner::ComponentKind::TileSparse; });
+}
+
+}  // namespace
+
+tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                                        const std::string& halide_target) {
+  const CpuSchedule defaults;
+  tuner::ScheduleSpace space;
+  space.target = "cpu";
+  space.parameters.push_back({"block_q", kBlockQ, defaults.block_q, "queries per tile"});
+  space.parameters.push_back({"block_k", kBlockK, defaults.block_k, "keys per tile (classification grain)"});
+  space.parameters.push_back({"chunk_k", kChunkK, defaults.chunk_k, "keys per chunk of consecutive tiles"});
+  // 8 lanes (AVX2 registers) is a candidate on AVX-512 too: on CPUs that split 512-bit operations it can win.
+  const bool avx512 = halide_target.find("avx512") != std::string::npos;
+  space.parameters.push_back({"vector_width", avx512 ? std::vector<int64_t>{16, 8} : std::vector<int64_t>{8},
+                              avx512 ? 16 : 8, "float lanes per vector"});
+  space.parameters.push_back({"reindex",
+                              reindexing_possible(pattern, sz) ? std::vector<int64_t>{1, 0} : std::vector<int64_t>{1},
+                              defaults.reindex, "1: residue classes and column sets re-indexed; 0: tile-sparse"});
+  const int64_t rows = std::max<int64_t>(sz.N, 1);
+  space.invalid = [rows](const tuner::Schedule& point) -> std::optional<std::string> {
+    CpuSchedule s = to_cpu_schedule(point);
+    if (s.chunk_k % s.block_k != 0) return "chunk_k is not a multiple of block_k";
+    if (s.chunk_k % s.vector_width != 0) return "chunk_k is not a multiple of vector_width";
+    if (s.block_q % s.vector_width != 0) return "block_q is not a multiple of vector_width";
+    // A query tile of more than twice the rows computes mostly padding; one at least a vector wide stays.
+    if (s.block_q > s.vector_width && s.block_q >= 2 * rows) return "block_q far beyond the query count";
+    return std::nullopt;
+  };
+  return space;
+}
+
+CpuSchedule to_cpu_schedule(const tuner::Schedule& point, CpuSchedule base) {
+  for (const auto& [name, value] : point) {
+    int64_t* f = field(base, name);
+    if (!f) throw std::invalid_argument(fmt::format("the CPU schedule has no parameter '{}'", name));
+    *f = value;
+  }
+  return base;
+}
+
+tuner::Schedule to_tuner_schedule(const CpuSchedule& s) {
+  return {{"block_q", s.block_q},
+          {"block_k", s.block_k},
+          {"chunk_k", s.chunk_k},
+          {"vector_width", s.vector_width},
+          {"reindex", s.reindex}};
+}
+
+tuner::TuneKey cpu_tune_key(const ir::Pattern& pattern, const ir::AttentionSizes& sz, StorageType storage) {
+  tuner::TuneKey key;
+  key.kernel = "attention";
+  key.problem = tuner::hash_text(ir::to_string(pattern));
+  key.bucket = tuner::bucket_shape({{"BH", sz.B * sz.H},
+                                    {"N", sz.N},
+                                    {"M", sz.M},
+                                    {"D", sz.D},
+                                    {"Dv", sz.Dv},
+                                    {"G", sz.H / std::max<int64_t>(sz.Hkv, 1)}});
+  key.dtype = storage == StorageType::BFloat16 ? "bf16" : "f32";
+  key.target = "cpu:" + halide_target_string();
+  return key;
+}
+
+CpuCostModel::CpuCostModel(ir::Pattern pattern, ir::AttentionSizes sz, int64_t threads)
+    : pattern_(std::move(pattern)),
+      sz_(sz),
+      threads_(threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency())) {}
+
+const CpuCostModel::PlanWork& CpuCostModel::work(const CpuSchedule& s) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto key = std::make_tuple(s.block_q, s.block_k, s.chunk_k, s.reindex);
+  if (auto it = plans_.find(key); it != plans_.end()) return it->second;
+  analysis::ClassifyOptions classify;
+  classify.B = sz_.B;
+  classify.H = sz_.H;
+  classify.D = sz_.D;
+  // Masks that read run-time tensors are classified per call from their values; without them every tile that
+  // may hold a pair counts as PARTIAL, which ranks tilings the same way.
+  const ExecutionPlan plan = make_execution_plan(pattern_, sz_, s, classify);
+  PlanWork w;
+  for (size_t c = 0; c < plan.plan.components.size(); ++c) {
+    const planner::Component& component = plan.plan.components[c];
+    for (size_t v = 0; v < component.views.size(); ++v) {
+      const ViewTables& t = plan.tables[c][v];
+      const int64_t queries = component.views[v].queries.count;
+      w.calls += 1;
+      w.tile_rows += t.tile_rows;
+      for (int32_t r = 0; r < t.tile_rows; ++r) {
+        const double rows = static_cast<double>(std::min<int64_t>(s.block_q, queries - int64_t{r} * s.block_q));
+        auto add = [&](const std::vector<int32_t>& table, const std::vector<int32_t>& counts, int32_t slots,
+                       double* pairs) {
+          for (int32_t slot = 0; slot < counts[r]; ++slot) {
+            *pairs += rows * table[2 * (r * std::max(1, slots) + slot) + 1];
+            w.chunk_rows += static_cast<double>(s.block_q);
+          }
+        };
+        add(t.full, t.full_counts, t.max_full, &w.full_pairs);
+        add(t.partial, t.partial_counts, t.max_partial, &w.partial_pairs);
+      }
+    }
+  }
+  return plans_.emplace(key, w).first->second;
+}
+
+double CpuCostModel::operator()(const tuner::Schedule& point) const {
+  const CpuSchedule s = to_cpu_schedule(point);
+  const PlanWork& w = work(s);
+  // Orders of magnitude measured on a 2-core AVX-512 VM; only the ranking matters. The Q.K and P.V loops reach
+  // ~50 flops/ns per thread at 16 lanes (30 at 8) with 4 row vectors per register tile; fewer row vectors reload
+  // each key for fewer rows (1 vector: about half the rate). Exp, max and sums over the score buffer add ~25% per
+  // pair, the mask ~30% more on PARTIAL chunks. A score buffer (query tile x chunk) beyond L1 costs bandwidth.
+  // A chunk costs a merge per row (~3 flops per value column plus an exp) and a fixed loop set-up; a kernel call
+  // ~3 us.
+  const double lanes_rate = s.vector_width >= 16 ? 50.0 : 30.0;
+  const double row_vectors = static_cast<double>(std::clamp<int64_t>(s.block_q / s.vector_width, 1, 4));
+  const double flops_per_ns = lanes_rate * (row_vectors / (row_vectors + 1.0)) / 0.8;
+  const double buffer_kib = static_cast<double>(s.block_q * s.chunk_k * 4) / 1024.0;
+  const double spill = 1.0 + 0.15 * std::max(0.0, std::log2(buffer_kib / 32.0));
+  const double pair_ns = 2.0 * static_cast<double>(sz_.D + sz_.Dv) / flops_per_ns * 1.25 * spill;
+  const double merge_ns = (3.0 * static_cast<double>(sz_.Dv) + 40.0) / lanes_rate;
+  const double chunks = w.chunk_rows / static_cast<double>(s.block_q);
+  const double per_head =
+      pair_ns * (w.full_pairs + 1.3 * w.partial_pairs) + merge_ns * w.chunk_rows + 200.0 * chunks + 3000.0 * w.calls;
+  const double heads = static_cast<double>(sz_.B * sz_.H);
+  // Work is split over (batch, head, query tile): a few large tiles leave threads idle.
+  const double units = std::max(1.0, heads * w.tile_rows);
+  const double t = static_cast<double>(threads_);
+  const double balance = units / (std::ceil(units / t) * t);
+  return heads * per_head / (t * balance);
+}
+
+}  // namespace tessera::cpu

@@ -1,0 +1,56 @@
+// The CPU kernels' schedule space as the backend declares it to the tuner (compiler/tuner/): tile sizes, chunk
+// length, vector width and the planner's re-indexing choice, with the constraints the kernels need and an
+// analytic cost model computed from the execution plan each point would run (pairs per tile kind, chunk merges,
+// kernel calls, load balance). The tuner knows nothing of these names; this file is the only place that does.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "compiler/ir/evaluate.h"
+#include "compiler/ir/pattern.h"
+#include "compiler/tuner/schedule_space.h"
+#include "compiler/tuner/tune_cache.h"
+#include "targets/cpu/cpu_attention.h"
+
+namespace tessera::cpu {
+
+// The space for `pattern` at sizes `sz` on the Halide target `halide_target` (its features decide the vector
+// widths). The defaults are CpuSchedule's.
+tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                                        const std::string& halide_target);
+
+// A tuner point as a CpuSchedule: the named fields replaced in `base`. Throws std::invalid_argument for a name
+// the CPU schedule does not have (a cache written by a newer Tessera is refused by its version first).
+CpuSchedule to_cpu_schedule(const tuner::Schedule& point, CpuSchedule base = {});
+tuner::Schedule to_tuner_schedule(const CpuSchedule& schedule);  // every tunable field (not threads)
+
+// The key under which the tuning cache holds the schedule of `pattern` at `sz` with `storage` on this machine.
+tuner::TuneKey cpu_tune_key(const ir::Pattern& pattern, const ir::AttentionSizes& sz, StorageType storage);
+
+// An estimate of a schedule's run time in nanoseconds, used only to rank points: the work of every chunk the
+// execution plan would visit (pairs, with the mask's cost on PARTIAL chunks), the merge per chunk and query row,
+// a fixed cost per kernel call, all spread over the threads with the imbalance of the query tiles. Plans are
+// memoised by their tile sizes, so ranking a whole space plans each tiling once.
+class CpuCostModel {
+ public:
+  CpuCostModel(ir::Pattern pattern, ir::AttentionSizes sz, int64_t threads);
+  double operator()(const tuner::Schedule& point) const;
+
+ private:
+  struct PlanWork {
+    double full_pairs = 0, partial_pairs = 0, chunk_rows = 0, calls = 0, tile_rows = 0;
+  };
+  const PlanWork& work(const CpuSchedule& schedule) const;
+
+  ir::Pattern pattern_;
+  ir::AttentionSizes sz_;
+  int64_t threads_;
+  mutable std::mutex mutex_;
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, PlanWork> plans_;
+};
+
+}  // namespace tessera::cpu

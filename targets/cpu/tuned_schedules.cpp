@@ -1,0 +1,63 @@
+#include "targets/cpu/tuned_schedules.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <bit>
+
+#include "compiler/ir/printer.h"
+#include "targets/cpu/cpu_schedule_space.h"
+
+#ifndef TESSERA_VERSION
+#error "TESSERA_VERSION must be defined by the build"
+#endif
+
+namespace tessera::cpu {
+
+std::string tessera_version() { return TESSERA_VERSION; }
+
+TunedSchedules::TunedSchedules(tuner::TuneCache cache) : cache_(std::move(cache)) {}
+
+std::shared_ptr<const TunedSchedules> TunedSchedules::load(const std::filesystem::path& path, const tuner::Warn& warn) {
+  return std::make_shared<const TunedSchedules>(tuner::TuneCache::load(path, tessera_version(), warn));
+}
+
+TunedSchedules::Choice TunedSchedules::choose(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                                              StorageType storage, const CpuSchedule& base) const {
+  const tuner::TuneKey key = cpu_tune_key(pattern, sz, storage);
+  std::string memo_key = fmt::format("{}|{}|{}|{}", key.problem, key.dtype, sz.B * sz.H, sz.N);
+  for (const auto& [name, value] : key.bucket) memo_key += fmt::format(",{}={}", name, value);
+  memo_key += fmt::format("|{},{},{},{},{},{}", base.block_q, base.block_k, base.chunk_k, base.vector_width,
+                          base.reindex, base.threads);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (auto it = memo_.find(memo_key); it != memo_.end()) return it->second;
+  Choice choice{base, "default"};
+  if (std::optional<tuner::Lookup> found = cache_.lookup(key)) {
+    try {
+      CpuSchedule tuned = to_cpu_schedule(found->entry.schedule, base);
+      // A schedule tuned for more queries than this call has (a prefill's, used for a decoding step) would compute
+      // mostly padding in its query tiles: they shrink to the queries there are, a vector at least.
+      if (found->match == tuner::Match::Nearest) {
+        const int64_t rows = std::max<int64_t>(
+            tuned.vector_width, static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(sz.N, 1)))));
+        tuned.block_q = std::min(tuned.block_q, rows);
+      }
+      validate_schedule(tuned);
+      choice.schedule = tuned;
+      if (found->match == tuner::Match::Exact) {
+        choice.source = "tuned";
+      } else {
+        std::string bucket;
+        for (const auto& [name, value] : found->entry.key.bucket) {
+          bucket += fmt::format("{}{}={}", bucket.empty() ? "" : ",", name, value);
+        }
+        choice.source = "tuned for " + bucket;
+      }
+    } catch (const std::invalid_argument&) {
+      // An entry this build cannot run (hand-edited file): the defaults, as if it were absent.
+    }
+  }
+  return memo_.emplace(memo_key, choice).first->second;
+}
+
+}  // namespace tessera::cpu
