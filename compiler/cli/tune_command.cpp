@@ -11,6 +11,7 @@
 #include <cmath>
 #include <ctime>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "compiler/cli/allowed_pairs.h"
@@ -189,6 +190,25 @@ class ProblemTuner {
                              speedup > 0 ? fmt::format("{:.2f}x the default", speedup) : "default not measured",
                              result.trials.size(), result.seconds, result.stop_reason);
 
+    // One JSON line per problem, last, for scripts (bench/tune_patterns.sh collects them).
+    nlohmann::json line;
+    line["problem"] = problem_.description;
+    line["pattern"] = problem_.pattern.name;
+    line["dtype"] = o_.dtype;
+    line["B"] = sizes_.B;
+    line["H"] = sizes_.H;
+    line["N"] = sizes_.N;
+    line["M"] = sizes_.M;
+    line["D"] = sizes_.D;
+    line["schedule"] = tuner::describe(best.schedule, space);
+    line["median_ms"] = best.median_ms;
+    line["default_ms"] = result.default_ms();
+    line["speedup"] = speedup;
+    line["gflops"] = flops / (best.median_ms * 1e-3) / 1e9;
+    line["candidates"] = result.trials.size();
+    line["tuning_s"] = result.seconds;
+    line["stopped"] = result.stop_reason;
+
     tuner::TuneEntry entry;
     entry.key = cpu::cpu_tune_key(problem_.pattern, sizes_, storage_);
     entry.schedule = best.schedule;
@@ -202,6 +222,7 @@ class ProblemTuner {
       tuner::TuneCache::store(cache_path(o_), cpu::tessera_version(), entry);
       std::cout << fmt::format("cache: stored in {}\n", cache_path(o_).string());
     }
+    std::cout << line.dump() << "\n";
     return 0;
   }
 
@@ -280,6 +301,24 @@ std::vector<Problem> model_problems(const TuneOptions& o) {
                         shape_from(o, node.heads, node.kv_heads, node.head_dim, node.head_dim)});
   }
   if (problems.empty()) throw UserError(fmt::format("model '{}' has no attention to tune", g.name));
+  // The projections and FFN run through OpenBLAS sgemm, whose blocking is fixed when OpenBLAS is built for the
+  // CPU and cannot be chosen per call: there is nothing of theirs to tune in this build. Say so, with the shapes.
+  std::set<std::pair<int64_t, int64_t>> gemms;
+  for (const graph::Node& node : g.nodes) {
+    if (node.op == graph::OpKind::Linear)
+      gemms.insert({g.nodes[static_cast<size_t>(node.inputs.at(0))].width, node.width});
+    if (node.op == graph::OpKind::Attention) {
+      const int64_t inner = node.heads * node.head_dim;
+      gemms.insert({node.width, inner});
+      gemms.insert({inner, node.width});
+    }
+  }
+  std::string shapes;
+  for (const auto& [in, out] : gemms) shapes += fmt::format("{}{}->{}", shapes.empty() ? "" : ", ", in, out);
+  std::cout << fmt::format(
+      "GEMMs of {} ({} rows; in->out: {}) run through OpenBLAS, whose blocking is set for this "
+      "CPU when OpenBLAS is built: not tuned\n",
+      g.name, o.batch * o.seq, shapes);
   return problems;
 }
 
