@@ -13,7 +13,7 @@ patterns=(
   'causal & softcap(cap=30)' 'causal & document' 'local2d(width=64, block_h=8, block_w=8, halo_h=8, halo_w=8)'
 )
 for n in 4096 16384; do
-  if [[ $n == 4096 ]]; then budget=60 candidates=10; else budget=120 candidates=8; fi
+  if [[ $n == 4096 ]]; then budget=90 candidates=12; else budget=150 candidates=8; fi
   for p in "${patterns[@]}"; do
     "$tessera" tune --pattern "$p" --seq "$n" --batch 1 --heads 8 --head-dim 64 --dtype f32 --runs 3 \
       --budget "$budget" --max-candidates "$candidates" --cache "$out/tune_cache.json" > "$out/tune.log.tmp" 2>&1 || {

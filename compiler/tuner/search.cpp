@@ -131,6 +131,25 @@ SearchResult search(const ScheduleSpace& space, const Evaluator& evaluator, cons
     }
     if (evaluator.on_trial) evaluator.on_trial(trial, result.trials.size(), candidates.size());
   }
+  if (options.confirm && result.best && result.default_trial && *result.best != *result.default_trial) {
+    const Schedule& winner = result.trials[*result.best].schedule;
+    const Schedule& defaults = result.trials[*result.default_trial].schedule;
+    std::vector<double> d, w;
+    try {
+      for (int64_t r = 0; r < std::max<int64_t>(1, options.runs); ++r) {
+        d.push_back(evaluator.run(defaults));
+        w.push_back(evaluator.run(winner));
+      }
+      result.confirmed = std::make_pair(median(d), median(w));
+      if (result.confirmed->second >= result.confirmed->first) {
+        result.best = result.default_trial;
+        result.stop_reason += "; the default won the confirmation";
+      }
+    } catch (const std::exception&) {
+      // Both ran during the search; a failure now leaves the search's own measurements in place.
+      result.confirmed.reset();
+    }
+  }
   result.seconds = elapsed();
   return result;
 }

@@ -22,6 +22,10 @@ struct SearchOptions {
   int64_t patience = 5;            // stop after this many timed candidates in a row that do not beat the best by 1%
   int64_t warmup = 1, runs = 5;
   double slow_factor = 2.0;  // a candidate whose first timed run is this much slower than the best stops there
+  // After the search, the winner and the default are timed again alternately (`runs` each) and the winner is kept
+  // only if its median is below the default's: on a noisy machine a candidate timed minutes after the default
+  // may just have been lucky.
+  bool confirm = true;
   // Deterministic mode: the candidate list depends only on the space, the cost model and the seed, and every
   // candidate on it is visited (no early stopping on timings; the budget still applies).
   std::optional<uint64_t> seed;
@@ -77,9 +81,18 @@ struct SearchResult {
   int64_t space_points = 0, pruned = 0;
   double seconds = 0;
   std::string stop_reason;  // "all candidates", "budget", "patience"
+  // The confirmation round's medians (default, winner), when it ran.
+  std::optional<std::pair<double, double>> confirmed;
 
-  double best_ms() const { return best ? trials[*best].median_ms : 0; }
-  double default_ms() const { return default_trial ? trials[*default_trial].median_ms : 0; }
+  // The winner's and the default's medians: from the confirmation round when it ran, else from their trials.
+  double best_ms() const {
+    if (confirmed) return best == default_trial ? confirmed->first : confirmed->second;
+    return best ? trials[*best].median_ms : 0;
+  }
+  double default_ms() const {
+    if (confirmed) return confirmed->first;
+    return default_trial ? trials[*default_trial].median_ms : 0;
+  }
 };
 
 SearchResult search(const ScheduleSpace& space, const Evaluator& evaluator, const SearchOptions& options);

@@ -118,23 +118,12 @@ const CpuCostModel::PlanWork& CpuCostModel::work(const CpuSchedule& s) const {
   const ExecutionPlan plan = make_execution_plan(pattern_, sz_, s, classify);
   PlanWork w;
   for (size_t c = 0; c < plan.plan.components.size(); ++c) {
-    const planner::Component& component = plan.plan.components[c];
-    for (size_t v = 0; v < component.views.size(); ++v) {
-      const ViewTables& t = plan.tables[c][v];
-      const int64_t queries = component.views[v].queries.count;
+    for (const ViewTables& t : plan.tables[c]) {
       w.calls += 1;
       w.tile_rows += t.tile_rows;
       for (int32_t r = 0; r < t.tile_rows; ++r) {
-        const double rows = static_cast<double>(std::min<int64_t>(s.block_q, queries - int64_t{r} * s.block_q));
-        auto add = [&](const std::vector<int32_t>& table, const std::vector<int32_t>& counts, int32_t slots,
-                       double* pairs) {
-          for (int32_t slot = 0; slot < counts[r]; ++slot) {
-            *pairs += rows * table[2 * (r * std::max(1, slots) + slot) + 1];
-            w.chunk_rows += static_cast<double>(s.block_q);
-          }
-        };
-        add(t.full, t.full_counts, t.max_full, &w.full_pairs);
-        add(t.partial, t.partial_counts, t.max_partial, &w.partial_pairs);
+        w.full_chunks += t.full_counts[static_cast<size_t>(r)];
+        w.partial_chunks += t.partial_counts[static_cast<size_t>(r)];
       }
     }
   }
@@ -157,9 +146,10 @@ double CpuCostModel::operator()(const tuner::Schedule& point) const {
   const double spill = 1.0 + 0.15 * std::max(0.0, std::log2(buffer_kib / 32.0));
   const double pair_ns = 2.0 * static_cast<double>(sz_.D + sz_.Dv) / flops_per_ns * 1.25 * spill;
   const double merge_ns = (3.0 * static_cast<double>(sz_.Dv) + 40.0) / lanes_rate;
-  const double chunks = w.chunk_rows / static_cast<double>(s.block_q);
-  const double per_head =
-      pair_ns * (w.full_pairs + 1.3 * w.partial_pairs) + merge_ns * w.chunk_rows + 200.0 * chunks + 3000.0 * w.calls;
+  const double chunk_pairs = static_cast<double>(s.block_q * s.chunk_k);
+  const double chunks = w.full_chunks + w.partial_chunks;
+  const double per_head = pair_ns * chunk_pairs * (w.full_chunks + 1.3 * w.partial_chunks) +
+                          (merge_ns * static_cast<double>(s.block_q) + 200.0) * chunks + 3000.0 * w.calls;
   const double heads = static_cast<double>(sz_.B * sz_.H);
   // Work is split over (batch, head, query tile): a few large tiles leave threads idle.
   const double units = std::max(1.0, heads * w.tile_rows);

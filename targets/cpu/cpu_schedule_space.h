@@ -32,9 +32,10 @@ tuner::Schedule to_tuner_schedule(const CpuSchedule& schedule);  // every tunabl
 tuner::TuneKey cpu_tune_key(const ir::Pattern& pattern, const ir::AttentionSizes& sz, StorageType storage);
 
 // An estimate of a schedule's run time in nanoseconds, used only to rank points: the work of every chunk the
-// execution plan would visit (pairs, with the mask's cost on PARTIAL chunks), the merge per chunk and query row,
-// a fixed cost per kernel call, all spread over the threads with the imbalance of the query tiles. Plans are
-// memoised by their tile sizes, so ranking a whole space plans each tiling once.
+// execution plan would visit (a whole query tile by a whole chunk: the kernels' loops run over chunk_k keys
+// whatever the run's length, with the mask's cost on PARTIAL chunks), the merge per chunk and query row, a fixed
+// cost per kernel call, all spread over the threads with the imbalance of the query tiles. Plans are memoised by
+// their tile sizes, so ranking a whole space plans each tiling once.
 class CpuCostModel {
  public:
   CpuCostModel(ir::Pattern pattern, ir::AttentionSizes sz, int64_t threads);
@@ -42,7 +43,7 @@ class CpuCostModel {
 
  private:
   struct PlanWork {
-    double full_pairs = 0, partial_pairs = 0, chunk_rows = 0, calls = 0, tile_rows = 0;
+    double full_chunks = 0, partial_chunks = 0, calls = 0, tile_rows = 0;
   };
   const PlanWork& work(const CpuSchedule& schedule) const;
 

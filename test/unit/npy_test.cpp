@@ -448,7 +448,10 @@ TEST_F(NpyFiles, FileErrorsNameThePath) {
 // ----------------------------------------------------------------------------------------------------------
 // Real numpy, when it is installed.
 
-bool numpy_available() { return std::system("python3 -c 'import numpy' >/dev/null 2>&1") == 0; }
+// A python3 with numpy, found by CMake (the system one; one earlier on PATH may lack numpy).
+const std::string kPython = TESSERA_TEST_PYTHON;
+
+bool numpy_available() { return std::system((kPython + " -c 'import numpy' >/dev/null 2>&1").c_str()) == 0; }
 
 TEST_F(NpyFiles, InteroperatesWithRealNumpy) {
   if (!numpy_available()) GTEST_SKIP() << "python3 with numpy is not available";
@@ -466,7 +469,7 @@ TEST_F(NpyFiles, InteroperatesWithRealNumpy) {
           "np.save(d + '/fo.npy', np.asfortranarray(np.ones((2, 3), dtype=np.float32)))\n"
           "np.save(d + '/be.npy', np.ones(3, dtype='>f4'))\n";
   }
-  ASSERT_EQ(std::system(("python3 " + script + " " + dir_.string()).c_str()), 0);
+  ASSERT_EQ(std::system((kPython + " " + script + " " + dir_.string()).c_str()), 0);
   Tensor f = read_npy(path("f.npy"));
   ASSERT_EQ(f.shape(), (std::vector<int64_t>{2, 3, 4}));
   for (int e = 0; e < 24; ++e) EXPECT_EQ(f.data<float>()[e], static_cast<float>(e) * 0.5f - 3.0f);
@@ -495,12 +498,12 @@ TEST_F(NpyFiles, InteroperatesWithRealNumpy) {
   Tensor ours_i(DType::Int32, {});
   ours_i.data<int32_t>()[0] = -77;
   write_npy(path("ours_i.npy"), ours_i);
-  const std::string check =
-      "python3 -c \"import numpy as np, sys; a = np.load(sys.argv[1]); b = np.load(sys.argv[2]); "
-      "assert a.dtype == np.float32 and a.shape == (2, 2, 3), (a.dtype, a.shape); "
-      "assert (a.ravel() == np.arange(12, dtype=np.float32) / 4).all(); "
-      "assert b.dtype == np.int32 and b.shape == () and b == -77\" " +
-      path("ours.npy") + " " + path("ours_i.npy");
+  const std::string check = kPython +
+                            " -c \"import numpy as np, sys; a = np.load(sys.argv[1]); b = np.load(sys.argv[2]); "
+                            "assert a.dtype == np.float32 and a.shape == (2, 2, 3), (a.dtype, a.shape); "
+                            "assert (a.ravel() == np.arange(12, dtype=np.float32) / 4).all(); "
+                            "assert b.dtype == np.int32 and b.shape == () and b == -77\" " +
+                            path("ours.npy") + " " + path("ours_i.npy");
   EXPECT_EQ(std::system(check.c_str()), 0);
 }
 

@@ -158,6 +158,35 @@ TEST(TunerSearch, TheWinnerIsNeverSlowerThanTheDefaultAsMeasured) {
   }
 }
 
+TEST(TunerSearch, ALuckyWinnerLosesTheConfirmationToTheDefault) {
+  FakeBackend backend;
+  const Schedule lucky{{"a", 3}, {"b", 1}};
+  backend.ms[small_space().defaults()] = 5.0;
+  Evaluator e = backend.evaluator();
+  bool searching = true;
+  e.run = [&](const Schedule& s) { return s == lucky ? (searching ? 1.0 : 9.0) : 5.0; };
+  e.on_trial = [&](const Trial&, size_t done, size_t planned) { searching = done < planned; };
+  SearchOptions options;
+  options.seed = 1;
+  options.max_candidates = 3;
+  SearchResult r = search(small_space(), e, options);
+  ASSERT_TRUE(r.confirmed.has_value());
+  EXPECT_EQ(r.confirmed->first, 5.0);
+  EXPECT_EQ(r.confirmed->second, 9.0);
+  EXPECT_EQ(r.best, r.default_trial);
+  EXPECT_EQ(r.best_ms(), 5.0);
+  EXPECT_NE(r.stop_reason.find("the default won the confirmation"), std::string::npos);
+
+  // A real winner keeps winning: it stays, with the confirmation's medians reported.
+  searching = true;
+  e.run = [&](const Schedule& s) { return s == lucky ? 2.0 : 5.0; };
+  r = search(small_space(), e, options);
+  ASSERT_TRUE(r.best.has_value());
+  EXPECT_EQ(r.trials[*r.best].schedule, lucky);
+  EXPECT_EQ(r.best_ms(), 2.0);
+  EXPECT_EQ(r.default_ms(), 5.0);
+}
+
 TEST(TunerSearch, TheMedianOfTheRunsIsReported) {
   FakeBackend backend;
   int call = 0;
