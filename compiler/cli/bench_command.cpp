@@ -118,9 +118,7 @@ int run_bench(const BenchOptions& o) {
     if (cpu_options.tuned)
       choice = cpu_options.tuned->choose(pattern, sizes, cpu_options.storage, cpu_options.schedule);
     schedule_source = choice.source;
-    const cpu::CpuSchedule& s = choice.schedule;
-    std::cout << fmt::format("schedule ({}): block_q={},block_k={},chunk_k={},vector_width={},reindex={}\n",
-                             choice.source, s.block_q, s.block_k, s.chunk_k, s.vector_width, s.reindex);
+    std::cout << fmt::format("schedule ({}): {}\n", choice.source, cpu::describe(choice.schedule));
   }
   std::cout << fmt::format(
       "allowed pairs: {} in all, {:.1f} per (batch, head) of {} (density {:.4f}%)\n", total_pairs,

@@ -49,6 +49,7 @@ struct TuneOptions {
   std::string cache;
   bool show = false;
   bool no_store = false;
+  bool no_refine = false;
   int64_t rel_distances = 64;
   int64_t documents = 3;
 };
@@ -144,6 +145,7 @@ class ProblemTuner {
     search.max_candidates = o_.max_candidates;
     search.runs = o_.runs;
     search.seed = o_.seed;
+    search.refine = !o_.no_refine;
     std::optional<ProgressBar> bar;
     bar.emplace("tune " + problem_.description, o_.max_candidates);
 
@@ -158,16 +160,18 @@ class ProblemTuner {
     bar.reset();
 
     std::cout << fmt::format(
-        "space: {} valid points ({} pruned by the backend's constraints); {} measured, ranked by the cost model\n",
+        "space: {} valid points ranked by the cost model ({} pruned by the backend's constraints), {} measured "
+        "(rank -: refinements of register tiles and grain)\n",
         result.space_points, result.pruned, result.trials.size());
-    std::cout << fmt::format("  {:>3} {:>5}  {:<74} {:<7} {:>10} {:>9}\n", "#", "rank", "schedule", "status",
+    std::cout << fmt::format("  {:>3} {:>5}  {:<112} {:<7} {:>10} {:>9}\n", "#", "rank", "schedule", "status",
                              "median ms", "GFLOP/s");
     for (size_t t = 0; t < result.trials.size(); ++t) {
       const tuner::Trial& trial = result.trials[t];
       const bool measured = trial.status == tuner::TrialStatus::Timed || trial.status == tuner::TrialStatus::Slow;
       std::string schedule = tuner::describe(trial.schedule, space) + (trial.is_default ? " (default)" : "");
       std::cout << fmt::format(
-          "  {:>3} {:>5}  {:<74} {:<7} {:>10} {:>9}{}\n", t + 1, trial.rank, schedule, tuner::to_string(trial.status),
+          "  {:>3} {:>5}  {:<112} {:<7} {:>10} {:>9}{}\n", t + 1,
+          trial.rank > 0 ? std::to_string(trial.rank) : std::string("-"), schedule, tuner::to_string(trial.status),
           measured ? fmt::format("{:.3f}", trial.median_ms) : "-",
           measured && trial.median_ms > 0 ? fmt::format("{:.1f}", flops / (trial.median_ms * 1e-3) / 1e9) : "-",
           trial.message.empty() ? "" : "  " + trial.message);
@@ -445,6 +449,9 @@ Command add_tune_command(CLI::App& app) {
   cmd->add_option("--cache", o->cache, "Tuning cache file (default $XDG_CACHE_HOME/tessera/tune_cache.json)");
   cmd->add_flag("--show", o->show, "List the tuning cache and exit");
   cmd->add_flag("--no-store", o->no_store, "Search and report, but leave the cache as it is");
+  cmd->add_flag("--no-refine", o->no_refine,
+                "Skip the refinement of register tiles and the parallel grain (measured one at a time around the "
+                "winner of the ranked candidates)");
   cmd->add_option("--rel-distances", o->rel_distances, "Size of free tensor dimensions such as R (default 64)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--documents", o->documents, "Documents per row of `segments` (default 3)")

@@ -12,17 +12,22 @@ Schedule ScheduleSpace::defaults() const {
   return s;
 }
 
-std::vector<Schedule> ScheduleSpace::valid_points(int64_t* pruned) const {
+std::vector<Schedule> ScheduleSpace::valid_points(int64_t* pruned, bool modelled_only) const {
   std::vector<Schedule> points;
   int64_t removed = 0;
   if (parameters.empty()) {
     points.push_back({});
   } else {
     // An odometer over the candidate lists, last parameter fastest.
+    // Parameters held at their default contribute one value.
+    std::vector<std::vector<int64_t>> values;
+    for (const Parameter& p : parameters) {
+      values.push_back(modelled_only && p.refined_by_measurement ? std::vector<int64_t>{p.default_value} : p.values);
+    }
     std::vector<size_t> index(parameters.size(), 0);
     for (bool done = false; !done;) {
       Schedule s;
-      for (size_t p = 0; p < parameters.size(); ++p) s[parameters[p].name] = parameters[p].values.at(index[p]);
+      for (size_t p = 0; p < parameters.size(); ++p) s[parameters[p].name] = values[p].at(index[p]);
       if (invalid && invalid(s)) {
         ++removed;
       } else {
@@ -30,7 +35,7 @@ std::vector<Schedule> ScheduleSpace::valid_points(int64_t* pruned) const {
       }
       size_t p = parameters.size();
       while (p-- > 0) {
-        if (++index[p] < parameters[p].values.size()) break;
+        if (++index[p] < values[p].size()) break;
         index[p] = 0;
         if (p == 0) done = true;
       }

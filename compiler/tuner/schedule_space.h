@@ -18,6 +18,9 @@ struct Parameter {
   std::vector<int64_t> values;  // candidates, in the backend's order
   int64_t default_value = 0;
   std::string help;
+  // The cost model cannot tell this parameter's values apart (code generation details such as register tiles):
+  // the search keeps it at its default while ranking and refines it by measurement around the winner.
+  bool refined_by_measurement = false;
 };
 
 struct ScheduleSpace {
@@ -29,8 +32,9 @@ struct ScheduleSpace {
 
   Schedule defaults() const;
   // Every valid point, in the order of the parameters' candidate lists (the first parameter varies slowest).
-  // `pruned`, if given, receives the number of points the constraints removed.
-  std::vector<Schedule> valid_points(int64_t* pruned = nullptr) const;
+  // `pruned`, if given, receives the number of points the constraints removed. With `modelled_only`, parameters
+  // refined by measurement stay at their defaults.
+  std::vector<Schedule> valid_points(int64_t* pruned = nullptr, bool modelled_only = false) const;
 };
 
 // "block_q=128,block_k=64" in the space's parameter order (names not in the space follow, sorted).

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <numeric>
 #include <random>
+#include <set>
 
 namespace tessera::tuner {
 
@@ -20,7 +21,7 @@ const char* to_string(TrialStatus status) {
 std::vector<Candidate> plan_candidates(const ScheduleSpace& space,
                                        const std::function<double(const Schedule&)>& predict,
                                        const SearchOptions& options, int64_t* space_points, int64_t* pruned) {
-  std::vector<Schedule> points = space.valid_points(pruned);
+  std::vector<Schedule> points = space.valid_points(pruned, /*modelled_only=*/true);
   if (space_points) *space_points = static_cast<int64_t>(points.size());
   std::vector<double> cost(points.size());
   for (size_t i = 0; i < points.size(); ++i) cost[i] = predict(points[i]);
@@ -81,15 +82,10 @@ SearchResult search(const ScheduleSpace& space, const Evaluator& evaluator, cons
       plan_candidates(space, evaluator.predict, options, &result.space_points, &result.pruned);
   result.stop_reason = "all candidates";
   int64_t without_gain = 0;
-  for (const Candidate& candidate : candidates) {
-    if (!candidate.is_default && elapsed() > options.budget_seconds) {
-      result.stop_reason = "budget";
-      break;
-    }
-    if (!options.seed && !candidate.is_default && without_gain >= options.patience) {
-      result.stop_reason = "patience";
-      break;
-    }
+  std::set<Schedule> visited;
+  // Checks and times one candidate; returns whether it became the best.
+  auto visit = [&](const Candidate& candidate, size_t planned) {
+    visited.insert(candidate.schedule);
     Trial trial;
     trial.schedule = candidate.schedule;
     trial.is_default = candidate.is_default;
@@ -122,14 +118,52 @@ SearchResult search(const ScheduleSpace& space, const Evaluator& evaluator, cons
     result.trials.push_back(trial);
     const size_t index = result.trials.size() - 1;
     if (trial.is_default) result.default_trial = index;
+    bool became_best = false;
     if (trial.status == TrialStatus::Timed) {
       const bool gain = !result.best || trial.median_ms < 0.99 * result.trials[*result.best].median_ms;
-      if (!result.best || trial.median_ms < result.trials[*result.best].median_ms) result.best = index;
+      if (!result.best || trial.median_ms < result.trials[*result.best].median_ms) {
+        result.best = index;
+        became_best = true;
+      }
       without_gain = gain ? 0 : without_gain + 1;
     } else if (!trial.is_default) {
       ++without_gain;
     }
-    if (evaluator.on_trial) evaluator.on_trial(trial, result.trials.size(), candidates.size());
+    if (evaluator.on_trial) evaluator.on_trial(trial, result.trials.size(), planned);
+    return became_best;
+  };
+
+  // The refinements: one per other value of each parameter the model cannot rank.
+  size_t refinements = 0;
+  for (const Parameter& p : space.parameters) {
+    if (options.refine && p.refined_by_measurement) refinements += p.values.size() - 1;
+  }
+  const size_t planned = candidates.size() + refinements;
+  for (const Candidate& candidate : candidates) {
+    if (!candidate.is_default && elapsed() > options.budget_seconds) {
+      result.stop_reason = "budget";
+      break;
+    }
+    if (!options.seed && !candidate.is_default && without_gain >= options.patience) {
+      result.stop_reason = "patience";
+      break;
+    }
+    visit(candidate, planned);
+  }
+  if (options.refine && result.best && result.stop_reason != "budget") {
+    Schedule center = options.seed && result.default_trial ? result.trials[*result.default_trial].schedule
+                                                           : result.trials[*result.best].schedule;
+    for (const Parameter& p : space.parameters) {
+      if (!p.refined_by_measurement) continue;
+      for (int64_t value : p.values) {
+        if (elapsed() > options.budget_seconds) break;
+        Schedule s = center;
+        s[p.name] = value;
+        if (visited.count(s) || (space.invalid && space.invalid(s))) continue;
+        if (visit({s, false, evaluator.predict(s), 0}, planned) && !options.seed) center = s;
+      }
+    }
+    if (elapsed() > options.budget_seconds) result.stop_reason += "; budget during refinement";
   }
   if (options.confirm && result.best && result.default_trial && *result.best != *result.default_trial) {
     const Schedule& winner = result.trials[*result.best].schedule;

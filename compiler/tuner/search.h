@@ -26,6 +26,7 @@ struct SearchOptions {
   // only if its median is below the default's: on a noisy machine a candidate timed minutes after the default
   // may just have been lucky.
   bool confirm = true;
+  bool refine = true;  // refine the parameters the model cannot rank, after the ranked candidates
   // Deterministic mode: the candidate list depends only on the space, the cost model and the seed, and every
   // candidate on it is visited (no early stopping on timings; the budget still applies).
   std::optional<uint64_t> seed;
@@ -43,7 +44,7 @@ struct Trial {
   Schedule schedule;
   bool is_default = false;
   double predicted = 0;  // the cost model's estimate (its units; only the ranking matters)
-  int64_t rank = 0;      // position in the cost model's ranking of the valid points, 1-based
+  int64_t rank = 0;      // position in the cost model's ranking of the valid points, 1-based; 0: a refinement
   TrialStatus status = TrialStatus::Failed;
   double median_ms = 0, min_ms = 0;
   std::string message;  // why Wrong or Failed
@@ -67,8 +68,11 @@ struct Candidate {
   int64_t rank = 0;
 };
 
-// The candidates the search visits, in order: the default first, then the best-ranked points, then the sampled
-// ones. `space_points` and `pruned` receive the valid point count and the count the constraints removed.
+// The ranked candidates the search visits, in order: the default first, then the best-ranked points, then the
+// sampled ones (parameters refined by measurement at their defaults). `space_points` and `pruned` receive the
+// count of points ranked and the count the constraints removed. After them the search refines: each parameter
+// refined by measurement takes each of its other values in turn around the winner so far (around the default in
+// deterministic mode), keeping a value that is faster.
 std::vector<Candidate> plan_candidates(const ScheduleSpace& space,
                                        const std::function<double(const Schedule&)>& predict,
                                        const SearchOptions& options, int64_t* space_points = nullptr,

@@ -155,7 +155,7 @@ std::string header_text(const AotRequest& r, const Names& n, const ExecutionPlan
  * Attention with the pattern
  *   {pattern}
  * compiled ahead of time for the CPU (Halide target {target}).
- * Schedule ({schedule_source}): block_q={bq}, block_k={bk}, chunk_k={ck}, vector_width={vw}, reindex={ri}.
+ * Schedule ({schedule_source}): {schedule}.
  * Shapes are fixed at compile time, except the batch:
  *   H={H} query heads, Hkv={Hkv} key/value heads, N={N} queries, M={M} keys, D={D}, Dv={Dv}.
  * Query row i sits at key position i + M - N. The plan baked into the library:
@@ -222,8 +222,7 @@ const char* {prefix}_error_string(int code);
       fmt::arg("qkv_note", r.storage == StorageType::BFloat16
                                ? " (bf16: the upper 16 bits of each float32, rounded to nearest even)"
                                : ""),
-      fmt::arg("target", target), fmt::arg("bq", r.schedule.block_q), fmt::arg("bk", r.schedule.block_k),
-      fmt::arg("ck", r.schedule.chunk_k), fmt::arg("vw", r.schedule.vector_width), fmt::arg("ri", r.schedule.reindex),
+      fmt::arg("target", target), fmt::arg("schedule", describe(r.schedule)),
       fmt::arg("schedule_source", r.schedule_source), fmt::arg("H", s.H), fmt::arg("Hkv", s.Hkv), fmt::arg("N", s.N),
       fmt::arg("M", s.M), fmt::arg("D", s.D), fmt::arg("Dv", s.Dv), fmt::arg("plan", plan),
       fmt::arg("tensor_count", r.pattern.inputs.size()), fmt::arg("tensor_docs", tensor_docs),
@@ -389,6 +388,7 @@ extern "C" int {prefix}_v(const {qkv}* q, const {qkv}* k, const {qkv}* v, const 
     p.scale = scale != 0.0f ? scale : {default_scale}f;
     for (const tcd::Buffer& b : tensor_buffers) p.tensors.push_back(&b.buf);
     p.block_q = {block_q};
+    p.max_tiles_per_call = {grain};
     p.threads = threads;
     return tcd::run(p, components, kernels) == 0 ? TESSERA_OK : TESSERA_ERROR_KERNEL;
   }} catch (const std::bad_alloc&) {{
@@ -431,7 +431,7 @@ extern "C" const char* {prefix}_error_string(int code) {{
                  return a;
                }()),
       fmt::arg("default_scale", fmt::format("{:.9g}", 1.0 / std::sqrt(static_cast<double>(s.D)))),
-      fmt::arg("block_q", r.schedule.block_q));
+      fmt::arg("block_q", r.schedule.block_q), fmt::arg("grain", r.schedule.grain));
 }
 
 }  // namespace

@@ -84,6 +84,7 @@ struct Problem {
   float scale = 1.0f;
   std::vector<const halide_buffer_t*> tensors;  // ordered by name
   int64_t block_q = 128;                        // the kernels' query tile
+  int64_t max_tiles_per_call = 4;               // the parallel grain: query tiles one kernel call computes, at most
   int64_t threads = 0;                          // 0: every hardware thread
 };
 
@@ -296,7 +297,7 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
         const int64_t count = component.views[vi].queries.count;
         const int64_t tile_rows = (count + p.block_q - 1) / p.block_q;
         // A few query tiles per call amortise the call; enough calls remain to balance the threads.
-        const int64_t tiles_per_item = std::max<int64_t>(1, std::min<int64_t>(4, tile_rows / 8));
+        const int64_t tiles_per_item = std::max<int64_t>(1, std::min<int64_t>(p.max_tiles_per_call, tile_rows / 8));
         for (int64_t b = 0; b < p.B; ++b) {
           for (int64_t h = 0; h < p.H; ++h) {
             for (int64_t first = 0; first < count; first += tiles_per_item * p.block_q) {

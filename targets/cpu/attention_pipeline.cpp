@@ -207,8 +207,8 @@ struct RegisterTile {
   int row_vectors, columns;
 };
 
-RegisterTile register_tile(int rows, int vec, int columns_extent, int max_accumulators) {
-  int row_vectors = std::max(1, std::min(rows / vec, 4));
+RegisterTile register_tile(int rows, int vec, int columns_extent, int max_row_vectors, int max_accumulators) {
+  int row_vectors = std::max(1, std::min(rows / vec, max_row_vectors));
   int columns = 1;
   for (int cand = max_accumulators / row_vectors; cand >= 1; --cand) {
     if (columns_extent % cand == 0) {
@@ -244,7 +244,9 @@ void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key
   const int Dv = static_cast<int>(key.Dv);
 
   // Q.K: row vectors x keys of accumulators held in registers across the D loop.
-  schedule_register_tiled(f.score, f.dot, a.i, a.j, f.rd.x, register_tile(BQ, vec, CK, 24), vec, a.state, f.rc);
+  const int rv = static_cast<int>(key.schedule.row_vectors);
+  schedule_register_tiled(f.score, f.dot, a.i, a.j, f.rd.x,
+                          register_tile(BQ, vec, CK, rv, static_cast<int>(key.schedule.qk_tile)), vec, a.state, f.rc);
   // Row reductions over the chunk: vector operations across rows.
   for (Func* reduction : {&f.chunk_max, &f.row_sum}) {
     reduction->compute_at(a.state, f.rc).vectorize(a.i, vec);
@@ -252,7 +254,8 @@ void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key
   }
   f.prob.compute_at(a.state, f.rc).vectorize(a.i, vec);
   // P.V: row vectors x value columns of accumulators across the chunk's keys.
-  schedule_register_tiled(f.pv_tile, f.pv, a.i, a.e, f.rj.x, register_tile(BQ, vec, Dv, 16), vec, a.state, f.rc);
+  schedule_register_tiled(f.pv_tile, f.pv, a.i, a.e, f.rj.x,
+                          register_tile(BQ, vec, Dv, rv, static_cast<int>(key.schedule.pv_tile)), vec, a.state, f.rc);
 }
 
 void schedule(Algorithm& a, const AttentionPipelineKey& key) {
@@ -274,9 +277,12 @@ std::string AttentionPipelineKey::str() const {
   std::string tensors;
   for (const auto& [name, rank] : tensor_ranks) tensors += fmt::format("{}:{},", name, rank);
   for (const std::string& name : symbols) tensors += fmt::format("${},", name);
-  return fmt::format("{}|D={}|Dv={}|keys={}x{}|{}|bq={},bk={},ck={},vw={}|{}|{}", pattern_ir, D, Dv, key_stride,
-                     key_group, tensors, schedule.block_q, schedule.block_k, schedule.chunk_k, schedule.vector_width,
-                     storage == StorageType::Float32 ? "f32" : "bf16", target) +
+  // Only the schedule fields that shape the kernel: the tuner varies the others (block_k, reindex, grain)
+  // without recompiling.
+  const CpuSchedule& s = schedule;
+  return fmt::format("{}|D={}|Dv={}|keys={}x{}|{}|bq={},ck={},vw={},rv={},qk={},pv={}|{}|{}", pattern_ir, D, Dv,
+                     key_stride, key_group, tensors, s.block_q, s.chunk_k, s.vector_width, s.row_vectors, s.qk_tile,
+                     s.pv_tile, storage == StorageType::Float32 ? "f32" : "bf16", target) +
          (guard_values ? "|guarded" : "");
 }
 

@@ -104,11 +104,10 @@ std::string halide_target_string() { return cpu_target().to_string(); }
 
 CpuSchedule parse_schedule(const std::string& text, const CpuSchedule& base) {
   CpuSchedule schedule = base;
-  std::map<std::string, int64_t*> fields = {{"block_q", &schedule.block_q},
-                                            {"block_k", &schedule.block_k},
-                                            {"chunk_k", &schedule.chunk_k},
-                                            {"vector_width", &schedule.vector_width},
-                                            {"reindex", &schedule.reindex}};
+  std::map<std::string, int64_t*> fields = {
+      {"block_q", &schedule.block_q},           {"block_k", &schedule.block_k}, {"chunk_k", &schedule.chunk_k},
+      {"vector_width", &schedule.vector_width}, {"reindex", &schedule.reindex}, {"row_vectors", &schedule.row_vectors},
+      {"qk_tile", &schedule.qk_tile},           {"pv_tile", &schedule.pv_tile}, {"grain", &schedule.grain}};
   size_t pos = 0;
   while (pos < text.size()) {
     size_t comma = text.find(',', pos);
@@ -119,7 +118,7 @@ CpuSchedule parse_schedule(const std::string& text, const CpuSchedule& base) {
     if (field == fields.end()) {
       throw std::invalid_argument(fmt::format(
           "bad schedule item '{}': expected NAME=VALUE with NAME one of block_q, block_k, chunk_k, vector_width, "
-          "reindex",
+          "reindex, row_vectors, qk_tile, pv_tile, grain",
           item));
     }
     try {
@@ -137,14 +136,20 @@ CpuSchedule parse_schedule(const std::string& text, const CpuSchedule& base) {
   return schedule;
 }
 
+std::string describe(const CpuSchedule& s) {
+  return fmt::format(
+      "block_q={},block_k={},chunk_k={},vector_width={},reindex={},row_vectors={},qk_tile={},pv_tile={},grain={}",
+      s.block_q, s.block_k, s.chunk_k, s.vector_width, s.reindex, s.row_vectors, s.qk_tile, s.pv_tile, s.grain);
+}
+
 void validate_schedule(const CpuSchedule& sched) {
   if (sched.block_q < 1 || sched.block_k < 1 || sched.vector_width < 1 || sched.chunk_k < 1 ||
       sched.chunk_k % sched.block_k != 0 || sched.chunk_k % sched.vector_width != 0 || sched.reindex < 0 ||
-      sched.reindex > 1) {
+      sched.reindex > 1 || sched.row_vectors < 1 || sched.qk_tile < 1 || sched.pv_tile < 1 || sched.grain < 1) {
     throw std::invalid_argument(
-        fmt::format("bad CPU schedule (block_q={}, block_k={}, chunk_k={}, vector_width={}, reindex={}): sizes must "
-                    "be >= 1, chunk_k a multiple of block_k and of vector_width, reindex 0 or 1",
-                    sched.block_q, sched.block_k, sched.chunk_k, sched.vector_width, sched.reindex));
+        fmt::format("bad CPU schedule ({}): sizes must be >= 1, chunk_k a multiple of block_k and of vector_width, "
+                    "reindex 0 or 1",
+                    describe(sched)));
   }
 }
 
@@ -251,6 +256,7 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
   problem.scale = static_cast<float>(scale);
   for (const tessera_cpu_driver::Buffer& b : tensor_buffers) problem.tensors.push_back(&b.buf);
   problem.block_q = sched.block_q;
+  problem.max_tiles_per_call = sched.grain;
   problem.threads = sched.threads;
   if (int code = tessera_cpu_driver::run(problem, components, kernels); code != 0) {
     throw std::runtime_error(fmt::format("tessera internal error: a CPU kernel failed with Halide error {}", code));

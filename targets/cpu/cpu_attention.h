@@ -25,8 +25,18 @@ struct CpuSchedule {
   int64_t chunk_k = 128;  // keys per chunk: runs of consecutive tiles of one kind, up to this many keys
   int64_t vector_width = 16;
   int64_t reindex = 1;  // 1: the planner may re-index (residue classes, column sets); 0: tile-sparse only
+  // Register tiles of the two small matrix products: at most `row_vectors` vectors of query rows by as many
+  // keys (Q.K) or value columns (P.V) as fit in `qk_tile` / `pv_tile` accumulators (AVX-512 has 32 registers).
+  int64_t row_vectors = 4;
+  int64_t qk_tile = 24;
+  int64_t pv_tile = 16;
+  int64_t grain = 4;    // at most this many query tiles per kernel call (fewer when that would starve threads)
   int64_t threads = 0;  // 0: every hardware thread
 };
+
+// "block_q=128,block_k=64,chunk_k=128,vector_width=16,reindex=1,row_vectors=4,qk_tile=24,pv_tile=16,grain=4"
+// (every field but threads): what --schedule parses, what bench and the AOT header print.
+std::string describe(const CpuSchedule& schedule);
 
 enum class StorageType { Float32, BFloat16 };
 

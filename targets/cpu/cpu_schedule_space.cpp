@@ -28,6 +28,10 @@ int64_t* field(CpuSchedule& s, const std::string& name) {
   if (name == "chunk_k") return &s.chunk_k;
   if (name == "vector_width") return &s.vector_width;
   if (name == "reindex") return &s.reindex;
+  if (name == "row_vectors") return &s.row_vectors;
+  if (name == "qk_tile") return &s.qk_tile;
+  if (name == "pv_tile") return &s.pv_tile;
+  if (name == "grain") return &s.grain;
   return nullptr;
 }
 
@@ -55,6 +59,13 @@ tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::At
   space.parameters.push_back({"reindex",
                               reindexing_possible(pattern, sz) ? std::vector<int64_t>{1, 0} : std::vector<int64_t>{1},
                               defaults.reindex, "1: residue classes and column sets re-indexed; 0: tile-sparse"});
+  // Code generation the cost model cannot rank: register tiles (a tile's columns are the largest divisor of the
+  // chunk or of Dv that fits, so 24 accumulators over 4 row vectors make a 4x4 tile on a 128-key chunk; 32
+  // accumulators may spill) and the parallel grain. The search refines them by measurement around its winner.
+  space.parameters.push_back({"row_vectors", {4, 2, 1}, defaults.row_vectors, "row vectors per register tile", true});
+  space.parameters.push_back({"qk_tile", {24, 32}, defaults.qk_tile, "Q.K accumulators per register tile", true});
+  space.parameters.push_back({"pv_tile", {16, 8, 32}, defaults.pv_tile, "P.V accumulators per register tile", true});
+  space.parameters.push_back({"grain", {4, 1, 16}, defaults.grain, "query tiles per kernel call, at most", true});
   const int64_t rows = std::max<int64_t>(sz.N, 1);
   space.invalid = [rows](const tuner::Schedule& point) -> std::optional<std::string> {
     CpuSchedule s = to_cpu_schedule(point);
@@ -78,11 +89,9 @@ CpuSchedule to_cpu_schedule(const tuner::Schedule& point, CpuSchedule base) {
 }
 
 tuner::Schedule to_tuner_schedule(const CpuSchedule& s) {
-  return {{"block_q", s.block_q},
-          {"block_k", s.block_k},
-          {"chunk_k", s.chunk_k},
-          {"vector_width", s.vector_width},
-          {"reindex", s.reindex}};
+  return {{"block_q", s.block_q},           {"block_k", s.block_k}, {"chunk_k", s.chunk_k},
+          {"vector_width", s.vector_width}, {"reindex", s.reindex}, {"row_vectors", s.row_vectors},
+          {"qk_tile", s.qk_tile},           {"pv_tile", s.pv_tile}, {"grain", s.grain}};
 }
 
 tuner::TuneKey cpu_tune_key(const ir::Pattern& pattern, const ir::AttentionSizes& sz, StorageType storage) {

@@ -27,8 +27,7 @@ TunedSchedules::Choice TunedSchedules::choose(const ir::Pattern& pattern, const 
   const tuner::TuneKey key = cpu_tune_key(pattern, sz, storage);
   std::string memo_key = fmt::format("{}|{}|{}|{}", key.problem, key.dtype, sz.B * sz.H, sz.N);
   for (const auto& [name, value] : key.bucket) memo_key += fmt::format(",{}={}", name, value);
-  memo_key += fmt::format("|{},{},{},{},{},{}", base.block_q, base.block_k, base.chunk_k, base.vector_width,
-                          base.reindex, base.threads);
+  memo_key += fmt::format("|{}|{}", describe(base), base.threads);
   std::lock_guard<std::mutex> lock(mutex_);
   if (auto it = memo_.find(memo_key); it != memo_.end()) return it->second;
   Choice choice{base, "default"};

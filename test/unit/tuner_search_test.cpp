@@ -187,6 +187,48 @@ TEST(TunerSearch, ALuckyWinnerLosesTheConfirmationToTheDefault) {
   EXPECT_EQ(r.default_ms(), 5.0);
 }
 
+// `c` is refined by measurement: ranking holds it at its default 0, then each other value is tried around the
+// winner, and a faster one is kept.
+ScheduleSpace space_with_refinement() {
+  ScheduleSpace space = small_space();
+  space.parameters.push_back({"c", {0, 1, 2}, 0, "", true});
+  return space;
+}
+
+TEST(TunerSearch, RefinementTriesEachUnrankedValueAroundTheWinner) {
+  const ScheduleSpace space = space_with_refinement();
+  SearchOptions options;
+  options.max_candidates = 3;
+  options.explore_fraction = 0;
+  int64_t points = 0;
+  for (const Candidate& c : plan_candidates(space, predicted, options, &points)) EXPECT_EQ(c.schedule.at("c"), 0);
+  EXPECT_EQ(points, 11);  // c held at its default while ranking
+
+  // Ranked: the default (2,2), then (3,1) and (2,1) by the model. (3,1) is fastest; c = 2 makes it faster still.
+  FakeBackend backend;
+  Evaluator e = backend.evaluator();
+  e.run = [](const Schedule& s) {
+    double ms = s.at("a") == 3 && s.at("b") == 1 ? 2.0 : 5.0;
+    return s.at("c") == 2 ? ms / 2 : ms;
+  };
+  SearchResult r = search(space, e, options);
+  ASSERT_EQ(r.trials.size(), 5u);  // 3 ranked + c = 1 and c = 2 around (3,1)
+  EXPECT_EQ(r.trials[3].schedule, (Schedule{{"a", 3}, {"b", 1}, {"c", 1}}));
+  EXPECT_EQ(r.trials[3].rank, 0);
+  EXPECT_EQ(r.trials[4].schedule, (Schedule{{"a", 3}, {"b", 1}, {"c", 2}}));
+  ASSERT_TRUE(r.best.has_value());
+  EXPECT_EQ(r.trials[*r.best].schedule, (Schedule{{"a", 3}, {"b", 1}, {"c", 2}}));
+
+  // Deterministic mode refines around the default, whatever the timings; refine = false skips it.
+  options.seed = 3;
+  r = search(space, e, options);
+  ASSERT_EQ(r.trials.size(), 5u);
+  EXPECT_EQ(r.trials[3].schedule, (Schedule{{"a", 2}, {"b", 2}, {"c", 1}}));
+  EXPECT_EQ(r.trials[4].schedule, (Schedule{{"a", 2}, {"b", 2}, {"c", 2}}));
+  options.refine = false;
+  EXPECT_EQ(search(space, e, options).trials.size(), 3u);
+}
+
 TEST(TunerSearch, TheMedianOfTheRunsIsReported) {
   FakeBackend backend;
   int call = 0;
