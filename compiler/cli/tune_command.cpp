@@ -416,7 +416,9 @@ Command add_tune_command(CLI::App& app) {
       "runtime then run the cached schedule for that pattern and shape bucket (exact up to 256, powers of two\n"
       "above; the nearest tuned bucket otherwise). A cost model ranks the space; the default and the best-ranked\n"
       "candidates (plus a few sampled from the rest) are checked against the float64 reference on a small shape\n"
-      "(a wrong one is reported and never cached), then timed: warm-up, --runs runs, median.");
+      "(a wrong one is reported and never cached), then timed: warm-up, --runs runs, median. Register tiles and\n"
+      "the parallel grain, which the model cannot rank, are then refined one at a time around the winner, and the\n"
+      "winner is confirmed against the default in alternating runs (a lucky winner loses to the default).");
   cmd->add_option("--pattern", o->pattern, "Pattern expression to tune, e.g. 'causal & sliding_window(window=256)'");
   cmd->add_option("--spec", o->specs, "Spec file(s): with --name, tune that pattern; alone, every pattern declared");
   cmd->add_option("--name", o->name, "Pattern of --spec, or model of --model");
