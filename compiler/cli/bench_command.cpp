@@ -99,12 +99,8 @@ int run_bench(const BenchOptions& o) {
   const cpu::CpuOptions cpu_options = cpu_options_for(o);
   AttentionFunction attention = attention_for(o, cpu_options);
 
-  RandomInputs random = random_inputs(shape, &pattern, o.seed);
-  targets::AttentionInputs inputs;
-  inputs.q = &random.q;
-  inputs.k = &random.k;
-  inputs.v = &random.v;
-  for (const auto& [name, tensor] : random.tensors) inputs.tensors[name] = &tensor;
+  const RandomAttentionInputs random(shape, pattern, o.seed);
+  const targets::AttentionInputs& inputs = random.inputs;
   ir::AttentionSizes sizes = targets::validate_attention_inputs(inputs);
 
   int64_t total_pairs = count_allowed_pairs(pattern, sizes, inputs);

@@ -68,4 +68,12 @@ RandomInputs random_inputs(const RandomInputShape& s, const ir::Pattern* pattern
   return inputs;
 }
 
+RandomAttentionInputs::RandomAttentionInputs(const RandomInputShape& shape, const ir::Pattern& pattern, uint64_t seed)
+    : data(random_inputs(shape, &pattern, seed)) {
+  inputs.q = &data.q;
+  inputs.k = &data.k;
+  inputs.v = &data.v;
+  for (const auto& [name, tensor] : data.tensors) inputs.tensors[name] = &tensor;
+}
+
 }  // namespace tessera::cli

@@ -10,6 +10,7 @@
 
 #include "compiler/ir/pattern.h"
 #include "runtime/tensor.h"
+#include "targets/common/attention_problem.h"
 
 namespace tessera::cli {
 
@@ -29,5 +30,16 @@ struct RandomInputs {
 // in that order, so a seed names the same inputs everywhere. float32 tensors are standard normal; `segments`
 // [B, M] holds non-decreasing document ids as packed sequences do; other int32 tensors hold 0 or 1.
 RandomInputs random_inputs(const RandomInputShape& shape, const ir::Pattern* pattern, uint64_t seed);
+
+// random_inputs for `pattern` and the AttentionInputs pointing into them (neither copied nor moved: the pointers
+// are into this object), for commands that run attention on them (bench, tune).
+struct RandomAttentionInputs {
+  RandomInputs data;
+  targets::AttentionInputs inputs;
+
+  RandomAttentionInputs(const RandomInputShape& shape, const ir::Pattern& pattern, uint64_t seed);
+  RandomAttentionInputs(const RandomAttentionInputs&) = delete;
+  RandomAttentionInputs& operator=(const RandomAttentionInputs&) = delete;
+};
 
 }  // namespace tessera::cli

@@ -74,22 +74,6 @@ std::string now_utc() {
   return text;
 }
 
-// Owns a set of random inputs and the AttentionInputs pointing into them.
-struct InputSet {
-  RandomInputs data;
-  targets::AttentionInputs inputs;
-
-  InputSet(const RandomInputShape& shape, const ir::Pattern& pattern, uint64_t seed)
-      : data(random_inputs(shape, &pattern, seed)) {
-    inputs.q = &data.q;
-    inputs.k = &data.k;
-    inputs.v = &data.v;
-    for (const auto& [name, tensor] : data.tensors) inputs.tensors[name] = &tensor;
-  }
-  InputSet(const InputSet&) = delete;
-  InputSet& operator=(const InputSet&) = delete;
-};
-
 // The small shape every candidate is checked on against the float64 reference: the heads and head dims of the
 // tuned shape (the kernels are specialised to them), at most 256 queries, and the same distance between the
 // last query and the last key (decoding shapes keep their long context: one query costs little).
@@ -271,7 +255,7 @@ class ProblemTuner {
   const Problem& problem_;
   const TuneOptions& o_;
   cpu::StorageType storage_;
-  InputSet timed_, check_;
+  RandomAttentionInputs timed_, check_;
   ir::AttentionSizes sizes_;
   runtime::Tensor out_;
   runtime::Tensor rounded_q_, rounded_k_, rounded_v_;
@@ -363,27 +347,18 @@ std::vector<Problem> problems_of(const TuneOptions& o) {
   return problems;
 }
 
-std::string bucket_text(const tuner::Shape& bucket) {
-  std::string text;
-  for (const auto& [name, value] : bucket) text += fmt::format("{}{}={}", text.empty() ? "" : ",", name, value);
-  return text;
-}
-
 int show_cache(const TuneOptions& o) {
   const std::filesystem::path path = cache_path(o);
   const tuner::TuneCache cache = tuner::TuneCache::load(path, cpu::tessera_version());
   std::cout << fmt::format("tuning cache {} (Tessera {}): {} entr{}\n", path.string(), cpu::tessera_version(),
                            cache.entries().size(), cache.entries().size() == 1 ? "y" : "ies");
   for (const tuner::TuneEntry& e : cache.entries()) {
-    std::string schedule;
-    for (const auto& [name, value] : e.schedule) {
-      schedule += fmt::format("{}{}={}", schedule.empty() ? "" : ",", name, value);
-    }
     std::cout << fmt::format(
         "- {} {} [{}] {} {}\n  schedule {}: {:.3f} ms ({:.2f}x the default), {} candidates in "
         "{:.1f} s, {}\n  target {}\n",
-        e.key.kernel, e.description, e.key.problem, bucket_text(e.key.bucket), e.key.dtype, schedule, e.median_ms,
-        e.median_ms > 0 ? e.default_ms / e.median_ms : 0.0, e.candidates, e.tuning_seconds, e.tuned_at, e.key.target);
+        e.key.kernel, e.description, e.key.problem, tuner::describe(e.key.bucket), e.key.dtype,
+        tuner::describe(e.schedule), e.median_ms, e.median_ms > 0 ? e.default_ms / e.median_ms : 0.0, e.candidates,
+        e.tuning_seconds, e.tuned_at, e.key.target);
   }
   return 0;
 }

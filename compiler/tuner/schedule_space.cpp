@@ -61,4 +61,6 @@ std::string describe(const Schedule& schedule, const ScheduleSpace& space) {
   return text;
 }
 
+std::string describe(const Schedule& schedule) { return describe(schedule, ScheduleSpace{}); }
+
 }  // namespace tessera::tuner

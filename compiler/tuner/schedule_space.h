@@ -39,5 +39,7 @@ struct ScheduleSpace {
 
 // "block_q=128,block_k=64" in the space's parameter order (names not in the space follow, sorted).
 std::string describe(const Schedule& schedule, const ScheduleSpace& space);
+// The same with every name sorted: schedules read back from the cache, and shape buckets (the same map type).
+std::string describe(const Schedule& schedule);
 
 }  // namespace tessera::tuner

@@ -289,7 +289,9 @@ std::string AttentionPipelineKey::str() const {
 Halide::Target cpu_target() {
   // Halide 14 may detect a Zen 4 as avx512_sapphirerapids, with which LLVM 14 can emit 256-bit AVX-VNNI
   // instructions Zen 4 lacks (SIGILL). Nothing here needs those instructions, so the feature is dropped.
-  return Halide::get_host_target().without_feature(Halide::Target::AVX512_SapphireRapids);
+  // Detected once: every attention call asks (kernel keys, the tuning cache's key), and the answer cannot change.
+  static const Halide::Target target = Halide::get_host_target().without_feature(Halide::Target::AVX512_SapphireRapids);
+  return target;
 }
 
 std::shared_ptr<AttentionPipeline> build_attention_pipeline(const ir::Pattern& pattern,

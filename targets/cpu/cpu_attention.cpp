@@ -100,32 +100,38 @@ tessera_cpu_driver::Kernel jit_kernel(std::shared_ptr<const AttentionPipeline> k
 
 }  // namespace
 
-std::string halide_target_string() { return cpu_target().to_string(); }
+std::string halide_target_string() {
+  static const std::string target = cpu_target().to_string();
+  return target;
+}
+
+int64_t* schedule_field(CpuSchedule& schedule, std::string_view name) {
+  for (const ScheduleField& f : kScheduleFields) {
+    if (name == f.name) return &(schedule.*f.member);
+  }
+  return nullptr;
+}
 
 CpuSchedule parse_schedule(const std::string& text, const CpuSchedule& base) {
   CpuSchedule schedule = base;
-  std::map<std::string, int64_t*> fields = {
-      {"block_q", &schedule.block_q},           {"block_k", &schedule.block_k}, {"chunk_k", &schedule.chunk_k},
-      {"vector_width", &schedule.vector_width}, {"reindex", &schedule.reindex}, {"row_vectors", &schedule.row_vectors},
-      {"qk_tile", &schedule.qk_tile},           {"pv_tile", &schedule.pv_tile}, {"grain", &schedule.grain}};
   size_t pos = 0;
   while (pos < text.size()) {
     size_t comma = text.find(',', pos);
     std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     pos = comma == std::string::npos ? text.size() : comma + 1;
     size_t eq = item.find('=');
-    auto field = eq == std::string::npos ? fields.end() : fields.find(item.substr(0, eq));
-    if (field == fields.end()) {
-      throw std::invalid_argument(fmt::format(
-          "bad schedule item '{}': expected NAME=VALUE with NAME one of block_q, block_k, chunk_k, vector_width, "
-          "reindex, row_vectors, qk_tile, pv_tile, grain",
-          item));
+    int64_t* field = eq == std::string::npos ? nullptr : schedule_field(schedule, item.substr(0, eq));
+    if (!field) {
+      std::string names;
+      for (const ScheduleField& f : kScheduleFields) names += fmt::format("{}{}", names.empty() ? "" : ", ", f.name);
+      throw std::invalid_argument(
+          fmt::format("bad schedule item '{}': expected NAME=VALUE with NAME one of {}", item, names));
     }
     try {
       size_t used = 0;
-      *field->second = std::stoll(item.substr(eq + 1), &used);
-      const int64_t least = field->second == &schedule.reindex ? 0 : 1;
-      if (used != item.size() - eq - 1 || *field->second < least || (least == 0 && *field->second > 1)) {
+      *field = std::stoll(item.substr(eq + 1), &used);
+      const int64_t least = field == &schedule.reindex ? 0 : 1;
+      if (used != item.size() - eq - 1 || *field < least || (least == 0 && *field > 1)) {
         throw std::invalid_argument("");
       }
     } catch (const std::exception&) {
@@ -137,9 +143,10 @@ CpuSchedule parse_schedule(const std::string& text, const CpuSchedule& base) {
 }
 
 std::string describe(const CpuSchedule& s) {
-  return fmt::format(
-      "block_q={},block_k={},chunk_k={},vector_width={},reindex={},row_vectors={},qk_tile={},pv_tile={},grain={}",
-      s.block_q, s.block_k, s.chunk_k, s.vector_width, s.reindex, s.row_vectors, s.qk_tile, s.pv_tile, s.grain);
+  std::string text;
+  for (const ScheduleField& f : kScheduleFields)
+    text += fmt::format("{}{}={}", text.empty() ? "" : ",", f.name, s.*f.member);
+  return text;
 }
 
 void validate_schedule(const CpuSchedule& sched) {

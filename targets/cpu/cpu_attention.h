@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "compiler/ir/pattern.h"
 #include "runtime/tensor.h"
@@ -33,6 +34,22 @@ struct CpuSchedule {
   int64_t grain = 4;    // at most this many query tiles per kernel call (fewer when that would starve threads)
   int64_t threads = 0;  // 0: every hardware thread
 };
+
+// The schedule's fields by name, in the order they are printed (every field but threads): the one list that
+// --schedule parsing, describe() and the tuner's schedule space (cpu_schedule_space.h) read.
+struct ScheduleField {
+  const char* name;
+  int64_t CpuSchedule::*member;
+};
+inline constexpr ScheduleField kScheduleFields[] = {
+    {"block_q", &CpuSchedule::block_q}, {"block_k", &CpuSchedule::block_k},
+    {"chunk_k", &CpuSchedule::chunk_k}, {"vector_width", &CpuSchedule::vector_width},
+    {"reindex", &CpuSchedule::reindex}, {"row_vectors", &CpuSchedule::row_vectors},
+    {"qk_tile", &CpuSchedule::qk_tile}, {"pv_tile", &CpuSchedule::pv_tile},
+    {"grain", &CpuSchedule::grain}};
+
+// The field called `name`, or nullptr.
+int64_t* schedule_field(CpuSchedule& schedule, std::string_view name);
 
 // "block_q=128,block_k=64,chunk_k=128,vector_width=16,reindex=1,row_vectors=4,qk_tile=24,pv_tile=16,grain=4"
 // (every field but threads): what --schedule parses, what bench and the AOT header print.

@@ -22,19 +22,6 @@ const std::vector<int64_t> kBlockQ = {16, 32, 64, 128, 256};
 const std::vector<int64_t> kBlockK = {16, 32, 64, 128};
 const std::vector<int64_t> kChunkK = {64, 128, 256, 512};
 
-int64_t* field(CpuSchedule& s, const std::string& name) {
-  if (name == "block_q") return &s.block_q;
-  if (name == "block_k") return &s.block_k;
-  if (name == "chunk_k") return &s.chunk_k;
-  if (name == "vector_width") return &s.vector_width;
-  if (name == "reindex") return &s.reindex;
-  if (name == "row_vectors") return &s.row_vectors;
-  if (name == "qk_tile") return &s.qk_tile;
-  if (name == "pv_tile") return &s.pv_tile;
-  if (name == "grain") return &s.grain;
-  return nullptr;
-}
-
 bool reindexing_possible(const ir::Pattern& pattern, const ir::AttentionSizes& sz) {
   if (!pattern.has_mask()) return false;
   planner::Plan plan = planner::plan_pattern(pattern, sz.N, sz.M);
@@ -81,7 +68,7 @@ tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::At
 
 CpuSchedule to_cpu_schedule(const tuner::Schedule& point, CpuSchedule base) {
   for (const auto& [name, value] : point) {
-    int64_t* f = field(base, name);
+    int64_t* f = schedule_field(base, name);
     if (!f) throw std::invalid_argument(fmt::format("the CPU schedule has no parameter '{}'", name));
     *f = value;
   }
@@ -89,9 +76,9 @@ CpuSchedule to_cpu_schedule(const tuner::Schedule& point, CpuSchedule base) {
 }
 
 tuner::Schedule to_tuner_schedule(const CpuSchedule& s) {
-  return {{"block_q", s.block_q},           {"block_k", s.block_k}, {"chunk_k", s.chunk_k},
-          {"vector_width", s.vector_width}, {"reindex", s.reindex}, {"row_vectors", s.row_vectors},
-          {"qk_tile", s.qk_tile},           {"pv_tile", s.pv_tile}, {"grain", s.grain}};
+  tuner::Schedule point;
+  for (const ScheduleField& f : kScheduleFields) point[f.name] = s.*f.member;
+  return point;
 }
 
 tuner::TuneKey cpu_tune_key(const ir::Pattern& pattern, const ir::AttentionSizes& sz, StorageType storage) {

@@ -6,6 +6,7 @@
 #include <bit>
 
 #include "compiler/ir/printer.h"
+#include "compiler/tuner/schedule_space.h"
 #include "targets/cpu/cpu_schedule_space.h"
 
 #ifndef TESSERA_VERSION
@@ -26,8 +27,7 @@ TunedSchedules::Choice TunedSchedules::choose(const ir::Pattern& pattern, const 
                                               StorageType storage, const CpuSchedule& base) const {
   const tuner::TuneKey key = cpu_tune_key(pattern, sz, storage);
   std::string memo_key = fmt::format("{}|{}|{}|{}", key.problem, key.dtype, sz.B * sz.H, sz.N);
-  for (const auto& [name, value] : key.bucket) memo_key += fmt::format(",{}={}", name, value);
-  memo_key += fmt::format("|{}|{}", describe(base), base.threads);
+  memo_key += fmt::format("|{}|{}|{}", tuner::describe(key.bucket), describe(base), base.threads);
   std::lock_guard<std::mutex> lock(mutex_);
   if (auto it = memo_.find(memo_key); it != memo_.end()) return it->second;
   Choice choice{base, "default"};
@@ -46,11 +46,7 @@ TunedSchedules::Choice TunedSchedules::choose(const ir::Pattern& pattern, const 
       if (found->match == tuner::Match::Exact) {
         choice.source = "tuned";
       } else {
-        std::string bucket;
-        for (const auto& [name, value] : found->entry.key.bucket) {
-          bucket += fmt::format("{}{}={}", bucket.empty() ? "" : ",", name, value);
-        }
-        choice.source = "tuned for " + bucket;
+        choice.source = "tuned for " + tuner::describe(found->entry.key.bucket);
       }
     } catch (const std::invalid_argument&) {
       // An entry this build cannot run (hand-edited file): the defaults, as if it were absent.
