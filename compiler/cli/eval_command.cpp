@@ -10,6 +10,7 @@
 #include "compiler/cli/tune_cache_flags.h"
 #include "runtime/npy.h"
 #include "targets/cpu/cpu_attention.h"
+#include "targets/cuda/cuda_attention.h"
 #include "targets/reference/reference_attention.h"
 
 namespace tessera::cli {
@@ -24,7 +25,7 @@ struct EvalOptions {
   std::vector<std::string> inputs;  // NAME=FILE.npy
   std::optional<double> scale;
   std::string target = "cpu";  // the CPU is the default target everywhere
-  std::string dtype = "f32";
+  std::string dtype;           // empty: f32 on the CPU, bf16 on CUDA
   TuneCacheFlags tune_cache;
 };
 
@@ -39,13 +40,14 @@ runtime::Tensor load_runtime_tensor(const ir::Pattern& pattern, const std::strin
 }
 
 int run_eval(const EvalOptions& options) {
-  if (options.target == "cuda") {
-    throw UserError(
-        "--target cuda is not available yet: this build has the float64 reference (--target reference) and the "
-        "Halide CPU backend (--target cpu); the CUDA backend is not implemented");
+  if (!options.dtype.empty() && options.target == "reference") {
+    throw UserError("--dtype applies to --target cpu and cuda; the reference runs in float64");
   }
-  if (options.dtype == "bf16" && options.target != "cpu") {
-    throw UserError("--dtype bf16 applies to --target cpu; the reference runs in float64");
+  if (options.dtype == "f16" && options.target != "cuda") {
+    throw UserError("--dtype f16 applies to --target cuda; the CPU stores f32 or bf16");
+  }
+  if (options.dtype == "f32" && options.target == "cuda") {
+    throw UserError("--target cuda runs on tensor cores in bf16 (default) or f16: float32 inputs are converted");
   }
   sema::PatternLibrary library = load_library(options.specs);
   ir::Pattern pattern = instantiate_pattern(library, options.pattern);
@@ -82,6 +84,11 @@ int run_eval(const EvalOptions& options) {
   inputs.scale = options.scale;
   runtime::Tensor out = [&] {
     if (options.target == "reference") return reference::attention(pattern, inputs);
+    if (options.target == "cuda") {
+      cuda::CudaOptions cuda_options;
+      if (options.dtype == "f16") cuda_options.attention.element = cuda::Element::Float16;
+      return cuda::attention(pattern, inputs, cuda_options);
+    }
     cpu::CpuOptions cpu_options;
     if (options.dtype == "bf16") cpu_options.storage = cpu::StorageType::BFloat16;
     cpu_options.tuned = load_tuned_schedules(options.tune_cache);
@@ -112,9 +119,9 @@ Command add_eval_command(CLI::App& app) {
   cmd->add_option("--target", options->target, "Where to run: reference (float64 oracle), cpu (default), cuda")
       ->check(CLI::IsMember({"reference", "cpu", "cuda"}));
   cmd->add_option("--dtype", options->dtype,
-                  "Storage of Q, K, V for --target cpu: f32 (default) or bf16 (rounded to bf16 and stored so; fp32 "
-                  "accumulation)")
-      ->check(CLI::IsMember({"f32", "bf16"}));
+                  "Storage of Q, K, V (fp32 accumulation): for --target cpu f32 (default) or bf16; for --target cuda\n"
+                  "bf16 (default) or f16. The float32 inputs are rounded to the type.")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   cmd->add_option("--out", options->out_path, "Output .npy, float32 [B,H,N,Dv]")->required();
   add_tune_cache_flags(cmd, options->tune_cache);
   return {cmd, [options] { return run_eval(*options); }};

@@ -50,4 +50,19 @@ bool tensor_indices_proven(const ir::Pattern& pattern, const ir::AttentionSizes&
   return proven;
 }
 
+void check_tensor_indices(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                          const std::map<std::string, std::vector<int64_t>>& tensor_shapes,
+                          const ir::PatternEvaluator& evaluator, const float* q) {
+  if (tensor_indices_proven(pattern, sz, tensor_shapes)) return;
+  for (int64_t b = 0; b < sz.B; ++b) {
+    for (int64_t h = 0; h < sz.H; ++h) {
+      for (int64_t i = 0; i < sz.N; ++i) {
+        for (int64_t j = 0; j < sz.M; ++j) {
+          if (evaluator.allowed(b, h, i, j)) evaluator.score(b, h, i, j, 0.0, q + ((b * sz.H + h) * sz.N + i) * sz.D);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace tessera::targets

@@ -20,4 +20,12 @@ bool tensor_indices_proven(const ir::Pattern& pattern, const ir::AttentionSizes&
                            const std::map<std::string, std::vector<int64_t>>& tensor_shapes,
                            std::string* unproven = nullptr);
 
+// Throws the reference's ir::EvalError if the pattern evaluates a tensor index out of bounds anywhere in the
+// problem: proven by intervals for most patterns (document's segments[b, q] with N <= M, relative's clamped
+// distance); otherwise `evaluator` visits every pair once. `q` is the float32 [B, H, N, D] query tensor (what
+// dot(q_vec, T[...]) reads).
+void check_tensor_indices(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                          const std::map<std::string, std::vector<int64_t>>& tensor_shapes,
+                          const ir::PatternEvaluator& evaluator, const float* q);
+
 }  // namespace tessera::targets

@@ -30,25 +30,6 @@ std::map<std::string, std::vector<int64_t>> tensor_shapes(const targets::Runtime
   return shapes;
 }
 
-// Every tensor index the kernels evaluate must be in bounds, as the reference checks. Intervals over the whole
-// problem prove it for most patterns (document's segments[b, q] with N <= M, relative's clamped distance);
-// otherwise the reference evaluator visits every pair once and throws the same error the reference would.
-void check_tensor_indices(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
-                          const std::map<std::string, std::vector<int64_t>>& shapes,
-                          const ir::PatternEvaluator& evaluator, const Tensor& q) {
-  if (targets::tensor_indices_proven(pattern, sz, shapes)) return;
-  const float* qd = q.data<float>();
-  for (int64_t b = 0; b < sz.B; ++b) {
-    for (int64_t h = 0; h < sz.H; ++h) {
-      for (int64_t i = 0; i < sz.N; ++i) {
-        for (int64_t j = 0; j < sz.M; ++j) {
-          if (evaluator.allowed(b, h, i, j)) evaluator.score(b, h, i, j, 0.0, qd + ((b * sz.H + h) * sz.N + i) * sz.D);
-        }
-      }
-    }
-  }
-}
-
 // Runs a JIT pipeline for the driver's calls of one attention() call. Halide::Buffer wraps the driver's
 // halide_buffer_t without copying. The inputs of a view are the same for all its calls, so their ParamMap is
 // built once per view (measured: rebuilding it per call cost ~10% on strided(128) at N=16384, 128 views).
@@ -194,7 +175,7 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
     v_bf16 = runtime::to_bfloat16(*v);
   }
   const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
-  check_tensor_indices(pattern, sz, shapes, evaluator, *q);
+  targets::check_tensor_indices(pattern, sz, shapes, evaluator, q->data<float>());
 
   const std::vector<int64_t> out_shape{sz.B, sz.H, sz.N, sz.Dv};
   if (out.dtype() != runtime::DType::Float32 || out.shape() != out_shape) {

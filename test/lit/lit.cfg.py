@@ -22,3 +22,7 @@ config.substitutions.append(("%examples", os.path.join(config.tessera_source_dir
 config.environment["TERM"] = "dumb"
 # Commands read the tuning cache under $XDG_CACHE_HOME: the user's own tuned schedules must not reach the tests.
 config.environment["XDG_CACHE_HOME"] = os.path.join(config.test_exec_root, "xdg-cache")
+
+# A machine with an NVIDIA GPU and driver: the GPU-only tests run there, the "no CUDA device" tests elsewhere.
+if os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0"):
+    config.available_features.add("cuda-gpu")

@@ -1,0 +1,62 @@
+// One attention call on a CUDA device, independent of what the device is: the GPU (cuda_attention.h: the CUDA
+// driver and NVRTC) or the warp emulator (targets/cuda/emulation/: the same generated source compiled for the
+// host, so tests run the whole path — planning, tables, generated code, launches, merge — without a GPU).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "compiler/ir/pattern.h"
+#include "runtime/tensor.h"
+#include "targets/common/attention_problem.h"
+#include "targets/cuda/kernel/attention_params.cuh"
+#include "targets/cuda/kernel/numerics.cuh"
+#include "targets/cuda/kernel_source.h"
+#include "targets/cuda/launch_plan.h"
+
+namespace tessera::cuda {
+
+// A head dimension, dtype or size the CUDA target does not handle; the message names it.
+class UnsupportedProblem : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class DeviceMemory {
+ public:
+  virtual ~DeviceMemory() = default;
+  virtual void* address() const = 0;  // a device address, only dereferenced by kernels
+  virtual void upload(const void* host, size_t bytes) = 0;
+  virtual void download(void* host, size_t bytes) const = 0;
+};
+
+class AttentionDevice {
+ public:
+  virtual ~AttentionDevice() = default;
+  virtual std::unique_ptr<DeviceMemory> allocate(size_t bytes) = 0;
+  // Compiles (or finds already compiled) and loads `source`; its kernels are then launched by name.
+  virtual void load(const KernelSource& source) = 0;
+  virtual void launch_attention(const std::string& kernel, unsigned grid_x, unsigned grid_y, unsigned threads,
+                                size_t shared_bytes, const tessera_cuda::KernelParams& params) = 0;
+  virtual void launch_merge(unsigned grid_x, const tessera_cuda::MergeParams& params) = 0;
+  virtual void launch_fill(unsigned grid_x, float* data, long long count, float value) = 0;
+  virtual void synchronize() = 0;
+  virtual int64_t multiprocessors() const = 0;
+};
+
+struct CudaAttentionOptions {
+  CudaSchedule schedule;
+  Element element = Element::BFloat16;  // Q, K, V are rounded to this type on the way to the device
+};
+
+// Computes attention with `pattern` on `device`. Same contract and errors as reference::attention; head
+// dimensions the kernel template lacks raise UnsupportedProblem naming them.
+runtime::Tensor run_attention(AttentionDevice& device, const ir::Pattern& pattern,
+                              const targets::AttentionInputs& inputs, const CudaAttentionOptions& options);
+
+// IEEE binary16 bits of `value`, rounded to nearest even (overflow to infinity, NaN kept).
+uint16_t float_to_f16_bits(float value);
+
+}  // namespace tessera::cuda

@@ -1,0 +1,88 @@
+#include "targets/cuda/cuda_attention.h"
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "targets/cuda/cuda_driver.h"
+#include "targets/cuda/kernel_headers.h"
+#include "targets/cuda/nvrtc_compiler.h"
+
+namespace tessera::cuda {
+namespace {
+
+class GpuMemory : public DeviceMemory {
+ public:
+  explicit GpuMemory(size_t bytes) : buffer_(bytes) {}
+  void* address() const override { return reinterpret_cast<void*>(static_cast<uintptr_t>(buffer_.ptr())); }
+  void upload(const void* host, size_t bytes) override { buffer_.upload(host, bytes); }
+  void download(void* host, size_t bytes) const override { buffer_.download(host, bytes); }
+
+ private:
+  DeviceBuffer buffer_;
+};
+
+// Loaded modules are kept for the process's lifetime, by source text: a pattern's kernels compile once.
+class GpuDevice : public AttentionDevice {
+ public:
+  GpuDevice(CudaContext& context, std::string cache_dir) : context_(context), cache_dir_(std::move(cache_dir)) {}
+
+  std::unique_ptr<DeviceMemory> allocate(size_t bytes) override { return std::make_unique<GpuMemory>(bytes); }
+
+  void load(const KernelSource& source) override {
+    static std::mutex mutex;
+    static std::map<std::string, std::unique_ptr<CudaModule>> modules;
+    std::lock_guard<std::mutex> lock(mutex);
+    std::unique_ptr<CudaModule>& module = modules[source.text];
+    if (!module) {
+      NvrtcSource nvrtc;
+      nvrtc.name = "tessera_attention.cu";
+      nvrtc.text = source.text;
+      for (const KernelHeader& header : kernel_headers()) nvrtc.headers.emplace_back(header.name, header.text);
+      const NvrtcResult ptx = compile_to_ptx(nvrtc, context_.arch(), cache_dir_);
+      module = std::make_unique<CudaModule>(CudaModule::load(ptx.ptx));
+    }
+    module_ = module.get();
+  }
+
+  void launch_attention(const std::string& kernel, unsigned grid_x, unsigned grid_y, unsigned threads,
+                        size_t shared_bytes, const tessera_cuda::KernelParams& params) override {
+    tessera_cuda::KernelParams copy = params;
+    void* args[] = {&copy};
+    launch_kernel(module_->function(kernel), Dim3{grid_x, grid_y, 1}, Dim3{threads, 1, 1}, shared_bytes, args);
+  }
+
+  void launch_merge(unsigned grid_x, const tessera_cuda::MergeParams& params) override {
+    tessera_cuda::MergeParams copy = params;
+    void* args[] = {&copy};
+    launch_kernel(module_->function("tessera_merge_slots"), Dim3{grid_x, 1, 1},
+                  Dim3{static_cast<unsigned>(tessera_cuda::kMergeThreads), 1, 1}, 0, args);
+  }
+
+  void launch_fill(unsigned grid_x, float* data, long long count, float value) override {
+    void* args[] = {&data, &count, &value};
+    launch_kernel(module_->function("tessera_fill"), Dim3{grid_x, 1, 1},
+                  Dim3{static_cast<unsigned>(tessera_cuda::kFillThreads), 1, 1}, 0, args);
+  }
+
+  void synchronize() override { cuda::synchronize(); }
+  int64_t multiprocessors() const override { return context_.multiprocessor_count(); }
+
+ private:
+  CudaContext& context_;
+  std::string cache_dir_;
+  CudaModule* module_ = nullptr;
+};
+
+}  // namespace
+
+runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
+                          const CudaOptions& options) {
+  CudaContext& context = CudaContext::get();  // "no CUDA device" before any other work
+  std::string cache_dir = options.kernel_cache_dir.empty() ? default_kernel_cache_dir() : options.kernel_cache_dir;
+  if (cache_dir == "none") cache_dir.clear();
+  GpuDevice device(context, cache_dir);
+  return run_attention(device, pattern, inputs, options.attention);
+}
+
+}  // namespace tessera::cuda

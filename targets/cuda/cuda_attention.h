@@ -1,0 +1,26 @@
+// The CUDA target: attention on an NVIDIA GPU (sm_80 or newer) through the kernels of kernel/flash_attention.cuh,
+// generated per pattern, compiled by NVRTC (cached on disk) and launched through the CUDA driver.
+#pragma once
+
+#include <string>
+
+#include "compiler/ir/pattern.h"
+#include "runtime/tensor.h"
+#include "targets/common/attention_problem.h"
+#include "targets/cuda/attention_runner.h"
+
+namespace tessera::cuda {
+
+struct CudaOptions {
+  CudaAttentionOptions attention;
+  // Where NVRTC's PTX is cached; empty: default_kernel_cache_dir(). "none": no cache.
+  std::string kernel_cache_dir;
+};
+
+// Computes attention with `pattern` on GPU 0. Same contract and errors as reference::attention; throws
+// NoCudaDevice ("no CUDA device: …") without a driver or GPU, UnsupportedProblem for a head dimension the
+// kernels lack, NvrtcError with the generated source's line if compilation fails.
+runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
+                          const CudaOptions& options = {});
+
+}  // namespace tessera::cuda

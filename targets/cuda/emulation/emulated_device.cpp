@@ -1,0 +1,115 @@
+#include "targets/cuda/emulation/emulated_device.h"
+
+#include <dlfcn.h>
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <stdexcept>
+
+#include "targets/cuda/emulation/warp_emulator.h"
+#include "targets/cuda/kernel_headers.h"
+
+namespace tessera::cuda::emulation {
+namespace {
+
+class HostMemory : public DeviceMemory {
+ public:
+  explicit HostMemory(size_t bytes) : data_(std::make_unique<std::byte[]>(bytes)) {
+    // Fresh device memory is not zeroed: a pattern of NaN bytes makes reads of unwritten memory visible.
+    std::memset(data_.get(), 0xff, bytes);
+  }
+  void* address() const override { return data_.get(); }
+  void upload(const void* host, size_t bytes) override { std::memcpy(data_.get(), host, bytes); }
+  void download(void* host, size_t bytes) const override { std::memcpy(host, data_.get(), bytes); }
+
+ private:
+  std::unique_ptr<std::byte[]> data_;
+};
+
+uint64_t fnv1a(const std::string& text, uint64_t hash = 1469598103934665603ull) {
+  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
+  return hash;
+}
+
+}  // namespace
+
+EmulatedDevice::EmulatedDevice(std::string compiler, std::string source_root, std::string work_dir)
+    : compiler_(std::move(compiler)), source_root_(std::move(source_root)), work_dir_(std::move(work_dir)) {}
+
+EmulatedDevice::~EmulatedDevice() {
+  for (auto& [hash, library] : libraries_) dlclose(library);
+}
+
+std::unique_ptr<DeviceMemory> EmulatedDevice::allocate(size_t bytes) { return std::make_unique<HostMemory>(bytes); }
+
+void EmulatedDevice::load(const KernelSource& source) {
+  uint64_t hash = fnv1a(source.text);
+  for (const KernelHeader& header : kernel_headers()) hash = fnv1a(header.text, hash);
+  const std::string key = fmt::format("{:016x}", hash);
+  if (auto it = libraries_.find(key); it != libraries_.end()) {
+    library_ = it->second;
+    return;
+  }
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(work_dir_) / key;
+  const fs::path library_path = dir / "kernels.so";
+  if (!fs::exists(library_path)) {
+    fs::create_directories(dir / "include");
+    write_kernel_headers((dir / "include").string());
+    std::ofstream(dir / "kernels.cpp") << source.text;
+    const std::string command = fmt::format(
+        "'{}' -std=c++20 -O1 -fPIC -shared -DTESSERA_CUDA_EMULATION -I'{}' -I'{}' '{}' -o '{}.tmp' > '{}' 2>&1 && "
+        "mv '{}.tmp' '{}'",
+        compiler_, (dir / "include").string(), source_root_, (dir / "kernels.cpp").string(), library_path.string(),
+        (dir / "compile.log").string(), library_path.string(), library_path.string());
+    if (std::system(command.c_str()) != 0) {
+      std::ifstream log(dir / "compile.log");
+      std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+      throw std::runtime_error(fmt::format("the emulated kernels did not compile ({}):\n{}", command, text));
+    }
+  }
+  void* library = dlopen(library_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (library == nullptr) throw std::runtime_error(fmt::format("dlopen {}: {}", library_path.string(), dlerror()));
+  libraries_[key] = library;
+  library_ = library;
+}
+
+void* EmulatedDevice::symbol(const std::string& name) const {
+  if (library_ == nullptr) throw std::logic_error("tessera internal error: launch before load");
+  void* f = dlsym(library_, name.c_str());
+  if (f == nullptr) throw std::runtime_error(fmt::format("no kernel '{}' in the emulated library", name));
+  return f;
+}
+
+void EmulatedDevice::launch_attention(const std::string& kernel, unsigned grid_x, unsigned grid_y, unsigned threads,
+                                      size_t shared_bytes, const tessera_cuda::KernelParams& params) {
+  auto* f = reinterpret_cast<void (*)(tessera_cuda::KernelParams)>(symbol(kernel));
+  tessera_cuda::emulation::LaunchShape shape;
+  shape.grid_x = grid_x;
+  shape.grid_y = grid_y;
+  shape.threads = threads;
+  shape.shared_bytes = shared_bytes;
+  tessera_cuda::emulation::launch(shape, [&] { f(params); });
+}
+
+void EmulatedDevice::launch_merge(unsigned grid_x, const tessera_cuda::MergeParams& params) {
+  auto* f = reinterpret_cast<void (*)(tessera_cuda::MergeParams)>(symbol("tessera_merge_slots"));
+  tessera_cuda::emulation::LaunchShape shape;
+  shape.grid_x = grid_x;
+  shape.threads = tessera_cuda::kMergeThreads;
+  tessera_cuda::emulation::launch(shape, [&] { f(params); });
+}
+
+void EmulatedDevice::launch_fill(unsigned grid_x, float* data, long long count, float value) {
+  auto* f = reinterpret_cast<void (*)(float*, long long, float)>(symbol("tessera_fill"));
+  tessera_cuda::emulation::LaunchShape shape;
+  shape.grid_x = grid_x;
+  shape.threads = tessera_cuda::kFillThreads;
+  tessera_cuda::emulation::launch(shape, [&] { f(data, count, value); });
+}
+
+}  // namespace tessera::cuda::emulation

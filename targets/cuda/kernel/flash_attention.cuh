@@ -1,0 +1,290 @@
+// The flash-attention kernel template for sm_80 and newer (mma.sync m16n8k16, ldmatrix, cp.async): one block
+// computes one query tile of one view of a planner component for one (batch, head), walking the key tiles its
+// block descriptor lists, with online softmax in registers and no N x M buffer.
+//
+// The pattern enters as a functor type (pattern_args.cuh) whose mask and score are inlined; tile sizes are
+// template parameters (AttentionTraits). Each warp owns 16 query rows and all of a key tile's columns, as in
+// FlashAttention-2: S = Q K^T and O += P V are warp-local, and K/V tiles are shared by the block through a
+// two-stage cp.async pipeline. Scores are kept in the log2 domain (exp2 is one instruction).
+#pragma once
+
+#include "attention_params.cuh"
+#include "fragments.cuh"
+#include "numerics.cuh"
+#include "primitives.cuh"
+
+#if !TESSERA_DEVICE_CODE
+#include <cmath>
+#endif
+
+namespace tessera_cuda {
+
+enum class ElementKind { BFloat16, Float16 };
+
+template <int HeadDim, int ValueDim, int BlockM, int BlockN, ElementKind Element>
+struct AttentionTraits {
+  static constexpr int kHeadDim = HeadDim;
+  static constexpr int kValueDim = ValueDim;
+  static constexpr int kBlockM = BlockM;
+  static constexpr int kBlockN = BlockN;
+  static constexpr ElementKind kElement = Element;
+  static constexpr int kWarps = BlockM / 16;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kStages = 2;
+  static constexpr int kHeadChunks = HeadDim / 8;  // 16-byte chunks per Q or K row
+  static constexpr int kValueChunks = ValueDim / 8;
+  static constexpr int kQElements = BlockM * HeadDim;
+  static constexpr int kKElements = BlockN * HeadDim;
+  static constexpr int kVElements = BlockN * ValueDim;
+  // Q, the K/V stages, then the view's pattern arguments: read by every thread's mask and score, they live in
+  // shared memory rather than in each thread's registers (a per-thread copy was spilled to local memory).
+  static constexpr int kPatternArgsOffset = 2 * (kQElements + kStages * (kKElements + kVElements));
+  static constexpr int kSharedBytes = kPatternArgsOffset + static_cast<int>(sizeof(PatternArgs));
+
+  // The shared-memory swizzle permutes 8 chunks per row: rows must span a multiple of 8 chunks (64 elements).
+  static_assert(HeadDim % 64 == 0 && HeadDim <= 256, "head dimension must be 64, 128, 192 or 256");
+  static_assert(ValueDim % 64 == 0 && ValueDim <= 256, "value dimension must be 64, 128, 192 or 256");
+  static_assert(BlockM % 16 == 0 && BlockM >= 16 && BlockM <= 128, "query tile: 16 to 128 rows, a multiple of 16");
+  static_assert(BlockN % 16 == 0 && BlockN >= 16 && BlockN <= 128, "key tile: 16 to 128 keys, a multiple of 16");
+};
+
+// Element offset of (row, 16-byte chunk) in a tile of `chunks` chunks per row. The chunk index is XORed with
+// row % 8 so that the eight row addresses of one ldmatrix phase fall in eight different bank groups.
+TESSERA_HD i32 swizzled(i32 row, i32 chunk, i32 chunks) { return (row * chunks + (chunk ^ (row & 7))) * 8; }
+
+// Rows first_local .. first_local + Rows - 1 of `view` into a swizzled tile; rows past the view's end are zeros.
+template <int Chunks, int Rows, int Threads>
+TESSERA_DEVICE void load_tile(u16* tile, const u16* base, const IndexView& view, i32 first_local, i32 tid) {
+  for (i32 n = tid; n < Rows * Chunks; n += Threads) {
+    const i32 r = n / Chunks, c = n % Chunks;
+    const i32 x = first_local + r;
+    const bool valid = x < view.count;
+    const i64 row = valid ? original_index(view, x) : 0;
+    cp_async_16(tile + swizzled(r, c, Chunks), base + row * (Chunks * 8) + c * 8, valid);
+  }
+}
+
+template <ElementKind Element>
+TESSERA_DEVICE u32 pack_pair(float lo, float hi) {
+  if constexpr (Element == ElementKind::BFloat16) {
+    return pack_bf16x2(lo, hi);
+  } else {
+    return pack_f16x2(lo, hi);
+  }
+}
+
+template <ElementKind Element>
+TESSERA_DEVICE void mma(float d[4], const u32 a[4], const u32 b[2]) {
+  if constexpr (Element == ElementKind::BFloat16) {
+    mma_m16n8k16_bf16(d, a, b);
+  } else {
+    mma_m16n8k16_f16(d, a, b);
+  }
+}
+
+// Query row `row` of the block's Q tile as floats: what dot(q_vec, T[...]) in a pattern reads.
+template <class Traits>
+struct SharedQueryRow {
+  const u16* tile;
+  i32 row;
+  TESSERA_HD float operator()(i32 d) const {
+    const u16 bits = tile[swizzled(row, d / 8, Traits::kHeadChunks) + d % 8];
+    if constexpr (Traits::kElement == ElementKind::BFloat16) {
+      return bf16_bits_to_float(bits);
+    } else {
+      return f16_bits_to_float(bits);
+    }
+  }
+};
+
+template <class Pattern, class Traits>
+TESSERA_DEVICE void attention_block(const KernelParams& p) {
+  using T = Traits;
+  constexpr int kKeyBlocks = T::kBlockN / 8;      // n8 blocks of S
+  constexpr int kValueBlocks = T::kValueDim / 8;  // n8 blocks of O
+  constexpr int kHeadSteps = T::kHeadDim / 16;    // k16 steps of Q K^T
+
+  const BlockDesc block = p.blocks[block_index_x()];
+  const i32 bh = static_cast<i32>(block_index_y());
+  const i32 b = bh / p.H, h = bh % p.H;
+  const i32 kv_head = h / (p.H / p.Hkv);
+  const ViewDesc view = p.views[block.view];
+  const i32 tid = static_cast<i32>(thread_index());
+  const i32 warp = tid / 32, lane = tid % 32;
+
+  // Visible to every thread after the first barrier of the key loop, before any mask or score reads it.
+  PatternArgs& args = *reinterpret_cast<PatternArgs*>(dynamic_shared_memory() + T::kPatternArgsOffset);
+  if (tid == 0) args = view_pattern_args(p, view);
+
+  u16* shared_q = reinterpret_cast<u16*>(dynamic_shared_memory());
+  u16* shared_k = shared_q + T::kQElements;
+  u16* shared_v = shared_k + T::kStages * T::kKElements;
+
+  const u16* q_base = static_cast<const u16*>(p.q) + static_cast<i64>(b * p.H + h) * p.N * T::kHeadDim;
+  const u16* k_base = static_cast<const u16*>(p.k) + static_cast<i64>(b * p.Hkv + kv_head) * p.M * T::kHeadDim;
+  const u16* v_base = static_cast<const u16*>(p.v) + static_cast<i64>(b * p.Hkv + kv_head) * p.M * T::kValueDim;
+
+  const i32 q_first = block.query_tile * T::kBlockM;
+  const i32 tiles = block.tile_end - block.tile_begin;
+  auto load_keys = [&](i32 t) {
+    const i32 first = entry_key_tile(p.tiles[block.tile_begin + t]) * T::kBlockN;
+    const i32 stage = t % T::kStages;
+    load_tile<T::kHeadChunks, T::kBlockN, T::kThreads>(shared_k + stage * T::kKElements, k_base, view.keys, first, tid);
+    load_tile<T::kValueChunks, T::kBlockN, T::kThreads>(shared_v + stage * T::kVElements, v_base, view.keys, first,
+                                                        tid);
+  };
+
+  // Commit groups: Q, then one per key tile (possibly empty), so that "all but the newest group" is always
+  // "everything up to the tile about to be used".
+  load_tile<T::kHeadChunks, T::kBlockM, T::kThreads>(shared_q, q_base, view.queries, q_first, tid);
+  cp_async_commit();
+  if (tiles > 0) load_keys(0);
+  cp_async_commit();
+
+  // The two rows this thread holds accumulator elements of: local query indices.
+  const i32 warp_row = warp * 16;
+  i32 rows[2];
+  for (int r = 0; r < 2; ++r) rows[r] = q_first + warp_row + fragments::accumulator_row(lane, 2 * r);
+
+  float o[kValueBlocks][4];
+  for (int d = 0; d < kValueBlocks; ++d)
+    for (int e = 0; e < 4; ++e) o[d][e] = 0.0f;
+  float row_max[2] = {minus_infinity(), minus_infinity()};
+  float row_sum[2] = {0.0f, 0.0f};
+  u32 q_fragment[kHeadSteps][4];
+
+  for (i32 t = 0; t < tiles; ++t) {
+    if (t + 1 < tiles) load_keys(t + 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    block_sync();
+    if (t == 0) {
+      for (int ks = 0; ks < kHeadSteps; ++ks) {
+        ldmatrix_x4(q_fragment[ks], shared_q + swizzled(warp_row + fragments::a_load_row(lane),
+                                                        2 * ks + fragments::a_load_col8(lane), T::kHeadChunks));
+      }
+    }
+    const i32 stage = t % T::kStages;
+    const u16* k_tile = shared_k + stage * T::kKElements;
+    const u16* v_tile = shared_v + stage * T::kVElements;
+
+    // S = Q K^T for this warp's 16 rows and the tile's keys.
+    float s[kKeyBlocks][4];
+    for (int n = 0; n < kKeyBlocks; ++n)
+      for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
+    for (int ks = 0; ks < kHeadSteps; ++ks) {
+      for (int np = 0; np < kKeyBlocks / 2; ++np) {
+        u32 kb[4];
+        ldmatrix_x4(kb, k_tile + swizzled(16 * np + fragments::bt_load_row(lane),
+                                          2 * ks + fragments::bt_load_col8(lane), T::kHeadChunks));
+        mma<T::kElement>(s[2 * np], q_fragment[ks], kb);
+        mma<T::kElement>(s[2 * np + 1], q_fragment[ks], kb + 2);
+      }
+    }
+
+    // Mask (PARTIAL tiles only), score modifier, keys past the view's end; into the log2 domain.
+    const i32 entry = p.tiles[block.tile_begin + t];
+    const bool masked = entry_masked(entry);
+    const i32 j0 = entry_key_tile(entry) * T::kBlockN;
+    const bool ragged = j0 + T::kBlockN > view.keys.count;
+    for (int n = 0; n < kKeyBlocks; ++n) {
+      for (int e = 0; e < 4; ++e) {
+        const i32 i = rows[e >> 1];
+        const i32 j = j0 + 8 * n + fragments::accumulator_col(lane, e);
+        const SharedQueryRow<T> q_row{shared_q, warp_row + fragments::accumulator_row(lane, e)};
+        float x = s[n][e] * p.scale;
+        bool keep = !ragged || j < view.keys.count;
+        if constexpr (Pattern::kHasMask) {
+          if (masked && keep) keep = Pattern::mask(args, b, h, i, j, q_row);
+        }
+        if constexpr (Pattern::kHasScore) {
+          if (keep) x = Pattern::score(args, b, h, i, j, x, q_row);
+        }
+        s[n][e] = keep ? x * kLog2e : minus_infinity();
+      }
+    }
+
+    // Online softmax: the four lanes of a quad share a row.
+    for (int r = 0; r < 2; ++r) {
+      float m = row_max[r];
+      for (int n = 0; n < kKeyBlocks; ++n) m = fmaxf(m, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+      m = fmaxf(m, shfl_xor(m, 1));
+      m = fmaxf(m, shfl_xor(m, 2));
+      // A row with no allowed key so far keeps max -inf; subtracting 0 instead keeps exp2 from seeing -inf - -inf.
+      const float base = m == minus_infinity() ? 0.0f : m;
+      const float correction = fast_exp2(row_max[r] - base);
+      row_max[r] = m;
+      row_sum[r] *= correction;
+      for (int d = 0; d < kValueBlocks; ++d) {
+        o[d][2 * r] *= correction;
+        o[d][2 * r + 1] *= correction;
+      }
+      for (int n = 0; n < kKeyBlocks; ++n) {
+        for (int e = 2 * r; e < 2 * r + 2; ++e) {
+          s[n][e] = fast_exp2(s[n][e] - base);
+          row_sum[r] += s[n][e];
+        }
+      }
+    }
+
+    // O += P V, P straight from the S accumulators (fragments.cuh).
+    for (int kk = 0; kk < kKeyBlocks / 2; ++kk) {
+      const u32 pa[4] = {pack_pair<T::kElement>(s[2 * kk][0], s[2 * kk][1]),
+                         pack_pair<T::kElement>(s[2 * kk][2], s[2 * kk][3]),
+                         pack_pair<T::kElement>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                         pack_pair<T::kElement>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      for (int dp = 0; dp < kValueBlocks / 2; ++dp) {
+        u32 vb[4];
+        ldmatrix_x4_trans(vb, v_tile + swizzled(16 * kk + fragments::b_trans_load_row(lane),
+                                                2 * dp + fragments::b_trans_load_col8(lane), T::kValueChunks));
+        mma<T::kElement>(o[2 * dp], pa, vb);
+        mma<T::kElement>(o[2 * dp + 1], pa, vb + 2);
+      }
+    }
+    // The next iteration loads into the stage this one read.
+    block_sync();
+  }
+  cp_async_wait<0>();
+
+  // Normalise and write this thread's rows; the log-sum-exp (log2 domain) lets a merge combine slots.
+  for (int r = 0; r < 2; ++r) {
+    float l = row_sum[r];
+    l += shfl_xor(l, 1);
+    l += shfl_xor(l, 2);
+    const i32 x = rows[r];
+    if (x >= view.queries.count) continue;
+    const i32 row = original_index(view.queries, x);
+    const float inverse = l == 0.0f ? 0.0f : 1.0f / l;
+    float* out = p.out + block.slot * p.out_slot_stride + (static_cast<i64>(b * p.H + h) * p.N + row) * T::kValueDim;
+    for (int d = 0; d < kValueBlocks; ++d) {
+      const i32 col = 8 * d + fragments::accumulator_col(lane, 2 * r);
+      out[col] = o[d][2 * r] * inverse;
+      out[col + 1] = o[d][2 * r + 1] * inverse;
+    }
+    if (p.write_lse && fragments::thread_in_group(lane) == 0) {
+      p.lse[block.slot * p.lse_slot_stride + static_cast<i64>(b * p.H + h) * p.N + row] =
+          l == 0.0f ? minus_infinity() : row_max[r] + log2f(l);
+    }
+  }
+}
+
+// Combines the output slots of a multi-slot launch (MergeParams) for one row.
+TESSERA_DEVICE void merge_slots_row(const MergeParams& p, i64 row, i32 first_col, i32 col_step) {
+  float m = minus_infinity();
+  for (i32 s = 0; s < p.slots; ++s) m = fmaxf(m, p.slots_lse[s * p.lse_slot_stride + row]);
+  for (i32 c = first_col; c < p.value_dim; c += col_step) {
+    float numerator = 0.0f, denominator = 0.0f;
+    if (m != minus_infinity()) {
+      for (i32 s = 0; s < p.slots; ++s) {
+        const float lse = p.slots_lse[s * p.lse_slot_stride + row];
+        if (lse == minus_infinity()) continue;
+        const float w = fast_exp2(lse - m);
+        numerator += w * p.slots_out[s * p.out_slot_stride + row * p.value_dim + c];
+        denominator += w;
+      }
+    }
+    p.out[row * p.value_dim + c] = denominator == 0.0f ? 0.0f : numerator / denominator;
+  }
+}
+
+}  // namespace tessera_cuda

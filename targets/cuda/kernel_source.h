@@ -1,0 +1,43 @@
+// The CUDA C++ source of one attention call's kernels: one functor per planner component, emitted from the
+// component's localized pattern (device_expression.h), and one instantiation of the kernel template
+// (kernel/flash_attention.cuh) per component. The same text goes to NVRTC, to nvcc ahead of time, and to the host
+// compiler under the warp emulator.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "compiler/ir/pattern.h"
+#include "targets/cuda/launch_plan.h"
+
+namespace tessera::cuda {
+
+enum class Element { BFloat16, Float16 };
+const char* element_name(Element element);  // "bf16", "f16"
+
+struct KernelConfig {
+  int64_t head_dim = 64, value_dim = 64;
+  int64_t block_m = 128, block_n = 64;
+  Element element = Element::BFloat16;
+};
+
+// Head and value dimensions the kernel template supports (multiples of 64 up to 256).
+bool supported_head_dim(int64_t dim);
+
+// Threads per block and dynamic shared memory of the attention kernel for `config` (as AttentionTraits computes
+// them).
+int64_t kernel_threads(const KernelConfig& config);
+int64_t kernel_shared_bytes(const KernelConfig& config);
+
+struct KernelSource {
+  std::string text;
+  std::vector<std::string> kernels;  // the attention kernel of each component, in plan order
+  std::string merge_kernel = "tessera_merge_slots";
+  std::string fill_kernel = "tessera_fill";
+};
+
+// `pattern` is the pattern the plan was made from (its run-time tensors give the functors' tensor order).
+KernelSource attention_source(const ir::Pattern& pattern, const LaunchPlan& plan, const KernelConfig& config);
+
+}  // namespace tessera::cuda

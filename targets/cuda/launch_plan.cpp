@@ -1,0 +1,169 @@
+#include "targets/cuda/launch_plan.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <limits>
+#include <set>
+#include <stdexcept>
+
+namespace tessera::cuda {
+namespace {
+
+int32_t narrow(int64_t value, const char* what) {
+  if (value < 0 || value > std::numeric_limits<int32_t>::max())
+    throw std::runtime_error(fmt::format("{} = {} is beyond the CUDA kernels' 32-bit indices", what, value));
+  return static_cast<int32_t>(value);
+}
+
+tessera_cuda::IndexView index_view(const planner::IndexView& v) {
+  return {narrow(v.origin, "view origin"), narrow(v.stride, "view stride"), narrow(v.group, "view group"),
+          narrow(v.count, "view size")};
+}
+
+std::vector<std::string> kernel_symbols(const ir::Pattern& local) {
+  std::set<std::string> symbols;
+  ir::collect_symbols(local.mask, &symbols);
+  ir::collect_symbols(local.score, &symbols);
+  return {symbols.begin(), symbols.end()};
+}
+
+// Non-empty key tiles of one query-tile row, as tile-list entries.
+std::vector<int32_t> row_entries(const analysis::TileMap& tiles, int64_t row) {
+  std::vector<int32_t> entries;
+  for (int64_t c = 0; c < tiles.cols; ++c) {
+    analysis::TileKind kind = tiles.at(row, c);
+    if (kind != analysis::TileKind::Empty)
+      entries.push_back(tessera_cuda::tile_entry(static_cast<int32_t>(c), kind == analysis::TileKind::Partial));
+  }
+  return entries;
+}
+
+}  // namespace
+
+LaunchPlan make_launch_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                            const std::map<std::string, std::vector<int64_t>>& tensor_shapes,
+                            const LaunchOptions& options) {
+  const CudaSchedule& sched = options.schedule;
+  narrow(sz.N, "N");
+  narrow(sz.M, "M");
+  narrow(sz.B * sz.H, "B * H");
+  planner::PlanOptions plan_options;
+  plan_options.block_q = sched.block_m;
+  plan_options.block_k = sched.block_n;
+  plan_options.allow_reindexing = sched.reindex != 0;
+  analysis::ClassifyOptions classify = options.classify;
+  // Exact enumeration would only sharpen PARTIAL tiles of masks the intervals cannot follow; keep planning fast.
+  classify.enumerate_limit = std::min<int64_t>(classify.enumerate_limit, 256);
+
+  LaunchPlan launch;
+  launch.block_m = sched.block_m;
+  launch.block_n = sched.block_n;
+  launch.plan = planner::plan_pattern(pattern, sz.N, sz.M, plan_options);
+
+  std::map<std::string, int64_t> constants = {{planner::kQueries, sz.N}, {planner::kKeys, sz.M}};
+  for (const ir::TensorDecl& decl : pattern.inputs) {
+    auto shape = tensor_shapes.find(decl.name);
+    if (shape == tensor_shapes.end()) continue;
+    for (size_t d = 0; d < decl.dims.size() && d < shape->second.size(); ++d)
+      constants[decl.dims[d]] = shape->second[d];
+  }
+
+  int32_t next_slot = 0;
+  for (const planner::Component& component : launch.plan.components) {
+    ComponentLaunch& out = launch.components.emplace_back();
+    out.symbols = kernel_symbols(component.local);
+    for (size_t s = 0; s < out.symbols.size(); ++s) {
+      const std::string& name = out.symbols[s];
+      if (name == planner::kQueryOrigin) {
+        out.query_origin_symbol = static_cast<int32_t>(s);
+        out.symbol_values.push_back(0);
+      } else if (name == planner::kKeyOrigin) {
+        out.key_origin_symbol = static_cast<int32_t>(s);
+        out.symbol_values.push_back(0);
+      } else if (auto value = constants.find(name); value != constants.end()) {
+        out.symbol_values.push_back(narrow(value->second, name.c_str()));
+      } else {
+        throw std::logic_error("tessera internal error: no value for the kernel's symbol " + name);
+      }
+    }
+
+    // Tile lists per (view, query tile).
+    struct Row {
+      int32_t view, query_tile;
+      std::vector<int32_t> entries;
+    };
+    std::vector<Row> rows;
+    size_t longest = 0;
+    for (size_t v = 0; v < component.views.size(); ++v) {
+      const planner::View& view = component.views[v];
+      out.views.push_back({index_view(view.queries), index_view(view.keys)});
+      if (view.queries.count == 0) continue;
+      ir::Pattern bound = planner::bind_view(component, view, sz.N, sz.M);
+      analysis::TileMap tiles =
+          analysis::classify_tiles(bound, view.queries.count, view.keys.count, sched.block_m, sched.block_n, classify);
+      for (int64_t r = 0; r < tiles.rows; ++r) {
+        rows.push_back({static_cast<int32_t>(v), static_cast<int32_t>(r), row_entries(tiles, r)});
+        longest = std::max(longest, rows.back().entries.size());
+      }
+    }
+
+    // Split the keys where the grid alone would leave multiprocessors idle (decoding), at least two tiles a split.
+    int64_t splits = sched.kv_splits;
+    if (splits <= 0) {
+      const int64_t grid = static_cast<int64_t>(rows.size()) * sz.B * sz.H;
+      splits = grid >= options.multiprocessors || grid == 0
+                   ? 1
+                   : std::min<int64_t>((options.multiprocessors + grid - 1) / grid,
+                                       std::max<int64_t>(1, static_cast<int64_t>(longest) / 2));
+    }
+    out.splits = splits;
+
+    std::vector<int32_t> wave_of(component.views.size(), 0);
+    std::vector<std::vector<size_t>> waves = planner::disjoint_waves(component);
+    for (size_t w = 0; w < waves.size(); ++w)
+      for (size_t v : waves[w]) wave_of[v] = static_cast<int32_t>(w);
+
+    for (const Row& row : rows) {
+      const int64_t n = static_cast<int64_t>(row.entries.size());
+      for (int64_t s = 0; s < splits; ++s) {
+        tessera_cuda::BlockDesc block;
+        block.view = row.view;
+        block.query_tile = row.query_tile;
+        block.slot =
+            next_slot + wave_of[static_cast<size_t>(row.view)] * static_cast<int32_t>(splits) + static_cast<int32_t>(s);
+        block.tile_begin = narrow(static_cast<int64_t>(out.tiles.size()), "tile list length");
+        const int64_t first = n * s / splits, last = n * (s + 1) / splits;
+        out.tiles.insert(out.tiles.end(), row.entries.begin() + first, row.entries.begin() + last);
+        block.tile_end = static_cast<int32_t>(out.tiles.size());
+        out.blocks.push_back(block);
+      }
+    }
+    next_slot += static_cast<int32_t>(std::max<size_t>(1, waves.size())) * static_cast<int32_t>(splits);
+  }
+  launch.slots = std::max(1, next_slot);
+  return launch;
+}
+
+std::vector<VisitedPair> visited_pairs(const LaunchPlan& plan, size_t component) {
+  const ComponentLaunch& c = plan.components.at(component);
+  std::vector<VisitedPair> pairs;
+  for (const tessera_cuda::BlockDesc& block : c.blocks) {
+    const tessera_cuda::ViewDesc& view = c.views.at(static_cast<size_t>(block.view));
+    for (int32_t t = block.tile_begin; t < block.tile_end; ++t) {
+      const int32_t entry = c.tiles.at(static_cast<size_t>(t));
+      const int64_t j0 = int64_t{tessera_cuda::entry_key_tile(entry)} * plan.block_n;
+      for (int64_t x = block.query_tile * plan.block_m;
+           x < std::min<int64_t>((block.query_tile + 1) * plan.block_m, view.queries.count); ++x) {
+        for (int64_t y = j0; y < std::min<int64_t>(j0 + plan.block_n, view.keys.count); ++y) {
+          pairs.push_back({tessera_cuda::original_index(view.queries, static_cast<int32_t>(x)),
+                           tessera_cuda::original_index(view.keys, static_cast<int32_t>(y)),
+                           tessera_cuda::entry_masked(entry), block.slot});
+        }
+      }
+    }
+  }
+  return pairs;
+}
+
+}  // namespace tessera::cuda

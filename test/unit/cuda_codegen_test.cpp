@@ -1,0 +1,88 @@
+// The CUDA target's generated source for every standard-library pattern compiles without a GPU: NVRTC for sm_80
+// and sm_90a, and ptxas accepts the PTX (its register and spill report goes to the test log). The PTX must use the
+// tensor cores. What the kernels compute is checked under the warp emulator (cuda_emulated_attention_test.cpp).
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <iostream>
+
+#include "targets/cuda/kernel_headers.h"
+#include "targets/cuda/kernel_source.h"
+#include "targets/cuda/launch_plan.h"
+#include "targets/cuda/nvrtc_compiler.h"
+#include "test/unit/prelude_patterns.h"
+
+namespace tessera {
+namespace {
+
+const std::vector<std::string> kPatterns = {
+    "full",
+    "causal",
+    "sliding_window(window=256)",
+    "local(window=64)",
+    "strided(stride=128)",
+    "fixed(block=128, summary=8)",
+    "dilated(window=6, dilation=3)",
+    "local2d(width=64, block_h=8, block_w=8, halo_h=2, halo_w=2)",
+    "prefix_lm(prefix=100)",
+    "document",
+    "alibi",
+    "softcap(cap=30)",
+    "relative",
+    "causal & alibi",
+    "causal & document",
+    "causal & softcap(cap=30)",
+    "causal & relative",
+    "sliding_window(window=64) | strided(stride=128)",
+    "causal - prefix_lm(prefix=40)",
+};
+
+class CudaCodegen : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
+  const ir::Pattern pattern = test::instantiate(GetParam());
+  ir::AttentionSizes sz;
+  sz.B = 1;
+  sz.H = 4;
+  sz.Hkv = 4;
+  sz.N = 1024;
+  sz.M = 1024;
+  sz.D = 128;
+  sz.Dv = 128;
+  std::map<std::string, std::vector<int64_t>> shapes;
+  if (pattern.input("segments")) shapes["segments"] = {sz.B, sz.M};
+  if (pattern.input("rel")) shapes["rel"] = {sz.H, 64, sz.D};
+  cuda::LaunchOptions options;
+  const cuda::LaunchPlan plan = cuda::make_launch_plan(pattern, sz, shapes, options);
+  cuda::KernelConfig config;
+  config.head_dim = sz.D;
+  config.value_dim = sz.Dv;
+  const cuda::KernelSource source = cuda::attention_source(pattern, plan, config);
+  cuda::NvrtcSource nvrtc{"tessera_attention.cu", source.text, {}, {}};
+  for (const cuda::KernelHeader& header : cuda::kernel_headers()) nvrtc.headers.emplace_back(header.name, header.text);
+
+  const std::string ptxas = cuda::find_cuda_tool("ptxas");
+  for (const char* arch_text : {"sm_80", "sm_90a"}) {
+    const cuda::CudaArch arch = cuda::parse_cuda_arch(arch_text);
+    const cuda::NvrtcResult result = cuda::compile_to_ptx(nvrtc, arch, "");
+    EXPECT_NE(result.ptx.find(fmt::format(".target {}", arch_text)), std::string::npos);
+    EXPECT_NE(result.ptx.find("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"), std::string::npos);
+    EXPECT_NE(result.ptx.find("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"), std::string::npos);
+    EXPECT_NE(result.ptx.find("cp.async.cg.shared.global"), std::string::npos);
+    for (const std::string& kernel : source.kernels)
+      EXPECT_NE(result.ptx.find(".entry " + kernel), std::string::npos) << kernel;
+    if (ptxas.empty()) continue;
+    const cuda::PtxasReport report = cuda::assemble_ptx(result.ptx, arch, ptxas);
+    EXPECT_TRUE(report.ok) << report.log;
+    std::cout << "ptxas " << arch_text << " for " << GetParam() << ":\n" << report.log << "\n";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaCodegen, ::testing::ValuesIn(kPatterns), [](const auto& info) {
+  std::string name;
+  for (char c : info.param) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return name;
+});
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,148 @@
+// The CUDA target end to end without a GPU: the generated source of every standard-library pattern is compiled
+// for the host under the warp emulator (targets/cuda/emulation/), which executes mma.sync, ldmatrix and cp.async
+// as the PTX ISA defines them, and the result is compared with the float64 reference on the same bf16- (or
+// fp16-) rounded inputs. What differs from the reference is only P rounded to 16 bits before P V.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "targets/cuda/attention_runner.h"
+#include "targets/cuda/emulation/emulated_device.h"
+#include "targets/reference/reference_attention.h"
+#include "test/unit/prelude_patterns.h"
+
+namespace tessera {
+namespace {
+
+struct Shape {
+  int64_t B, H, Hkv, N, M, D, Dv;
+};
+
+runtime::Tensor random_tensor(std::vector<int64_t> shape, std::mt19937_64& rng, float stddev = 1.0f) {
+  runtime::Tensor t(runtime::DType::Float32, std::move(shape));
+  std::normal_distribution<float> normal(0.0f, stddev);
+  for (int64_t e = 0; e < t.numel(); ++e) t.data<float>()[e] = normal(rng);
+  return t;
+}
+
+// The values a 16-bit element type keeps, as float32.
+runtime::Tensor rounded(const runtime::Tensor& t, cuda::Element element) {
+  runtime::Tensor out(runtime::DType::Float32, t.shape());
+  const runtime::Tensor bf16 = runtime::to_bfloat16(t);
+  for (int64_t e = 0; e < t.numel(); ++e) {
+    out.data<float>()[e] = element == cuda::Element::BFloat16
+                               ? tessera_cuda::bf16_bits_to_float(bf16.data<uint16_t>()[e])
+                               : tessera_cuda::f16_bits_to_float(cuda::float_to_f16_bits(t.data<float>()[e]));
+  }
+  return out;
+}
+
+cuda::emulation::EmulatedDevice& device() {
+  static cuda::emulation::EmulatedDevice d(
+      TESSERA_CXX_COMPILER, TESSERA_SOURCE_DIR,
+      (std::filesystem::temp_directory_path() / "tessera-emulated-kernels").string());
+  return d;
+}
+
+double max_difference(const std::string& expression, const Shape& s, uint64_t seed,
+                      const cuda::CudaAttentionOptions& options) {
+  const ir::Pattern pattern = test::instantiate(expression);
+  std::mt19937_64 rng(seed);
+  runtime::Tensor q = rounded(random_tensor({s.B, s.H, s.N, s.D}, rng), options.element);
+  runtime::Tensor k = rounded(random_tensor({s.B, s.Hkv, s.M, s.D}, rng), options.element);
+  runtime::Tensor v = rounded(random_tensor({s.B, s.Hkv, s.M, s.Dv}, rng), options.element);
+  runtime::Tensor segments(runtime::DType::Int32, {s.B, s.M});
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t m = 0; m < s.M; ++m) segments.data<int32_t>()[b * s.M + m] = static_cast<int32_t>((m * 3) / s.M + b);
+  runtime::Tensor rel = random_tensor({s.H, 9, s.D}, rng, 0.5f);
+  targets::AttentionInputs inputs;
+  inputs.q = &q;
+  inputs.k = &k;
+  inputs.v = &v;
+  if (pattern.input("segments")) inputs.tensors["segments"] = &segments;
+  if (pattern.input("rel")) inputs.tensors["rel"] = &rel;
+  const std::vector<double> expected = reference::attention_f64(pattern, inputs);
+  const runtime::Tensor got = cuda::run_attention(device(), pattern, inputs, options);
+  EXPECT_EQ(got.shape(), (std::vector<int64_t>{s.B, s.H, s.N, s.Dv}));
+  double worst = 0;
+  for (size_t e = 0; e < expected.size(); ++e) {
+    const double g = got.data<float>()[e];
+    if (std::isnan(g)) return std::numeric_limits<double>::infinity();
+    worst = std::max(worst, std::abs(g - expected[e]));
+  }
+  return worst;
+}
+
+// P is rounded to 8 significant bits (bf16) before P V: outputs, weighted means of unit-variance values, move by
+// up to ~2^-8 of their magnitude.
+constexpr double kBf16Tolerance = 1.5e-2;
+
+const std::vector<std::string> kPatterns = {
+    "full",
+    "causal",
+    "sliding_window(window=19)",
+    "strided(stride=8)",
+    "fixed(block=16, summary=3)",
+    "dilated(window=6, dilation=3)",
+    "local2d(width=12, block_h=3, block_w=4, halo_h=2, halo_w=1)",
+    "prefix_lm(prefix=21)",
+    "document",
+    "alibi",
+    "softcap(cap=2.5)",
+    "relative",
+    "causal & alibi",
+    "causal & document",
+    "causal & relative",
+    "sliding_window(window=5) | strided(stride=16)",
+    "causal - prefix_lm(prefix=40)",  // rows before 40 have no key: zeros
+};
+
+class CudaEmulatedPatterns : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaEmulatedPatterns, MatchesReference) {
+  // N < M, ragged tiles, GQA, two query tiles.
+  cuda::CudaAttentionOptions options;
+  options.schedule.block_m = 64;
+  options.schedule.block_n = 32;
+  EXPECT_LE(max_difference(GetParam(), Shape{2, 4, 2, 77, 150, 64, 64}, 1, options), kBf16Tolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaEmulatedPatterns, ::testing::ValuesIn(kPatterns), [](const auto& info) {
+  std::string name;
+  for (char c : info.param) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return name;
+});
+
+TEST(CudaEmulated, Float16AndWideHeads) {
+  cuda::CudaAttentionOptions options;
+  options.element = cuda::Element::Float16;
+  options.schedule.block_m = 32;
+  options.schedule.block_n = 64;
+  // fp16 keeps 11 significant bits.
+  EXPECT_LE(max_difference("causal", Shape{1, 2, 1, 70, 70, 128, 64}, 2, options), 4e-3);
+}
+
+TEST(CudaEmulated, DecodingSplitsKeysAndMerges) {
+  cuda::CudaAttentionOptions options;
+  options.schedule.block_m = 16;
+  options.schedule.block_n = 32;
+  options.schedule.kv_splits = 3;
+  EXPECT_LE(max_difference("causal", Shape{1, 2, 2, 3, 200, 64, 64}, 3, options), kBf16Tolerance);
+  options.schedule.kv_splits = 0;  // chosen from the grid
+  EXPECT_LE(max_difference("causal & alibi", Shape{1, 1, 1, 1, 300, 64, 64}, 4, options), kBf16Tolerance);
+}
+
+TEST(CudaEmulated, UnsupportedHeadDimensionIsNamed) {
+  cuda::CudaAttentionOptions options;
+  try {
+    max_difference("causal", Shape{1, 1, 1, 8, 8, 32, 32}, 5, options);
+    FAIL() << "D = 32 was accepted";
+  } catch (const cuda::UnsupportedProblem& e) {
+    EXPECT_NE(std::string(e.what()).find("head dimension D = 32"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace tessera
