@@ -13,6 +13,7 @@
 
 #include "compiler/ir/printer.h"
 #include "compiler/planner/sparsity_plan.h"
+#include "targets/common/kernel_symbols.h"
 #include "targets/common/tensor_index_bounds.h"
 #include "targets/cpu/attention_driver_text.h"
 #include "targets/cpu/attention_pipeline.h"
@@ -263,7 +264,7 @@ std::string source_text(const AotRequest& r, const Names& n, const ExecutionPlan
   const ir::AttentionSizes& s = r.sizes;
   std::string prototypes, tables, plan, kernels, kernel_list, guarded_list;
   for (size_t c = 0; c < components.size(); ++c) {
-    const std::vector<std::string> symbols = kernel_symbols(execution.plan.components[c].local);
+    const std::vector<std::string> symbols = targets::kernel_symbols(execution.plan.components[c].local);
     for (const char* variant : {"", "_guarded"}) {
       const std::string fn = fmt::format("{}_component{}{}", n.prefix, c, variant);
       prototypes += kernel_prototype(fn, r.pattern, symbols);

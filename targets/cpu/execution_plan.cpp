@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "compiler/ir/printer.h"
+#include "targets/common/kernel_symbols.h"
 
 namespace tessera::cpu {
 
@@ -100,13 +101,6 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
   return cache.emplace(key, std::move(execution)).first->second;
 }
 
-std::vector<std::string> kernel_symbols(const ir::Pattern& local) {
-  std::set<std::string> symbols;
-  ir::collect_symbols(local.mask, &symbols);
-  ir::collect_symbols(local.score, &symbols);
-  return {symbols.begin(), symbols.end()};
-}
-
 AttentionPipelineKey component_kernel_key(const planner::Component& component, const ir::Pattern& pattern,
                                           const ir::AttentionSizes& sz, const CpuSchedule& schedule,
                                           StorageType storage, const std::string& target, bool guard_values) {
@@ -116,7 +110,7 @@ AttentionPipelineKey component_kernel_key(const planner::Component& component, c
                            component.key_stride,
                            component.key_group,
                            {},
-                           kernel_symbols(component.local),
+                           targets::kernel_symbols(component.local),
                            schedule,
                            storage,
                            target,
@@ -129,13 +123,7 @@ std::vector<tessera_cpu_driver::ComponentPlan> driver_components(
     const ExecutionPlan& execution, const ir::Pattern& pattern, const ir::AttentionSizes& sz,
     const std::map<std::string, std::vector<int64_t>>& tensor_shapes) {
   using tessera_cpu_driver::SymbolSource;
-  std::map<std::string, int64_t> constants = {{planner::kQueries, sz.N}, {planner::kKeys, sz.M}};
-  for (const ir::TensorDecl& decl : pattern.inputs) {
-    auto shape = tensor_shapes.find(decl.name);
-    if (shape == tensor_shapes.end()) continue;
-    for (size_t d = 0; d < decl.dims.size() && d < shape->second.size(); ++d)
-      constants[decl.dims[d]] = shape->second[d];
-  }
+  const std::map<std::string, int64_t> constants = targets::call_symbol_values(pattern, sz, tensor_shapes);
   std::vector<tessera_cpu_driver::ComponentPlan> components;
   for (size_t c = 0; c < execution.plan.components.size(); ++c) {
     const planner::Component& component = execution.plan.components[c];
@@ -148,7 +136,7 @@ std::vector<tessera_cpu_driver::ComponentPlan> driver_components(
                            execution.tables[c][v].driver_tables()});
     }
     out.waves = planner::disjoint_waves(component);
-    for (const std::string& name : kernel_symbols(component.local)) {
+    for (const std::string& name : targets::kernel_symbols(component.local)) {
       if (name == planner::kQueryOrigin) {
         out.symbols.push_back({SymbolSource::QueryOrigin, 0});
       } else if (name == planner::kKeyOrigin) {

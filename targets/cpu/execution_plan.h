@@ -45,9 +45,6 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
                                                            const CpuSchedule& sched,
                                                            const analysis::ClassifyOptions& classify);
 
-// The symbols a component's kernel reads, in the order the kernel takes them (sorted by name).
-std::vector<std::string> kernel_symbols(const ir::Pattern& local);
-
 // The kernel key of one component of `pattern` (the kernel reads every run-time tensor the pattern declares).
 AttentionPipelineKey component_kernel_key(const planner::Component& component, const ir::Pattern& pattern,
                                           const ir::AttentionSizes& sz, const CpuSchedule& schedule,

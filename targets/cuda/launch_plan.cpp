@@ -4,8 +4,9 @@
 
 #include <algorithm>
 #include <limits>
-#include <set>
 #include <stdexcept>
+
+#include "targets/common/kernel_symbols.h"
 
 namespace tessera::cuda {
 namespace {
@@ -19,13 +20,6 @@ int32_t narrow(int64_t value, const char* what) {
 tessera_cuda::IndexView index_view(const planner::IndexView& v) {
   return {narrow(v.origin, "view origin"), narrow(v.stride, "view stride"), narrow(v.group, "view group"),
           narrow(v.count, "view size")};
-}
-
-std::vector<std::string> kernel_symbols(const ir::Pattern& local) {
-  std::set<std::string> symbols;
-  ir::collect_symbols(local.mask, &symbols);
-  ir::collect_symbols(local.score, &symbols);
-  return {symbols.begin(), symbols.end()};
 }
 
 // Non-empty key tiles of one query-tile row, as tile-list entries.
@@ -61,18 +55,12 @@ LaunchPlan make_launch_plan(const ir::Pattern& pattern, const ir::AttentionSizes
   launch.block_n = sched.block_n;
   launch.plan = planner::plan_pattern(pattern, sz.N, sz.M, plan_options);
 
-  std::map<std::string, int64_t> constants = {{planner::kQueries, sz.N}, {planner::kKeys, sz.M}};
-  for (const ir::TensorDecl& decl : pattern.inputs) {
-    auto shape = tensor_shapes.find(decl.name);
-    if (shape == tensor_shapes.end()) continue;
-    for (size_t d = 0; d < decl.dims.size() && d < shape->second.size(); ++d)
-      constants[decl.dims[d]] = shape->second[d];
-  }
+  const std::map<std::string, int64_t> constants = targets::call_symbol_values(pattern, sz, tensor_shapes);
 
   int32_t next_slot = 0;
   for (const planner::Component& component : launch.plan.components) {
     ComponentLaunch& out = launch.components.emplace_back();
-    out.symbols = kernel_symbols(component.local);
+    out.symbols = targets::kernel_symbols(component.local);
     for (size_t s = 0; s < out.symbols.size(); ++s) {
       const std::string& name = out.symbols[s];
       if (name == planner::kQueryOrigin) {

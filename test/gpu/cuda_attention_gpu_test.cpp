@@ -9,50 +9,22 @@
 #include "targets/cuda/cuda_attention.h"
 #include "targets/cuda/cuda_driver.h"
 #include "targets/reference/reference_attention.h"
+#include "test/unit/attention_test_inputs.h"
 #include "test/unit/prelude_patterns.h"
+#include "test/unit/standard_pattern_cases.h"
 
 namespace tessera {
 namespace {
 
-struct Shape {
-  int64_t B, H, Hkv, N, M, D, Dv;
-};
-
-runtime::Tensor random_tensor(std::vector<int64_t> shape, std::mt19937_64& rng, float stddev = 1.0f) {
-  runtime::Tensor t(runtime::DType::Float32, std::move(shape));
-  std::normal_distribution<float> normal(0.0f, stddev);
-  for (int64_t e = 0; e < t.numel(); ++e) t.data<float>()[e] = normal(rng);
-  return t;
-}
-
-// Inputs rounded to bf16 first, so that the reference sees what the GPU sees.
-runtime::Tensor bf16_rounded(const runtime::Tensor& t) { return runtime::bfloat16_to_float32(runtime::to_bfloat16(t)); }
+using test::Shape;
 
 double max_difference(const std::string& expression, const Shape& s, uint64_t seed, const cuda::CudaOptions& options) {
   const ir::Pattern pattern = test::instantiate(expression);
-  std::mt19937_64 rng(seed);
-  runtime::Tensor q = bf16_rounded(random_tensor({s.B, s.H, s.N, s.D}, rng));
-  runtime::Tensor k = bf16_rounded(random_tensor({s.B, s.Hkv, s.M, s.D}, rng));
-  runtime::Tensor v = bf16_rounded(random_tensor({s.B, s.Hkv, s.M, s.Dv}, rng));
-  runtime::Tensor segments(runtime::DType::Int32, {s.B, s.M});
-  for (int64_t b = 0; b < s.B; ++b)
-    for (int64_t m = 0; m < s.M; ++m) segments.data<int32_t>()[b * s.M + m] = static_cast<int32_t>((m * 3) / s.M + b);
-  runtime::Tensor rel = random_tensor({s.H, 9, s.D}, rng, 0.5f);
-  targets::AttentionInputs inputs;
-  inputs.q = &q;
-  inputs.k = &k;
-  inputs.v = &v;
-  if (pattern.input("segments")) inputs.tensors["segments"] = &segments;
-  if (pattern.input("rel")) inputs.tensors["rel"] = &rel;
-  const std::vector<double> expected = reference::attention_f64(pattern, inputs);
-  const runtime::Tensor got = cuda::attention(pattern, inputs, options);
-  double worst = 0;
-  for (size_t e = 0; e < expected.size(); ++e) {
-    const double g = got.data<float>()[e];
-    if (std::isnan(g)) return std::numeric_limits<double>::infinity();
-    worst = std::max(worst, std::abs(g - expected[e]));
-  }
-  return worst;
+  // Inputs rounded to bf16 first, so that the reference sees what the GPU sees.
+  test::RandomProblem problem(
+      pattern, s, seed, [](const runtime::Tensor& t) { return runtime::bfloat16_to_float32(runtime::to_bfloat16(t)); });
+  const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+  return test::max_abs_difference(cuda::attention(pattern, problem.inputs, options), expected);
 }
 
 constexpr double kBf16Tolerance = 1.5e-2;  // P rounded to bf16 before P V (see the emulated test)
@@ -71,35 +43,14 @@ TEST_P(CudaGpu, MatchesReference) {
   EXPECT_LE(max_difference(GetParam(), Shape{1, 2, 1, 256, 256, 128, 128}, 2, options), kBf16Tolerance);
 }
 
-const std::vector<std::string> kPatterns = {
-    "full",
-    "causal",
-    "sliding_window(window=19)",
-    "local(window=7)",
-    "strided(stride=8)",
-    "fixed(block=16, summary=3)",
-    "dilated(window=6, dilation=3)",
-    "local2d(width=12, block_h=3, block_w=4, halo_h=2, halo_w=1)",
-    "prefix_lm(prefix=21)",
-    "document",
-    "alibi",
-    "softcap(cap=2.5)",
-    "relative",
-    "causal & alibi",
-    "causal & document",
-    "causal & softcap(cap=20)",
-    "causal & relative",
-    "sliding_window(window=5) | strided(stride=16)",
-    "causal - prefix_lm(prefix=40)",
-    "strided(stride=128)",
-    "fixed(block=128, summary=8)",
-};
+std::vector<std::string> gpu_cases() {
+  std::vector<std::string> cases = test::standard_pattern_cases();
+  cases.insert(cases.end(), {"strided(stride=128)", "fixed(block=128, summary=8)"});  // re-indexed at these sizes
+  return cases;
+}
 
-INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaGpu, ::testing::ValuesIn(kPatterns), [](const auto& info) {
-  std::string name;
-  for (char c : info.param) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return name;
-});
+INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaGpu, ::testing::ValuesIn(gpu_cases()),
+                         [](const auto& info) { return test::case_name(info.param); });
 
 TEST(CudaGpuDecoding, SplitKeysMergeByLogSumExp) {
   if (!cuda::cuda_device_available()) GTEST_SKIP() << "no CUDA device";

@@ -24,6 +24,7 @@
 #include "dsl/diagnostics.h"
 #include "targets/cuda/device_expression.h"
 #include "test/unit/random_expressions.h"
+#include "test/unit/standard_pattern_cases.h"
 
 namespace {
 
@@ -54,32 +55,18 @@ pattern integer_functions(c: int >= 1) {
 }
 )attn";
 
-// The patterns of the table, as users write them.
-const char* const kExpressions[] = {
-    "full",
-    "causal",
-    "sliding_window(window=19)",
-    "local(window=7)",
-    "strided(stride=8)",
-    "fixed(block=16, summary=3)",
-    "dilated(window=6, dilation=3)",
-    "local2d(width=12, block_h=3, block_w=4, halo_h=2, halo_w=1)",
-    "prefix_lm(prefix=21)",
-    "document",
-    "alibi",
-    "softcap(cap=2.5)",
-    "relative",
-    "causal & alibi",
-    "causal & document",
-    "causal & softcap(cap=20)",
-    "causal & relative",
-    "sliding_window(window=5) | strided(stride=16)",
-    "causal - prefix_lm(prefix=40)",
-    "float_functions(c=0.5)",
-    "causal & float_mask",
-    "integer_functions(c=7)",
-    "strided(stride=8) & integer_functions(c=3) & softcap(cap=3.0)",
-};
+// The patterns of the table, as users write them: every target's standard cases, and the test patterns above that
+// between them use every operator and function.
+std::vector<std::string> expressions() {
+  std::vector<std::string> all = test::standard_pattern_cases();
+  all.insert(all.end(), {
+                            "float_functions(c=0.5)",
+                            "causal & float_mask",
+                            "integer_functions(c=7)",
+                            "strided(stride=8) & integer_functions(c=3) & softcap(cap=3.0)",
+                        });
+  return all;
+}
 
 constexpr int64_t kPlanN = 77, kPlanM = 150;
 constexpr int kRandomMasks = 48;
@@ -141,7 +128,8 @@ std::string generate() {
   }
 
   std::string structs, cases, names;
-  for (size_t e = 0; e < std::size(kExpressions); ++e) {
+  const std::vector<std::string> kExpressions = expressions();
+  for (size_t e = 0; e < kExpressions.size(); ++e) {
     std::optional<ir::Pattern> pattern = library.instantiate(kExpressions[e], diags);
     if (!pattern) throw std::runtime_error(fmt::format("'{}' does not instantiate:\n{}", kExpressions[e], diags.str()));
     planner::Plan plan = planner::plan_pattern(*pattern, kPlanN, kPlanM);

@@ -10,82 +10,27 @@
 #include "compiler/planner/sparsity_plan.h"
 #include "compiler/sema/pattern_library.h"
 #include "targets/reference/reference_attention.h"
+#include "test/unit/attention_test_inputs.h"
 #include "test/unit/prelude_patterns.h"
+#include "test/unit/standard_pattern_cases.h"
 
 namespace tessera {
 namespace {
 
-struct Shape {
-  int64_t B, H, Hkv, N, M, D, Dv;
-};
-
-void PrintTo(const Shape& s, std::ostream* os) {
-  *os << "B=" << s.B << " H=" << s.H << " Hkv=" << s.Hkv << " N=" << s.N << " M=" << s.M << " D=" << s.D
-      << " Dv=" << s.Dv;
-}
-
-runtime::Tensor random_tensor(std::vector<int64_t> shape, std::mt19937_64& rng, float stddev = 1.0f) {
-  runtime::Tensor t(runtime::DType::Float32, std::move(shape));
-  std::normal_distribution<float> normal(0.0f, stddev);
-  for (int64_t e = 0; e < t.numel(); ++e) t.data<float>()[e] = normal(rng);
-  return t;
-}
-
 using test::instantiate;
+using test::random_tensor;
+using test::Shape;
 
 // Runs both targets and returns the largest absolute difference.
 double max_difference(const std::string& expression, const Shape& s, uint64_t seed, const cpu::CpuOptions& options = {},
                       const runtime::Tensor* given_segments = nullptr) {
   ir::Pattern pattern = instantiate(expression);
-  std::mt19937_64 rng(seed);
-  runtime::Tensor q = random_tensor({s.B, s.H, s.N, s.D}, rng);
-  runtime::Tensor k = random_tensor({s.B, s.Hkv, s.M, s.D}, rng);
-  runtime::Tensor v = random_tensor({s.B, s.Hkv, s.M, s.Dv}, rng);
-  runtime::Tensor segments(runtime::DType::Int32, {s.B, s.M});
-  for (int64_t b = 0; b < s.B; ++b) {
-    for (int64_t m = 0; m < s.M; ++m) segments.data<int32_t>()[b * s.M + m] = static_cast<int32_t>((m * 3) / s.M + b);
-  }
-  runtime::Tensor rel = random_tensor({s.H, 9, s.D}, rng, 0.5f);
-  targets::AttentionInputs inputs;
-  inputs.q = &q;
-  inputs.k = &k;
-  inputs.v = &v;
-  if (pattern.input("segments")) inputs.tensors["segments"] = given_segments ? given_segments : &segments;
-  if (pattern.input("rel")) inputs.tensors["rel"] = &rel;
-  std::vector<double> expected = reference::attention_f64(pattern, inputs);
-  runtime::Tensor got = cpu::attention(pattern, inputs, options);
+  test::RandomProblem problem(pattern, s, seed, {}, given_segments);
+  std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+  runtime::Tensor got = cpu::attention(pattern, problem.inputs, options);
   EXPECT_EQ(got.shape(), (std::vector<int64_t>{s.B, s.H, s.N, s.Dv}));
-  double worst = 0;
-  for (size_t e = 0; e < expected.size(); ++e) {
-    double g = got.data<float>()[e];
-    if (std::isnan(g)) return std::numeric_limits<double>::infinity();
-    worst = std::max(worst, std::abs(g - expected[e]));
-  }
-  return worst;
+  return test::max_abs_difference(got, expected);
 }
-
-const std::vector<std::string> kPatterns = {
-    "full",
-    "causal",
-    "sliding_window(window=19)",
-    "local(window=7)",
-    "strided(stride=8)",
-    "fixed(block=16, summary=3)",
-    "dilated(window=6, dilation=3)",
-    "local2d(width=12, block_h=3, block_w=4, halo_h=2, halo_w=1)",
-    "prefix_lm(prefix=21)",
-    "document",
-    "alibi",
-    "softcap(cap=2.5)",
-    "relative",
-    "causal & alibi",
-    "causal & document",
-    "causal & softcap(cap=20)",
-    "softcap(cap=0.05)",  // saturated: tanh of large arguments
-    "causal & relative",
-    "sliding_window(window=5) | strided(stride=16)",
-    "causal - prefix_lm(prefix=40)",  // rows before 40 have no key: zeros
-};
 
 class CpuAttentionPatterns : public ::testing::TestWithParam<std::string> {};
 
@@ -94,11 +39,8 @@ TEST_P(CpuAttentionPatterns, MatchesReference) {
   EXPECT_LE(max_difference(GetParam(), Shape{2, 4, 2, 77, 150, 32, 32}, 1), 2e-4);
 }
 
-INSTANTIATE_TEST_SUITE_P(StandardLibrary, CpuAttentionPatterns, ::testing::ValuesIn(kPatterns), [](const auto& info) {
-  std::string name;
-  for (char c : info.param) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return name;
-});
+INSTANTIATE_TEST_SUITE_P(StandardLibrary, CpuAttentionPatterns, ::testing::ValuesIn(test::standard_pattern_cases()),
+                         [](const auto& info) { return test::case_name(info.param); });
 
 class CpuAttentionShapes : public ::testing::TestWithParam<Shape> {};
 
@@ -239,7 +181,7 @@ TEST(CpuAttention, BFloat16StorageComputesExactlyOnTheRoundedInputs) {
       const long double x = r.data<float>()[e];
       if (x == 0 || !std::isfinite(static_cast<double>(x))) continue;
       int exponent = 0;
-      std::frexp(static_cast<double>(x), &exponent);  // |x| in [2^(exponent-1), 2^exponent)
+      std::frexp(static_cast<double>(x), &exponent);               // |x| in [2^(exponent-1), 2^exponent)
       const long double quantum = std::ldexp(1.0L, exponent - 8);  // 8 significant bits
       r.data<float>()[e] = static_cast<float>(std::nearbyint(x / quantum) * quantum);  // ties to even
     }

@@ -11,21 +11,14 @@
 #include "targets/cuda/attention_runner.h"
 #include "targets/cuda/emulation/emulated_device.h"
 #include "targets/reference/reference_attention.h"
+#include "test/unit/attention_test_inputs.h"
 #include "test/unit/prelude_patterns.h"
+#include "test/unit/standard_pattern_cases.h"
 
 namespace tessera {
 namespace {
 
-struct Shape {
-  int64_t B, H, Hkv, N, M, D, Dv;
-};
-
-runtime::Tensor random_tensor(std::vector<int64_t> shape, std::mt19937_64& rng, float stddev = 1.0f) {
-  runtime::Tensor t(runtime::DType::Float32, std::move(shape));
-  std::normal_distribution<float> normal(0.0f, stddev);
-  for (int64_t e = 0; e < t.numel(); ++e) t.data<float>()[e] = normal(rng);
-  return t;
-}
+using test::Shape;
 
 // The values a 16-bit element type keeps, as float32.
 runtime::Tensor rounded(const runtime::Tensor& t, cuda::Element element) {
@@ -49,55 +42,16 @@ cuda::emulation::EmulatedDevice& device() {
 double max_difference(const std::string& expression, const Shape& s, uint64_t seed,
                       const cuda::CudaAttentionOptions& options) {
   const ir::Pattern pattern = test::instantiate(expression);
-  std::mt19937_64 rng(seed);
-  runtime::Tensor q = rounded(random_tensor({s.B, s.H, s.N, s.D}, rng), options.element);
-  runtime::Tensor k = rounded(random_tensor({s.B, s.Hkv, s.M, s.D}, rng), options.element);
-  runtime::Tensor v = rounded(random_tensor({s.B, s.Hkv, s.M, s.Dv}, rng), options.element);
-  runtime::Tensor segments(runtime::DType::Int32, {s.B, s.M});
-  for (int64_t b = 0; b < s.B; ++b)
-    for (int64_t m = 0; m < s.M; ++m) segments.data<int32_t>()[b * s.M + m] = static_cast<int32_t>((m * 3) / s.M + b);
-  runtime::Tensor rel = random_tensor({s.H, 9, s.D}, rng, 0.5f);
-  targets::AttentionInputs inputs;
-  inputs.q = &q;
-  inputs.k = &k;
-  inputs.v = &v;
-  if (pattern.input("segments")) inputs.tensors["segments"] = &segments;
-  if (pattern.input("rel")) inputs.tensors["rel"] = &rel;
-  const std::vector<double> expected = reference::attention_f64(pattern, inputs);
-  const runtime::Tensor got = cuda::run_attention(device(), pattern, inputs, options);
+  test::RandomProblem problem(pattern, s, seed, [&](const runtime::Tensor& t) { return rounded(t, options.element); });
+  const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+  const runtime::Tensor got = cuda::run_attention(device(), pattern, problem.inputs, options);
   EXPECT_EQ(got.shape(), (std::vector<int64_t>{s.B, s.H, s.N, s.Dv}));
-  double worst = 0;
-  for (size_t e = 0; e < expected.size(); ++e) {
-    const double g = got.data<float>()[e];
-    if (std::isnan(g)) return std::numeric_limits<double>::infinity();
-    worst = std::max(worst, std::abs(g - expected[e]));
-  }
-  return worst;
+  return test::max_abs_difference(got, expected);
 }
 
 // P is rounded to 8 significant bits (bf16) before P V: outputs, weighted means of unit-variance values, move by
 // up to ~2^-8 of their magnitude.
 constexpr double kBf16Tolerance = 1.5e-2;
-
-const std::vector<std::string> kPatterns = {
-    "full",
-    "causal",
-    "sliding_window(window=19)",
-    "strided(stride=8)",
-    "fixed(block=16, summary=3)",
-    "dilated(window=6, dilation=3)",
-    "local2d(width=12, block_h=3, block_w=4, halo_h=2, halo_w=1)",
-    "prefix_lm(prefix=21)",
-    "document",
-    "alibi",
-    "softcap(cap=2.5)",
-    "relative",
-    "causal & alibi",
-    "causal & document",
-    "causal & relative",
-    "sliding_window(window=5) | strided(stride=16)",
-    "causal - prefix_lm(prefix=40)",  // rows before 40 have no key: zeros
-};
 
 class CudaEmulatedPatterns : public ::testing::TestWithParam<std::string> {};
 
@@ -109,11 +63,8 @@ TEST_P(CudaEmulatedPatterns, MatchesReference) {
   EXPECT_LE(max_difference(GetParam(), Shape{2, 4, 2, 77, 150, 64, 64}, 1, options), kBf16Tolerance);
 }
 
-INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaEmulatedPatterns, ::testing::ValuesIn(kPatterns), [](const auto& info) {
-  std::string name;
-  for (char c : info.param) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return name;
-});
+INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaEmulatedPatterns, ::testing::ValuesIn(test::standard_pattern_cases()),
+                         [](const auto& info) { return test::case_name(info.param); });
 
 TEST(CudaEmulated, Float16AndWideHeads) {
   cuda::CudaAttentionOptions options;

@@ -1,0 +1,43 @@
+// The standard-library patterns and compositions every target is checked on (each target's test, the CUDA
+// functor generator): one list, so that a pattern added to the prelude is added here once.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tessera::test {
+
+inline const std::vector<std::string>& standard_pattern_cases() {
+  static const std::vector<std::string> cases = {
+      "full",
+      "causal",
+      "sliding_window(window=19)",
+      "local(window=7)",
+      "strided(stride=8)",
+      "fixed(block=16, summary=3)",
+      "dilated(window=6, dilation=3)",
+      "local2d(width=12, block_h=3, block_w=4, halo_h=2, halo_w=1)",
+      "prefix_lm(prefix=21)",
+      "document",
+      "alibi",
+      "softcap(cap=2.5)",
+      "relative",
+      "causal & alibi",
+      "causal & document",
+      "causal & softcap(cap=20)",
+      "softcap(cap=0.05)",  // saturated: tanh of large arguments
+      "causal & relative",
+      "sliding_window(window=5) | strided(stride=16)",
+      "causal - prefix_lm(prefix=40)",  // rows before 40 have no key: zeros
+  };
+  return cases;
+}
+
+// A gtest parameter name for a pattern expression.
+inline std::string case_name(const std::string& expression) {
+  std::string name;
+  for (char c : expression) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return name;
+}
+
+}  // namespace tessera::test
