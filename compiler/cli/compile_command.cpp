@@ -10,6 +10,7 @@
 #include "compiler/cli/commands.h"
 #include "compiler/cli/tune_cache_flags.h"
 #include "targets/cpu/aot_library.h"
+#include "targets/cuda/aot_library.h"
 
 namespace tessera::cli {
 
@@ -23,7 +24,7 @@ struct CompileOptions {
   int64_t heads = 0, seq = 0, head_dim = 0;
   std::optional<int64_t> kv_heads, keys, value_dim;
   std::vector<std::string> sizes;  // NAME=VALUE
-  std::string dtype = "f32";
+  std::string dtype;               // empty: f32 on the CPU, bf16 on CUDA
   std::string schedule;
   TuneCacheFlags tune_cache;
 };
@@ -44,10 +45,40 @@ std::string identifier_from(const std::string& expression) {
   return id;
 }
 
-int run_compile(const CompileOptions& o) {
-  if (o.target == "cuda" || o.target.rfind("cuda:", 0) == 0) {
-    throw UserError("--target cuda is not available yet: this build compiles for the CPU (--target cpu[-FEATURES])");
+// --target cuda:ARCH: the request's pattern, name and sizes, built by nvcc into a library with a CUDA launcher.
+int run_compile_cuda(const CompileOptions& o, const cpu::AotRequest& common) {
+  if (o.target == "cuda") throw UserError("--target cuda needs an architecture: cuda:sm_80 or cuda:sm_90a");
+  cuda::CudaAotRequest request;
+  try {
+    request.arch = cuda::parse_cuda_arch(o.target.substr(5));
+  } catch (const cuda::UnsupportedArch& e) {
+    throw UserError(e.what());
   }
+  if (o.dtype == "f32") throw UserError("--target cuda takes --dtype bf16 (the default there) or f16");
+  if (!o.schedule.empty()) throw UserError("--schedule is a CPU schedule; the CUDA target uses its defaults");
+  request.element = o.dtype == "f16" ? cuda::Element::Float16 : cuda::Element::BFloat16;
+  request.pattern = common.pattern;
+  request.name = common.name;
+  request.sizes = common.sizes;
+  request.tensor_sizes = common.tensor_sizes;
+  request.output_dir = o.output_dir;
+  request.nvcc = cuda::find_cuda_tool("nvcc");
+  if (request.nvcc.empty()) throw UserError("--target cuda needs nvcc: install the CUDA toolkit or set CUDA_HOME");
+  cuda::CudaAotResult result;
+  try {
+    result = cuda::write_cuda_aot_library(request);
+  } catch (const std::invalid_argument& e) {
+    throw UserError(e.what());
+  }
+  std::cout << fmt::format(
+      "compiled {} for {} (schedule: {})\n  library: {}\n  header:  {}\n  ptx:     {}\n  ptxas:   {}\n",
+      request.pattern.name, cuda::arch_name(request.arch), cuda::describe(result.schedule), result.library,
+      result.header, result.ptx, result.ptxas_log);
+  std::cout << result.ptxas_report;
+  return 0;
+}
+
+int run_compile(const CompileOptions& o) {
   if (o.pattern.empty() == o.name.empty()) throw UserError("give either --pattern EXPR or --spec FILE --name NAME");
   if (!o.name.empty() && o.specs.empty()) throw UserError("--name NAME needs the --spec FILE that declares NAME");
   sema::PatternLibrary library = load_library(o.specs);
@@ -75,6 +106,8 @@ int run_compile(const CompileOptions& o) {
     }
     request.tensor_sizes[binding.substr(0, eq)] = value;
   }
+  if (o.target == "cuda" || o.target.rfind("cuda:", 0) == 0) return run_compile_cuda(o, request);
+  if (o.dtype == "f16") throw UserError("--dtype f16 applies to --target cuda; the CPU takes f32 or bf16");
   try {
     request.schedule = cpu::parse_schedule(o.schedule);
   } catch (const std::invalid_argument& e) {
@@ -122,7 +155,8 @@ Command add_compile_command(CLI::App& app) {
   cmd->add_option("--name", o->name, "A pattern declared in --spec (its parameters' defaults apply)");
   cmd->add_option("--target", o->target,
                   "cpu (this machine's features, default) or cpu-FEATURE-... with Halide 14 feature names,\n"
-                  "e.g. cpu-avx512_skylake or cpu-avx2-fma-f16c-sse41");
+                  "e.g. cpu-avx512_skylake or cpu-avx2-fma-f16c-sse41; cuda:sm_80 or cuda:sm_90a (nvcc builds the\n"
+                  "library; the .ptx and ptxas's register report are written beside it)");
   cmd->add_option("-o,--output", o->output_dir, "Output directory (created)")->required();
   cmd->add_option("--lib-name", o->lib_name,
                   "Name of the exported function tessera_<NAME> (default: --name, or derived from --pattern)");
@@ -136,8 +170,9 @@ Command add_compile_command(CLI::App& app) {
                   "Size of a run-time tensor dimension that is not an attention size, NAME=VALUE (repeatable),\n"
                   "e.g. --size R=64 for relative's rel[H,R,D]");
   cmd->add_option("--dtype", o->dtype,
-                  "Q, K, V as the library takes them: f32 (float) or bf16 (uint16_t bits, fp32 accumulation)")
-      ->check(CLI::IsMember({"f32", "bf16"}));
+                  "Q, K, V as the library takes them: f32 (float; CPU default) or bf16 (uint16_t bits; CUDA default),\n"
+                  "or f16 (CUDA only); fp32 accumulation")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   cmd->add_option("--schedule", o->schedule,
                   "CPU schedule, e.g. 'block_q=128,block_k=64,chunk_k=128,vector_width=16' (the rest default; the "
                   "tuning cache is not read)");

@@ -13,6 +13,7 @@
 
 #include "compiler/ir/printer.h"
 #include "compiler/planner/sparsity_plan.h"
+#include "targets/common/aot_tensors.h"
 #include "targets/common/kernel_symbols.h"
 #include "targets/common/tensor_index_bounds.h"
 #include "targets/cpu/attention_driver_text.h"
@@ -60,65 +61,6 @@ std::string int_array(const std::string& name, const std::vector<int32_t>& value
 std::string upper(std::string s) {
   for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
-}
-
-// Run-time tensors are indexed in their batch dimension by exactly `b`, so any batch a call chooses stays in
-// bounds; every other index is proven for all batches below 2^31 by interval analysis.
-void check_tensor_indices(const AotRequest& r, const std::map<std::string, std::vector<int64_t>>& shapes) {
-  std::function<void(const ir::Expr&)> visit = [&](const ir::Expr& e) {
-    if (e->kind == ir::Kind::Load || e->kind == ir::Kind::DotQ) {
-      const ir::TensorDecl* decl = r.pattern.input(e->name);
-      for (size_t d = 0; decl && d < e->operands.size() && d < decl->dims.size(); ++d) {
-        const ir::Expr& index = e->operands[d];
-        if (decl->dims[d] == "B" && !(index->kind == ir::Kind::Var && index->var == ir::Var::Batch)) {
-          throw std::invalid_argument(fmt::format(
-              "tensor '{}' is indexed in its batch dimension by '{}', not by b: a library compiled ahead of time "
-              "chooses the batch per call and cannot prove that index in bounds",
-              e->name, ir::to_string(index)));
-        }
-      }
-    }
-    for (const auto& o : e->operands) visit(o);
-  };
-  visit(r.pattern.mask);
-  visit(r.pattern.score);
-  ir::AttentionSizes any_batch = r.sizes;
-  any_batch.B = std::numeric_limits<int32_t>::max();
-  std::map<std::string, std::vector<int64_t>> any_batch_shapes = shapes;
-  for (const ir::TensorDecl& decl : r.pattern.inputs) {
-    for (size_t d = 0; d < decl.dims.size(); ++d) {
-      if (decl.dims[d] == "B") any_batch_shapes[decl.name][d] = any_batch.B;
-    }
-  }
-  std::string unproven;
-  if (!targets::tensor_indices_proven(r.pattern, any_batch, any_batch_shapes, &unproven)) {
-    throw std::invalid_argument(
-        fmt::format("cannot prove every index of {} in bounds for these sizes; a library compiled ahead of time "
-                    "does not check indices at run time (use `tessera eval`, which does)",
-                    unproven));
-  }
-}
-
-// Shapes of the run-time tensors with the batch dimension as 1 (the library substitutes the call's batch).
-std::map<std::string, std::vector<int64_t>> tensor_shapes(const AotRequest& r) {
-  std::map<std::string, std::vector<int64_t>> shapes;
-  for (const ir::TensorDecl& decl : r.pattern.inputs) {
-    std::vector<int64_t>& shape = shapes[decl.name];
-    for (const std::string& dim : decl.dims) {
-      if (dim == "B") {
-        shape.push_back(1);
-      } else if (ir::is_attention_size(dim)) {
-        shape.push_back(r.sizes.size(dim));
-      } else if (auto value = r.tensor_sizes.find(dim); value != r.tensor_sizes.end()) {
-        shape.push_back(value->second);
-      } else {
-        throw std::invalid_argument(fmt::format(
-            "tensor '{}' has dimension '{}', whose size the library must know: give it with --size {}=VALUE", decl.name,
-            dim, dim));
-      }
-    }
-  }
-  return shapes;
 }
 
 struct Names {
@@ -464,8 +406,9 @@ AotResult write_aot_library(const AotRequest& r) {
   }
   const Names names{"tessera_" + r.name, "TESSERA_" + upper(r.name)};
   const Halide::Target target(aot_halide_target(r.target));
-  const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(r);
-  check_tensor_indices(r, shapes);
+  const std::map<std::string, std::vector<int64_t>> shapes =
+      targets::aot_tensor_shapes(r.pattern, r.sizes, r.tensor_sizes);
+  targets::check_aot_tensor_indices(r.pattern, r.sizes, shapes);
 
   // The plan holds for every batch: b ranges over [0, +inf) in the classification.
   analysis::ClassifyOptions classify;

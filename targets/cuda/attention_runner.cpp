@@ -86,7 +86,11 @@ runtime::Tensor run_attention(AttentionDevice& device, const ir::Pattern& patter
   if (sz.N == 0 || sz.M == 0 || sz.B * sz.H == 0) return out;  // nothing to attend to: zeros
 
   LaunchOptions launch_options;
-  launch_options.schedule = options.schedule;
+  try {
+    launch_options.schedule = resolve_schedule(options.schedule, sz.D, sz.Dv);
+  } catch (const std::invalid_argument& e) {
+    throw UnsupportedProblem(e.what());
+  }
   launch_options.multiprocessors = device.multiprocessors();
   launch_options.classify.B = sz.B;
   launch_options.classify.H = sz.H;
@@ -98,8 +102,8 @@ runtime::Tensor run_attention(AttentionDevice& device, const ir::Pattern& patter
   KernelConfig config;
   config.head_dim = sz.D;
   config.value_dim = sz.Dv;
-  config.block_m = options.schedule.block_m;
-  config.block_n = options.schedule.block_n;
+  config.block_m = launch_options.schedule.block_m;
+  config.block_n = launch_options.schedule.block_n;
   config.element = options.element;
   const KernelSource source = attention_source(pattern, plan, config);
   device.load(source);

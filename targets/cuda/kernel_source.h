@@ -37,7 +37,9 @@ struct KernelSource {
   std::string fill_kernel = "tessera_fill";
 };
 
-// `pattern` is the pattern the plan was made from (its run-time tensors give the functors' tensor order).
-KernelSource attention_source(const ir::Pattern& pattern, const LaunchPlan& plan, const KernelConfig& config);
+// `pattern` is the pattern the plan was made from (its run-time tensors give the functors' tensor order). The
+// functors live in namespace `functor_namespace` (one per library, so that libraries linked together keep theirs).
+KernelSource attention_source(const ir::Pattern& pattern, const LaunchPlan& plan, const KernelConfig& config,
+                              const std::string& functor_namespace = "tessera_pattern");
 
 }  // namespace tessera::cuda

@@ -35,10 +35,29 @@ std::vector<int32_t> row_entries(const analysis::TileMap& tiles, int64_t row) {
 
 }  // namespace
 
+CudaSchedule resolve_schedule(const CudaSchedule& schedule, int64_t head_dim, int64_t value_dim) {
+  CudaSchedule s = schedule;
+  const bool wide = std::max(head_dim, value_dim) > 128;
+  if (s.block_m == 0) s.block_m = wide ? 64 : 128;
+  if (s.block_n == 0) s.block_n = wide ? 32 : 64;
+  for (int64_t tile : {s.block_m, s.block_n}) {
+    if (tile < 16 || tile > 128 || tile % 16 != 0)
+      throw std::invalid_argument(
+          fmt::format("bad CUDA schedule ({}): tiles are multiples of 16 from 16 to 128", describe(s)));
+  }
+  if (s.kv_splits < 0 || s.reindex < 0 || s.reindex > 1)
+    throw std::invalid_argument(fmt::format("bad CUDA schedule ({}): kv_splits >= 0, reindex 0 or 1", describe(s)));
+  return s;
+}
+
+std::string describe(const CudaSchedule& s) {
+  return fmt::format("block_m={},block_n={},reindex={},kv_splits={}", s.block_m, s.block_n, s.reindex, s.kv_splits);
+}
+
 LaunchPlan make_launch_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
                             const std::map<std::string, std::vector<int64_t>>& tensor_shapes,
                             const LaunchOptions& options) {
-  const CudaSchedule& sched = options.schedule;
+  const CudaSchedule sched = resolve_schedule(options.schedule, sz.D, sz.Dv);
   narrow(sz.N, "N");
   narrow(sz.M, "M");
   narrow(sz.B * sz.H, "B * H");

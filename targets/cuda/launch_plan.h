@@ -19,13 +19,21 @@ namespace tessera::cuda {
 // How the CUDA kernels run: explicit values with per-architecture defaults (cuda_schedule.h declares them to the
 // tuner).
 struct CudaSchedule {
-  int64_t block_m = 128;  // queries per block (16 per warp)
-  int64_t block_n = 64;   // keys per tile
-  int64_t reindex = 1;    // 1: the planner may re-index (residue classes, column sets); 0: tile-sparse only
+  int64_t block_m = 0;  // queries per block (16 per warp); 0: the default for the head dimension
+  int64_t block_n = 0;  // keys per tile; 0: the default for the head dimension
+  int64_t reindex = 1;  // 1: the planner may re-index (residue classes, column sets); 0: tile-sparse only
   // Key splits per query tile (each split a block writing its own slot, merged by log-sum-exp): 0 chooses from
   // the grid size, so decoding (few query tiles, many keys) still fills the GPU.
   int64_t kv_splits = 0;
 };
+
+// `schedule` with its zero fields replaced by the defaults for head dimensions D and Dv: 128 x 64 tiles up to 128,
+// 64 x 32 above (shared memory). Throws std::invalid_argument for tile sizes the kernel template rejects (multiples
+// of 16 from 16 to 128) or a negative split count.
+CudaSchedule resolve_schedule(const CudaSchedule& schedule, int64_t head_dim, int64_t value_dim);
+
+// "block_m=128,block_n=64,reindex=1,kv_splits=0"
+std::string describe(const CudaSchedule& schedule);
 
 struct ComponentLaunch {
   std::vector<tessera_cuda::ViewDesc> views;

@@ -18,6 +18,7 @@ config.substitutions.append(("%tessera", os.path.join(config.tessera_binary_dir,
 config.substitutions.append(("FileCheck", config.filecheck))
 # A python3 with numpy (the system one, python3-numpy): a python3 earlier on PATH (pyenv) may lack it.
 config.substitutions.append(("%python", config.python))
+config.substitutions.append(("%nvcc", config.nvcc))
 config.substitutions.append(("%examples", os.path.join(config.tessera_source_dir, "examples")))
 config.environment["TERM"] = "dumb"
 # Commands read the tuning cache under $XDG_CACHE_HOME: the user's own tuned schedules must not reach the tests.

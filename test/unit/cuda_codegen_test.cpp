@@ -57,6 +57,8 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
   cuda::KernelConfig config;
   config.head_dim = sz.D;
   config.value_dim = sz.Dv;
+  config.block_m = plan.block_m;
+  config.block_n = plan.block_n;
   const cuda::KernelSource source = cuda::attention_source(pattern, plan, config);
   cuda::NvrtcSource nvrtc{"tessera_attention.cu", source.text, {}, {}};
   for (const cuda::KernelHeader& header : cuda::kernel_headers()) nvrtc.headers.emplace_back(header.name, header.text);
