@@ -19,6 +19,7 @@
 #include "compiler/cli/tune_cache_flags.h"
 #include "targets/common/attention_problem.h"
 #include "targets/cpu/cpu_attention.h"
+#include "targets/cuda/cuda_attention.h"
 #include "targets/reference/reference_attention.h"
 
 namespace tessera::cli {
@@ -75,8 +76,15 @@ void validate(const BenchOptions& o, int64_t kv_heads) {
   if (o.heads % kv_heads != 0) {
     throw UserError(fmt::format("--heads {} must be a multiple of --kv-heads {}", o.heads, kv_heads));
   }
-  if (o.target == "reference" && o.dtype == "bf16") {
-    throw UserError("reference runs in float64; --dtype bf16 applies to --target cpu");
+  if (o.target == "reference" && o.dtype != "f32") {
+    throw UserError(fmt::format("reference runs in float64; --dtype {} applies to --target cpu or cuda", o.dtype));
+  }
+  if (o.target == "cpu" && o.dtype == "f16") throw UserError("--dtype f16 applies to --target cuda");
+  if (o.target == "cuda" && o.dtype == "f32") {
+    throw UserError("--target cuda runs on tensor cores: --dtype bf16 or f16 (float32 inputs are converted)");
+  }
+  if (o.target == "cuda" && (o.threads || !o.schedule.empty())) {
+    throw UserError("--threads and --schedule apply to --target cpu");
   }
   if (o.target == "reference" && o.threads) {
     throw UserError("the reference runs on one thread; --threads applies to --target cpu");
@@ -121,11 +129,23 @@ int run_bench(const BenchOptions& o) {
       static_cast<double>(total_pairs) / static_cast<double>(heads_in_all), sizes.N * sizes.M,
       100.0 * static_cast<double>(total_pairs) / static_cast<double>(heads_in_all * sizes.N * sizes.M));
 
-  using Clock = std::chrono::steady_clock;
-  for (int64_t w = 0; w < o.warmup; ++w) attention(pattern, inputs);
   std::vector<double> ms;
   double checksum = 0;  // printed, so that no run's output is dead
-  for (int64_t r = 0; r < o.runs; ++r) {
+  if (o.target == "cuda") {
+    cuda::CudaOptions cuda_options;
+    if (o.dtype == "f16") cuda_options.attention.element = cuda::Element::Float16;
+    cuda::TimedAttention timed = cuda::time_attention(pattern, inputs, cuda_options, o.warmup, o.runs);
+    std::cout << fmt::format("device: {}\nschedule (default): {}\n", timed.device, cuda::describe(timed.schedule));
+    schedule_source = "default";
+    ms = timed.ms;
+    if (timed.out.numel() > 0) checksum = timed.out.data<float>()[timed.out.numel() - 1];
+    for (size_t r = 0; r < ms.size(); ++r) std::cout << fmt::format("run {}/{}: {:.3f} ms\n", r + 1, o.runs, ms[r]);
+  }
+  using Clock = std::chrono::steady_clock;
+  if (o.target != "cuda") {
+    for (int64_t w = 0; w < o.warmup; ++w) attention(pattern, inputs);
+  }
+  for (int64_t r = 0; o.target != "cuda" && r < o.runs; ++r) {
     Clock::time_point start = Clock::now();
     runtime::Tensor out = attention(pattern, inputs);
     Clock::time_point stop = Clock::now();
@@ -188,12 +208,16 @@ Command add_bench_command(CLI::App& app) {
   cmd->add_option("--keys", o->keys, "M, keys (default N)")->check(CLI::PositiveNumber);
   cmd->add_option("--head-dim", o->head_dim, "D")->required()->check(CLI::PositiveNumber);
   cmd->add_option("--value-dim", o->value_dim, "Dv (default D)")->check(CLI::PositiveNumber);
-  cmd->add_option("--dtype", o->dtype, "Storage of Q/K/V in the kernels: f32, or bf16 (--target cpu only)")
+  cmd->add_option("--dtype", o->dtype,
+                  "Storage of Q/K/V in the kernels: f32 or bf16 (--target cpu), bf16 or f16 (--target cuda)")
       ->required()
-      ->check(CLI::IsMember({"f32", "bf16"}));
-  cmd->add_option("--target", o->target, "Where to run: cpu (Halide backend) or reference (float64 oracle, slow)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  cmd->add_option("--target", o->target,
+                  "Where to run: cpu (Halide backend), cuda (GPU 0; timed with CUDA events, the kernels only:\n"
+                  "planning, compilation and uploads happen once before the warm-up) or reference (float64 oracle, "
+                  "slow)")
       ->required()
-      ->check(CLI::IsMember({"cpu", "reference"}));
+      ->check(CLI::IsMember({"cpu", "cuda", "reference"}));
   cmd->add_option("--schedule", o->schedule,
                   "CPU schedule, e.g. block_q=128,block_k=64,chunk_k=512 (--target cpu; the rest default; the tuning "
                   "cache is not read)");

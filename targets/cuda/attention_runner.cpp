@@ -68,9 +68,11 @@ uint16_t float_to_f16_bits(float value) {
   return static_cast<uint16_t>(sign | rounded);
 }
 
-runtime::Tensor run_attention(AttentionDevice& device, const ir::Pattern& pattern,
-                              const targets::AttentionInputs& inputs, const CudaAttentionOptions& options) {
-  const ir::AttentionSizes sz = targets::validate_attention_inputs(inputs);
+PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern& pattern,
+                                     const targets::AttentionInputs& inputs, const CudaAttentionOptions& options)
+    : device_(device) {
+  sz_ = targets::validate_attention_inputs(inputs);
+  const ir::AttentionSizes& sz = sz_;
   const double scale = targets::attention_scale(inputs, sz);
   const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, inputs);
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
@@ -81,9 +83,7 @@ runtime::Tensor run_attention(AttentionDevice& device, const ir::Pattern& patter
   if (tensors.views.size() > static_cast<size_t>(tessera_cuda::kMaxPatternTensors))
     throw UnsupportedProblem(
         fmt::format("the CUDA target takes at most {} run-time tensors per pattern", tessera_cuda::kMaxPatternTensors));
-
-  Tensor out(runtime::DType::Float32, {sz.B, sz.H, sz.N, sz.Dv});
-  if (sz.N == 0 || sz.M == 0 || sz.B * sz.H == 0) return out;  // nothing to attend to: zeros
+  if (sz.N == 0 || sz.M == 0 || sz.B * sz.H == 0) return;  // nothing to attend to: zeros
 
   LaunchOptions launch_options;
   try {
@@ -97,21 +97,23 @@ runtime::Tensor run_attention(AttentionDevice& device, const ir::Pattern& patter
   launch_options.classify.D = sz.D;
   // A mask that reads run-time tensors (document's segment ids) is classified from the values this call holds.
   if (ir::uses_tensors(pattern.mask)) launch_options.classify.load_bounds = analysis::make_load_bounds(tensors.views);
-  const LaunchPlan plan = make_launch_plan(pattern, sz, shapes, launch_options);
+  plan_ = make_launch_plan(pattern, sz, shapes, launch_options);
+  const LaunchPlan& plan = plan_;
 
-  KernelConfig config;
-  config.head_dim = sz.D;
-  config.value_dim = sz.Dv;
-  config.block_m = launch_options.schedule.block_m;
-  config.block_n = launch_options.schedule.block_n;
-  config.element = options.element;
-  const KernelSource source = attention_source(pattern, plan, config);
-  device.load(source);
+  config_.head_dim = sz.D;
+  config_.value_dim = sz.Dv;
+  config_.block_m = launch_options.schedule.block_m;
+  config_.block_n = launch_options.schedule.block_n;
+  config_.element = options.element;
+  source_ = attention_source(pattern, plan, config_);
+  device.load(source_);
 
-  auto q = upload(device, device_elements(*inputs.q, options.element));
-  auto k = upload(device, device_elements(*inputs.k, options.element));
-  auto v = upload(device, device_elements(*inputs.v, options.element));
-  std::vector<std::unique_ptr<DeviceMemory>> tensor_memory;
+  memory_.push_back(upload(device, device_elements(*inputs.q, options.element)));
+  const void* q = memory_.back()->address();
+  memory_.push_back(upload(device, device_elements(*inputs.k, options.element)));
+  const void* k = memory_.back()->address();
+  memory_.push_back(upload(device, device_elements(*inputs.v, options.element)));
+  const void* v = memory_.back()->address();
   tessera_cuda::PatternArgs pattern_args;
   pattern_args.H = static_cast<int32_t>(sz.H);
   pattern_args.D = static_cast<int32_t>(sz.D);
@@ -129,42 +131,40 @@ runtime::Tensor run_attention(AttentionDevice& device, const ir::Pattern& patter
     auto memory = device.allocate(static_cast<size_t>(std::max<int64_t>(1, count)) * 4);
     if (count > 0) memory->upload(view.data, static_cast<size_t>(count) * 4);
     pattern_args.tensors[slot] = memory->address();
-    tensor_memory.push_back(std::move(memory));
+    memory_.push_back(std::move(memory));
     ++slot;
   }
 
-  const int64_t rows = sz.B * sz.H * sz.N;
-  const int64_t out_elements = rows * sz.Dv;
+  rows_ = sz.B * sz.H * sz.N;
+  out_elements_ = rows_ * sz.Dv;
   const bool merged = plan.slots > 1;
-  auto result = device.allocate(static_cast<size_t>(out_elements) * sizeof(float));
-  std::unique_ptr<DeviceMemory> slot_out, slot_lse;
+  result_ = device.allocate(static_cast<size_t>(out_elements_) * sizeof(float));
+  float* slot_out = nullptr;
+  float* slot_lse = nullptr;
   if (merged) {
-    slot_out = device.allocate(static_cast<size_t>(out_elements * plan.slots) * sizeof(float));
-    slot_lse = device.allocate(static_cast<size_t>(rows * plan.slots) * sizeof(float));
-    const long long lse_count = static_cast<long long>(rows * plan.slots);
-    device.launch_fill(static_cast<unsigned>((lse_count + tessera_cuda::kFillThreads - 1) / tessera_cuda::kFillThreads),
-                       static_cast<float*>(slot_lse->address()), lse_count, tessera_cuda::minus_infinity());
-  } else {
-    // Rows no view covers stay zero.
-    device.launch_fill(
-        static_cast<unsigned>((out_elements + tessera_cuda::kFillThreads - 1) / tessera_cuda::kFillThreads),
-        static_cast<float*>(result->address()), out_elements, 0.0f);
+    memory_.push_back(device.allocate(static_cast<size_t>(out_elements_ * plan.slots) * sizeof(float)));
+    slot_out = static_cast<float*>(memory_.back()->address());
+    memory_.push_back(device.allocate(static_cast<size_t>(rows_ * plan.slots) * sizeof(float)));
+    slot_lse = static_cast<float*>(memory_.back()->address());
   }
+  fill_target_ = merged ? slot_lse : static_cast<float*>(result_->address());
+  fill_count_ = merged ? rows_ * plan.slots : out_elements_;
+  // The slots' log-sum-exp start at -inf; a single-slot output starts at zero (rows no view covers).
+  fill_value_ = merged ? tessera_cuda::minus_infinity() : 0.0f;
 
-  std::vector<std::unique_ptr<DeviceMemory>> tables;
   for (size_t c = 0; c < plan.components.size(); ++c) {
     const ComponentLaunch& component = plan.components[c];
     if (component.blocks.empty()) continue;
     if (component.symbols.size() > static_cast<size_t>(tessera_cuda::kMaxPatternSymbols))
       throw UnsupportedProblem("the pattern reads more symbols than the CUDA kernels take");
     tessera_cuda::KernelParams params;
-    params.q = q->address();
-    params.k = k->address();
-    params.v = v->address();
-    params.out = static_cast<float*>(merged ? slot_out->address() : result->address());
-    params.lse = merged ? static_cast<float*>(slot_lse->address()) : nullptr;
-    params.out_slot_stride = out_elements;
-    params.lse_slot_stride = rows;
+    params.q = q;
+    params.k = k;
+    params.v = v;
+    params.out = merged ? slot_out : static_cast<float*>(result_->address());
+    params.lse = slot_lse;
+    params.out_slot_stride = out_elements_;
+    params.lse_slot_stride = rows_;
     params.write_lse = merged ? 1 : 0;
     params.B = static_cast<int32_t>(sz.B);
     params.H = static_cast<int32_t>(sz.H);
@@ -176,31 +176,53 @@ runtime::Tensor run_attention(AttentionDevice& device, const ir::Pattern& patter
     for (size_t s = 0; s < component.symbol_values.size(); ++s) params.pattern.symbols[s] = component.symbol_values[s];
     params.query_origin_symbol = component.query_origin_symbol;
     params.key_origin_symbol = component.key_origin_symbol;
-    tables.push_back(upload(device, component.views));
-    params.views = static_cast<const tessera_cuda::ViewDesc*>(tables.back()->address());
-    tables.push_back(upload(device, component.blocks));
-    params.blocks = static_cast<const tessera_cuda::BlockDesc*>(tables.back()->address());
-    tables.push_back(upload(device, component.tiles));
-    params.tiles = static_cast<const int32_t*>(tables.back()->address());
-    device.launch_attention(source.kernels[c], static_cast<unsigned>(component.blocks.size()),
-                            static_cast<unsigned>(sz.B * sz.H), static_cast<unsigned>(kernel_threads(config)),
-                            static_cast<size_t>(kernel_shared_bytes(config)), params);
+    memory_.push_back(upload(device, component.views));
+    params.views = static_cast<const tessera_cuda::ViewDesc*>(memory_.back()->address());
+    memory_.push_back(upload(device, component.blocks));
+    params.blocks = static_cast<const tessera_cuda::BlockDesc*>(memory_.back()->address());
+    memory_.push_back(upload(device, component.tiles));
+    params.tiles = static_cast<const int32_t*>(memory_.back()->address());
+    launches_.push_back({source_.kernels[c], static_cast<unsigned>(component.blocks.size()), params});
   }
   if (merged) {
-    tessera_cuda::MergeParams merge;
-    merge.slots_out = static_cast<const float*>(slot_out->address());
-    merge.slots_lse = static_cast<const float*>(slot_lse->address());
-    merge.out = static_cast<float*>(result->address());
-    merge.rows = rows;
-    merge.slots = plan.slots;
-    merge.value_dim = static_cast<int32_t>(sz.Dv);
-    merge.out_slot_stride = out_elements;
-    merge.lse_slot_stride = rows;
-    device.launch_merge(static_cast<unsigned>(rows), merge);
+    merge_.emplace();
+    merge_->slots_out = slot_out;
+    merge_->slots_lse = slot_lse;
+    merge_->out = static_cast<float*>(result_->address());
+    merge_->rows = rows_;
+    merge_->slots = plan.slots;
+    merge_->value_dim = static_cast<int32_t>(sz.Dv);
+    merge_->out_slot_stride = out_elements_;
+    merge_->lse_slot_stride = rows_;
   }
-  device.synchronize();
-  result->download(out.data<float>(), static_cast<size_t>(out_elements) * sizeof(float));
+}
+
+void PreparedAttention::enqueue() {
+  if (!result_) return;
+  device_.launch_fill(
+      static_cast<unsigned>((fill_count_ + tessera_cuda::kFillThreads - 1) / tessera_cuda::kFillThreads), fill_target_,
+      fill_count_, fill_value_);
+  for (const Launch& launch : launches_) {
+    device_.launch_attention(launch.kernel, launch.blocks, static_cast<unsigned>(sz_.B * sz_.H),
+                             static_cast<unsigned>(kernel_threads(config_)),
+                             static_cast<size_t>(kernel_shared_bytes(config_)), launch.params);
+  }
+  if (merge_) device_.launch_merge(static_cast<unsigned>(rows_), *merge_);
+}
+
+runtime::Tensor PreparedAttention::result() {
+  Tensor out(runtime::DType::Float32, {sz_.B, sz_.H, sz_.N, sz_.Dv});
+  if (!result_) return out;
+  device_.synchronize();
+  result_->download(out.data<float>(), static_cast<size_t>(out_elements_) * sizeof(float));
   return out;
+}
+
+runtime::Tensor run_attention(AttentionDevice& device, const ir::Pattern& pattern,
+                              const targets::AttentionInputs& inputs, const CudaAttentionOptions& options) {
+  PreparedAttention prepared(device, pattern, inputs, options);
+  prepared.enqueue();
+  return prepared.result();
 }
 
 }  // namespace tessera::cuda

@@ -6,7 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "compiler/ir/pattern.h"
 #include "runtime/tensor.h"
@@ -49,6 +51,42 @@ class AttentionDevice {
 struct CudaAttentionOptions {
   CudaSchedule schedule;
   Element element = Element::BFloat16;  // Q, K, V are rounded to this type on the way to the device
+};
+
+// One call made ready on a device: planned, compiled, loaded, inputs uploaded. enqueue() launches its kernels
+// (again and again, for timing); result() waits and downloads the output.
+class PreparedAttention {
+ public:
+  PreparedAttention(AttentionDevice& device, const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
+                    const CudaAttentionOptions& options);
+  PreparedAttention(const PreparedAttention&) = delete;
+  PreparedAttention& operator=(const PreparedAttention&) = delete;
+
+  void enqueue();
+  runtime::Tensor result();
+  const LaunchPlan& plan() const { return plan_; }
+  const KernelConfig& config() const { return config_; }
+
+ private:
+  struct Launch {
+    std::string kernel;
+    unsigned blocks;
+    tessera_cuda::KernelParams params;
+  };
+
+  AttentionDevice& device_;
+  ir::AttentionSizes sz_;
+  LaunchPlan plan_;
+  KernelConfig config_;
+  KernelSource source_;
+  std::vector<std::unique_ptr<DeviceMemory>> memory_;  // inputs, tensors, slots, tables
+  std::unique_ptr<DeviceMemory> result_;               // null for an empty problem
+  int64_t rows_ = 0, out_elements_ = 0;
+  float* fill_target_ = nullptr;
+  int64_t fill_count_ = 0;
+  float fill_value_ = 0;
+  std::vector<Launch> launches_;
+  std::optional<tessera_cuda::MergeParams> merge_;
 };
 
 // Computes attention with `pattern` on `device`. Same contract and errors as reference::attention; head

@@ -74,15 +74,39 @@ class GpuDevice : public AttentionDevice {
   CudaModule* module_ = nullptr;
 };
 
+std::string cache_dir_of(const CudaOptions& options) {
+  std::string dir = options.kernel_cache_dir.empty() ? default_kernel_cache_dir() : options.kernel_cache_dir;
+  return dir == "none" ? std::string() : dir;
+}
+
 }  // namespace
 
 runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
                           const CudaOptions& options) {
   CudaContext& context = CudaContext::get();  // "no CUDA device" before any other work
-  std::string cache_dir = options.kernel_cache_dir.empty() ? default_kernel_cache_dir() : options.kernel_cache_dir;
-  if (cache_dir == "none") cache_dir.clear();
-  GpuDevice device(context, cache_dir);
+  GpuDevice device(context, cache_dir_of(options));
   return run_attention(device, pattern, inputs, options.attention);
+}
+
+TimedAttention time_attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
+                              const CudaOptions& options, int64_t warmup, int64_t runs) {
+  CudaContext& context = CudaContext::get();
+  GpuDevice device(context, cache_dir_of(options));
+  PreparedAttention prepared(device, pattern, inputs, options.attention);
+  TimedAttention timed;
+  timed.device = context.device_name();
+  timed.schedule = prepared.plan().block_m ? options.attention.schedule : CudaSchedule{};
+  timed.schedule.block_m = prepared.config().block_m;
+  timed.schedule.block_n = prepared.config().block_n;
+  for (int64_t w = 0; w < warmup; ++w) prepared.enqueue();
+  CudaTimer timer;
+  for (int64_t r = 0; r < runs; ++r) {
+    timer.start();
+    prepared.enqueue();
+    timed.ms.push_back(timer.stop());
+  }
+  timed.out = prepared.result();
+  return timed;
 }
 
 }  // namespace tessera::cuda

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "compiler/ir/pattern.h"
 #include "runtime/tensor.h"
@@ -22,5 +23,16 @@ struct CudaOptions {
 // kernels lack, NvrtcError with the generated source's line if compilation fails.
 runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
                           const CudaOptions& options = {});
+
+// Times one call on GPU 0 with CUDA events: planned, compiled and uploaded once, then `warmup` untimed and `runs`
+// timed launches of its kernels. Same errors as attention().
+struct TimedAttention {
+  std::vector<double> ms;  // one per timed run
+  runtime::Tensor out;     // the last run's output
+  CudaSchedule schedule;   // as run
+  std::string device;      // the GPU's name
+};
+TimedAttention time_attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
+                              const CudaOptions& options, int64_t warmup, int64_t runs);
 
 }  // namespace tessera::cuda
