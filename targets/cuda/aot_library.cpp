@@ -259,7 +259,8 @@ CudaAotResult write_cuda_aot_library(const CudaAotRequest& r) {
   targets::check_aot_tensor_indices(r.pattern, r.sizes, shapes);
 
   CudaAotResult result;
-  result.schedule = resolve_schedule(r.schedule, r.sizes.D, r.sizes.Dv);
+  const bool wgmma = r.arch.major == 9 && r.arch.accelerated;
+  result.schedule = resolve_schedule(r.schedule, r.sizes.D, r.sizes.Dv, wgmma);
   LaunchOptions options;
   options.schedule = result.schedule;
   // Splitting keys needs the grid size; a library serves any batch, so the default keeps one split per query tile.
@@ -273,6 +274,7 @@ CudaAotResult write_cuda_aot_library(const CudaAotRequest& r) {
   config.block_m = result.schedule.block_m;
   config.block_n = result.schedule.block_n;
   config.element = r.element;
+  config.wgmma = wgmma;
   const KernelSource kernels = attention_source(r.pattern, plan, config, "tessera_" + r.name + "_pattern");
 
   const std::string prefix = "tessera_" + r.name;
@@ -289,12 +291,15 @@ CudaAotResult write_cuda_aot_library(const CudaAotRequest& r) {
   write_file(header, header_source(r, prefix, result.schedule, shapes));
 
   const std::string arch = arch_name(r.arch);
-  const std::string flags =
-      fmt::format("-std=c++17 -O3 -arch={} -I'{}' -I'{}'", arch, (dir / "include").string(), dir.string());
-  run_step(fmt::format("'{}' {} -Xptxas -v -c '{}' -o '{}' > '{}' 2>&1", r.nvcc, flags, source.string(),
-                       object.string(), log.string()),
+  // -gencode spelled out: nvcc's -arch=sm_90a also makes compute_90 PTX, which cannot hold wgmma.
+  const std::string virtual_arch = "compute_" + arch.substr(3);
+  const std::string flags = fmt::format("-std=c++17 -O3 -I'{}' -I'{}'", (dir / "include").string(), dir.string());
+  run_step(fmt::format("'{}' {} -gencode arch={},code=[{},{}] -Xptxas -v -c '{}' -o '{}' > '{}' 2>&1", r.nvcc, flags,
+                       virtual_arch, virtual_arch, arch, source.string(), object.string(), log.string()),
            "nvcc", log);
-  run_step(fmt::format("'{}' {} -ptx '{}' -o '{}'", r.nvcc, flags, source.string(), ptx.string()), "nvcc -ptx", {});
+  run_step(
+      fmt::format("'{}' {} -arch={} -ptx '{}' -o '{}'", r.nvcc, flags, virtual_arch, source.string(), ptx.string()),
+      "nvcc -ptx", {});
   fs::remove(library);
   run_step(fmt::format("ar rcs '{}' '{}'", library.string(), object.string()), "ar", {});
   fs::remove(object);

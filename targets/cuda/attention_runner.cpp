@@ -87,7 +87,7 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
 
   LaunchOptions launch_options;
   try {
-    launch_options.schedule = resolve_schedule(options.schedule, sz.D, sz.Dv);
+    launch_options.schedule = resolve_schedule(options.schedule, sz.D, sz.Dv, device.wgmma());
   } catch (const std::invalid_argument& e) {
     throw UnsupportedProblem(e.what());
   }
@@ -105,6 +105,7 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
   config_.block_m = launch_options.schedule.block_m;
   config_.block_n = launch_options.schedule.block_n;
   config_.element = options.element;
+  config_.wgmma = device.wgmma();
   source_ = attention_source(pattern, plan, config_);
   device.load(source_);
 

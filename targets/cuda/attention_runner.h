@@ -46,6 +46,8 @@ class AttentionDevice {
   virtual void launch_fill(unsigned grid_x, float* data, long long count, float value) = 0;
   virtual void synchronize() = 0;
   virtual int64_t multiprocessors() const = 0;
+  // Whether kernels for this device use the sm_90a warpgroup MMA (kernel/flash_attention_sm90.cuh).
+  virtual bool wgmma() const = 0;
 };
 
 struct CudaAttentionOptions {

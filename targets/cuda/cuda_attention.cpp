@@ -67,6 +67,7 @@ class GpuDevice : public AttentionDevice {
 
   void synchronize() override { cuda::synchronize(); }
   int64_t multiprocessors() const override { return context_.multiprocessor_count(); }
+  bool wgmma() const override { return context_.arch().major == 9 && context_.arch().accelerated; }
 
  private:
   CudaContext& context_;

@@ -20,6 +20,7 @@ struct KernelConfig {
   int64_t head_dim = 64, value_dim = 64;
   int64_t block_m = 128, block_n = 64;
   Element element = Element::BFloat16;
+  bool wgmma = false;  // the sm_90a kernel (warpgroup MMA); query tiles are then multiples of 64
 };
 
 // Head and value dimensions the kernel template supports (multiples of 64 up to 256).

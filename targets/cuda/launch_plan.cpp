@@ -35,7 +35,7 @@ std::vector<int32_t> row_entries(const analysis::TileMap& tiles, int64_t row) {
 
 }  // namespace
 
-CudaSchedule resolve_schedule(const CudaSchedule& schedule, int64_t head_dim, int64_t value_dim) {
+CudaSchedule resolve_schedule(const CudaSchedule& schedule, int64_t head_dim, int64_t value_dim, bool wgmma) {
   CudaSchedule s = schedule;
   const bool wide = std::max(head_dim, value_dim) > 128;
   if (s.block_m == 0) s.block_m = wide ? 64 : 128;
@@ -45,6 +45,9 @@ CudaSchedule resolve_schedule(const CudaSchedule& schedule, int64_t head_dim, in
       throw std::invalid_argument(
           fmt::format("bad CUDA schedule ({}): tiles are multiples of 16 from 16 to 128", describe(s)));
   }
+  if (wgmma && s.block_m % 64 != 0)
+    throw std::invalid_argument(fmt::format(
+        "bad CUDA schedule ({}): the sm_90a kernel's block_m is 64 or 128 (whole warpgroups)", describe(s)));
   if (s.kv_splits < 0 || s.reindex < 0 || s.reindex > 1)
     throw std::invalid_argument(fmt::format("bad CUDA schedule ({}): kv_splits >= 0, reindex 0 or 1", describe(s)));
   return s;

@@ -30,7 +30,8 @@ struct CudaSchedule {
 // `schedule` with its zero fields replaced by the defaults for head dimensions D and Dv: 128 x 64 tiles up to 128,
 // 64 x 32 above (shared memory). Throws std::invalid_argument for tile sizes the kernel template rejects (multiples
 // of 16 from 16 to 128) or a negative split count.
-CudaSchedule resolve_schedule(const CudaSchedule& schedule, int64_t head_dim, int64_t value_dim);
+// With `wgmma` (the sm_90a kernel) query tiles must be whole warpgroups: 64 or 128.
+CudaSchedule resolve_schedule(const CudaSchedule& schedule, int64_t head_dim, int64_t value_dim, bool wgmma = false);
 
 // "block_m=128,block_n=64,reindex=1,kv_splits=0"
 std::string describe(const CudaSchedule& schedule);

@@ -54,22 +54,31 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
   if (pattern.input("rel")) shapes["rel"] = {sz.H, 64, sz.D};
   cuda::LaunchOptions options;
   const cuda::LaunchPlan plan = cuda::make_launch_plan(pattern, sz, shapes, options);
-  cuda::KernelConfig config;
-  config.head_dim = sz.D;
-  config.value_dim = sz.Dv;
-  config.block_m = plan.block_m;
-  config.block_n = plan.block_n;
-  const cuda::KernelSource source = cuda::attention_source(pattern, plan, config);
-  cuda::NvrtcSource nvrtc{"tessera_attention.cu", source.text, {}, {}};
-  for (const cuda::KernelHeader& header : cuda::kernel_headers()) nvrtc.headers.emplace_back(header.name, header.text);
-
   const std::string ptxas = cuda::find_cuda_tool("ptxas");
-  for (const char* arch_text : {"sm_80", "sm_90a"}) {
+  // sm_80: mma.sync; sm_90a: the warpgroup kernel (wgmma), whose query tiles are whole warpgroups.
+  for (const bool wgmma : {false, true}) {
+    const char* arch_text = wgmma ? "sm_90a" : "sm_80";
+    cuda::KernelConfig config;
+    config.head_dim = sz.D;
+    config.value_dim = sz.Dv;
+    config.block_m = plan.block_m;
+    config.block_n = plan.block_n;
+    config.wgmma = wgmma;
+    const cuda::KernelSource source = cuda::attention_source(pattern, plan, config);
+    cuda::NvrtcSource nvrtc{"tessera_attention.cu", source.text, {}, {}};
+    for (const cuda::KernelHeader& header : cuda::kernel_headers())
+      nvrtc.headers.emplace_back(header.name, header.text);
     const cuda::CudaArch arch = cuda::parse_cuda_arch(arch_text);
     const cuda::NvrtcResult result = cuda::compile_to_ptx(nvrtc, arch, "");
     EXPECT_NE(result.ptx.find(fmt::format(".target {}", arch_text)), std::string::npos);
-    EXPECT_NE(result.ptx.find("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"), std::string::npos);
-    EXPECT_NE(result.ptx.find("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"), std::string::npos);
+    if (wgmma) {
+      EXPECT_NE(result.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos);
+      EXPECT_NE(result.ptx.find("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16"), std::string::npos);
+      EXPECT_NE(result.ptx.find("fence.proxy.async.shared::cta"), std::string::npos);
+    } else {
+      EXPECT_NE(result.ptx.find("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"), std::string::npos);
+      EXPECT_NE(result.ptx.find("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"), std::string::npos);
+    }
     EXPECT_NE(result.ptx.find("cp.async.cg.shared.global"), std::string::npos);
     for (const std::string& kernel : source.kernels)
       EXPECT_NE(result.ptx.find(".entry " + kernel), std::string::npos) << kernel;

@@ -32,19 +32,20 @@ runtime::Tensor rounded(const runtime::Tensor& t, cuda::Element element) {
   return out;
 }
 
-cuda::emulation::EmulatedDevice& device() {
-  static cuda::emulation::EmulatedDevice d(
-      TESSERA_CXX_COMPILER, TESSERA_SOURCE_DIR,
-      (std::filesystem::temp_directory_path() / "tessera-emulated-kernels").string());
-  return d;
+// An emulated sm_80 device (mma.sync kernels) or sm_90a device (wgmma kernels).
+cuda::emulation::EmulatedDevice& device(bool wgmma) {
+  static const std::string work_dir = (std::filesystem::temp_directory_path() / "tessera-emulated-kernels").string();
+  static cuda::emulation::EmulatedDevice sm80(TESSERA_CXX_COMPILER, TESSERA_SOURCE_DIR, work_dir);
+  static cuda::emulation::EmulatedDevice sm90a(TESSERA_CXX_COMPILER, TESSERA_SOURCE_DIR, work_dir, true);
+  return wgmma ? sm90a : sm80;
 }
 
 double max_difference(const std::string& expression, const Shape& s, uint64_t seed,
-                      const cuda::CudaAttentionOptions& options) {
+                      const cuda::CudaAttentionOptions& options, bool wgmma = false) {
   const ir::Pattern pattern = test::instantiate(expression);
   test::RandomProblem problem(pattern, s, seed, [&](const runtime::Tensor& t) { return rounded(t, options.element); });
   const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
-  const runtime::Tensor got = cuda::run_attention(device(), pattern, problem.inputs, options);
+  const runtime::Tensor got = cuda::run_attention(device(wgmma), pattern, problem.inputs, options);
   EXPECT_EQ(got.shape(), (std::vector<int64_t>{s.B, s.H, s.N, s.Dv}));
   return test::max_abs_difference(got, expected);
 }
@@ -65,6 +66,27 @@ TEST_P(CudaEmulatedPatterns, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaEmulatedPatterns, ::testing::ValuesIn(test::standard_pattern_cases()),
                          [](const auto& info) { return test::case_name(info.param); });
+
+// The sm_90a kernel: both products as warpgroup MMAs with B read through shared-memory descriptors.
+class CudaEmulatedWgmma : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaEmulatedWgmma, MatchesReference) {
+  cuda::CudaAttentionOptions options;
+  options.schedule.block_m = 64;
+  options.schedule.block_n = 32;
+  EXPECT_LE(max_difference(GetParam(), Shape{2, 4, 2, 77, 150, 64, 64}, 1, options, true), kBf16Tolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaEmulatedWgmma, ::testing::ValuesIn(test::standard_pattern_cases()),
+                         [](const auto& info) { return test::case_name(info.param); });
+
+TEST(CudaEmulated, WgmmaFloat16WideValuesAndTwoWarpgroups) {
+  cuda::CudaAttentionOptions options;
+  options.element = cuda::Element::Float16;
+  options.schedule.block_m = 128;
+  options.schedule.block_n = 64;
+  EXPECT_LE(max_difference("causal", Shape{1, 2, 1, 150, 150, 64, 128}, 6, options, true), 4e-3);
+}
 
 TEST(CudaEmulated, Float16AndWideHeads) {
   cuda::CudaAttentionOptions options;

@@ -13,10 +13,15 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <initializer_list>
 #include <limits>
+#include <ostream>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "targets/cuda/kernel/primitives.cuh"
@@ -655,6 +660,498 @@ TEST(WarpEmulator, Exp2) {
   EXPECT_EQ(em::exp2(-130.0f), 0.0f);  // .ftz: a subnormal result is flushed
   EXPECT_NEAR(em::exp2(0.5f), std::sqrt(2.0f), std::sqrt(2.0f) * 0x1p-22f);
   EXPECT_TRUE(std::isnan(em::exp2(std::nanf(""))));
+}
+
+// ---- wgmma.mma_async (PTX ISA 9.7.15), with every layout written out again here. ----
+
+// The register fragments of wgmma.mma_async.m64nNk16 (ISA 9.7.15.5.1.1.1, Figures "WGMMA .m64nNk16 register
+// fragment layout for matrix A" and "... for accumulator matrix D"), written as the CuTe thread-value layouts
+// NVIDIA publishes for those figures in CUTLASS (cute/atom/mma_traits_sm90_gmma.hpp: ALayout_64x16 and
+// CLayout_64xN, both ((4,8,4),(2,2,N/8)):((128,1,16),(64,8,512))), which map (thread, value) to the column-major
+// index row + 64 * col. For A the values are a0..a7 (register v / 2, half v % 2), for D d0..d(N/2-1).
+Coord wgmma_fragment(int thread, int value) {
+  const int index = (thread % 4) * 128 + (thread / 4 % 8) * 1 + (thread / 32) * 16 + (value % 2) * 64 +
+                    (value / 2 % 2) * 8 + (value / 4) * 512;
+  return {index % 64, index / 64};
+}
+
+// A CuTe layout mode: (shape, stride) sub-modes, the first varying fastest; the last absorbs the rest.
+int cute_mode(int coord, std::initializer_list<std::pair<int, int>> modes) {
+  int offset = 0;
+  for (const auto& [shape, stride] : modes) {
+    offset += (coord % shape) * stride;
+    coord /= shape;
+  }
+  return offset;
+}
+
+// The ISA's canonical no-swizzle layouts (9.7.15.5.1.2.1.3 "Canonical Layouts"), in elements over (MN, K), with
+// T = 128 / 16 = 8 for 16-bit elements and LBO / SBO given in bytes:
+//   K-major:               ((8,m),(T,2k)):((1T,SBO),(1,LBO))
+//   MN-major, interleaved: ((T,1,m),(8,k)):((1,T,SBO),(1T,LBO))
+int canonical_b_element(bool mn_major, int k, int n, int lbo_bytes, int sbo_bytes) {
+  constexpr int T = 8, kRest = 1 << 20;
+  const int lbo = lbo_bytes / 2, sbo = sbo_bytes / 2;
+  if (!mn_major) return cute_mode(n, {{8, T}, {kRest, sbo}}) + cute_mode(k, {{T, 1}, {kRest, lbo}});
+  return cute_mode(n, {{T, 1}, {1, T}, {kRest, sbo}}) + cute_mode(k, {{8, T}, {kRest, lbo}});
+}
+
+// ISA 9.7.15.5.1.2.2 "Matrix Descriptor Format": matrix-descriptor-encode(x) = (x & 0x3FFFF) >> 4 of the start
+// address in bits 0-13, the leading dimension byte offset in 16-29, the stride dimension byte offset in 32-45;
+// base offset and swizzle mode (bits 49-51, 62-63) 0.
+uint64_t wgmma_descriptor(uint32_t start, uint32_t lbo, uint32_t sbo) {
+  const auto encode = [](uint64_t x) { return (x & 0x3FFFF) >> 4; };
+  return encode(start) | (encode(lbo) << 16) | (encode(sbo) << 32);
+}
+
+// Where B (16 x n) lies in shared memory: start offset, LBO and SBO in bytes.
+struct BPlacement {
+  int start;
+  int lbo;
+  int sbo;
+  int bytes;  // shared memory needed
+};
+
+// Two arrangements with padding between core matrices (so a swapped or ignored stride reads poison):
+// K-adjacent core matrices close together (LBO < SBO), or N-adjacent ones close together (SBO < LBO).
+BPlacement place_b(int n, bool k_inner) {
+  const int groups_n = n / 8;  // core matrices along N; along K there are 2 (k16)
+  BPlacement p{};
+  p.start = 256;
+  if (k_inner) {
+    p.lbo = 128 + 16;
+    p.sbo = 2 * p.lbo + 32;
+  } else {
+    p.sbo = 128 + 32;
+    p.lbo = groups_n * p.sbo + 48;
+  }
+  p.bytes = p.start + groups_n * p.sbo + 2 * p.lbo + 256;
+  return p;
+}
+
+uint16_t encode_as(em::Element element, double v) {
+  return element == em::Element::BFloat16 ? bf16_exact(v) : f16_exact(v);
+}
+
+// Writes B ([k][n], 16 rows) into shared memory per the canonical layout.
+void store_b(char* smem, em::Element element, bool mn_major, const BPlacement& p, const std::vector<double>& b, int n) {
+  for (int k = 0; k < 16; ++k) {
+    for (int col = 0; col < n; ++col) {
+      const uint16_t bits = encode_as(element, b[k * n + col]);
+      std::memcpy(smem + p.start + 2 * canonical_b_element(mn_major, k, col, p.lbo, p.sbo), &bits, 2);
+    }
+  }
+}
+
+// The A fragment of this thread for columns k0 .. k0+15 of a (64 x a_cols, row-major).
+std::array<uint32_t, 4> a_fragment(em::Element element, int thread, const std::vector<double>& a, int a_cols, int k0) {
+  std::array<uint32_t, 4> regs{};
+  for (int v = 0; v < 8; ++v) {
+    const Coord at = wgmma_fragment(thread, v);
+    regs[v / 2] |= static_cast<uint32_t>(encode_as(element, a[at.row * a_cols + k0 + at.col])) << (16 * (v % 2));
+  }
+  return regs;
+}
+
+// Compares d (64 x n) with c + a * b (c may be empty), reporting the first few mismatches.
+void expect_product(const std::vector<float>& d, const std::vector<double>& a, const std::vector<double>& b,
+                    const std::vector<double>& c, int n, int k_total, const std::string& what) {
+  int wrong = 0;
+  for (int m = 0; m < 64; ++m) {
+    for (int col = 0; col < n; ++col) {
+      double expected = c.empty() ? 0.0 : c[m * n + col];
+      for (int k = 0; k < k_total; ++k) expected += a[m * k_total + k] * b[k * n + col];
+      if (d[m * n + col] != expected && ++wrong <= 5) {
+        ADD_FAILURE() << what << ": D[" << m << "][" << col << "] = " << d[m * n + col] << ", expected " << expected;
+      }
+    }
+  }
+  EXPECT_EQ(wrong, 0) << what;
+}
+
+struct WgmmaCase {
+  em::Element element;
+  bool mn_major;
+  int n;
+  bool k_inner;
+};
+
+std::string case_name(const WgmmaCase& c) {
+  return std::string(c.element == em::Element::BFloat16 ? "Bf16" : "F16") + (c.mn_major ? "MnMajor" : "KMajor") + "N" +
+         std::to_string(c.n) + (c.k_inner ? "KInner" : "NInner");
+}
+void PrintTo(const WgmmaCase& c, std::ostream* os) { *os << case_name(c); }
+
+class WgmmaTest : public ::testing::TestWithParam<WgmmaCase> {};
+
+// One m64nNk16 product: B placed by the canonical layout, A and D through the fragment layouts, D = A * B
+// (scale-d false: the NaNs in d beforehand must not matter), against a plain loop.
+TEST_P(WgmmaTest, MatchesPlainProductThroughTheIsaLayouts) {
+  const WgmmaCase param = GetParam();
+  const em::Element element = param.element;
+  const bool mn_major = param.mn_major;
+  const int n = param.n;
+  const bool k_inner = param.k_inner;
+  const BPlacement p = place_b(n, k_inner);
+  std::mt19937 rng(static_cast<unsigned>(n * 4 + mn_major * 2 + k_inner));
+  const std::vector<double> a = small_values(rng, 64 * 16), b = small_values(rng, 16 * n);
+  std::vector<float> d(64 * n, std::nanf(""));
+  std::vector<int> hits(64 * n, 0);
+  em::launch(block_of(128, p.bytes), [&] {
+    char* smem = em::dynamic_shared_memory();
+    const int t = static_cast<int>(em::thread_index());
+    if (t == 0) store_b(smem, element, mn_major, p, b, n);
+    em::block_sync();
+    em::fence_proxy_async();
+    const std::array<uint32_t, 4> regs = a_fragment(element, t, a, 16, 0);
+    std::array<float, 128> acc;
+    acc.fill(std::nanf(""));
+    const uint64_t desc = wgmma_descriptor(em::shared_address(smem + p.start), p.lbo, p.sbo);
+    em::wgmma_fence();
+    em::wgmma_m64k16(element, n, acc.data(), regs.data(), desc, mn_major, false);
+    em::wgmma_commit_group();
+    em::wgmma_wait_group(0);
+    for (int v = 0; v < n / 2; ++v) {
+      const Coord at = wgmma_fragment(t, v);
+      d[at.row * n + at.col] = acc[v];
+      ++hits[at.row * n + at.col];
+    }
+  });
+  EXPECT_EQ(std::count(hits.begin(), hits.end(), 1), 64 * n) << "the D fragments cover 64 x n once";
+  expect_product(d, a, b, {}, n, 16, "D");
+}
+
+std::vector<WgmmaCase> wgmma_cases() {
+  std::vector<WgmmaCase> cases;
+  for (const em::Element element : {em::Element::BFloat16, em::Element::Float16}) {
+    for (const bool mn_major : {false, true}) {
+      for (const int n : {8, 64, 128, 256}) {
+        for (const bool k_inner : {true, false}) cases.push_back({element, mn_major, n, k_inner});
+      }
+    }
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, WgmmaTest, ::testing::ValuesIn(wgmma_cases()),
+                         [](const ::testing::TestParamInfo<WgmmaCase>& info) { return case_name(info.param); });
+
+// The ISA's own example (9.7.15.5.1.2.1.3) "MN-Major, no-swizzling and bf16 type": exact layout
+// ((8,1,2),(8,2)):((1,8,64),(8,128)) in elements over (N, K) for a 16 x 16 matrix, LBO = 128 * sizeof(bf16) (encoded
+// 16), SBO = 64 * sizeof(bf16) (encoded 8).
+TEST(WgmmaIsaExample, MnMajorNoSwizzleBf16) {
+  constexpr int n = 16;
+  std::mt19937 rng(77);
+  const std::vector<double> a = small_values(rng, 64 * 16), b = small_values(rng, 16 * n);
+  std::vector<float> d(64 * n, std::nanf(""));
+  em::launch(block_of(128, 1024), [&] {
+    auto* smem = reinterpret_cast<uint16_t*>(em::dynamic_shared_memory());
+    const int t = static_cast<int>(em::thread_index());
+    if (t == 0) {
+      for (int k = 0; k < 16; ++k) {
+        for (int col = 0; col < n; ++col)
+          smem[(col % 8) * 1 + (col / 8) * 64 + (k % 8) * 8 + (k / 8) * 128] = bf16_exact(b[k * n + col]);
+      }
+    }
+    em::block_sync();
+    const std::array<uint32_t, 4> regs = a_fragment(em::Element::BFloat16, t, a, 16, 0);
+    std::array<float, 8> acc{};
+    const uint64_t desc = (uint64_t{em::shared_address(smem)} >> 4) | (uint64_t{16} << 16) | (uint64_t{8} << 32);
+    em::wgmma_fence();
+    em::wgmma_m64k16(em::Element::BFloat16, n, acc.data(), regs.data(), desc, true, false);
+    em::wgmma_commit_group();
+    em::wgmma_wait_group(0);
+    for (int v = 0; v < n / 2; ++v) d[wgmma_fragment(t, v).row * n + wgmma_fragment(t, v).col] = acc[v];
+  });
+  expect_product(d, a, b, {}, n, 16, "ISA example");
+}
+
+// D = C + A (64 x 32) * B (32 x n) as two k16 steps with scale-d: either chained without a wait (PTX orders
+// accumulator accesses between wgmma of the same shape) from scale-d false, or waited in between from C.
+void run_two_k_steps(bool chained, em::Element element, bool mn_major) {
+  constexpr int n = 64;
+  const BPlacement p = place_b(n, true);
+  const int tile_bytes = p.bytes;
+  std::mt19937 rng(chained ? 31 : 32);
+  const std::vector<double> a = small_values(rng, 64 * 32), b = small_values(rng, 32 * n),
+                            c = chained ? std::vector<double>{} : small_values(rng, 64 * n);
+  std::vector<float> d(64 * n, std::nanf(""));
+  em::launch(block_of(128, 2 * tile_bytes), [&] {
+    char* smem = em::dynamic_shared_memory();
+    const int t = static_cast<int>(em::thread_index());
+    if (t == 0) {
+      for (int step = 0; step < 2; ++step) {
+        const std::vector<double> rows(b.begin() + step * 16 * n, b.begin() + (step + 1) * 16 * n);
+        store_b(smem + step * tile_bytes, element, mn_major, p, rows, n);
+      }
+    }
+    em::block_sync();
+    std::array<float, n / 2> acc;
+    for (int v = 0; v < n / 2; ++v) {
+      const Coord at = wgmma_fragment(t, v);
+      acc[v] = chained ? std::nanf("") : static_cast<float>(c[at.row * n + at.col]);
+    }
+    for (int step = 0; step < 2; ++step) {
+      const std::array<uint32_t, 4> regs = a_fragment(element, t, a, 32, 16 * step);
+      const uint64_t desc = wgmma_descriptor(em::shared_address(smem + step * tile_bytes + p.start), p.lbo, p.sbo);
+      if (step == 0 || !chained) em::wgmma_fence();
+      em::wgmma_m64k16(element, n, acc.data(), regs.data(), desc, mn_major, !chained || step == 1);
+      if (!chained) {
+        em::wgmma_commit_group();
+        em::wgmma_wait_group(0);
+      }
+    }
+    if (chained) {
+      em::wgmma_commit_group();
+      em::wgmma_wait_group(0);
+    }
+    for (int v = 0; v < n / 2; ++v) d[wgmma_fragment(t, v).row * n + wgmma_fragment(t, v).col] = acc[v];
+  });
+  expect_product(d, a, b, c, n, 32, chained ? "chained k-steps" : "k-steps with a wait between");
+}
+
+TEST(Wgmma, ScaleDAccumulatesChainedKSteps) {
+  run_two_k_steps(true, em::Element::BFloat16, false);
+  run_two_k_steps(true, em::Element::Float16, true);
+}
+
+TEST(Wgmma, ScaleDAccumulatesOntoRegisters) {
+  run_two_k_steps(false, em::Element::Float16, false);
+  run_two_k_steps(false, em::Element::BFloat16, true);
+}
+
+// The accumulators change only when wait_group retires the group: not at issue, not at commit; wait_group 1
+// retires all but the newest group; an uncommitted wgmma is in no group and is not waited for.
+TEST(Wgmma, AccumulatorsChangeOnlyWhenWaitGroupRetires) {
+  constexpr int n = 8;
+  const BPlacement p = place_b(n, true);
+  std::mt19937 rng(41);
+  const std::vector<double> a = small_values(rng, 64 * 16), b = small_values(rng, 16 * n);
+  std::vector<std::string> failures;
+  const auto check = [&](bool ok, const char* what) {
+    if (!ok && std::find(failures.begin(), failures.end(), what) == failures.end()) failures.emplace_back(what);
+  };
+  em::launch(block_of(128, p.bytes), [&] {
+    char* smem = em::dynamic_shared_memory();
+    const int t = static_cast<int>(em::thread_index());
+    if (t == 0) store_b(smem, em::Element::BFloat16, false, p, b, n);
+    em::block_sync();
+    const std::array<uint32_t, 4> regs = a_fragment(em::Element::BFloat16, t, a, 16, 0);
+    const uint64_t desc = wgmma_descriptor(em::shared_address(smem + p.start), p.lbo, p.sbo);
+    // The product this thread should hold, and recognisable old values for three accumulator sets.
+    std::array<float, 4> product{};
+    for (int v = 0; v < 4; ++v) {
+      const Coord at = wgmma_fragment(t, v);
+      double sum = 0;
+      for (int k = 0; k < 16; ++k) sum += a[at.row * 16 + k] * b[k * n + at.col];
+      product[v] = static_cast<float>(sum);
+    }
+    std::array<float, 4> d1, d2, d3;
+    for (int v = 0; v < 4; ++v) {
+      d1[v] = 1000.0f + static_cast<float>(v);
+      d2[v] = 2000.0f + static_cast<float>(v);
+      d3[v] = 3000.0f + static_cast<float>(v);
+    }
+    const std::array<float, 4> old1 = d1, old2 = d2, old3 = d3;
+    std::array<float, 4> sum2;
+    for (int v = 0; v < 4; ++v) sum2[v] = old2[v] + product[v];
+
+    em::wgmma_fence();
+    em::wgmma_m64k16(em::Element::BFloat16, n, d1.data(), regs.data(), desc, false, false);
+    check(d1 == old1, "d unchanged after issue");
+    em::wgmma_commit_group();
+    check(d1 == old1, "d unchanged after commit");
+    em::wgmma_m64k16(em::Element::BFloat16, n, d2.data(), regs.data(), desc, false, true);
+    em::wgmma_commit_group();
+    em::wgmma_wait_group(1);
+    check(d1 == product, "older group retired by wait_group 1");
+    check(d2 == old2, "newest group still pending after wait_group 1");
+    em::wgmma_wait_group(0);
+    check(d2 == sum2, "newest group retired by wait_group 0 (scale-d: old + product)");
+
+    em::wgmma_fence();
+    em::wgmma_m64k16(em::Element::BFloat16, n, d3.data(), regs.data(), desc, false, false);
+    em::wgmma_wait_group(0);
+    check(d3 == old3, "an uncommitted wgmma is not waited for");
+    em::wgmma_commit_group();
+    em::wgmma_wait_group(0);
+    check(d3 == product, "retired once committed and waited for");
+  });
+  EXPECT_TRUE(failures.empty()) << ::testing::PrintToString(failures);
+}
+
+// Two warpgroups of one block are independent collectives, each with its own A, B and descriptor.
+TEST(Wgmma, WarpgroupsOfOneBlockAreIndependent) {
+  constexpr int n = 16;
+  const BPlacement p = place_b(n, true);
+  std::mt19937 rng(51);
+  const std::array<std::vector<double>, 2> a = {small_values(rng, 64 * 16), small_values(rng, 64 * 16)};
+  const std::array<std::vector<double>, 2> b = {small_values(rng, 16 * n), small_values(rng, 16 * n)};
+  std::array<std::vector<float>, 2> d = {std::vector<float>(64 * n, std::nanf("")),
+                                         std::vector<float>(64 * n, std::nanf(""))};
+  em::launch(block_of(256, 2 * p.bytes), [&] {
+    char* smem = em::dynamic_shared_memory();
+    const int t = static_cast<int>(em::thread_index()), g = t / 128, r = t % 128;
+    if (r == 0) store_b(smem + g * p.bytes, em::Element::Float16, true, p, b[g], n);
+    em::block_sync();
+    const std::array<uint32_t, 4> regs = a_fragment(em::Element::Float16, r, a[g], 16, 0);
+    std::array<float, n / 2> acc{};
+    em::wgmma_fence();
+    em::wgmma_m64k16(em::Element::Float16, n, acc.data(), regs.data(),
+                     wgmma_descriptor(em::shared_address(smem + g * p.bytes + p.start), p.lbo, p.sbo), true, false);
+    em::wgmma_commit_group();
+    em::wgmma_wait_group(0);
+    for (int v = 0; v < n / 2; ++v) d[g][wgmma_fragment(r, v).row * n + wgmma_fragment(r, v).col] = acc[v];
+  });
+  expect_product(d[0], a[0], b[0], {}, n, 16, "warpgroup 0");
+  expect_product(d[1], a[1], b[1], {}, n, 16, "warpgroup 1");
+}
+
+// A kernel for the error tests: 128 threads (or `threads`), a 64-column K-major B at offset 0 (LBO 128, SBO 256,
+// 2048 bytes), `body` given the thread, a zero A fragment and accumulators.
+void run_wgmma_kernel(const std::function<void(int, char*, const uint32_t*, float*)>& body, unsigned threads = 128,
+                      size_t shared_bytes = 4096) {
+  em::launch(block_of(threads, shared_bytes), [&] {
+    const std::array<uint32_t, 4> regs{};
+    std::array<float, 128> acc{};
+    body(static_cast<int>(em::thread_index()), em::dynamic_shared_memory(), regs.data(), acc.data());
+  });
+}
+
+constexpr uint64_t kErrorTestDesc = (uint64_t{128 >> 4} << 16) | (uint64_t{256 >> 4} << 32);
+
+TEST(Wgmma, AWarpgroupMissingAWarpIsAnError) {
+  // Warp 3 exits while the other three wait at the fence.
+  expect_error<em::EmulationError>(
+      [] {
+        run_wgmma_kernel([](int t, char*, const uint32_t*, float*) {
+          if (t >= 96) return;
+          em::wgmma_fence();
+        });
+      },
+      {"divergent warpgroup", "exited", "of its warpgroup", "wgmma_fence"});
+  // Warp 3 waits at bar.sync while the other three wait at the wgmma: nobody can proceed.
+  expect_error<em::EmulationError>(
+      [] {
+        run_wgmma_kernel([](int t, char*, const uint32_t* a, float* d) {
+          if (t >= 96) {
+            em::block_sync();
+          } else {
+            em::wgmma_m64k16(em::Element::BFloat16, 64, d, a, kErrorTestDesc, false, false);
+          }
+        });
+      },
+      {"deadlock", "warp 0: lanes 0-31 at wgmma_m64k16", "warp 3: lanes 0-31 at block_sync"});
+  // A block of 96 threads has no complete warpgroup.
+  expect_error<em::EmulationError>(
+      [] { run_wgmma_kernel([](int, char*, const uint32_t*, float*) { em::wgmma_fence(); }, 96); },
+      {"warpgroup 0 (threads 0-127) is incomplete", "96 threads"});
+  // Warp 2 commits while the others wait: .aligned is broken.
+  expect_error<em::EmulationError>(
+      [] {
+        run_wgmma_kernel([](int t, char*, const uint32_t*, float*) {
+          if (t / 32 == 2) {
+            em::wgmma_commit_group();
+          } else {
+            em::wgmma_wait_group(0);
+          }
+        });
+      },
+      {"divergent warpgroup", "wgmma_commit_group", "wgmma_wait_group"});
+  // Half a warp at the fence, the other half at a shuffle.
+  expect_error<em::EmulationError>(
+      [] {
+        run_wgmma_kernel([](int t, char*, const uint32_t*, float*) {
+          if (t % 32 < 16) {
+            em::wgmma_fence();
+          } else {
+            em::shfl_xor(1.0f, 1);
+          }
+        });
+      },
+      {"divergent warp", "wgmma_fence", "shfl_xor"});
+}
+
+TEST(Wgmma, OperandsMustAgreeAcrossTheWarpgroup) {
+  expect_error<em::EmulationError>(
+      [] {
+        run_wgmma_kernel([](int t, char*, const uint32_t* a, float* d) {
+          const uint64_t desc = t / 32 == 1 ? kErrorTestDesc + 1 : kErrorTestDesc;
+          em::wgmma_m64k16(em::Element::BFloat16, 64, d, a, desc, false, false);
+        });
+      },
+      {"divergent warpgroup", "different B descriptors"});
+  expect_error<em::EmulationError>(
+      [] {
+        run_wgmma_kernel([](int t, char*, const uint32_t* a, float* d) {
+          em::wgmma_m64k16(em::Element::BFloat16, t == 127 ? 32 : 64, d, a, kErrorTestDesc, false, false);
+        });
+      },
+      {"divergent warpgroup", "different n"});
+  expect_error<em::EmulationError>(
+      [] { run_wgmma_kernel([](int t, char*, const uint32_t*, float*) { em::wgmma_wait_group(t == 5 ? 1 : 0); }); },
+      {"divergent warpgroup", "wgmma.wait_group 0", "wgmma.wait_group 1"});
+}
+
+TEST(Wgmma, BadDescriptorsAndArgumentsAreErrors) {
+  const auto issue = [](uint64_t desc, int n = 64) {
+    run_wgmma_kernel([desc, n](int, char*, const uint32_t* a, float* d) {
+      em::wgmma_m64k16(em::Element::Float16, n, d, a, desc, false, false);
+    });
+  };
+  expect_error<em::EmulationError>([&] { issue(kErrorTestDesc | (uint64_t{1} << 62)); },
+                                   {"swizzle mode 1", "128-byte", "not supported"});
+  expect_error<em::EmulationError>([&] { issue(kErrorTestDesc | (uint64_t{3} << 62)); }, {"swizzle mode 3"});
+  expect_error<em::EmulationError>([&] { issue(kErrorTestDesc | (uint64_t{3} << 49)); }, {"base offset 3"});
+  expect_error<em::EmulationError>([&] { issue(kErrorTestDesc | (uint64_t{1} << 46)); }, {"outside every field"});
+  // Start 512, SBO 512: B[15][63] lies at 512 + 7 * 512 + 128 + 7 * 16 + 7 * 2 = 4350, past the 4096 bytes.
+  expect_error<em::EmulationError>(
+      [&] { issue((uint64_t{512 >> 4}) | (uint64_t{128 >> 4} << 16) | (uint64_t{512 >> 4} << 32)); },
+      {"wgmma B operand", "is not inside the 4096 bytes"});
+  expect_error<em::EmulationError>([&] { issue(kErrorTestDesc, 12); }, {"n = 12"});
+  expect_error<em::EmulationError>([&] { issue(kErrorTestDesc, 264); }, {"n = 264"});
+  expect_error<em::EmulationError>(
+      [] { run_wgmma_kernel([](int, char*, const uint32_t*, float*) { em::wgmma_wait_group(-1); }); },
+      {"wait_group -1"});
+  expect_error<em::EmulationError>(
+      [] { run_wgmma_kernel([](int, char* smem, const uint32_t*, float*) { em::shared_address(smem + 4097); }); },
+      {"shared_address", "does not point into the 4096 bytes"});
+  expect_error<em::EmulationError>([] { em::wgmma_fence(); }, {"wgmma_fence()", "outside"});
+}
+
+TEST(Wgmma, SharedAddressIsTheOffsetInDynamicSharedMemory) {
+  std::vector<uint32_t> got(128);
+  run_wgmma_kernel([&](int t, char* smem, const uint32_t*, float*) {
+    got[t] = em::shared_address(smem + 16 * t);
+    em::fence_proxy_async();
+  });
+  for (uint32_t t = 0; t < 128; ++t) EXPECT_EQ(got[t], 16 * t);
+}
+
+// Writing B while the wgmma reading it may still run is a race; it is caught at the first wait_group.
+TEST(Wgmma, OverwritingBBeforeTheWaitIsAnError) {
+  expect_error<em::EmulationError>(
+      [] {
+        run_wgmma_kernel([](int t, char* smem, const uint32_t* a, float* d) {
+          em::wgmma_m64k16(em::Element::BFloat16, 64, d, a, kErrorTestDesc, false, false);
+          em::wgmma_commit_group();
+          if (t == 70) std::memset(smem + 256 * 3 + 128 + 16 * 2, 0, 2);  // B[8][26] (K-major)
+          em::wgmma_wait_group(0);
+        });
+      },
+      {"B[8][26]", "overwritten before a wgmma.wait_group retired"});
+}
+
+// Chaining is defined for the same shape only; other overlaps with an operation in flight need a wait first.
+TEST(Wgmma, OverlappingAccumulatorsOfAnotherShapeAreAnError) {
+  expect_error<em::EmulationError>(
+      [] {
+        run_wgmma_kernel([](int, char*, const uint32_t* a, float* d) {
+          em::wgmma_m64k16(em::Element::BFloat16, 64, d, a, kErrorTestDesc, false, false);
+          em::wgmma_m64k16(em::Element::BFloat16, 32, d + 8, a, kErrorTestDesc, false, true);
+        });
+      },
+      {"another shape", "n = 64, here 32"});
 }
 
 }  // namespace

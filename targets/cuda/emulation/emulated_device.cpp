@@ -37,8 +37,11 @@ uint64_t fnv1a(const std::string& text, uint64_t hash = 1469598103934665603ull) 
 
 }  // namespace
 
-EmulatedDevice::EmulatedDevice(std::string compiler, std::string source_root, std::string work_dir)
-    : compiler_(std::move(compiler)), source_root_(std::move(source_root)), work_dir_(std::move(work_dir)) {}
+EmulatedDevice::EmulatedDevice(std::string compiler, std::string source_root, std::string work_dir, bool wgmma)
+    : compiler_(std::move(compiler)),
+      source_root_(std::move(source_root)),
+      work_dir_(std::move(work_dir)),
+      wgmma_(wgmma) {}
 
 EmulatedDevice::~EmulatedDevice() {
   for (auto& [hash, library] : libraries_) dlclose(library);

@@ -16,8 +16,11 @@ class EmulatedDevice : public AttentionDevice {
  public:
   // `compiler`: the host C++ compiler; `source_root`: the repository root (the emulator's header);
   // `work_dir`: where sources and libraries are written (compiled libraries are reused by source hash).
-  EmulatedDevice(std::string compiler, std::string source_root, std::string work_dir);
+  // `wgmma`: emulate an sm_90a device, whose kernels use warpgroup MMA.
+  EmulatedDevice(std::string compiler, std::string source_root, std::string work_dir, bool wgmma = false);
   ~EmulatedDevice() override;
+  EmulatedDevice(const EmulatedDevice&) = delete;
+  EmulatedDevice& operator=(const EmulatedDevice&) = delete;
 
   std::unique_ptr<DeviceMemory> allocate(size_t bytes) override;
   void load(const KernelSource& source) override;
@@ -28,6 +31,7 @@ class EmulatedDevice : public AttentionDevice {
   void synchronize() override {}
   int64_t multiprocessors() const override { return multiprocessors_; }
   void set_multiprocessors(int64_t n) { multiprocessors_ = n; }
+  bool wgmma() const override { return wgmma_; }
 
  private:
   void* symbol(const std::string& name) const;
@@ -36,6 +40,7 @@ class EmulatedDevice : public AttentionDevice {
   void* library_ = nullptr;
   std::map<std::string, void*> libraries_;  // by source hash; kept open for the device's lifetime
   int64_t multiprocessors_ = 4;
+  bool wgmma_ = false;
 };
 
 }  // namespace tessera::cuda::emulation

@@ -13,7 +13,12 @@
 //   - "cvt" (.rn.f16x2.f32 / .rn.bf16x2.f32: input a goes to the upper half, b to the lower half);
 //   - "shfl.sync" (.bfly: source lane = laneid ^ b[4:0]; with c = 0x1f every lane is in range);
 //   - "bar.sync" (barrier 0 with no thread count: every thread of the CTA);
-//   - "ex2.approx.ftz.f32".
+//   - "ex2.approx.ftz.f32";
+//   - 9.7.15 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions" (wgmma): 9.7.15.5.1.1.1
+//     "Matrix Fragments for wgmma.mma_async.m64nNk16" (Figures "WGMMA .m64nNk16 register fragment layout for
+//     matrix A" and "... for accumulator matrix D"), 9.7.15.5.1.2 "Shared Memory Matrix Layout" with
+//     9.7.15.5.1.2.1 "Major-ness supported by Strides" and 9.7.15.5.1.2.1.3 "Canonical Layouts",
+//     9.7.15.5.1.2.2 "Matrix Descriptor Format", and 9.7.15.7 wgmma.fence / commit_group / wait_group.
 #include "targets/cuda/emulation/warp_emulator.h"
 
 #include <fmt/format.h>
@@ -40,12 +45,14 @@ static_assert(std::endian::native == std::endian::little,
               "shared memory is read as little-endian 16-bit elements, as on the GPU");
 
 constexpr unsigned kWarpSize = 32;
-constexpr unsigned kMaxThreads = 1024;  // per block, on every architecture since sm_20
+constexpr unsigned kWarpgroupSize = 128;    // four consecutive warps, the first a multiple of 4
+constexpr int kMaxWgmmaAccumulators = 128;  // n / 2 f32 registers per thread for n <= 256
+constexpr unsigned kMaxThreads = 1024;      // per block, on every architecture since sm_20
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr size_t kSharedAlignment = 128;
 constexpr unsigned char kPoison = 0xFF;  // 0xFFFF is a NaN in f16 and bf16, 0xFFFFFFFF a NaN in f32
 
-enum class Op { None, BlockSync, Shfl, Mma, Ldmatrix };
+enum class Op { None, BlockSync, Shfl, Mma, Ldmatrix, WgmmaFence, Wgmma, WgmmaCommit, WgmmaWait };
 
 const char* op_name(Op op) {
   switch (op) {
@@ -54,11 +61,19 @@ const char* op_name(Op op) {
     case Op::Shfl: return "shfl_xor (shfl.sync.bfly)";
     case Op::Mma: return "mma_m16n8k16 (mma.sync)";
     case Op::Ldmatrix: return "ldmatrix_x4 (ldmatrix.sync)";
+    case Op::WgmmaFence: return "wgmma_fence (wgmma.fence)";
+    case Op::Wgmma: return "wgmma_m64k16 (wgmma.mma_async)";
+    case Op::WgmmaCommit: return "wgmma_commit_group (wgmma.commit_group)";
+    case Op::WgmmaWait: return "wgmma_wait_group (wgmma.wait_group)";
   }
   return "?";
 }
 
 bool is_warp_op(Op op) { return op == Op::Shfl || op == Op::Mma || op == Op::Ldmatrix; }
+bool is_warpgroup_op(Op op) {
+  return op == Op::WgmmaFence || op == Op::Wgmma || op == Op::WgmmaCommit || op == Op::WgmmaWait;
+}
+bool is_collective(Op op) { return is_warp_op(op) || is_warpgroup_op(op); }
 
 enum class State { NotStarted, Runnable, Waiting, Finished };
 
@@ -67,6 +82,24 @@ struct PendingCopy {
   std::array<unsigned char, 16> bytes{};
 };
 using CopyGroup = std::vector<PendingCopy>;
+
+// The shared memory one wgmma.mma_async read (B), kept to catch a write to it before the operation is known to be
+// complete: a kernel that overwrites a B tile while the wgmma reading it may still be running races on a GPU.
+struct WgmmaSource {
+  std::vector<uint32_t> offsets;  // byte offsets in dynamic shared memory, element [k * n + col]
+  std::vector<uint16_t> bits;     // what was read there
+  bool checked = false;           // compared again at the first wait_group (of any thread) that retired it
+};
+
+// One thread's share of an issued wgmma.mma_async: its D fragment, written to `d` when its group is retired (so `d`
+// must stay valid until then, as the registers it stands for do).
+struct PendingWgmma {
+  float* d = nullptr;
+  int count = 0;
+  std::array<float, kMaxWgmmaAccumulators> values{};
+  std::shared_ptr<WgmmaSource> source;
+};
+using WgmmaGroup = std::vector<PendingWgmma>;
 
 // Resumed into a suspended fiber to unwind its stack (running its destructors) when the launch is abandoned. Not a
 // std::exception, so that a kernel's catch (const std::exception&) does not swallow it.
@@ -121,6 +154,19 @@ struct Fiber {
   // cp.async: copies not yet committed, and the committed groups not yet waited for, oldest first.
   CopyGroup open_group;
   std::deque<CopyGroup> committed_groups;
+
+  // wgmma operands deposited at the warpgroup collective (element and a above are shared with mma); the
+  // accumulators go in (scale_d) and the product comes out in wgmma_accumulators.
+  int wgmma_n = 0;
+  uint64_t wgmma_b_desc = 0;
+  bool wgmma_trans_b = false;
+  bool wgmma_scale_d = false;
+  int wgmma_pending = 0;
+  std::array<float, kMaxWgmmaAccumulators> wgmma_accumulators{};
+  std::shared_ptr<WgmmaSource> wgmma_source;
+  // wgmma.mma_async operations not yet in a group, and the committed groups not yet retired, oldest first.
+  WgmmaGroup wgmma_open_group;
+  std::deque<WgmmaGroup> wgmma_committed_groups;
 };
 
 struct Launch {
@@ -186,24 +232,47 @@ void release_barrier_if_complete(Launch& launch) {
 void compute_shfl(Launch& launch, unsigned first);
 void compute_mma(Launch& launch, unsigned first);
 void compute_ldmatrix(Launch& launch, unsigned first);
+void compute_wgmma(Launch& launch, unsigned first);
+void check_wgmma_wait(Launch& launch, unsigned first);
 
-// The calling lane has deposited its operands for `op`. Checks that no lane of its warp has exited or waits at a
-// different warp collective; the last lane to arrive computes the result for all.
-void arrive_at_warp_collective(Launch& launch, Op op) {
+// Whether a thread waiting at collective `op` can never meet one that has reached a different collective: a lane of
+// the same warp waiting at any warp or warpgroup collective (.sync: the warp executes them together), or a thread
+// of another warp of the warpgroup waiting at a different warpgroup collective (.aligned: the warpgroup executes
+// the same sequence). Another warp that waits at a warp collective or bar.sync may simply be behind.
+bool cannot_meet(bool same_warp, Op op) { return same_warp ? is_collective(op) : is_warpgroup_op(op); }
+
+std::string participant(unsigned thread, bool same_warp) {
+  return same_warp ? fmt::format("lane {} of its warp", thread % kWarpSize)
+                   : fmt::format("thread {} (warp {}) of its warpgroup", thread, thread / kWarpSize);
+}
+
+// The calling thread has deposited its operands for `op`, a collective over its warp (shfl, mma, ldmatrix) or its
+// warpgroup (the wgmma instructions). Checks that no participant has exited or waits where it cannot meet this
+// one; the last participant to arrive computes the result for all.
+void arrive_at_collective(Launch& launch, Op op) {
   Fiber& me = self(launch);
   check_not_cancelled(me);
-  const unsigned first = launch.current / kWarpSize * kWarpSize;
+  const unsigned size = is_warpgroup_op(op) ? kWarpgroupSize : kWarpSize;
+  const unsigned first = launch.current / size * size;
+  if (first + size > launch.fibers.size()) {
+    throw EmulationError(fmt::format(
+        "{} reached {}, but its warpgroup {} (threads {}-{}) is incomplete: the block has {} threads",
+        where(launch, launch.current), op_name(op), first / size, first, first + size - 1, launch.fibers.size()));
+  }
   bool complete = true;
-  for (unsigned t = first; t < first + kWarpSize; ++t) {
+  for (unsigned t = first; t < first + size; ++t) {
     if (t == launch.current) continue;
     const Fiber& other = *launch.fibers[t];
+    const bool same_warp = t / kWarpSize == launch.current / kWarpSize;
+    const char* scope = same_warp ? "warp" : "warpgroup";
     if (other.state == State::Finished) {
-      throw EmulationError(fmt::format("divergent warp: {} reached {} but lane {} of its warp has exited",
-                                       where(launch, launch.current), op_name(op), t % kWarpSize));
+      throw EmulationError(fmt::format("divergent {}: {} reached {} but {} has exited", scope,
+                                       where(launch, launch.current), op_name(op), participant(t, same_warp)));
     }
-    if (other.state == State::Waiting && is_warp_op(other.op) && other.op != op) {
-      throw EmulationError(fmt::format("divergent warp: {} reached {} while lane {} of its warp waits at {}",
-                                       where(launch, launch.current), op_name(op), t % kWarpSize, op_name(other.op)));
+    if (other.state == State::Waiting && other.op != op && cannot_meet(same_warp, other.op)) {
+      throw EmulationError(fmt::format("divergent {}: {} reached {} while {} waits at {}", scope,
+                                       where(launch, launch.current), op_name(op), participant(t, same_warp),
+                                       op_name(other.op)));
     }
     if (other.state != State::Waiting || other.op != op) complete = false;
   }
@@ -217,9 +286,11 @@ void arrive_at_warp_collective(Launch& launch, Op op) {
     case Op::Shfl: compute_shfl(launch, first); break;
     case Op::Mma: compute_mma(launch, first); break;
     case Op::Ldmatrix: compute_ldmatrix(launch, first); break;
+    case Op::Wgmma: compute_wgmma(launch, first); break;
+    case Op::WgmmaWait: check_wgmma_wait(launch, first); break;
     default: break;
   }
-  for (unsigned t = first; t < first + kWarpSize; ++t) {
+  for (unsigned t = first; t < first + size; ++t) {
     launch.fibers[t]->state = State::Runnable;
     launch.fibers[t]->op = Op::None;
   }
@@ -340,6 +411,178 @@ void compute_ldmatrix(Launch& launch, unsigned first) {
   }
 }
 
+// The matrix descriptor (9.7.15.5.1.2.2 "Matrix Descriptor Format"): bits 0-13 matrix-descriptor-encode(start
+// address), 16-29 encode(leading dimension byte offset), 32-45 encode(stride dimension byte offset), 49-51 the
+// matrix base offset, 62-63 the swizzling mode (0: none, 1: 128B, 2: 64B, 3: 32B), where
+// matrix-descriptor-encode(x) = (x & 0x3FFFF) >> 4. The other bits are not defined by the ISA; a descriptor that
+// sets them was most likely built with a field in the wrong place, so it is rejected.
+struct Descriptor {
+  uint32_t start = 0;  // bytes, in the shared state space
+  uint32_t leading = 0;
+  uint32_t stride = 0;
+};
+
+Descriptor decode_descriptor(uint64_t desc) {
+  const auto swizzle = static_cast<unsigned>(desc >> 62);
+  if (swizzle != 0) {
+    static constexpr std::array<const char*, 4> kModes = {"none", "128-byte", "64-byte", "32-byte"};
+    throw EmulationError(
+        fmt::format("wgmma B descriptor {:#018x}: swizzle mode {} ({} swizzle) is not supported; "
+                    "the emulator implements mode 0 (no swizzle) only",
+                    desc, swizzle, kModes[swizzle]));
+  }
+  if (const auto base_offset = static_cast<unsigned>((desc >> 49) & 0x7u); base_offset != 0) {
+    throw EmulationError(fmt::format("wgmma B descriptor {:#018x}: matrix base offset {} must be 0 without swizzling",
+                                     desc, base_offset));
+  }
+  constexpr uint64_t kUndefined =
+      (uint64_t{0x3} << 14) | (uint64_t{0x3} << 30) | (uint64_t{0x7} << 46) | (uint64_t{0x3ff} << 52);
+  if ((desc & kUndefined) != 0) {
+    throw EmulationError(
+        fmt::format("wgmma B descriptor {:#018x}: bits {:#018x} are outside every field (bits 0-13, 16-29, 32-45, "
+                    "49-51, 62-63)",
+                    desc, desc & kUndefined));
+  }
+  Descriptor d;
+  d.start = static_cast<uint32_t>(desc & 0x3fffu) << 4;
+  d.leading = static_cast<uint32_t>((desc >> 16) & 0x3fffu) << 4;
+  d.stride = static_cast<uint32_t>((desc >> 32) & 0x3fffu) << 4;
+  return d;
+}
+
+// The byte address of B[k][col] (k < 16, col < n) for 16-bit elements without swizzling, from 9.7.15.5.1.2.1.3
+// "Canonical Layouts" (CuTe notation over (MN, K) coordinates, in elements; T = 128 / 16 = 8 elements per 16
+// bytes), with the strides named in 9.7.15.5.1.2.1.1-2 ("Leading / Stride Dimension Byte Offset"):
+//   K-major (imm-trans-b 0):  ((8,m),(T,2k)):((1T,SBO),(1,LBO))
+//     byte(B[k][n]) = start + (n % 8) * 16 + (n / 8) * SBO + (k % 8) * 2 + (k / 8) * LBO
+//   MN-major (imm-trans-b 1): ((T,1,m),(8,k)):((1,T,SBO),(1T,LBO))
+//     byte(B[k][n]) = start + (n % 8) * 2 + (n / 8) * SBO + (k % 8) * 16 + (k / 8) * LBO
+// Either way the matrix is built of core matrices of 8 rows x 16 contiguous bytes (128 contiguous bytes; the rows
+// run along N for K-major, along K for MN-major), LBO is the distance between core matrices adjacent along K and
+// SBO between core matrices adjacent along N. (The ISA's worked example "MN-Major, no-swizzling and bf16 type",
+// ((8,1,2),(8,2)):((1,8,64),(8,128)) with LBO = 128 and SBO = 64 elements, is this formula.)
+uint32_t b_address(const Descriptor& d, bool mn_major, unsigned k, unsigned col) {
+  const uint32_t within = mn_major ? (col % 8) * 2 + (k % 8) * 16 : (col % 8) * 16 + (k % 8) * 2;
+  return d.start + (col / 8) * d.stride + (k / 8) * d.leading + within;
+}
+
+// wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}.{bf16,f16} with A in registers, per 9.7.15.5.1.1.1 "Matrix
+// Fragments for wgmma.mma_async.m64nNk16" (Figures "WGMMA .m64nNk16 register fragment layout for matrix A" and
+// "... for accumulator matrix D"). With w = the warp's rank in the warpgroup, groupID = laneid >> 2,
+// threadID_in_group = laneid % 4, and the lower-numbered element of a .b32 register in its low 16 bits:
+//   A (a0..a7 in 4 registers): row = 16 w + groupID + 8 * ((i / 2) % 2), col = 2 * threadID_in_group + i % 2
+//                              + 8 * (i / 4);
+//   D (d0..d(N/2-1)):          row = 16 w + groupID + 8 * ((i / 2) % 2), col = 8 * (i / 4) + 2 * threadID_in_group
+//                              + i % 2;
+// i.e. each warp holds rows 16w..16w+15 as the mma.m16n8k16 A fragment, and D as the m16n8 C fragment repeated
+// for every 8 columns. (CUTLASS's ALayout_64x16 and CLayout_64xN in cute/atom/mma_traits_sm90_gmma.hpp encode the
+// same figures.) The products of 16-bit inputs are exact in double and the sum is rounded to f32 once.
+void compute_wgmma(Launch& launch, unsigned first) {
+  const Fiber& lead = *launch.fibers[first];
+  for (unsigned t = first + 1; t < first + kWarpgroupSize; ++t) {
+    const Fiber& other = *launch.fibers[t];
+    const char* what = other.element != lead.element               ? "input types"
+                       : other.wgmma_n != lead.wgmma_n             ? "n"
+                       : other.wgmma_b_desc != lead.wgmma_b_desc   ? "B descriptors"
+                       : other.wgmma_trans_b != lead.wgmma_trans_b ? "imm-trans-b"
+                       : other.wgmma_scale_d != lead.wgmma_scale_d ? "scale-d"
+                                                                   : nullptr;
+    if (what != nullptr) {
+      throw EmulationError(
+          fmt::format("divergent warpgroup: {}: threads {} and {} run wgmma.mma_async with different {}",
+                      where(launch, first), first, t, what));
+    }
+  }
+  const Element element = lead.element;
+  const auto n = static_cast<unsigned>(lead.wgmma_n);
+  const Descriptor desc = decode_descriptor(lead.wgmma_b_desc);
+  const auto widen = [element](uint16_t bits) {
+    return static_cast<double>(element == Element::BFloat16 ? bf16_to_float(bits) : f16_to_float(bits));
+  };
+
+  auto source = std::make_shared<WgmmaSource>();
+  source->offsets.resize(16 * n);
+  source->bits.resize(16 * n);
+  std::vector<double> b(16 * n);  // [k][col]
+  for (unsigned k = 0; k < 16; ++k) {
+    for (unsigned col = 0; col < n; ++col) {
+      const uint32_t at = b_address(desc, lead.wgmma_trans_b, k, col);
+      if (static_cast<size_t>(at) + 2 > launch.shape.shared_bytes) {
+        throw EmulationError(fmt::format(
+            "wgmma B operand of {}: B[{}][{}] at shared address {} (descriptor {:#018x}: start {}, LBO {}, SBO {}, "
+            "{}-major) is not inside the {} bytes of dynamic shared memory",
+            where(launch, first), k, col, at, lead.wgmma_b_desc, desc.start, desc.leading, desc.stride,
+            lead.wgmma_trans_b ? "MN" : "K", launch.shape.shared_bytes));
+      }
+      uint16_t bits;
+      std::memcpy(&bits, launch.shared + at, sizeof bits);
+      source->offsets[k * n + col] = at;
+      source->bits[k * n + col] = bits;
+      b[k * n + col] = widen(bits);
+    }
+  }
+
+  std::array<std::array<double, 16>, 64> a{};
+  for (unsigned r = 0; r < kWarpgroupSize; ++r) {
+    const Fiber& fiber = *launch.fibers[first + r];
+    const unsigned lane = r % kWarpSize, group = lane >> 2, in_group = lane % 4;
+    for (unsigned i = 0; i < 8; ++i) {
+      const unsigned row = 16 * (r / kWarpSize) + group + 8 * ((i / 2) % 2);
+      const unsigned col = 2 * in_group + i % 2 + 8 * (i / 4);
+      const uint32_t reg = fiber.a[i / 2];
+      a[row][col] = widen(static_cast<uint16_t>(i % 2 == 0 ? reg & 0xffffu : reg >> 16));
+    }
+  }
+  for (unsigned r = 0; r < kWarpgroupSize; ++r) {
+    Fiber& fiber = *launch.fibers[first + r];
+    const unsigned lane = r % kWarpSize, group = lane >> 2, in_group = lane % 4;
+    for (unsigned i = 0; i < n / 2; ++i) {
+      const unsigned row = 16 * (r / kWarpSize) + group + 8 * ((i / 2) % 2);
+      const unsigned col = 8 * (i / 4) + 2 * in_group + i % 2;
+      double sum = lead.wgmma_scale_d ? static_cast<double>(fiber.wgmma_accumulators[i]) : 0.0;
+      for (unsigned k = 0; k < 16; ++k) sum += a[row][k] * b[k * n + col];
+      fiber.wgmma_accumulators[i] = static_cast<float>(sum);
+    }
+    fiber.wgmma_source = source;
+  }
+}
+
+// wgmma.wait_group is .aligned: the warpgroup executes the same instruction, with the same N.
+void check_wgmma_wait(Launch& launch, unsigned first) {
+  const int pending = launch.fibers[first]->wgmma_pending;
+  for (unsigned t = first + 1; t < first + kWarpgroupSize; ++t) {
+    if (launch.fibers[t]->wgmma_pending != pending) {
+      throw EmulationError(
+          fmt::format("divergent warpgroup: {}: thread {} runs wgmma.wait_group {} and thread {} wgmma.wait_group {}",
+                      where(launch, first), first, pending, t, launch.fibers[t]->wgmma_pending));
+    }
+  }
+}
+
+// Makes the oldest committed wgmma group of `fiber` complete: the products land in its accumulator registers. The
+// first retirement of an operation by any thread of its warpgroup also checks that the shared memory it read is
+// unchanged: until then no thread knows the operation complete, so a write there raced with it.
+void retire_oldest_wgmma_group(const Launch& launch, Fiber& fiber) {
+  for (const PendingWgmma& op : fiber.wgmma_committed_groups.front()) {
+    if (op.source && !op.source->checked) {
+      op.source->checked = true;
+      const auto n = static_cast<unsigned>(op.source->bits.size() / 16);
+      for (size_t e = 0; e < op.source->offsets.size(); ++e) {
+        uint16_t now;
+        std::memcpy(&now, launch.shared + op.source->offsets[e], sizeof now);
+        if (now != op.source->bits[e]) {
+          throw EmulationError(fmt::format(
+              "shared memory read by a wgmma.mma_async (B[{}][{}] at shared address {}) was overwritten before "
+              "a wgmma.wait_group retired the operation (found at {})",
+              e / n, e % n, op.source->offsets[e], where(launch, launch.current)));
+        }
+      }
+    }
+    std::copy(op.values.begin(), op.values.begin() + op.count, op.d);
+  }
+  fiber.wgmma_committed_groups.pop_front();
+}
+
 // Makes the oldest committed group of `fiber` complete: its copies land in shared memory.
 void retire_oldest_group(Fiber& fiber) {
   for (const PendingCopy& copy : fiber.committed_groups.front())
@@ -354,14 +597,19 @@ void finish_fiber(Launch& launch, Fiber& fiber) {
   fiber.op = Op::None;
   fiber.open_group.clear();
   fiber.committed_groups.clear();
+  fiber.wgmma_open_group.clear();
+  fiber.wgmma_committed_groups.clear();
+  fiber.wgmma_source.reset();
   if (fiber.cancel || launch.error) return;
-  const unsigned first = launch.current / kWarpSize * kWarpSize;
-  for (unsigned t = first; t < first + kWarpSize; ++t) {
+  const unsigned first = launch.current / kWarpgroupSize * kWarpgroupSize;
+  const auto end = static_cast<unsigned>(std::min<size_t>(first + kWarpgroupSize, launch.fibers.size()));
+  for (unsigned t = first; t < end; ++t) {
     const Fiber& other = *launch.fibers[t];
-    if (other.state == State::Waiting && is_warp_op(other.op)) {
+    const bool same_warp = t / kWarpSize == launch.current / kWarpSize;
+    if (other.state == State::Waiting && cannot_meet(same_warp, other.op)) {
       launch.error = std::make_exception_ptr(
-          EmulationError(fmt::format("divergent warp: {} exited while lane {} of its warp waits at {}",
-                                     where(launch, launch.current), t % kWarpSize, op_name(other.op))));
+          EmulationError(fmt::format("divergent {}: {} exited while {} waits at {}", same_warp ? "warp" : "warpgroup",
+                                     where(launch, launch.current), participant(t, same_warp), op_name(other.op))));
       return;
     }
   }
@@ -444,6 +692,9 @@ void run_block(Launch& launch) {
     fiber.cancel = false;
     fiber.open_group.clear();
     fiber.committed_groups.clear();
+    fiber.wgmma_open_group.clear();
+    fiber.wgmma_committed_groups.clear();
+    fiber.wgmma_source.reset();
     if (getcontext(&fiber.context) != 0) throw EmulationError("getcontext failed");
     fiber.context.uc_stack.ss_sp = fiber.stack.base();
     fiber.context.uc_stack.ss_size = kStackBytes;
@@ -563,7 +814,7 @@ float shfl_xor(float value, int lane_mask) {
   Fiber& me = self(launch);
   me.shfl_value = value;
   me.shfl_mask = lane_mask;
-  arrive_at_warp_collective(launch, Op::Shfl);
+  arrive_at_collective(launch, Op::Shfl);
   return me.shfl_result;
 }
 
@@ -576,7 +827,7 @@ void mma_m16n8k16(Element element, float d[4], const uint32_t a[4], const uint32
   std::copy(d, d + 4, me.accumulators.begin());
   std::copy(a, a + 4, me.a.begin());
   std::copy(b, b + 2, me.b.begin());
-  arrive_at_warp_collective(launch, Op::Mma);
+  arrive_at_collective(launch, Op::Mma);
   std::copy(me.accumulators.begin(), me.accumulators.end(), d);
 }
 
@@ -585,7 +836,7 @@ void ldmatrix_x4(uint32_t r[4], const void* row, bool transpose) {
   Fiber& me = self(launch);
   me.row = row;
   me.transpose = transpose;
-  arrive_at_warp_collective(launch, Op::Ldmatrix);
+  arrive_at_collective(launch, Op::Ldmatrix);
   std::copy(me.loaded.begin(), me.loaded.end(), r);
 }
 
@@ -631,6 +882,104 @@ void cp_async_wait(int pending) {
   Fiber& me = self(launch);
   while (me.committed_groups.size() > static_cast<size_t>(pending)) retire_oldest_group(me);
 }
+
+namespace {
+
+// The accumulator registers `d` (count floats) as a wgmma issued now reads them: where an earlier wgmma of this
+// thread, not yet retired, writes the same registers, its product. PTX orders accumulator accesses between
+// wgmma.mma_async instructions of the same shape without a fence or wait (wgmma.fence: "except when these are
+// accumulator register accesses across multiple wgmma.mma_async instructions of the same shape"), so k-steps
+// issued back to back accumulate; any other overlap with an operation in flight needs a wgmma.wait_group first.
+void read_accumulators(const Launch& launch, Fiber& me, float* d, int count, bool scale_d) {
+  // Indeterminate until the kernel writes them: D is not read at all when scale-d is false.
+  if (scale_d) std::copy(d, d + count, me.wgmma_accumulators.begin());
+  const auto overlaps = [d, count](const PendingWgmma& op) {
+    const auto begin = reinterpret_cast<uintptr_t>(d), end = reinterpret_cast<uintptr_t>(d + count);
+    const auto op_begin = reinterpret_cast<uintptr_t>(op.d), op_end = reinterpret_cast<uintptr_t>(op.d + op.count);
+    return begin < op_end && op_begin < end;
+  };
+  const auto apply = [&](const PendingWgmma& op) {
+    if (!overlaps(op)) return;
+    if (op.d != d || op.count != count) {
+      throw EmulationError(fmt::format(
+          "wgmma_m64k16 in {}: accumulators overlap those of a wgmma.mma_async of another shape (n = {}, here {}) "
+          "that no wgmma.wait_group has retired",
+          where(launch, launch.current), 2 * op.count, 2 * count));
+    }
+    if (scale_d) std::copy(op.values.begin(), op.values.begin() + count, me.wgmma_accumulators.begin());
+  };
+  for (const WgmmaGroup& group : me.wgmma_committed_groups) {
+    for (const PendingWgmma& op : group) apply(op);
+  }
+  for (const PendingWgmma& op : me.wgmma_open_group) apply(op);
+}
+
+}  // namespace
+
+void wgmma_m64k16(Element element, int n, float* d, const uint32_t a[4], uint64_t b_desc, bool trans_b, bool scale_d) {
+  Launch& launch = active("wgmma_m64k16()");
+  Fiber& me = self(launch);
+  if (n < 8 || n > 256 || n % 8 != 0) {
+    throw EmulationError(
+        fmt::format("wgmma_m64k16 in {}: n = {} is not a multiple of 8 in 8..256", where(launch, launch.current), n));
+  }
+  read_accumulators(launch, me, d, n / 2, scale_d);
+  me.element = element;
+  me.wgmma_n = n;
+  std::copy(a, a + 4, me.a.begin());
+  me.wgmma_b_desc = b_desc;
+  me.wgmma_trans_b = trans_b;
+  me.wgmma_scale_d = scale_d;
+  arrive_at_collective(launch, Op::Wgmma);
+  PendingWgmma op;
+  op.d = d;
+  op.count = n / 2;
+  std::copy(me.wgmma_accumulators.begin(), me.wgmma_accumulators.begin() + op.count, op.values.begin());
+  op.source = std::move(me.wgmma_source);
+  me.wgmma_open_group.push_back(std::move(op));
+}
+
+void wgmma_fence() {
+  Launch& launch = active("wgmma_fence()");
+  arrive_at_collective(launch, Op::WgmmaFence);
+}
+
+// wgmma.commit_group: every wgmma.mma_async of this thread not yet in a group forms one (possibly empty) group.
+void wgmma_commit_group() {
+  Launch& launch = active("wgmma_commit_group()");
+  arrive_at_collective(launch, Op::WgmmaCommit);
+  Fiber& me = self(launch);
+  me.wgmma_committed_groups.push_back(std::move(me.wgmma_open_group));
+  me.wgmma_open_group.clear();
+}
+
+// wgmma.wait_group N: waits until at most the N most recent committed groups are pending and all older ones are
+// complete. Operations not yet committed are in no group and are not waited for.
+void wgmma_wait_group(int pending) {
+  Launch& launch = active("wgmma_wait_group()");
+  if (pending < 0) {
+    throw EmulationError(
+        fmt::format("wgmma.wait_group {} in {}: the count must be >= 0", pending, where(launch, launch.current)));
+  }
+  Fiber& me = self(launch);
+  me.wgmma_pending = pending;
+  arrive_at_collective(launch, Op::WgmmaWait);
+  while (me.wgmma_committed_groups.size() > static_cast<size_t>(pending)) retire_oldest_wgmma_group(launch, me);
+}
+
+uint32_t shared_address(const void* pointer) {
+  Launch& launch = active("shared_address()");
+  const auto base = reinterpret_cast<uintptr_t>(launch.shared);
+  const auto at = reinterpret_cast<uintptr_t>(pointer);
+  if (at < base || at - base > launch.shape.shared_bytes) {
+    throw EmulationError(
+        fmt::format("shared_address: {} (in {}) does not point into the {} bytes of dynamic shared memory",
+                    fmt::ptr(pointer), where(launch, launch.current), launch.shape.shared_bytes));
+  }
+  return static_cast<uint32_t>(at - base);
+}
+
+void fence_proxy_async() { active("fence_proxy_async()"); }
 
 uint32_t pack_bf16x2(float lo, float hi) {
   return static_cast<uint32_t>(float_to_bf16(lo)) | (static_cast<uint32_t>(float_to_bf16(hi)) << 16);

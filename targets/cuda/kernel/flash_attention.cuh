@@ -21,8 +21,13 @@ namespace tessera_cuda {
 
 enum class ElementKind { BFloat16, Float16 };
 
-template <int HeadDim, int ValueDim, int BlockM, int BlockN, ElementKind Element>
+struct Sm80Mma;
+
+// Tile sizes, element type and the matrix-product policy (Sm80Mma: mma.sync per warp; Sm90Wgmma: wgmma per
+// warpgroup, sm_90a only) of one kernel instantiation.
+template <int HeadDim, int ValueDim, int BlockM, int BlockN, ElementKind Element, class Mma = Sm80Mma>
 struct AttentionTraits {
+  using MmaPolicy = Mma;
   static constexpr int kHeadDim = HeadDim;
   static constexpr int kValueDim = ValueDim;
   static constexpr int kBlockM = BlockM;
@@ -52,15 +57,17 @@ struct AttentionTraits {
 // row % 8 so that the eight row addresses of one ldmatrix phase fall in eight different bank groups.
 TESSERA_HD i32 swizzled(i32 row, i32 chunk, i32 chunks) { return (row * chunks + (chunk ^ (row & 7))) * 8; }
 
-// Rows first_local .. first_local + Rows - 1 of `view` into a swizzled tile; rows past the view's end are zeros.
-template <int Chunks, int Rows, int Threads>
-TESSERA_DEVICE void load_tile(u16* tile, const u16* base, const IndexView& view, i32 first_local, i32 tid) {
+// Rows first_local .. first_local + Rows - 1 of `view` into a tile whose (row, 16-byte chunk) sits at element
+// offset(row, chunk); rows past the view's end are zeros.
+template <int Chunks, int Rows, int Threads, class Offset>
+TESSERA_DEVICE void load_tile(u16* tile, const u16* base, const IndexView& view, i32 first_local, i32 tid,
+                              Offset offset) {
   for (i32 n = tid; n < Rows * Chunks; n += Threads) {
     const i32 r = n / Chunks, c = n % Chunks;
     const i32 x = first_local + r;
     const bool valid = x < view.count;
     const i64 row = valid ? original_index(view, x) : 0;
-    cp_async_16(tile + swizzled(r, c, Chunks), base + row * (Chunks * 8) + c * 8, valid);
+    cp_async_16(tile + offset(r, c), base + row * (Chunks * 8) + c * 8, valid);
   }
 }
 
@@ -97,9 +104,57 @@ struct SharedQueryRow {
   }
 };
 
+// The two matrix products of a key tile, for one warp's 16 rows: S = Q K^T into s[BlockN / 8][4] (C fragments of
+// consecutive n8 blocks), and O += P V with P the probabilities in s and O in o[ValueDim / 8][4]. A policy also
+// says where each (row, 16-byte chunk) of the K and V tiles lives in shared memory.
+struct Sm80Mma {
+  // Makes this thread's completed cp.async writes visible to the products (ldmatrix reads: the barrier suffices).
+  TESSERA_DEVICE static void publish_shared_writes() {}
+
+  template <class T>
+  TESSERA_HD static i32 k_offset(i32 row, i32 chunk) {
+    return swizzled(row, chunk, T::kHeadChunks);
+  }
+  template <class T>
+  TESSERA_HD static i32 v_offset(i32 row, i32 chunk) {
+    return swizzled(row, chunk, T::kValueChunks);
+  }
+
+  template <class T>
+  TESSERA_DEVICE static void qk(float (*s)[4], const u32 (*q_fragment)[4], const u16* k_tile, int lane) {
+    for (int ks = 0; ks < T::kHeadDim / 16; ++ks) {
+      for (int np = 0; np < T::kBlockN / 16; ++np) {
+        u32 kb[4];
+        ldmatrix_x4(kb, k_tile + swizzled(16 * np + fragments::bt_load_row(lane),
+                                          2 * ks + fragments::bt_load_col8(lane), T::kHeadChunks));
+        mma<T::kElement>(s[2 * np], q_fragment[ks], kb);
+        mma<T::kElement>(s[2 * np + 1], q_fragment[ks], kb + 2);
+      }
+    }
+  }
+
+  template <class T>
+  TESSERA_DEVICE static void pv(float (*o)[4], float (*s)[4], const u16* v_tile, int lane) {
+    for (int kk = 0; kk < T::kBlockN / 16; ++kk) {
+      const u32 pa[4] = {pack_pair<T::kElement>(s[2 * kk][0], s[2 * kk][1]),
+                         pack_pair<T::kElement>(s[2 * kk][2], s[2 * kk][3]),
+                         pack_pair<T::kElement>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                         pack_pair<T::kElement>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      for (int dp = 0; dp < T::kValueDim / 16; ++dp) {
+        u32 vb[4];
+        ldmatrix_x4_trans(vb, v_tile + swizzled(16 * kk + fragments::b_trans_load_row(lane),
+                                                2 * dp + fragments::b_trans_load_col8(lane), T::kValueChunks));
+        mma<T::kElement>(o[2 * dp], pa, vb);
+        mma<T::kElement>(o[2 * dp + 1], pa, vb + 2);
+      }
+    }
+  }
+};
+
 template <class Pattern, class Traits>
 TESSERA_DEVICE void attention_block(const KernelParams& p) {
   using T = Traits;
+  using Mma = typename T::MmaPolicy;
   constexpr int kKeyBlocks = T::kBlockN / 8;      // n8 blocks of S
   constexpr int kValueBlocks = T::kValueDim / 8;  // n8 blocks of O
   constexpr int kHeadSteps = T::kHeadDim / 16;    // k16 steps of Q K^T
@@ -129,14 +184,16 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
   auto load_keys = [&](i32 t) {
     const i32 first = entry_key_tile(p.tiles[block.tile_begin + t]) * T::kBlockN;
     const i32 stage = t % T::kStages;
-    load_tile<T::kHeadChunks, T::kBlockN, T::kThreads>(shared_k + stage * T::kKElements, k_base, view.keys, first, tid);
-    load_tile<T::kValueChunks, T::kBlockN, T::kThreads>(shared_v + stage * T::kVElements, v_base, view.keys, first,
-                                                        tid);
+    load_tile<T::kHeadChunks, T::kBlockN, T::kThreads>(shared_k + stage * T::kKElements, k_base, view.keys, first, tid,
+                                                       [](i32 r, i32 c) { return Mma::template k_offset<T>(r, c); });
+    load_tile<T::kValueChunks, T::kBlockN, T::kThreads>(shared_v + stage * T::kVElements, v_base, view.keys, first, tid,
+                                                        [](i32 r, i32 c) { return Mma::template v_offset<T>(r, c); });
   };
 
   // Commit groups: Q, then one per key tile (possibly empty), so that "all but the newest group" is always
   // "everything up to the tile about to be used".
-  load_tile<T::kHeadChunks, T::kBlockM, T::kThreads>(shared_q, q_base, view.queries, q_first, tid);
+  load_tile<T::kHeadChunks, T::kBlockM, T::kThreads>(shared_q, q_base, view.queries, q_first, tid,
+                                                     [](i32 r, i32 c) { return swizzled(r, c, T::kHeadChunks); });
   cp_async_commit();
   if (tiles > 0) load_keys(0);
   cp_async_commit();
@@ -157,6 +214,7 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
     if (t + 1 < tiles) load_keys(t + 1);
     cp_async_commit();
     cp_async_wait<1>();
+    Mma::publish_shared_writes();
     block_sync();
     if (t == 0) {
       for (int ks = 0; ks < kHeadSteps; ++ks) {
@@ -172,15 +230,7 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
     float s[kKeyBlocks][4];
     for (int n = 0; n < kKeyBlocks; ++n)
       for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
-    for (int ks = 0; ks < kHeadSteps; ++ks) {
-      for (int np = 0; np < kKeyBlocks / 2; ++np) {
-        u32 kb[4];
-        ldmatrix_x4(kb, k_tile + swizzled(16 * np + fragments::bt_load_row(lane),
-                                          2 * ks + fragments::bt_load_col8(lane), T::kHeadChunks));
-        mma<T::kElement>(s[2 * np], q_fragment[ks], kb);
-        mma<T::kElement>(s[2 * np + 1], q_fragment[ks], kb + 2);
-      }
-    }
+    Mma::template qk<T>(s, q_fragment, k_tile, lane);
 
     // Mask (PARTIAL tiles only), score modifier, keys past the view's end; into the log2 domain.
     const i32 entry = p.tiles[block.tile_begin + t];
@@ -228,19 +278,7 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
     }
 
     // O += P V, P straight from the S accumulators (fragments.cuh).
-    for (int kk = 0; kk < kKeyBlocks / 2; ++kk) {
-      const u32 pa[4] = {pack_pair<T::kElement>(s[2 * kk][0], s[2 * kk][1]),
-                         pack_pair<T::kElement>(s[2 * kk][2], s[2 * kk][3]),
-                         pack_pair<T::kElement>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                         pack_pair<T::kElement>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      for (int dp = 0; dp < kValueBlocks / 2; ++dp) {
-        u32 vb[4];
-        ldmatrix_x4_trans(vb, v_tile + swizzled(16 * kk + fragments::b_trans_load_row(lane),
-                                                2 * dp + fragments::b_trans_load_col8(lane), T::kValueChunks));
-        mma<T::kElement>(o[2 * dp], pa, vb);
-        mma<T::kElement>(o[2 * dp + 1], pa, vb + 2);
-      }
-    }
+    Mma::template pv<T>(o, s, v_tile, lane);
     // The next iteration loads into the stage this one read.
     block_sync();
   }

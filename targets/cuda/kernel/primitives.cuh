@@ -97,6 +97,38 @@ TESSERA_DEVICE float fast_exp2(float x) {
   return r;
 }
 
+// sm_90a warpgroup MMA bookkeeping (the products themselves: wgmma_ops.cuh). Only the sm_90a kernel calls these.
+TESSERA_DEVICE void wgmma_fence() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+TESSERA_DEVICE void wgmma_commit_group() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+template <int Pending>
+TESSERA_DEVICE void wgmma_wait_group() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
+#else
+  __trap();
+#endif
+}
+// Orders this thread's generic-proxy shared-memory writes (cp.async included) before the async proxy (wgmma) reads.
+TESSERA_DEVICE void fence_proxy_async() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
 #elif defined(TESSERA_CUDA_EMULATION)
 
 TESSERA_DEVICE u32 thread_index() { return emulation::thread_index(); }
@@ -125,6 +157,19 @@ TESSERA_DEVICE void cp_async_wait() {
 TESSERA_DEVICE u32 pack_bf16x2(float lo, float hi) { return emulation::pack_bf16x2(lo, hi); }
 TESSERA_DEVICE u32 pack_f16x2(float lo, float hi) { return emulation::pack_f16x2(lo, hi); }
 TESSERA_DEVICE float fast_exp2(float x) { return emulation::exp2(x); }
+TESSERA_DEVICE u32 shared_address(const void* pointer) { return emulation::shared_address(pointer); }
+TESSERA_DEVICE void wgmma_fence() { emulation::wgmma_fence(); }
+TESSERA_DEVICE void wgmma_commit_group() { emulation::wgmma_commit_group(); }
+template <int Pending>
+TESSERA_DEVICE void wgmma_wait_group() {
+  emulation::wgmma_wait_group(Pending);
+}
+TESSERA_DEVICE void fence_proxy_async() { emulation::fence_proxy_async(); }
+template <int N, bool BFloat16, bool TransB>
+TESSERA_DEVICE void wgmma_m64k16(float* d, const u32 a[4], unsigned long long b_desc, bool scale_d) {
+  emulation::wgmma_m64k16(BFloat16 ? emulation::Element::BFloat16 : emulation::Element::Float16, N, d, a, b_desc,
+                          TransB, scale_d);
+}
 
 #endif  // host code without the emulator: no primitives (it only reads the parameter structs)
 
