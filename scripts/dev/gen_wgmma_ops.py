@@ -6,7 +6,7 @@ template parameter; this script spells them out once per N. Run it again after c
 """
 from pathlib import Path
 
-SHAPES = [32, 64, 128, 192, 256]
+SHAPES = list(range(16, 257, 16))  # every key tile (16..128) and value dimension (64..256)
 OUT = Path(__file__).resolve().parents[2] / "targets" / "cuda" / "kernel" / "wgmma_ops.cuh"
 
 

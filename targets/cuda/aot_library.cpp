@@ -273,6 +273,7 @@ CudaAotResult write_cuda_aot_library(const CudaAotRequest& r) {
   config.value_dim = r.sizes.Dv;
   config.block_m = result.schedule.block_m;
   config.block_n = result.schedule.block_n;
+  config.stages = result.schedule.stages;
   config.element = r.element;
   config.wgmma = wgmma;
   const KernelSource kernels = attention_source(r.pattern, plan, config, "tessera_" + r.name + "_pattern");

@@ -104,6 +104,7 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
   config_.value_dim = sz.Dv;
   config_.block_m = launch_options.schedule.block_m;
   config_.block_n = launch_options.schedule.block_n;
+  config_.stages = launch_options.schedule.stages;
   config_.element = options.element;
   config_.wgmma = device.wgmma();
   source_ = attention_source(pattern, plan, config_);

@@ -96,9 +96,10 @@ TimedAttention time_attention(const ir::Pattern& pattern, const targets::Attenti
   PreparedAttention prepared(device, pattern, inputs, options.attention);
   TimedAttention timed;
   timed.device = context.device_name();
-  timed.schedule = prepared.plan().block_m ? options.attention.schedule : CudaSchedule{};
+  timed.schedule = options.attention.schedule;
   timed.schedule.block_m = prepared.config().block_m;
   timed.schedule.block_n = prepared.config().block_n;
+  timed.schedule.stages = prepared.config().stages;
   for (int64_t w = 0; w < warmup; ++w) prepared.enqueue();
   CudaTimer timer;
   for (int64_t r = 0; r < runs; ++r) {

@@ -17,8 +17,8 @@ bool supported_head_dim(int64_t dim) { return dim > 0 && dim <= 256 && dim % 64 
 int64_t kernel_threads(const KernelConfig& config) { return config.block_m / 16 * 32; }
 
 int64_t kernel_shared_bytes(const KernelConfig& config) {
-  constexpr int64_t kStages = 2;
-  return 2 * (config.block_m * config.head_dim + kStages * config.block_n * (config.head_dim + config.value_dim)) +
+  return 2 * (config.block_m * config.head_dim +
+              config.stages * config.block_n * (config.head_dim + config.value_dim)) +
          static_cast<int64_t>(sizeof(tessera_cuda::PatternArgs));
 }
 
@@ -41,7 +41,8 @@ KernelSource attention_source(const ir::Pattern& pattern, const LaunchPlan& plan
       "using Traits = tessera_cuda::AttentionTraits<{}, {}, {}, {}, tessera_cuda::ElementKind::{}, "
       "tessera_cuda::{}>;\n\n",
       config.head_dim, config.value_dim, config.block_m, config.block_n,
-      config.element == Element::BFloat16 ? "BFloat16" : "Float16", config.wgmma ? "Sm90Wgmma" : "Sm80Mma");
+      config.element == Element::BFloat16 ? "BFloat16" : "Float16", config.wgmma ? "Sm90Wgmma" : "Sm80Mma",
+      config.stages);
   for (size_t c = 0; c < plan.components.size(); ++c) {
     const planner::Component& component = plan.plan.components[c];
     text += fmt::format("// Component {}: {}\n", c, component.description);

@@ -19,6 +19,7 @@ const char* element_name(Element element);  // "bf16", "f16"
 struct KernelConfig {
   int64_t head_dim = 64, value_dim = 64;
   int64_t block_m = 128, block_n = 64;
+  int64_t stages = 2;
   Element element = Element::BFloat16;
   bool wgmma = false;  // the sm_90a kernel (warpgroup MMA); query tiles are then multiples of 64
 };

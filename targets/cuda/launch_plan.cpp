@@ -40,6 +40,9 @@ CudaSchedule resolve_schedule(const CudaSchedule& schedule, int64_t head_dim, in
   const bool wide = std::max(head_dim, value_dim) > 128;
   if (s.block_m == 0) s.block_m = wide ? 64 : 128;
   if (s.block_n == 0) s.block_n = wide ? 32 : 64;
+  if (s.stages == 0) s.stages = 2;
+  if (s.stages < 2 || s.stages > 4)
+    throw std::invalid_argument(fmt::format("bad CUDA schedule ({}): 2 to 4 stages", describe(s)));
   for (int64_t tile : {s.block_m, s.block_n}) {
     if (tile < 16 || tile > 128 || tile % 16 != 0)
       throw std::invalid_argument(
@@ -54,7 +57,8 @@ CudaSchedule resolve_schedule(const CudaSchedule& schedule, int64_t head_dim, in
 }
 
 std::string describe(const CudaSchedule& s) {
-  return fmt::format("block_m={},block_n={},reindex={},kv_splits={}", s.block_m, s.block_n, s.reindex, s.kv_splits);
+  return fmt::format("block_m={},block_n={},stages={},reindex={},kv_splits={}", s.block_m, s.block_n, s.stages,
+                     s.reindex, s.kv_splits);
 }
 
 LaunchPlan make_launch_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,

@@ -63,6 +63,7 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
     config.value_dim = sz.Dv;
     config.block_m = plan.block_m;
     config.block_n = plan.block_n;
+    config.stages = wgmma ? 3 : 2;  // both pipeline depths compile
     config.wgmma = wgmma;
     const cuda::KernelSource source = cuda::attention_source(pattern, plan, config);
     cuda::NvrtcSource nvrtc{"tessera_attention.cu", source.text, {}, {}};

@@ -88,6 +88,21 @@ TEST(CudaEmulated, WgmmaFloat16WideValuesAndTwoWarpgroups) {
   EXPECT_LE(max_difference("causal", Shape{1, 2, 1, 150, 150, 64, 128}, 6, options, true), 4e-3);
 }
 
+TEST(CudaEmulated, DeeperPipelines) {
+  // Enough key tiles per query tile that 3 and 4 stages are all in flight at once.
+  cuda::CudaAttentionOptions options;
+  options.schedule.block_m = 64;
+  options.schedule.block_n = 16;
+  for (int64_t stages : {3, 4}) {
+    options.schedule.stages = stages;
+    EXPECT_LE(max_difference("causal", Shape{1, 2, 1, 64, 200, 64, 64}, 7, options), kBf16Tolerance) << stages;
+    EXPECT_LE(max_difference("sliding_window(window=90) | strided(stride=16)", Shape{1, 1, 1, 130, 130, 64, 64}, 8,
+                             options, true),
+              kBf16Tolerance)
+        << stages;
+  }
+}
+
 TEST(CudaEmulated, Float16AndWideHeads) {
   cuda::CudaAttentionOptions options;
   options.element = cuda::Element::Float16;

@@ -25,7 +25,7 @@ struct Sm80Mma;
 
 // Tile sizes, element type and the matrix-product policy (Sm80Mma: mma.sync per warp; Sm90Wgmma: wgmma per
 // warpgroup, sm_90a only) of one kernel instantiation.
-template <int HeadDim, int ValueDim, int BlockM, int BlockN, ElementKind Element, class Mma = Sm80Mma>
+template <int HeadDim, int ValueDim, int BlockM, int BlockN, ElementKind Element, class Mma = Sm80Mma, int Stages = 2>
 struct AttentionTraits {
   using MmaPolicy = Mma;
   static constexpr int kHeadDim = HeadDim;
@@ -35,7 +35,7 @@ struct AttentionTraits {
   static constexpr ElementKind kElement = Element;
   static constexpr int kWarps = BlockM / 16;
   static constexpr int kThreads = kWarps * 32;
-  static constexpr int kStages = 2;
+  static constexpr int kStages = Stages;           // K/V tiles in flight: the cp.async pipeline's depth
   static constexpr int kHeadChunks = HeadDim / 8;  // 16-byte chunks per Q or K row
   static constexpr int kValueChunks = ValueDim / 8;
   static constexpr int kQElements = BlockM * HeadDim;
@@ -51,6 +51,7 @@ struct AttentionTraits {
   static_assert(ValueDim % 64 == 0 && ValueDim <= 256, "value dimension must be 64, 128, 192 or 256");
   static_assert(BlockM % 16 == 0 && BlockM >= 16 && BlockM <= 128, "query tile: 16 to 128 rows, a multiple of 16");
   static_assert(BlockN % 16 == 0 && BlockN >= 16 && BlockN <= 128, "key tile: 16 to 128 keys, a multiple of 16");
+  static_assert(Stages >= 2 && Stages <= 4, "2 to 4 pipeline stages");
 };
 
 // Element offset of (row, 16-byte chunk) in a tile of `chunks` chunks per row. The chunk index is XORed with
@@ -190,13 +191,15 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
                                                         [](i32 r, i32 c) { return Mma::template v_offset<T>(r, c); });
   };
 
-  // Commit groups: Q, then one per key tile (possibly empty), so that "all but the newest group" is always
-  // "everything up to the tile about to be used".
+  // Commit groups: Q, then one per key tile (possibly empty), Stages - 1 tiles ahead, so that "all but the newest
+  // Stages - 1 groups" is always "everything up to the tile about to be used".
   load_tile<T::kHeadChunks, T::kBlockM, T::kThreads>(shared_q, q_base, view.queries, q_first, tid,
                                                      [](i32 r, i32 c) { return swizzled(r, c, T::kHeadChunks); });
   cp_async_commit();
-  if (tiles > 0) load_keys(0);
-  cp_async_commit();
+  for (i32 ahead = 0; ahead < T::kStages - 1; ++ahead) {
+    if (ahead < tiles) load_keys(ahead);
+    cp_async_commit();
+  }
 
   // The two rows this thread holds accumulator elements of: local query indices.
   const i32 warp_row = warp * 16;
@@ -211,9 +214,10 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
   u32 q_fragment[kHeadSteps][4];
 
   for (i32 t = 0; t < tiles; ++t) {
-    if (t + 1 < tiles) load_keys(t + 1);
+    // Into the stage the previous iteration read (every warp left it at that iteration's closing barrier).
+    if (t + T::kStages - 1 < tiles) load_keys(t + T::kStages - 1);
     cp_async_commit();
-    cp_async_wait<1>();
+    cp_async_wait<T::kStages - 1>();
     Mma::publish_shared_writes();
     block_sync();
     if (t == 0) {

@@ -167,6 +167,7 @@ TESSERA_DEVICE void wgmma_wait_group() {
 TESSERA_DEVICE void fence_proxy_async() { emulation::fence_proxy_async(); }
 template <int N, bool BFloat16, bool TransB>
 TESSERA_DEVICE void wgmma_m64k16(float* d, const u32 a[4], unsigned long long b_desc, bool scale_d) {
+  static_assert(N % 16 == 0 && N >= 16 && N <= 256, "wgmma_ops.cuh has the multiples of 16 up to 256");
   emulation::wgmma_m64k16(BFloat16 ? emulation::Element::BFloat16 : emulation::Element::Float16, N, d, a, b_desc,
                           TransB, scale_d);
 }
