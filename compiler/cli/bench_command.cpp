@@ -134,9 +134,13 @@ int run_bench(const BenchOptions& o) {
   if (o.target == "cuda") {
     cuda::CudaOptions cuda_options;
     if (o.dtype == "f16") cuda_options.attention.element = cuda::Element::Float16;
+    const CudaScheduleChoice choice =
+        tuned_cuda_schedule(o.tune_cache, pattern, inputs, cuda_options.attention.element);
+    cuda_options.attention.schedule = choice.schedule;
     cuda::TimedAttention timed = cuda::time_attention(pattern, inputs, cuda_options, o.warmup, o.runs);
-    std::cout << fmt::format("device: {}\nschedule (default): {}\n", timed.device, cuda::describe(timed.schedule));
-    schedule_source = "default";
+    std::cout << fmt::format("device: {}\nschedule ({}): {}\n", timed.device, choice.source,
+                             cuda::describe(timed.schedule));
+    schedule_source = choice.source;
     ms = timed.ms;
     if (timed.out.numel() > 0) checksum = timed.out.data<float>()[timed.out.numel() - 1];
     for (size_t r = 0; r < ms.size(); ++r) std::cout << fmt::format("run {}/{}: {:.3f} ms\n", r + 1, o.runs, ms[r]);

@@ -87,6 +87,8 @@ int run_eval(const EvalOptions& options) {
     if (options.target == "cuda") {
       cuda::CudaOptions cuda_options;
       if (options.dtype == "f16") cuda_options.attention.element = cuda::Element::Float16;
+      cuda_options.attention.schedule =
+          tuned_cuda_schedule(options.tune_cache, pattern, inputs, cuda_options.attention.element).schedule;
       return cuda::attention(pattern, inputs, cuda_options);
     }
     cpu::CpuOptions cpu_options;

@@ -4,6 +4,9 @@
 
 #include <iostream>
 
+#include "targets/cuda/cuda_driver.h"
+#include "targets/cuda/cuda_schedule_space.h"
+
 namespace tessera::cli {
 
 void add_tune_cache_flags(CLI::App* cmd, TuneCacheFlags& flags) {
@@ -17,6 +20,23 @@ std::shared_ptr<const cpu::TunedSchedules> load_tuned_schedules(const TuneCacheF
   return cpu::TunedSchedules::load(
       flags.path.empty() ? tuner::default_cache_path() : std::filesystem::path(flags.path),
       [](const std::string& message) { std::cerr << fmt::format("tessera: warning: {}\n", message); });
+}
+
+CudaScheduleChoice tuned_cuda_schedule(const TuneCacheFlags& flags, const ir::Pattern& pattern,
+                                       const targets::AttentionInputs& inputs, cuda::Element element) {
+  CudaScheduleChoice choice;
+  const std::shared_ptr<const cpu::TunedSchedules> tuned = load_tuned_schedules(flags);
+  if (!tuned) return choice;
+  cuda::CudaContext& context = cuda::CudaContext::get();
+  const std::string device = cuda::arch_name(context.arch()) + " " + context.device_name();
+  const ir::AttentionSizes sz = targets::validate_attention_inputs(inputs);
+  if (auto found = tuned->cache().lookup(cuda::cuda_tune_key(pattern, sz, element, device))) {
+    choice.schedule = cuda::to_cuda_schedule(found->entry.schedule);
+    choice.source = found->match == tuner::Match::Exact
+                        ? "tuned"
+                        : fmt::format("tuned for {}", tuner::describe(found->entry.key.bucket));
+  }
+  return choice;
 }
 
 }  // namespace tessera::cli

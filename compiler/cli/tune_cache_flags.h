@@ -6,7 +6,10 @@
 #include <memory>
 #include <string>
 
+#include "targets/common/attention_problem.h"
 #include "targets/cpu/tuned_schedules.h"
+#include "targets/cuda/kernel_source.h"
+#include "targets/cuda/launch_plan.h"
 
 namespace tessera::cli {
 
@@ -19,5 +22,15 @@ void add_tune_cache_flags(CLI::App* cmd, TuneCacheFlags& flags);
 
 // The cache the flags name, read once; nullptr with --no-tune-cache.
 std::shared_ptr<const cpu::TunedSchedules> load_tuned_schedules(const TuneCacheFlags& flags);
+
+// The CUDA schedule the cache holds for `pattern` at the shape of `inputs` with `element` on GPU 0 (its exact
+// bucket, else its nearest), and where it came from ("tuned" / "tuned for …"); the defaults and "default"
+// otherwise or with --no-tune-cache. Throws NoCudaDevice without a GPU.
+struct CudaScheduleChoice {
+  cuda::CudaSchedule schedule;
+  std::string source = "default";
+};
+CudaScheduleChoice tuned_cuda_schedule(const TuneCacheFlags& flags, const ir::Pattern& pattern,
+                                       const targets::AttentionInputs& inputs, cuda::Element element);
 
 }  // namespace tessera::cli

@@ -25,7 +25,9 @@
 #include "compiler/tuner/tune_cache.h"
 #include "targets/cpu/cpu_schedule_space.h"
 #include "targets/cpu/tuned_schedules.h"
+#include "targets/cuda/cuda_attention.h"
 #include "targets/cuda/cuda_driver.h"
+#include "targets/cuda/cuda_schedule_space.h"
 #include "targets/reference/reference_attention.h"
 
 namespace tessera::cli {
@@ -40,7 +42,7 @@ struct TuneOptions {
   std::vector<std::string> sets;
   int64_t batch = 1, seq = 0;
   std::optional<int64_t> heads, kv_heads, keys, head_dim, value_dim;
-  std::string dtype = "f32";
+  std::string dtype;  // empty: f32 on the CPU, bf16 on CUDA
   std::string target = "cpu";
   double budget = 120;
   int64_t max_candidates = 12;
@@ -95,16 +97,27 @@ class ProblemTuner {
   ProblemTuner(const Problem& problem, const TuneOptions& o)
       : problem_(problem),
         o_(o),
+        cuda_(o.target == "cuda"),
         storage_(o.dtype == "bf16" ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32),
+        element_(o.dtype == "f16" ? cuda::Element::Float16 : cuda::Element::BFloat16),
         timed_(problem.shape, problem.pattern, 0),
         check_(check_shape(problem.shape), problem.pattern, 1) {
     sizes_ = targets::validate_attention_inputs(timed_.inputs);
     out_ = runtime::Tensor(runtime::DType::Float32, {sizes_.B, sizes_.H, sizes_.N, sizes_.Dv});
-    // The reference the check compares with: on bf16-rounded inputs when the kernels store bf16.
-    if (storage_ == cpu::StorageType::BFloat16) {
-      rounded_q_ = runtime::bfloat16_to_float32(runtime::to_bfloat16(check_.data.q));
-      rounded_k_ = runtime::bfloat16_to_float32(runtime::to_bfloat16(check_.data.k));
-      rounded_v_ = runtime::bfloat16_to_float32(runtime::to_bfloat16(check_.data.v));
+    // The reference the check compares with: on the rounded inputs the kernels store (bf16, or f16 on CUDA).
+    auto round = [this](const runtime::Tensor& t) {
+      if (cuda_ && element_ == cuda::Element::Float16) {
+        runtime::Tensor r(runtime::DType::Float32, t.shape());
+        for (int64_t e = 0; e < t.numel(); ++e)
+          r.data<float>()[e] = tessera_cuda::f16_bits_to_float(cuda::float_to_f16_bits(t.data<float>()[e]));
+        return r;
+      }
+      return runtime::bfloat16_to_float32(runtime::to_bfloat16(t));
+    };
+    if (cuda_ || storage_ == cpu::StorageType::BFloat16) {
+      rounded_q_ = round(check_.data.q);
+      rounded_k_ = round(check_.data.k);
+      rounded_v_ = round(check_.data.v);
       targets::AttentionInputs rounded = check_.inputs;
       rounded.q = &rounded_q_;
       rounded.k = &rounded_k_;
@@ -116,14 +129,30 @@ class ProblemTuner {
   }
 
   int run() {
-    const std::string halide_target = cpu::halide_target_string();
-    const tuner::ScheduleSpace space = cpu::cpu_schedule_space(problem_.pattern, sizes_, halide_target);
-    const cpu::CpuCostModel model(problem_.pattern, sizes_, o_.threads.value_or(0));
+    std::string device;
+    tuner::ScheduleSpace space;
+    std::function<double(const tuner::Schedule&)> model;
+    if (cuda_) {
+      cuda::CudaContext& context = cuda::CudaContext::get();
+      cuda::CudaDeviceLimits limits;
+      limits.wgmma = context.arch().major == 9 && context.arch().accelerated;
+      limits.shared_bytes = static_cast<int64_t>(context.max_shared_bytes_per_block());
+      limits.multiprocessors = context.multiprocessor_count();
+      device = cuda::arch_name(context.arch()) + " " + context.device_name();
+      space = cuda::cuda_schedule_space(problem_.pattern, sizes_, limits);
+      model = [m = std::make_shared<cuda::CudaCostModel>(problem_.pattern, sizes_, limits)](
+                  const tuner::Schedule& point) { return (*m)(point); };
+    } else {
+      space = cpu::cpu_schedule_space(problem_.pattern, sizes_, cpu::halide_target_string());
+      model = [m = std::make_shared<cpu::CpuCostModel>(problem_.pattern, sizes_, o_.threads.value_or(0))](
+                  const tuner::Schedule& point) { return (*m)(point); };
+    }
     const int64_t pairs = count_allowed_pairs(problem_.pattern, sizes_, timed_.inputs);
     const double flops = 2.0 * static_cast<double>(sizes_.D + sizes_.Dv) * static_cast<double>(pairs);
 
-    std::cout << fmt::format("tune {}: cpu {}, B={} H={} Hkv={} N={} M={} D={} Dv={}{}\n", problem_.description,
-                             o_.dtype, sizes_.B, sizes_.H, sizes_.Hkv, sizes_.N, sizes_.M, sizes_.D, sizes_.Dv,
+    std::cout << fmt::format("tune {}: {} {}, B={} H={} Hkv={} N={} M={} D={} Dv={}{}\n", problem_.description,
+                             cuda_ ? "cuda " + device : std::string("cpu"), dtype(), sizes_.B, sizes_.H, sizes_.Hkv,
+                             sizes_.N, sizes_.M, sizes_.D, sizes_.Dv,
                              o_.threads ? fmt::format(", {} threads", *o_.threads) : "");
     tuner::SearchOptions search;
     search.budget_seconds = o_.budget;
@@ -135,7 +164,7 @@ class ProblemTuner {
     bar.emplace("tune " + problem_.description, o_.max_candidates);
 
     tuner::Evaluator evaluator;
-    evaluator.predict = [&model](const tuner::Schedule& s) { return model(s); };
+    evaluator.predict = model;
     evaluator.check = [this](const tuner::Schedule& s) { return check(s); };
     evaluator.run = [this](const tuner::Schedule& s) { return time_once(s); };
     evaluator.on_trial = [&bar](const tuner::Trial&, size_t done, size_t) {
@@ -187,7 +216,8 @@ class ProblemTuner {
     nlohmann::json line;
     line["problem"] = problem_.description;
     line["pattern"] = problem_.pattern.name;
-    line["dtype"] = o_.dtype;
+    line["dtype"] = dtype();
+    line["target"] = cuda_ ? "cuda" : "cpu";
     line["B"] = sizes_.B;
     line["H"] = sizes_.H;
     line["N"] = sizes_.N;
@@ -203,7 +233,8 @@ class ProblemTuner {
     line["stopped"] = result.stop_reason;
 
     tuner::TuneEntry entry;
-    entry.key = cpu::cpu_tune_key(problem_.pattern, sizes_, storage_);
+    entry.key = cuda_ ? cuda::cuda_tune_key(problem_.pattern, sizes_, element_, device)
+                      : cpu::cpu_tune_key(problem_.pattern, sizes_, storage_);
     entry.schedule = best.schedule;
     entry.description = problem_.description;
     entry.median_ms = best_ms;
@@ -228,8 +259,20 @@ class ProblemTuner {
     return options;
   }
 
+  std::string dtype() const { return o_.dtype.empty() ? (cuda_ ? "bf16" : "f32") : o_.dtype; }
+
+  cuda::CudaOptions cuda_options(const tuner::Schedule& s) const {
+    cuda::CudaOptions options;
+    options.attention.schedule = cuda::to_cuda_schedule(s);
+    options.attention.element = element_;
+    return options;
+  }
+
   std::optional<std::string> check(const tuner::Schedule& s) const {
-    runtime::Tensor got = cpu::attention(problem_.pattern, check_.inputs, options(s));
+    runtime::Tensor got = cuda_ ? cuda::attention(problem_.pattern, check_.inputs, cuda_options(s))
+                                : cpu::attention(problem_.pattern, check_.inputs, options(s));
+    // 16-bit P before P V on tensor cores (see test/gpu/); float32 accumulation on the CPU.
+    const double tolerance = !cuda_ ? kTolerance : element_ == cuda::Element::Float16 ? 4e-3 : 1.5e-2;
     const float* g = got.data<float>();
     double worst = 0;
     int64_t worst_at = 0;
@@ -241,12 +284,23 @@ class ProblemTuner {
         worst_at = i;
       }
     }
-    if (worst <= kTolerance) return std::nullopt;
-    return fmt::format("max abs error {:.3g} > {:.0e} at flat index {} of the check output", worst, kTolerance,
+    if (worst <= tolerance) return std::nullopt;
+    return fmt::format("max abs error {:.3g} > {:.1e} at flat index {} of the check output", worst, tolerance,
                        worst_at);
   }
 
   double time_once(const tuner::Schedule& s) {
+    if (cuda_) {
+      // The kernels alone, timed with CUDA events; each candidate is planned, compiled and uploaded once (the
+      // last two candidates are kept: the confirmation round alternates the default and the winner).
+      const std::string key = tuner::describe(s);
+      for (auto& [name, call] : prepared_)
+        if (name == key) return call->time_ms();
+      if (prepared_.size() == 2) prepared_.erase(prepared_.begin());
+      prepared_.emplace_back(
+          key, std::make_unique<cuda::PreparedCudaCall>(problem_.pattern, timed_.inputs, cuda_options(s)));
+      return prepared_.back().second->time_ms();
+    }
     const cpu::CpuOptions opts = options(s);
     const auto start = std::chrono::steady_clock::now();
     cpu::attention_into(problem_.pattern, timed_.inputs, out_, opts);
@@ -255,7 +309,10 @@ class ProblemTuner {
 
   const Problem& problem_;
   const TuneOptions& o_;
+  bool cuda_;
   cpu::StorageType storage_;
+  cuda::Element element_;
+  std::vector<std::pair<std::string, std::unique_ptr<cuda::PreparedCudaCall>>> prepared_;
   RandomAttentionInputs timed_, check_;
   ir::AttentionSizes sizes_;
   runtime::Tensor out_;
@@ -412,9 +469,12 @@ Command add_tune_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--head-dim", o->head_dim, "D (not with --model)")->check(CLI::PositiveNumber);
   cmd->add_option("--value-dim", o->value_dim, "Dv (default D)")->check(CLI::PositiveNumber);
-  cmd->add_option("--dtype", o->dtype, "Storage of Q/K/V: f32 or bf16 (default f32)")
-      ->check(CLI::IsMember({"f32", "bf16"}));
-  cmd->add_option("--target", o->target, "Target to tune for: cpu (default)");
+  cmd->add_option("--dtype", o->dtype, "Storage of Q/K/V: f32 (CPU default) or bf16; cuda: bf16 (default) or f16")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  cmd->add_option("--target", o->target,
+                  "Target to tune for: cpu (default) or cuda (GPU 0; candidates are timed on the GPU, so there must\n"
+                  "be one)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--budget", o->budget, "Seconds for checking and timing candidates per problem (default 120)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-candidates", o->max_candidates,

@@ -89,25 +89,49 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
   return run_attention(device, pattern, inputs, options.attention);
 }
 
+struct PreparedCudaCall::State {
+  CudaContext& context;
+  GpuDevice device;
+  PreparedAttention prepared;
+  CudaTimer timer;
+
+  State(CudaContext& c, const std::string& cache_dir, const ir::Pattern& pattern,
+        const targets::AttentionInputs& inputs, const CudaAttentionOptions& options)
+      : context(c), device(c, cache_dir), prepared(device, pattern, inputs, options) {}
+};
+
+PreparedCudaCall::PreparedCudaCall(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
+                                   const CudaOptions& options)
+    : state_(std::make_unique<State>(CudaContext::get(), cache_dir_of(options), pattern, inputs, options.attention)) {}
+
+PreparedCudaCall::~PreparedCudaCall() = default;
+
+void PreparedCudaCall::enqueue() { state_->prepared.enqueue(); }
+
+double PreparedCudaCall::time_ms() {
+  state_->timer.start();
+  state_->prepared.enqueue();
+  return state_->timer.stop();
+}
+
+runtime::Tensor PreparedCudaCall::result() { return state_->prepared.result(); }
+
+const KernelConfig& PreparedCudaCall::config() const { return state_->prepared.config(); }
+
+std::string PreparedCudaCall::device_name() const { return state_->context.device_name(); }
+
 TimedAttention time_attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
                               const CudaOptions& options, int64_t warmup, int64_t runs) {
-  CudaContext& context = CudaContext::get();
-  GpuDevice device(context, cache_dir_of(options));
-  PreparedAttention prepared(device, pattern, inputs, options.attention);
+  PreparedCudaCall call(pattern, inputs, options);
   TimedAttention timed;
-  timed.device = context.device_name();
+  timed.device = call.device_name();
   timed.schedule = options.attention.schedule;
-  timed.schedule.block_m = prepared.config().block_m;
-  timed.schedule.block_n = prepared.config().block_n;
-  timed.schedule.stages = prepared.config().stages;
-  for (int64_t w = 0; w < warmup; ++w) prepared.enqueue();
-  CudaTimer timer;
-  for (int64_t r = 0; r < runs; ++r) {
-    timer.start();
-    prepared.enqueue();
-    timed.ms.push_back(timer.stop());
-  }
-  timed.out = prepared.result();
+  timed.schedule.block_m = call.config().block_m;
+  timed.schedule.block_n = call.config().block_n;
+  timed.schedule.stages = call.config().stages;
+  for (int64_t w = 0; w < warmup; ++w) call.enqueue();
+  for (int64_t r = 0; r < runs; ++r) timed.ms.push_back(call.time_ms());
+  timed.out = call.result();
   return timed;
 }
 

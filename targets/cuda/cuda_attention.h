@@ -2,6 +2,7 @@
 // generated per pattern, compiled by NVRTC (cached on disk) and launched through the CUDA driver.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,26 @@ struct CudaOptions {
 // kernels lack, NvrtcError with the generated source's line if compilation fails.
 runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
                           const CudaOptions& options = {});
+
+// One call made ready on GPU 0 (planned, compiled, inputs uploaded) whose kernels can be run and timed again and
+// again: what bench and the tuner time. Same errors as attention().
+class PreparedCudaCall {
+ public:
+  PreparedCudaCall(const ir::Pattern& pattern, const targets::AttentionInputs& inputs, const CudaOptions& options);
+  ~PreparedCudaCall();
+  PreparedCudaCall(const PreparedCudaCall&) = delete;
+  PreparedCudaCall& operator=(const PreparedCudaCall&) = delete;
+
+  void enqueue();            // launches the kernels, asynchronously
+  double time_ms();          // one enqueue, timed with CUDA events
+  runtime::Tensor result();  // waits; the last run's output
+  const KernelConfig& config() const;
+  std::string device_name() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // Times one call on GPU 0 with CUDA events: planned, compiled and uploaded once, then `warmup` untimed and `runs`
 // timed launches of its kernels. Same errors as attention().
