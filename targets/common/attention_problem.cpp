@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -95,6 +96,15 @@ RuntimeTensorViews runtime_tensor_views(const ir::Pattern& pattern, const Attent
     result.views.emplace(decl.name, ir::TensorView{elem_type_of(decl.name, *t), t->shape(), t->raw_data()});
   }
   return result;
+}
+
+tuner::Shape attention_tune_bucket(const ir::AttentionSizes& sz) {
+  return tuner::bucket_shape({{"BH", sz.B * sz.H},
+                              {"N", sz.N},
+                              {"M", sz.M},
+                              {"D", sz.D},
+                              {"Dv", sz.Dv},
+                              {"G", sz.H / std::max<int64_t>(sz.Hkv, 1)}});
 }
 
 }  // namespace tessera::targets

@@ -8,6 +8,7 @@
 
 #include "compiler/ir/evaluate.h"
 #include "compiler/ir/pattern.h"
+#include "compiler/tuner/tune_cache.h"
 #include "runtime/tensor.h"
 
 namespace tessera::targets {
@@ -36,5 +37,8 @@ struct RuntimeTensorViews {
   std::map<std::string, ir::TensorView> views;
 };
 RuntimeTensorViews runtime_tensor_views(const ir::Pattern& pattern, const AttentionInputs& inputs);
+
+// The tuning cache's shape bucket of an attention problem (every target keys its schedules by it).
+tuner::Shape attention_tune_bucket(const ir::AttentionSizes& sz);
 
 }  // namespace tessera::targets

@@ -9,6 +9,7 @@
 
 #include "compiler/ir/printer.h"
 #include "compiler/planner/sparsity_plan.h"
+#include "targets/common/attention_problem.h"
 #include "targets/cpu/execution_plan.h"
 
 namespace tessera::cpu {
@@ -85,12 +86,7 @@ tuner::TuneKey cpu_tune_key(const ir::Pattern& pattern, const ir::AttentionSizes
   tuner::TuneKey key;
   key.kernel = "attention";
   key.problem = tuner::hash_text(ir::to_string(pattern));
-  key.bucket = tuner::bucket_shape({{"BH", sz.B * sz.H},
-                                    {"N", sz.N},
-                                    {"M", sz.M},
-                                    {"D", sz.D},
-                                    {"Dv", sz.Dv},
-                                    {"G", sz.H / std::max<int64_t>(sz.Hkv, 1)}});
+  key.bucket = targets::attention_tune_bucket(sz);
   key.dtype = storage == StorageType::BFloat16 ? "bf16" : "f32";
   key.target = "cpu:" + halide_target_string();
   return key;

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "compiler/ir/printer.h"
+#include "targets/common/attention_problem.h"
 
 namespace tessera::cuda {
 namespace {
@@ -86,12 +87,7 @@ tuner::TuneKey cuda_tune_key(const ir::Pattern& pattern, const ir::AttentionSize
   tuner::TuneKey key;
   key.kernel = "attention";
   key.problem = tuner::hash_text(ir::to_string(pattern));
-  key.bucket = tuner::bucket_shape({{"BH", sz.B * sz.H},
-                                    {"N", sz.N},
-                                    {"M", sz.M},
-                                    {"D", sz.D},
-                                    {"Dv", sz.Dv},
-                                    {"G", sz.H / std::max<int64_t>(sz.Hkv, 1)}});
+  key.bucket = targets::attention_tune_bucket(sz);
   key.dtype = element_name(element);
   key.target = "cuda:" + device;
   return key;
