@@ -103,6 +103,18 @@ TEST(CudaEmulated, DeeperPipelines) {
   }
 }
 
+TEST(CudaEmulated, WideHeadsAtTheDefaultTiles) {
+  // D above 128 takes 64 x 32 tiles (shared memory); both kernels, GQA, N > M (early rows see no key).
+  const cuda::CudaAttentionOptions options;
+  for (bool wgmma : {false, true}) {
+    EXPECT_LE(max_difference("causal & alibi", Shape{1, 4, 2, 90, 70, 256, 256}, 9, options, wgmma), kBf16Tolerance)
+        << wgmma;
+    EXPECT_LE(max_difference("sliding_window(window=40)", Shape{1, 2, 1, 80, 80, 192, 64}, 10, options, wgmma),
+              kBf16Tolerance)
+        << wgmma;
+  }
+}
+
 TEST(CudaEmulated, Float16AndWideHeads) {
   cuda::CudaAttentionOptions options;
   options.element = cuda::Element::Float16;
