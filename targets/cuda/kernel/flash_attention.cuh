@@ -2,10 +2,11 @@
 // computes one query tile of one view of a planner component for one (batch, head), walking the key tiles its
 // block descriptor lists, with online softmax in registers and no N x M buffer.
 //
-// The pattern enters as a functor type (pattern_args.cuh) whose mask and score are inlined; tile sizes are
-// template parameters (AttentionTraits). Each warp owns 16 query rows and all of a key tile's columns, as in
-// FlashAttention-2: S = Q K^T and O += P V are warp-local, and K/V tiles are shared by the block through a
-// two-stage cp.async pipeline. Scores are kept in the log2 domain (exp2 is one instruction).
+// The pattern enters as a functor type (pattern_args.cuh) whose mask and score are inlined; tile sizes, pipeline
+// depth and the matrix-product policy are template parameters (AttentionTraits). Each warp owns 16 query rows and
+// all of a key tile's columns, as in FlashAttention-2: S = Q K^T and O += P V are warp-local (Sm80Mma here;
+// Sm90Wgmma in flash_attention_sm90.cuh issues them per warpgroup), and K/V tiles are shared by the block through
+// a multi-stage cp.async pipeline. Scores are kept in the log2 domain (exp2 is one instruction).
 #pragma once
 
 #include "attention_params.cuh"
