@@ -1,9 +1,13 @@
-// The CUDA target's generated source for every standard-library pattern compiles without a GPU: NVRTC for sm_80
-// and sm_90a, and ptxas accepts the PTX (its register and spill report goes to the test log). The PTX must use the
+// The CUDA target's generated source for every standard-library pattern compiles without a GPU, for sm_80 and
+// sm_90a, through NVRTC (ptxas accepts the PTX; its register and spill report goes to the test log) and through
+// nvcc. The PTX must use the
 // tensor cores. What the kernels compute is checked under the warp emulator (cuda_emulated_attention_test.cpp).
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "targets/cuda/kernel_headers.h"
@@ -11,6 +15,7 @@
 #include "targets/cuda/launch_plan.h"
 #include "targets/cuda/nvrtc_compiler.h"
 #include "test/unit/prelude_patterns.h"
+#include "test/unit/standard_pattern_cases.h"
 
 namespace tessera {
 namespace {
@@ -55,6 +60,9 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
   cuda::LaunchOptions options;
   const cuda::LaunchPlan plan = cuda::make_launch_plan(pattern, sz, shapes, options);
   const std::string ptxas = cuda::find_cuda_tool("ptxas");
+  const std::string nvcc = cuda::find_cuda_tool("nvcc");
+  const std::filesystem::path work_dir =
+      std::filesystem::temp_directory_path() / ("tessera-codegen-" + test::case_name(GetParam()));
   // sm_80: mma.sync; sm_90a: the warpgroup kernel (wgmma), whose query tiles are whole warpgroups.
   for (const bool wgmma : {false, true}) {
     const char* arch_text = wgmma ? "sm_90a" : "sm_80";
@@ -83,10 +91,26 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
     EXPECT_NE(result.ptx.find("cp.async.cg.shared.global"), std::string::npos);
     for (const std::string& kernel : source.kernels)
       EXPECT_NE(result.ptx.find(".entry " + kernel), std::string::npos) << kernel;
-    if (ptxas.empty()) continue;
-    const cuda::PtxasReport report = cuda::assemble_ptx(result.ptx, arch, ptxas);
-    EXPECT_TRUE(report.ok) << report.log;
-    std::cout << "ptxas " << arch_text << " for " << GetParam() << ":\n" << report.log << "\n";
+    if (!ptxas.empty()) {
+      const cuda::PtxasReport report = cuda::assemble_ptx(result.ptx, arch, ptxas);
+      EXPECT_TRUE(report.ok) << report.log;
+      std::cout << "ptxas " << arch_text << " for " << GetParam() << ":\n" << report.log << "\n";
+    }
+
+    // The same source through nvcc, as `tessera compile --target cuda:…` builds it (device code only: -cubin).
+    if (nvcc.empty()) continue;
+    const std::filesystem::path dir = work_dir / arch_text;
+    cuda::write_kernel_headers(dir.string());
+    std::ofstream(dir / "kernels.cu") << source.text;
+    const std::string virtual_arch = "compute_" + std::string(arch_text).substr(3);
+    const std::string command =
+        fmt::format("'{}' -std=c++17 -O3 -gencode arch={},code={} -I'{}' -cubin '{}' -o '{}' > '{}' 2>&1", nvcc,
+                    virtual_arch, arch_text, dir.string(), (dir / "kernels.cu").string(),
+                    (dir / "kernels.cubin").string(), (dir / "nvcc.log").string());
+    const int status = std::system(command.c_str());
+    std::ifstream log(dir / "nvcc.log");
+    const std::string log_text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(status, 0) << command << "\n" << log_text;
   }
 }
 
