@@ -34,7 +34,7 @@ inline runtime::Tensor random_tensor(std::vector<int64_t> shape, std::mt19937_64
 // Owns the tensors `inputs` points to (so it neither copies nor moves). `round` maps Q, K and V to the values a
 // target stores (e.g. bf16), so the reference sees what the target sees.
 struct RandomProblem {
-  runtime::Tensor q, k, v, segments, rel;
+  runtime::Tensor q, k, v, segments, rel, rel_bidir;
   targets::AttentionInputs inputs;
 
   RandomProblem(const ir::Pattern& pattern, const Shape& s, uint64_t seed,
@@ -54,11 +54,13 @@ struct RandomProblem {
     for (int64_t b = 0; b < s.B; ++b)
       for (int64_t m = 0; m < s.M; ++m) segments.data<int32_t>()[b * s.M + m] = static_cast<int32_t>((m * 3) / s.M + b);
     rel = random_tensor({s.H, 9, s.D}, rng, 0.5f);
+    rel_bidir = random_tensor({s.H, 9, s.D}, rng, 0.5f);  // relative_bidir(max_distance <= 4)
     inputs.q = &q;
     inputs.k = &k;
     inputs.v = &v;
     if (pattern.input("segments")) inputs.tensors["segments"] = given_segments ? given_segments : &segments;
     if (pattern.input("rel")) inputs.tensors["rel"] = &rel;
+    if (pattern.input("rel_bidir")) inputs.tensors["rel_bidir"] = &rel_bidir;
   }
   RandomProblem(const RandomProblem&) = delete;
   RandomProblem& operator=(const RandomProblem&) = delete;

@@ -30,6 +30,7 @@ void PrintTo(const Shape& s, std::ostream* os) {
 struct RunTimeTensors {
   const runtime::Tensor* segments = nullptr;
   const runtime::Tensor* rel = nullptr;
+  const runtime::Tensor* rel_bidir = nullptr;
 };
 
 struct Case {
@@ -59,6 +60,7 @@ class CliEvalTest : public ::testing::TestWithParam<Shape> {
                        dir + "/k.npy --v " + dir + "/v.npy --target reference --out " + dir + "/out.npy";
     if (fs::exists(dir + "/segments.npy")) eval += " --segments " + dir + "/segments.npy";
     if (fs::exists(dir + "/rel.npy")) eval += " --rel " + dir + "/rel.npy";
+    if (fs::exists(dir + "/rel_bidir.npy")) eval += " --input rel_bidir=" + dir + "/rel_bidir.npy";
     ASSERT_EQ(run(eval), 0) << eval;
 
     runtime::Tensor q = runtime::read_npy(dir + "/q.npy");
@@ -67,9 +69,11 @@ class CliEvalTest : public ::testing::TestWithParam<Shape> {
     runtime::Tensor out = runtime::read_npy(dir + "/out.npy");
     ASSERT_EQ(out.shape(), (std::vector<int64_t>{s.B, s.H, s.N, s.Dv}));
     RunTimeTensors extra;
-    std::optional<runtime::Tensor> segments, rel;
+    std::optional<runtime::Tensor> segments, rel, rel_bidir;
     if (fs::exists(dir + "/segments.npy")) extra.segments = &segments.emplace(runtime::read_npy(dir + "/segments.npy"));
     if (fs::exists(dir + "/rel.npy")) extra.rel = &rel.emplace(runtime::read_npy(dir + "/rel.npy"));
+    if (fs::exists(dir + "/rel_bidir.npy"))
+      extra.rel_bidir = &rel_bidir.emplace(runtime::read_npy(dir + "/rel_bidir.npy"));
 
     oracle::Problem p{s.B,
                       s.H,
@@ -127,11 +131,21 @@ std::vector<Case> cases() {
       {"fixed(block=8, summary=2)", plain([] { return fixed(8, 2); })},
       {"dilated(window=4, dilation=3)", plain([] { return dilated(4, 3); })},
       {"local2d(width=6, block_h=2, block_w=3, halo_h=1, halo_w=1)", plain([] { return local2d(6, 2, 3, 1, 1); })},
+      {"local1d(query_block=4, memory=3)", plain([] { return local1d(4, 3); })},
       {"prefix_lm(prefix=7)", plain([] { return prefix_lm(7); })},
       {"document", doc},
       {"alibi", [](const Problem& p, const RunTimeTensors&) { return alibi(p.H); }},
       {"softcap(cap=2.5)", plain([] { return softcap(2.5); })},
       {"relative", rel},
+      // --rel-distances 7: a table of 2 * 3 + 1 rows.
+      {"relative_bidir(max_distance=3)",
+       [](const Problem& p, const RunTimeTensors& t) {
+         return relative_bidir(p, t.rel_bidir->data<float>(), t.rel_bidir->dim(1), 3);
+       }},
+      {"causal & relative_bidir(max_distance=3)",
+       [](const Problem& p, const RunTimeTensors& t) {
+         return both(causal(), relative_bidir(p, t.rel_bidir->data<float>(), t.rel_bidir->dim(1), 3));
+       }},
       {"causal & alibi", [](const Problem& p, const RunTimeTensors&) { return both(causal(), alibi(p.H)); }},
       {"causal & document", [](const Problem& p, const RunTimeTensors& t) { return both(causal(), doc(p, t)); }},
       {"causal & softcap(cap=20)", plain([] { return both(causal(), softcap(20)); })},

@@ -34,6 +34,8 @@ const std::vector<std::string> kPatterns = {
     "alibi",
     "softcap(cap=30)",
     "relative",
+    "relative_bidir(max_distance=64)",
+    "local1d(query_block=128, memory=256)",
     "causal & alibi",
     "causal & document",
     "causal & softcap(cap=30)",
@@ -57,6 +59,7 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
   std::map<std::string, std::vector<int64_t>> shapes;
   if (pattern.input("segments")) shapes["segments"] = {sz.B, sz.M};
   if (pattern.input("rel")) shapes["rel"] = {sz.H, 64, sz.D};
+  if (pattern.input("rel_bidir")) shapes["rel_bidir"] = {sz.H, 129, sz.D};
   cuda::LaunchOptions options;
   const cuda::LaunchPlan plan = cuda::make_launch_plan(pattern, sz, shapes, options);
   const std::string ptxas = cuda::find_cuda_tool("ptxas");

@@ -282,6 +282,7 @@ struct Inputs {
   double scale = 0.3f;            // a float value, so the functor (float) and the reference (double) read the same
   std::vector<int32_t> segments;  // [B, M], sorted per batch
   std::vector<float> rel;         // [H, R, D]
+  std::vector<float> rel_bidir;   // [H, R, D]: relative_bidir(max_distance <= 16) reads 2 * max_distance + 1 rows
   std::vector<float> q;           // [B, H, N, D]
   std::map<std::string, ir::TensorView> tensors;
 
@@ -297,10 +298,13 @@ struct Inputs {
     }
     rel.resize(static_cast<size_t>(H * R * D));
     for (auto& v : rel) v = values(rng);
+    rel_bidir.resize(static_cast<size_t>(H * R * D));
+    for (auto& v : rel_bidir) v = values(rng);
     q.resize(static_cast<size_t>(B * H * N * D));
     for (auto& v : q) v = values(rng);
     tensors["segments"] = {ir::ElemType::Int32, {B, M}, segments.data()};
     tensors["rel"] = {ir::ElemType::Float32, {H, R, D}, rel.data()};
+    tensors["rel_bidir"] = {ir::ElemType::Float32, {H, R, D}, rel_bidir.data()};
   }
 
   const float* q_row(int64_t b, int64_t h, int64_t row) const { return q.data() + ((b * H + h) * N + row) * D; }

@@ -148,6 +148,13 @@ inline Rule local2d(int64_t width, int64_t block_h, int64_t block_w, int64_t hal
   });
 }
 
+// Image Transformer local 1D: earlier keys of the query's block of `query_block` and the `memory` before it.
+inline Rule local1d(int64_t query_block, int64_t memory) {
+  return mask_only([=](int64_t, int64_t, int64_t, int64_t, int64_t q, int64_t k) {
+    return k <= q && k >= floordiv(q, query_block) * query_block - memory;
+  });
+}
+
 inline Rule prefix_lm(int64_t prefix) {
   return mask_only([=](int64_t, int64_t, int64_t, int64_t, int64_t q, int64_t k) { return k <= q || k < prefix; });
 }
@@ -183,6 +190,23 @@ inline Rule relative(const Problem& p, const float* rel, int64_t R) {
                 double dot = 0;
                 for (int64_t d = 0; d < D; ++d) {
                   dot += double(q_data[((b * H + h) * N + i) * D + d]) * double(rel[(h * R + r) * D + d]);
+                }
+                return s + scale * dot;
+              }};
+}
+
+// Shaw et al.: s + scale * (q . table[h, clamp(k - q, -max_distance, max_distance) + max_distance]); `table` is
+// [H, rows, D] with rows >= 2 * max_distance + 1.
+inline Rule relative_bidir(const Problem& p, const float* table, int64_t rows, int64_t max_distance) {
+  const float* q_data = p.q;
+  const int64_t H = p.H, N = p.N, D = p.D;
+  const double scale = p.scale;
+  return Rule{[](int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) { return true; },
+              [=](int64_t b, int64_t h, int64_t i, int64_t, int64_t q, int64_t k, double s) {
+                const int64_t r = std::min(std::max(k - q, -max_distance), max_distance) + max_distance;
+                double dot = 0;
+                for (int64_t d = 0; d < D; ++d) {
+                  dot += double(q_data[((b * H + h) * N + i) * D + d]) * double(table[(h * rows + r) * D + d]);
                 }
                 return s + scale * dot;
               }};

@@ -75,8 +75,7 @@ TEST(CheckpointNaming, DetectsBertAndGpt2) {
   EXPECT_EQ(detect_checkpoint_naming({"transformer.wte.weight"}), CheckpointNaming::Gpt2);
   EXPECT_EQ(detect_checkpoint_naming({"wte.weight", "h.0.ln_1.weight"}), CheckpointNaming::Gpt2);
   EXPECT_EQ(detect_checkpoint_naming({"word.weight"}), CheckpointNaming::Tessera);
-  test::expect_error<ModelError>([] { parse_checkpoint_naming("roberta"); },
-                                            {"roberta", "tessera, bert or gpt2"});
+  test::expect_error<ModelError>([] { parse_checkpoint_naming("roberta"); }, {"roberta", "tessera, bert or gpt2"});
 }
 
 TEST(CheckpointNaming, BertNamesMapToTheMiniLMSpec) {
@@ -217,8 +216,11 @@ TEST(SafetensorsWriter, RoundTripsThroughTheReader) {
 
   Tensor ints(DType::Int32, {2});
   test::expect_error<TensorError>([&] { write_safetensors(path, {{"ids", &ints}}); }, {"'ids'", "int32", "float32"});
-  test::expect_error<TensorError>([&] { write_safetensors("/nonexistent/dir/w.safetensors", {{"b", &b}}); },
-                                  {"/nonexistent/dir/w.safetensors", "cannot open"});
+  test::expect_error<TensorError>(
+      [&] {
+        write_safetensors("/nonexistent/dir/w.safetensors", {{"b", &b}});
+      },
+      {"/nonexistent/dir/w.safetensors", "cannot open"});
 }
 
 }  // namespace

@@ -72,7 +72,8 @@ TEST(Prelude, LoadsWithoutErrors) {
     names.push_back(d.name);
   }
   EXPECT_EQ(names, (std::vector<std::string>{"full", "causal", "sliding_window", "local", "strided", "fixed", "dilated",
-                                             "local2d", "prefix_lm", "document", "alibi", "softcap", "relative"}));
+                                             "local2d", "prefix_lm", "document", "alibi", "softcap", "relative",
+                                             "local1d", "relative_bidir"}));
   const Declaration* fixed = lib.find("fixed");
   ASSERT_NE(fixed, nullptr);
   ASSERT_EQ(fixed->params.size(), 2u);
@@ -94,6 +95,12 @@ TEST(Prelude, MasksMatchTheirDefinitions) {
     expect_mask(lib, "local(window=" + std::to_string(w) + ")",
                 [w](int64_t q, int64_t k) { return std::abs(q - k) < w; });
     expect_mask(lib, "prefix_lm(" + std::to_string(w) + ")", [w](int64_t q, int64_t k) { return k <= q || k < w; });
+  }
+  for (int64_t block : {1, 3, 8}) {
+    for (int64_t memory : {0, 2, 5}) {
+      expect_mask(lib, "local1d(" + std::to_string(block) + ", " + std::to_string(memory) + ")",
+                  [block, memory](int64_t q, int64_t k) { return k <= q && k >= q / block * block - memory; });
+    }
   }
   for (int64_t stride : {1, 3, 4}) {
     expect_mask(lib, "strided(" + std::to_string(stride) + ")", [stride](int64_t q, int64_t k) {
