@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -61,19 +62,24 @@ void EmulatedDevice::load(const KernelSource& source) {
   const fs::path dir = fs::path(work_dir_) / key;
   const fs::path library_path = dir / "kernels.so";
   if (!fs::exists(library_path)) {
-    fs::create_directories(dir / "include");
-    write_kernel_headers((dir / "include").string());
-    std::ofstream(dir / "kernels.cpp") << source.text;
-    const std::string command = fmt::format(
-        "'{}' -std=c++20 -O1 -fPIC -shared -DTESSERA_CUDA_EMULATION -I'{}' -I'{}' '{}' -o '{}.tmp' > '{}' 2>&1 && "
-        "mv '{}.tmp' '{}'",
-        compiler_, (dir / "include").string(), source_root_, (dir / "kernels.cpp").string(), library_path.string(),
-        (dir / "compile.log").string(), library_path.string(), library_path.string());
+    // Test processes run in parallel and may build the same source: each builds in a directory of its own and
+    // renames the finished library into place (the same bytes whichever rename lands last).
+    const fs::path build = dir / fmt::format("build-{}", ::getpid());
+    fs::create_directories(build / "include");
+    write_kernel_headers((build / "include").string());
+    std::ofstream(build / "kernels.cpp") << source.text;
+    const std::string command =
+        fmt::format("'{}' -std=c++20 -O1 -fPIC -shared -DTESSERA_CUDA_EMULATION -I'{}' -I'{}' '{}' -o '{}' > '{}' 2>&1",
+                    compiler_, (build / "include").string(), source_root_, (build / "kernels.cpp").string(),
+                    (build / "kernels.so").string(), (build / "compile.log").string());
     if (std::system(command.c_str()) != 0) {
-      std::ifstream log(dir / "compile.log");
+      std::ifstream log(build / "compile.log");
       std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
       throw std::runtime_error(fmt::format("the emulated kernels did not compile ({}):\n{}", command, text));
     }
+    fs::rename(build / "kernels.so", library_path);
+    std::error_code ignored;
+    fs::remove_all(build, ignored);
   }
   void* library = dlopen(library_path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (library == nullptr) throw std::runtime_error(fmt::format("dlopen {}: {}", library_path.string(), dlerror()));
