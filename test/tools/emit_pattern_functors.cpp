@@ -106,19 +106,6 @@ std::vector<std::string> sorted_tensors(const ir::Pattern& p) {
   return {names.begin(), names.end()};
 }
 
-// Integer masks only: float32 and float64 comparisons of computed floats may legitimately differ.
-// Constants stay small so that most points compute in 32 bits what the reference computes in 64 (the test
-// skips the points where an intermediate leaves the 32-bit range).
-testing::GeneratorConfig random_mask_config() {
-  testing::GeneratorConfig config;
-  config.int_vars = {ir::Var::Q, ir::Var::K,     ir::Var::I,    ir::Var::J,     ir::Var::N,
-                     ir::Var::M, ir::Var::Batch, ir::Var::Head, ir::Var::Heads, ir::Var::D};
-  config.floats = false;
-  config.loads = true;
-  config.extreme_constants = false;
-  return config;
-}
-
 std::string generate() {
   sema::PatternLibrary library;
   dsl::Diagnostics diags;
@@ -150,7 +137,7 @@ std::string generate() {
 
   std::string random_cases;
   for (int r = 0; r < kRandomMasks; ++r) {
-    testing::ExprGenerator gen(kRandomSeedBase + static_cast<uint64_t>(r), random_mask_config());
+    testing::ExprGenerator gen(kRandomSeedBase + static_cast<uint64_t>(r), testing::functor_mask_config());
     ir::Pattern p{fmt::format("random mask {}", r),
                   gen.make(ir::Type::Bool, kRandomDepth),
                   ir::var(ir::Var::Score),

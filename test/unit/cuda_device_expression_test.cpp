@@ -473,17 +473,6 @@ TEST(CudaDeviceExpression, GeneratedFunctorsMatchTheReferenceOnEveryView) {
   }
 }
 
-// Must equal random_mask_config() of the generator; the IR text recorded per case catches a difference.
-testing::GeneratorConfig random_mask_config() {
-  testing::GeneratorConfig config;
-  config.int_vars = {ir::Var::Q, ir::Var::K,     ir::Var::I,    ir::Var::J,     ir::Var::N,
-                     ir::Var::M, ir::Var::Batch, ir::Var::Head, ir::Var::Heads, ir::Var::D};
-  config.floats = false;
-  config.loads = true;
-  config.extreme_constants = false;
-  return config;
-}
-
 void collect_int_nodes(const ir::Expr& e, std::set<const ir::Node*>* seen, std::vector<ir::Expr>* out) {
   if (!seen->insert(e.get()).second) return;
   if (e->type == ir::Type::Int) out->push_back(e);
@@ -503,7 +492,7 @@ TEST(CudaDeviceExpression, RandomMasksMatchTheReferenceIn32Bits) {
   std::mt19937 rng(99);
   int64_t compared = 0, points = 0, allowed = 0, mismatches = 0;
   for (const tf::RandomMaskCase& rc : tf::kRandomMaskCases) {
-    testing::ExprGenerator gen(rc.seed, random_mask_config());
+    testing::ExprGenerator gen(rc.seed, testing::functor_mask_config());
     ir::Expr mask = gen.make(ir::Type::Bool, tf::kRandomDepth);
     ASSERT_EQ(ir::to_string(mask), rc.mask) << "seed " << rc.seed;
     std::set<const ir::Node*> seen;

@@ -24,12 +24,15 @@
 #include "targets/cuda/cuda_driver.h"
 #include "targets/cuda/nvrtc_compiler.h"
 #include "test/unit/expect_error.h"
+#include "test/unit/scoped_resources.h"
 
 namespace tessera::cuda {
 namespace {
 
 namespace fs = std::filesystem;
 using test::expect_error;
+using test::ScopedEnv;
+using test::TempDir;
 
 constexpr std::string_view kMmaInstruction = "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
 
@@ -79,52 +82,6 @@ extern "C" __global__ void scale(float* x) { x[threadIdx.x] *= SCALE; }
                      {},
                      options};
 }
-
-// A fresh directory, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "tessera-cuda-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
-
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value != nullptr) {
-      ::setenv(name, value, 1);
-    } else {
-      ::unsetenv(name);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_.c_str(), old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_.c_str());
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

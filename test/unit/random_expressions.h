@@ -209,4 +209,18 @@ inline std::string value_text(const ir::Value& v) {
   return "?";
 }
 
+// Random masks the CUDA functor tests emit at build time (test/tools/emit_pattern_functors.cpp) and check at run
+// time (cuda_device_expression_test.cpp): integer masks only, since float32 and float64 comparisons of computed
+// floats may legitimately differ. Constants stay small so that most points compute in 32 bits what the reference
+// computes in 64 (the test skips the points where an intermediate leaves the 32-bit range).
+inline GeneratorConfig functor_mask_config() {
+  GeneratorConfig config;
+  config.int_vars = {ir::Var::Q, ir::Var::K,     ir::Var::I,    ir::Var::J,     ir::Var::N,
+                     ir::Var::M, ir::Var::Batch, ir::Var::Head, ir::Var::Heads, ir::Var::D};
+  config.floats = false;
+  config.loads = true;
+  config.extreme_constants = false;
+  return config;
+}
+
 }  // namespace tessera::testing

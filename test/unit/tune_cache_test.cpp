@@ -25,34 +25,16 @@
 #include <vector>
 
 #include "test/unit/expect_error.h"
+#include "test/unit/scoped_resources.h"
 
 namespace tessera::tuner {
 namespace {
 
 namespace fs = std::filesystem;
+using test::ScopedEnv;
+using test::TempDir;
 
 constexpr const char* kVersion = "0.1.0";
-
-// A fresh directory per test, removed afterwards; the pid keeps parallel ctest processes apart.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() / fmt::format("tessera_tune_cache_test_{}_{}", ::getpid(), counter++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // Collects warnings; safe to share between threads.
 class Warnings {
@@ -597,32 +579,6 @@ TEST(TuneCache, ConcurrentProcessesDoNotLoseOrTearEntries) {
   }
   expect_all_writers_present(path, kProcesses, kPerProcess);
 }
-
-// Restores an environment variable on scope exit, so one test's setenv cannot leak into others.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value != nullptr) {
-      ::setenv(name, value, 1);
-    } else {
-      ::unsetenv(name);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_.c_str(), old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_.c_str());
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_;
-  std::optional<std::string> old_;
-};
 
 TEST(TuneCache, DefaultCachePathHonoursXdgThenHome) {
   {
