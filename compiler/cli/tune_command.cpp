@@ -105,14 +105,9 @@ class ProblemTuner {
     sizes_ = targets::validate_attention_inputs(timed_.inputs);
     out_ = runtime::Tensor(runtime::DType::Float32, {sizes_.B, sizes_.H, sizes_.N, sizes_.Dv});
     // The reference the check compares with: on the rounded inputs the kernels store (bf16, or f16 on CUDA).
+    // The CPU's bf16 storage rounds as the CUDA target's bf16 does.
     auto round = [this](const runtime::Tensor& t) {
-      if (cuda_ && element_ == cuda::Element::Float16) {
-        runtime::Tensor r(runtime::DType::Float32, t.shape());
-        for (int64_t e = 0; e < t.numel(); ++e)
-          r.data<float>()[e] = tessera_cuda::f16_bits_to_float(cuda::float_to_f16_bits(t.data<float>()[e]));
-        return r;
-      }
-      return runtime::bfloat16_to_float32(runtime::to_bfloat16(t));
+      return cuda::element_values(t, cuda_ ? element_ : cuda::Element::BFloat16);
     };
     if (cuda_ || storage_ == cpu::StorageType::BFloat16) {
       rounded_q_ = round(check_.data.q);

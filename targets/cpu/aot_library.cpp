@@ -14,6 +14,7 @@
 #include "compiler/ir/printer.h"
 #include "compiler/planner/sparsity_plan.h"
 #include "targets/common/aot_tensors.h"
+#include "targets/common/build_steps.h"
 #include "targets/common/kernel_symbols.h"
 #include "targets/common/tensor_index_bounds.h"
 #include "targets/cpu/attention_driver_text.h"
@@ -34,33 +35,10 @@ bool is_c_identifier(const std::string& s) {
   return true;
 }
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  if (!out) throw std::runtime_error(fmt::format("cannot write {}", path.string()));
-}
-
-void run_step(const std::string& command, const std::string& what) {
-  if (std::system(command.c_str()) != 0) {
-    throw std::runtime_error(fmt::format("{} failed; the command was:\n  {}", what, command));
-  }
-}
-
 std::string int_array(const std::string& name, const std::vector<int32_t>& values) {
   std::string out = fmt::format("const int32_t {}[] = {{", name);
   for (size_t n = 0; n < values.size(); ++n) out += fmt::format("{}{}", n % 24 == 0 ? "\n    " : "", values[n]) + ",";
   return out + "};\n";
-}
-
-std::string upper(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
 }
 
 struct Names {
@@ -404,7 +382,7 @@ AotResult write_aot_library(const AotRequest& r) {
         fmt::format("bad sizes H={} Hkv={} N={} M={} D={} Dv={}: all must be >= 1 and Hkv must divide H", s.H, s.Hkv,
                     s.N, s.M, s.D, s.Dv));
   }
-  const Names names{"tessera_" + r.name, "TESSERA_" + upper(r.name)};
+  const Names names{"tessera_" + r.name, "TESSERA_" + targets::upper_case(r.name)};
   const Halide::Target target(aot_halide_target(r.target));
   const std::map<std::string, std::vector<int64_t>> shapes =
       targets::aot_tensor_shapes(r.pattern, r.sizes, r.tensor_sizes);
@@ -441,23 +419,24 @@ AotResult write_aot_library(const AotRequest& r) {
   objects.push_back(runtime.string());
 
   const fs::path header = dir / (names.prefix + ".h");
-  write_file(header, header_text(r, names, execution, shapes, result.halide_target));
+  targets::write_text_file(header, header_text(r, names, execution, shapes, result.halide_target));
   const fs::path driver = dir / "src" / "attention_driver.h";
-  write_file(driver, attention_driver_source());
+  targets::write_text_file(driver, attention_driver_source());
   const fs::path source = dir / "src" / (names.prefix + ".cpp");
-  write_file(source, source_text(r, names, execution, components, shapes));
+  targets::write_text_file(source, source_text(r, names, execution, components, shapes));
   const fs::path glue = dir / "obj" / (names.prefix + ".o");
-  run_step(fmt::format("{} -std=c++17 -O2 -fPIC -c {} -I {} -I {} -I {} -o {}", r.cxx, shell_quote(source.string()),
-                       shell_quote(dir.string()), shell_quote((dir / "src").string()),
-                       shell_quote(TESSERA_HALIDE_INCLUDE_DIR), shell_quote(glue.string())),
-           "compiling the library's driver");
+  targets::run_build_step(
+      fmt::format("{} -std=c++17 -O2 -fPIC -c {} -I {} -I {} -I {} -o {}", r.cxx, targets::shell_quote(source.string()),
+                  targets::shell_quote(dir.string()), targets::shell_quote((dir / "src").string()),
+                  targets::shell_quote(TESSERA_HALIDE_INCLUDE_DIR), targets::shell_quote(glue.string())),
+      "compiling the library's driver");
   objects.push_back(glue.string());
 
   const fs::path library = dir / ("lib" + names.prefix + ".a");
   fs::remove(library);
-  std::string ar = "ar rcs " + shell_quote(library.string());
-  for (const std::string& o : objects) ar += " " + shell_quote(o);
-  run_step(ar, "creating the static library with ar");
+  std::string ar = "ar rcs " + targets::shell_quote(library.string());
+  for (const std::string& o : objects) ar += " " + targets::shell_quote(o);
+  targets::run_build_step(ar, "creating the static library with ar");
 
   result.library = library.string();
   result.header = header.string();

@@ -11,37 +11,13 @@
 #include <stdexcept>
 
 #include "targets/common/aot_tensors.h"
+#include "targets/common/build_steps.h"
 #include "targets/cuda/kernel_headers.h"
 
 namespace tessera::cuda {
 namespace {
 
 namespace fs = std::filesystem;
-
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  if (!out) throw std::runtime_error(fmt::format("cannot write {}", path.string()));
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-void run_step(const std::string& command, const std::string& what, const fs::path& log) {
-  if (std::system(command.c_str()) != 0) {
-    throw std::runtime_error(
-        fmt::format("{} failed; the command was:\n  {}\n{}", what, command, log.empty() ? "" : read_file(log)));
-  }
-}
-
-std::string upper(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
 
 template <typename T, typename Format>
 std::string device_array(const std::string& type, const std::string& name, const std::vector<T>& values,
@@ -117,21 +93,8 @@ extern "C" int {prefix}(const void* q, const void* k, const void* v, float* out,
   args.D = kHeadDim;
   args.scale = kScale;
 {tensor_setup}
-  tessera_cuda::KernelParams p;
-  p.q = q;
-  p.k = k;
-  p.v = v;
-  p.out = slot_out;
-  p.lse = slot_lse;
-  p.out_slot_stride = rows * kValueDim;
-  p.lse_slot_stride = rows;
-  p.write_lse = kSlots > 1 ? 1 : 0;
-  p.B = batch;
-  p.H = kHeads;
-  p.Hkv = kKvHeads;
-  p.N = kQueries;
-  p.M = kKeys;
-  p.scale = kScale;
+  const tessera_cuda::KernelParams p = tessera_cuda::launch_params(q, k, v, slot_out, slot_lse, kSlots, batch, kHeads,
+                                                                   kKvHeads, kQueries, kKeys, kValueDim, kScale);
 )",
                       fmt::arg("H", sz.H), fmt::arg("Hkv", sz.Hkv), fmt::arg("N", sz.N), fmt::arg("M", sz.M),
                       fmt::arg("D", sz.D), fmt::arg("Dv", sz.Dv), fmt::arg("slots", plan.slots),
@@ -170,15 +133,8 @@ extern "C" int {prefix}(const void* q, const void* k, const void* v, float* out,
                         component.blocks.size(), kernel_threads(config), shared);
   }
   text += R"(  if (kSlots > 1) {
-    tessera_cuda::MergeParams merge;
-    merge.slots_out = slot_out;
-    merge.slots_lse = slot_lse;
-    merge.out = out;
-    merge.rows = rows;
-    merge.slots = kSlots;
-    merge.value_dim = kValueDim;
-    merge.out_slot_stride = rows * kValueDim;
-    merge.lse_slot_stride = rows;
+    const tessera_cuda::MergeParams merge =
+        tessera_cuda::merge_params(slot_out, slot_lse, out, kSlots, rows, kValueDim);
     tessera_merge_slots<<<static_cast<unsigned>(rows), tessera_cuda::kMergeThreads, 0, stream>>>(merge);
   }
   return static_cast<int>(cudaGetLastError());
@@ -238,7 +194,7 @@ int {prefix}(const void* q, const void* k, const void* v, float* out, int batch,
                      fmt::arg("arch", arch_name(r.arch)), fmt::arg("element", element),
                      fmt::arg("schedule", describe(schedule)), fmt::arg("H", sz.H), fmt::arg("Hkv", sz.Hkv),
                      fmt::arg("N", sz.N), fmt::arg("M", sz.M), fmt::arg("D", sz.D), fmt::arg("Dv", sz.Dv),
-                     fmt::arg("macro", upper(prefix)), fmt::arg("tensors", tensors));
+                     fmt::arg("macro", targets::upper_case(prefix)), fmt::arg("tensors", tensors));
 }
 
 }  // namespace
@@ -249,11 +205,7 @@ CudaAotResult write_cuda_aot_library(const CudaAotRequest& r) {
       throw std::invalid_argument(fmt::format("library name '{}' is not a C identifier", r.name));
   }
   if (r.name.empty()) throw std::invalid_argument("empty library name");
-  for (auto [what, dim] : {std::pair{"head dimension D", r.sizes.D}, std::pair{"value dimension Dv", r.sizes.Dv}}) {
-    if (!supported_head_dim(dim))
-      throw std::invalid_argument(
-          fmt::format("the CUDA target does not support {} = {} (supported: 64, 128, 192, 256)", what, dim));
-  }
+  if (auto why = unsupported_dims(r.sizes)) throw std::invalid_argument(*why);
   const std::map<std::string, std::vector<int64_t>> shapes =
       targets::aot_tensor_shapes(r.pattern, r.sizes, r.tensor_sizes);
   targets::check_aot_tensor_indices(r.pattern, r.sizes, shapes);
@@ -268,14 +220,7 @@ CudaAotResult write_cuda_aot_library(const CudaAotRequest& r) {
   ir::AttentionSizes plan_sizes = r.sizes;
   plan_sizes.B = 1;
   const LaunchPlan plan = make_launch_plan(r.pattern, plan_sizes, shapes, options);
-  KernelConfig config;
-  config.head_dim = r.sizes.D;
-  config.value_dim = r.sizes.Dv;
-  config.block_m = result.schedule.block_m;
-  config.block_n = result.schedule.block_n;
-  config.stages = result.schedule.stages;
-  config.element = r.element;
-  config.wgmma = wgmma;
+  const KernelConfig config = kernel_config(r.sizes, result.schedule, r.element, wgmma);
   const KernelSource kernels = attention_source(r.pattern, plan, config, "tessera_" + r.name + "_pattern");
 
   const std::string prefix = "tessera_" + r.name;
@@ -288,21 +233,26 @@ CudaAotResult write_cuda_aot_library(const CudaAotRequest& r) {
   const fs::path library = dir / ("lib" + prefix + ".a");
   const fs::path ptx = dir / (prefix + ".ptx");
   const fs::path log = dir / (prefix + ".ptxas.log");
-  write_file(source, kernels.text + launcher_source(r, plan, kernels, config, prefix, shapes));
-  write_file(header, header_source(r, prefix, result.schedule, shapes));
+  targets::write_text_file(source, kernels.text + launcher_source(r, plan, kernels, config, prefix, shapes));
+  targets::write_text_file(header, header_source(r, prefix, result.schedule, shapes));
 
   const std::string arch = arch_name(r.arch);
   // -gencode spelled out: nvcc's -arch=sm_90a also makes compute_90 PTX, which cannot hold wgmma.
   const std::string virtual_arch = "compute_" + arch.substr(3);
-  const std::string flags = fmt::format("-std=c++17 -O3 -I'{}' -I'{}'", (dir / "include").string(), dir.string());
-  run_step(fmt::format("'{}' {} -gencode arch={},code=[{},{}] -Xptxas -v -c '{}' -o '{}' > '{}' 2>&1", r.nvcc, flags,
-                       virtual_arch, virtual_arch, arch, source.string(), object.string(), log.string()),
-           "nvcc", log);
-  run_step(
-      fmt::format("'{}' {} -arch={} -ptx '{}' -o '{}'", r.nvcc, flags, virtual_arch, source.string(), ptx.string()),
-      "nvcc -ptx", {});
+  using targets::shell_quote;
+  const std::string nvcc = shell_quote(r.nvcc);
+  const std::string flags =
+      fmt::format("-std=c++17 -O3 -I{} -I{}", shell_quote((dir / "include").string()), shell_quote(dir.string()));
+  targets::run_build_step(fmt::format("{} {} -gencode arch={},code=[{},{}] -Xptxas -v -c {} -o {} > {} 2>&1", nvcc,
+                                      flags, virtual_arch, virtual_arch, arch, shell_quote(source.string()),
+                                      shell_quote(object.string()), shell_quote(log.string())),
+                          "nvcc", log);
+  targets::run_build_step(fmt::format("{} {} -arch={} -ptx {} -o {}", nvcc, flags, virtual_arch,
+                                      shell_quote(source.string()), shell_quote(ptx.string())),
+                          "nvcc -ptx");
   fs::remove(library);
-  run_step(fmt::format("ar rcs '{}' '{}'", library.string(), object.string()), "ar", {});
+  targets::run_build_step(fmt::format("ar rcs {} {}", shell_quote(library.string()), shell_quote(object.string())),
+                          "ar");
   fs::remove(object);
 
   result.library = library.string();
@@ -310,7 +260,7 @@ CudaAotResult write_cuda_aot_library(const CudaAotRequest& r) {
   result.source = source.string();
   result.ptx = ptx.string();
   result.ptxas_log = log.string();
-  result.ptxas_report = read_file(log);
+  result.ptxas_report = targets::read_text_file(log);
   return result;
 }
 

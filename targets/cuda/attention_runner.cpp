@@ -35,14 +35,6 @@ std::unique_ptr<DeviceMemory> upload(AttentionDevice& device, const std::vector<
   return memory;
 }
 
-void check_dims(const ir::AttentionSizes& sz) {
-  for (auto [name, dim] : {std::pair{"head dimension D", sz.D}, std::pair{"value dimension Dv", sz.Dv}}) {
-    if (!supported_head_dim(dim))
-      throw UnsupportedProblem(
-          fmt::format("the CUDA target does not support {} = {} (supported: 64, 128, 192, 256)", name, dim));
-  }
-}
-
 }  // namespace
 
 uint16_t float_to_f16_bits(float value) {
@@ -76,7 +68,7 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
   const double scale = targets::attention_scale(inputs, sz);
   const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, inputs);
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
-  check_dims(sz);
+  if (auto why = unsupported_dims(sz)) throw UnsupportedProblem(*why);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, view] : tensors.views) shapes[name] = view.shape;
   targets::check_tensor_indices(pattern, sz, shapes, evaluator, inputs.q->data<float>());
@@ -100,13 +92,7 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
   plan_ = make_launch_plan(pattern, sz, shapes, launch_options);
   const LaunchPlan& plan = plan_;
 
-  config_.head_dim = sz.D;
-  config_.value_dim = sz.Dv;
-  config_.block_m = launch_options.schedule.block_m;
-  config_.block_n = launch_options.schedule.block_n;
-  config_.stages = launch_options.schedule.stages;
-  config_.element = options.element;
-  config_.wgmma = device.wgmma();
+  config_ = kernel_config(sz, launch_options.schedule, options.element, device.wgmma());
   source_ = attention_source(pattern, plan, config_);
   device.load(source_);
 
@@ -159,21 +145,10 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
     if (component.blocks.empty()) continue;
     if (component.symbols.size() > static_cast<size_t>(tessera_cuda::kMaxPatternSymbols))
       throw UnsupportedProblem("the pattern reads more symbols than the CUDA kernels take");
-    tessera_cuda::KernelParams params;
-    params.q = q;
-    params.k = k;
-    params.v = v;
-    params.out = merged ? slot_out : static_cast<float*>(result_->address());
-    params.lse = slot_lse;
-    params.out_slot_stride = out_elements_;
-    params.lse_slot_stride = rows_;
-    params.write_lse = merged ? 1 : 0;
-    params.B = static_cast<int32_t>(sz.B);
-    params.H = static_cast<int32_t>(sz.H);
-    params.Hkv = static_cast<int32_t>(sz.Hkv);
-    params.N = static_cast<int32_t>(sz.N);
-    params.M = static_cast<int32_t>(sz.M);
-    params.scale = static_cast<float>(scale);
+    tessera_cuda::KernelParams params = tessera_cuda::launch_params(
+        q, k, v, merged ? slot_out : static_cast<float*>(result_->address()), slot_lse, plan.slots,
+        static_cast<int32_t>(sz.B), static_cast<int32_t>(sz.H), static_cast<int32_t>(sz.Hkv),
+        static_cast<int32_t>(sz.N), static_cast<int32_t>(sz.M), static_cast<int32_t>(sz.Dv), static_cast<float>(scale));
     params.pattern = pattern_args;
     for (size_t s = 0; s < component.symbol_values.size(); ++s) params.pattern.symbols[s] = component.symbol_values[s];
     params.query_origin_symbol = component.query_origin_symbol;
@@ -187,15 +162,8 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
     launches_.push_back({source_.kernels[c], static_cast<unsigned>(component.blocks.size()), params});
   }
   if (merged) {
-    merge_.emplace();
-    merge_->slots_out = slot_out;
-    merge_->slots_lse = slot_lse;
-    merge_->out = static_cast<float*>(result_->address());
-    merge_->rows = rows_;
-    merge_->slots = plan.slots;
-    merge_->value_dim = static_cast<int32_t>(sz.Dv);
-    merge_->out_slot_stride = out_elements_;
-    merge_->lse_slot_stride = rows_;
+    merge_ = tessera_cuda::merge_params(slot_out, slot_lse, static_cast<float*>(result_->address()), plan.slots, rows_,
+                                        static_cast<int32_t>(sz.Dv));
   }
 }
 
@@ -217,6 +185,14 @@ runtime::Tensor PreparedAttention::result() {
   if (!result_) return out;
   device_.synchronize();
   result_->download(out.data<float>(), static_cast<size_t>(out_elements_) * sizeof(float));
+  return out;
+}
+
+runtime::Tensor element_values(const runtime::Tensor& t, Element element) {
+  if (element == Element::BFloat16) return runtime::bfloat16_to_float32(runtime::to_bfloat16(t));
+  Tensor out(runtime::DType::Float32, t.shape());
+  for (int64_t e = 0; e < t.numel(); ++e)
+    out.data<float>()[e] = tessera_cuda::f16_bits_to_float(float_to_f16_bits(t.data<float>()[e]));
   return out;
 }
 

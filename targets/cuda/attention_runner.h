@@ -99,4 +99,8 @@ runtime::Tensor run_attention(AttentionDevice& device, const ir::Pattern& patter
 // IEEE binary16 bits of `value`, rounded to nearest even (overflow to infinity, NaN kept).
 uint16_t float_to_f16_bits(float value);
 
+// The values a float32 tensor keeps once rounded to `element` (what the kernels see), as float32: the inputs a
+// reference must be given to be compared with the CUDA target.
+runtime::Tensor element_values(const runtime::Tensor& t, Element element);
+
 }  // namespace tessera::cuda

@@ -47,15 +47,9 @@ tuner::ScheduleSpace cuda_schedule_space(const ir::Pattern& pattern, const ir::A
   const ir::AttentionSizes dims = sz;
   space.invalid = [dims, limits](const tuner::Schedule& point) -> std::optional<std::string> {
     const CudaSchedule s = to_cuda_schedule(point);
-    KernelConfig config;
-    config.head_dim = dims.D;
-    config.value_dim = dims.Dv;
-    config.block_m = s.block_m;
-    config.block_n = s.block_n;
-    config.stages = s.stages;
-    if (kernel_shared_bytes(config) > limits.shared_bytes)
-      return fmt::format("needs {} bytes of shared memory, the device has {}", kernel_shared_bytes(config),
-                         limits.shared_bytes);
+    const int64_t shared = kernel_shared_bytes(kernel_config(dims, s));
+    if (shared > limits.shared_bytes)
+      return fmt::format("needs {} bytes of shared memory, the device has {}", shared, limits.shared_bytes);
     if (limits.wgmma && s.block_m % 64 != 0) return "the sm_90a kernel's query tile is whole warpgroups";
     // Wide heads: 128 value columns of accumulators per thread already; a 128-key tile's scores spill.
     if (std::max(dims.D, dims.Dv) > 128 && s.block_n > 64) return "key tile too wide for the registers";
@@ -137,13 +131,7 @@ double CudaCostModel::operator()(const tuner::Schedule& point) const {
   const double work_ns = per_block * (w.full_tiles * (tile_ns + exposed_latency_ns) +
                                       w.partial_tiles * (1.3 * tile_ns + exposed_latency_ns));
   // Blocks resident per multiprocessor, from shared memory; whole waves.
-  KernelConfig config;
-  config.head_dim = sz_.D;
-  config.value_dim = sz_.Dv;
-  config.block_m = s.block_m;
-  config.block_n = s.block_n;
-  config.stages = s.stages;
-  const double resident = std::max<int64_t>(1, limits_.shared_bytes / kernel_shared_bytes(config));
+  const double resident = std::max<int64_t>(1, limits_.shared_bytes / kernel_shared_bytes(kernel_config(sz_, s)));
   const double slots = static_cast<double>(limits_.multiprocessors) * resident;
   const double blocks = w.blocks * per_block;
   const double waves = std::ceil(blocks / slots);

@@ -14,6 +14,26 @@ const char* element_name(Element element) { return element == Element::BFloat16 
 
 bool supported_head_dim(int64_t dim) { return dim > 0 && dim <= 256 && dim % 64 == 0; }
 
+std::optional<std::string> unsupported_dims(const ir::AttentionSizes& sz) {
+  for (auto [name, dim] : {std::pair{"head dimension D", sz.D}, std::pair{"value dimension Dv", sz.Dv}}) {
+    if (!supported_head_dim(dim))
+      return fmt::format("the CUDA target does not support {} = {} (supported: 64, 128, 192, 256)", name, dim);
+  }
+  return std::nullopt;
+}
+
+KernelConfig kernel_config(const ir::AttentionSizes& sz, const CudaSchedule& schedule, Element element, bool wgmma) {
+  KernelConfig config;
+  config.head_dim = sz.D;
+  config.value_dim = sz.Dv;
+  config.block_m = schedule.block_m;
+  config.block_n = schedule.block_n;
+  config.stages = schedule.stages;
+  config.element = element;
+  config.wgmma = wgmma;
+  return config;
+}
+
 int64_t kernel_threads(const KernelConfig& config) { return config.block_m / 16 * 32; }
 
 int64_t kernel_shared_bytes(const KernelConfig& config) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,8 +25,14 @@ struct KernelConfig {
   bool wgmma = false;  // the sm_90a kernel (warpgroup MMA); query tiles are then multiples of 64
 };
 
+// The kernel configuration of a call of sizes `sz` run with `schedule` (resolved: see resolve_schedule).
+KernelConfig kernel_config(const ir::AttentionSizes& sz, const CudaSchedule& schedule,
+                           Element element = Element::BFloat16, bool wgmma = false);
+
 // Head and value dimensions the kernel template supports (multiples of 64 up to 256).
 bool supported_head_dim(int64_t dim);
+// Why the kernels cannot run sizes `sz` ("the CUDA target does not support head dimension D = 32 …"), or nullopt.
+std::optional<std::string> unsupported_dims(const ir::AttentionSizes& sz);
 
 // Threads per block and dynamic shared memory of the attention kernel for `config` (as AttentionTraits computes
 // them).

@@ -20,9 +20,9 @@ using test::Shape;
 
 double max_difference(const std::string& expression, const Shape& s, uint64_t seed, const cuda::CudaOptions& options) {
   const ir::Pattern pattern = test::instantiate(expression);
-  // Inputs rounded to bf16 first, so that the reference sees what the GPU sees.
+  // Inputs rounded to the element type first, so that the reference sees what the GPU sees.
   test::RandomProblem problem(
-      pattern, s, seed, [](const runtime::Tensor& t) { return runtime::bfloat16_to_float32(runtime::to_bfloat16(t)); });
+      pattern, s, seed, [&](const runtime::Tensor& t) { return cuda::element_values(t, options.attention.element); });
   const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
   return test::max_abs_difference(cuda::attention(pattern, problem.inputs, options), expected);
 }

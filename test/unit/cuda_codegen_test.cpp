@@ -69,13 +69,9 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
   // sm_80: mma.sync; sm_90a: the warpgroup kernel (wgmma), whose query tiles are whole warpgroups.
   for (const bool wgmma : {false, true}) {
     const char* arch_text = wgmma ? "sm_90a" : "sm_80";
-    cuda::KernelConfig config;
-    config.head_dim = sz.D;
-    config.value_dim = sz.Dv;
-    config.block_m = plan.block_m;
-    config.block_n = plan.block_n;
-    config.stages = wgmma ? 3 : 2;  // both pipeline depths compile
-    config.wgmma = wgmma;
+    cuda::CudaSchedule schedule{.block_m = plan.block_m, .block_n = plan.block_n};
+    schedule.stages = wgmma ? 3 : 2;  // both pipeline depths compile
+    const cuda::KernelConfig config = cuda::kernel_config(sz, schedule, cuda::Element::BFloat16, wgmma);
     const cuda::KernelSource source = cuda::attention_source(pattern, plan, config);
     cuda::NvrtcSource nvrtc{"tessera_attention.cu", source.text, {}, {}};
     for (const cuda::KernelHeader& header : cuda::kernel_headers())

@@ -20,18 +20,6 @@ namespace {
 
 using test::Shape;
 
-// The values a 16-bit element type keeps, as float32.
-runtime::Tensor rounded(const runtime::Tensor& t, cuda::Element element) {
-  runtime::Tensor out(runtime::DType::Float32, t.shape());
-  const runtime::Tensor bf16 = runtime::to_bfloat16(t);
-  for (int64_t e = 0; e < t.numel(); ++e) {
-    out.data<float>()[e] = element == cuda::Element::BFloat16
-                               ? tessera_cuda::bf16_bits_to_float(bf16.data<uint16_t>()[e])
-                               : tessera_cuda::f16_bits_to_float(cuda::float_to_f16_bits(t.data<float>()[e]));
-  }
-  return out;
-}
-
 // An emulated sm_80 device (mma.sync kernels) or sm_90a device (wgmma kernels).
 cuda::emulation::EmulatedDevice& device(bool wgmma) {
   static const std::string work_dir = (std::filesystem::temp_directory_path() / "tessera-emulated-kernels").string();
@@ -43,7 +31,8 @@ cuda::emulation::EmulatedDevice& device(bool wgmma) {
 double max_difference(const std::string& expression, const Shape& s, uint64_t seed,
                       const cuda::CudaAttentionOptions& options, bool wgmma = false) {
   const ir::Pattern pattern = test::instantiate(expression);
-  test::RandomProblem problem(pattern, s, seed, [&](const runtime::Tensor& t) { return rounded(t, options.element); });
+  test::RandomProblem problem(pattern, s, seed,
+                              [&](const runtime::Tensor& t) { return cuda::element_values(t, options.element); });
   const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
   const runtime::Tensor got = cuda::run_attention(device(wgmma), pattern, problem.inputs, options);
   EXPECT_EQ(got.shape(), (std::vector<int64_t>{s.B, s.H, s.N, s.Dv}));

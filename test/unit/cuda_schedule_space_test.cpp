@@ -65,13 +65,7 @@ TEST(CudaScheduleSpace, DeviceConstraintsPrunePoints) {
   ASSERT_FALSE(points.empty());
   for (const tuner::Schedule& point : points) {
     const cuda::CudaSchedule s = cuda::to_cuda_schedule(point);
-    cuda::KernelConfig config;
-    config.head_dim = sz.D;
-    config.value_dim = sz.Dv;
-    config.block_m = s.block_m;
-    config.block_n = s.block_n;
-    config.stages = s.stages;
-    EXPECT_LE(cuda::kernel_shared_bytes(config), limits.shared_bytes) << cuda::describe(s);
+    EXPECT_LE(cuda::kernel_shared_bytes(cuda::kernel_config(sz, s)), limits.shared_bytes) << cuda::describe(s);
     EXPECT_EQ(s.block_m % 64, 0) << cuda::describe(s);
   }
   EXPECT_THROW(cuda::to_cuda_schedule({{"chunk_k", 64}}), std::invalid_argument);

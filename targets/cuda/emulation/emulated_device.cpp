@@ -11,6 +11,8 @@
 #include <functional>
 #include <stdexcept>
 
+#include "compiler/tuner/tune_cache.h"
+#include "targets/common/build_steps.h"
 #include "targets/cuda/emulation/warp_emulator.h"
 #include "targets/cuda/kernel_headers.h"
 
@@ -31,11 +33,6 @@ class HostMemory : public DeviceMemory {
   std::unique_ptr<std::byte[]> data_;
 };
 
-uint64_t fnv1a(const std::string& text, uint64_t hash = 1469598103934665603ull) {
-  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
-  return hash;
-}
-
 }  // namespace
 
 EmulatedDevice::EmulatedDevice(std::string compiler, std::string source_root, std::string work_dir, bool wgmma)
@@ -51,9 +48,9 @@ EmulatedDevice::~EmulatedDevice() {
 std::unique_ptr<DeviceMemory> EmulatedDevice::allocate(size_t bytes) { return std::make_unique<HostMemory>(bytes); }
 
 void EmulatedDevice::load(const KernelSource& source) {
-  uint64_t hash = fnv1a(source.text);
-  for (const KernelHeader& header : kernel_headers()) hash = fnv1a(header.text, hash);
-  const std::string key = fmt::format("{:016x}", hash);
+  std::string everything = source.text;
+  for (const KernelHeader& header : kernel_headers()) everything += header.text;
+  const std::string key = tuner::hash_text(everything);
   if (auto it = libraries_.find(key); it != libraries_.end()) {
     library_ = it->second;
     return;
@@ -68,15 +65,13 @@ void EmulatedDevice::load(const KernelSource& source) {
     fs::create_directories(build / "include");
     write_kernel_headers((build / "include").string());
     std::ofstream(build / "kernels.cpp") << source.text;
+    using targets::shell_quote;
     const std::string command =
-        fmt::format("'{}' -std=c++20 -O1 -fPIC -shared -DTESSERA_CUDA_EMULATION -I'{}' -I'{}' '{}' -o '{}' > '{}' 2>&1",
-                    compiler_, (build / "include").string(), source_root_, (build / "kernels.cpp").string(),
-                    (build / "kernels.so").string(), (build / "compile.log").string());
-    if (std::system(command.c_str()) != 0) {
-      std::ifstream log(build / "compile.log");
-      std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-      throw std::runtime_error(fmt::format("the emulated kernels did not compile ({}):\n{}", command, text));
-    }
+        fmt::format("{} -std=c++20 -O1 -fPIC -shared -DTESSERA_CUDA_EMULATION -I{} -I{} {} -o {} > {} 2>&1",
+                    shell_quote(compiler_), shell_quote((build / "include").string()), shell_quote(source_root_),
+                    shell_quote((build / "kernels.cpp").string()), shell_quote((build / "kernels.so").string()),
+                    shell_quote((build / "compile.log").string()));
+    targets::run_build_step(command, "compiling the emulated kernels", build / "compile.log");
     fs::rename(build / "kernels.so", library_path);
     std::error_code ignored;
     fs::remove_all(build, ignored);

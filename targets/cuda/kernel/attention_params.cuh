@@ -68,6 +68,45 @@ struct MergeParams {
 inline constexpr int kMergeThreads = 128;  // threads per block of tessera_merge_slots (one block per row)
 inline constexpr int kFillThreads = 256;   // threads per block of tessera_fill
 
+// The data and output layout of one attention launch, shared by the run-time launcher and the host code of libraries
+// compiled ahead of time: with one slot, `out` is the [B, H, N, Dv] output; with several, slot s of the outputs
+// starts at out + s * B*H*N*Dv and of the log-sum-exps at lse + s * B*H*N. Views, blocks, tiles and the pattern's
+// arguments are the component's.
+TESSERA_HD KernelParams launch_params(const void* q, const void* k, const void* v, float* out, float* lse, i32 slots,
+                                      i32 B, i32 H, i32 Hkv, i32 N, i32 M, i32 value_dim, float scale) {
+  KernelParams p;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  p.lse = slots > 1 ? lse : nullptr;
+  p.out_slot_stride = static_cast<i64>(B) * H * N * value_dim;
+  p.lse_slot_stride = static_cast<i64>(B) * H * N;
+  p.write_lse = slots > 1 ? 1 : 0;
+  p.B = B;
+  p.H = H;
+  p.Hkv = Hkv;
+  p.N = N;
+  p.M = M;
+  p.scale = scale;
+  return p;
+}
+
+// The merge of the slots of launch_params' layout into `out`.
+TESSERA_HD MergeParams merge_params(const float* slots_out, const float* slots_lse, float* out, i32 slots, i64 rows,
+                                    i32 value_dim) {
+  MergeParams m;
+  m.slots_out = slots_out;
+  m.slots_lse = slots_lse;
+  m.out = out;
+  m.rows = rows;
+  m.slots = slots;
+  m.value_dim = value_dim;
+  m.out_slot_stride = rows * value_dim;
+  m.lse_slot_stride = rows;
+  return m;
+}
+
 // The pattern arguments of one view: the launch's, with the view's sizes and origins.
 TESSERA_HD PatternArgs view_pattern_args(const KernelParams& p, const ViewDesc& view) {
   PatternArgs a = p.pattern;

@@ -1,0 +1,25 @@
+// What writing a library ahead of time needs from the host, for every target: files written and read whole, shell
+// commands (the compiler, ar) run with their paths quoted, and a failure that says which step and command failed.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace tessera::targets {
+
+// `s` as one POSIX shell word (single quotes, embedded ones escaped).
+std::string shell_quote(const std::string& s);
+
+// Throws std::runtime_error naming the path when the file cannot be written.
+void write_text_file(const std::filesystem::path& path, const std::string& text);
+// The whole file; empty if it cannot be read.
+std::string read_text_file(const std::filesystem::path& path);
+
+// Runs `command` through the shell; on failure throws std::runtime_error "<what> failed; the command was: …",
+// followed by the contents of `log` when one is given (where the command's output went).
+void run_build_step(const std::string& command, const std::string& what, const std::filesystem::path& log = {});
+
+// An identifier in upper case (header guards, macro prefixes).
+std::string upper_case(std::string s);
+
+}  // namespace tessera::targets
