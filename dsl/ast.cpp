@@ -78,6 +78,8 @@ std::string dump_statement(const Statement& s) {
                            : fmt::format("require {};", dump(*s.value));
     case StatementKind::Mask: return fmt::format("mask: {};", dump(*s.value));
     case StatementKind::Score: return fmt::format("score: {};", dump(*s.value));
+    case StatementKind::Weight: return fmt::format("weight: {};", dump(*s.value));
+    case StatementKind::Normalize: return fmt::format("normalize: {};", dump(*s.value));
   }
   return "";
 }

@@ -110,7 +110,7 @@ struct Param {
   SourceRange where;
 };
 
-enum class StatementKind : uint8_t { Let, Require, Mask, Score };
+enum class StatementKind : uint8_t { Let, Require, Mask, Score, Weight, Normalize };
 
 struct Statement {
   StatementKind kind = StatementKind::Mask;

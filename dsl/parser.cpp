@@ -619,8 +619,17 @@ class Parser {
     return ok;
   }
 
+  // The statement a field word (`mask`, `score`, `weight`, `normalize`) starts, if the next token is one.
+  std::optional<StatementKind> field_statement() const {
+    if (at_word("mask")) return StatementKind::Mask;
+    if (at_word("score")) return StatementKind::Score;
+    if (at_word("weight")) return StatementKind::Weight;
+    if (at_word("normalize")) return StatementKind::Normalize;
+    return std::nullopt;
+  }
+
   // statement ::= 'let' IDENT '=' expr ';' | 'require' expr [ ':' STRING ] ';'
-  //             | 'mask' ':' expr ';' | 'score' ':' expr ';'
+  //             | ('mask' | 'score' | 'weight' | 'normalize') ':' expr ';'
   std::optional<Statement> statement() {
     Statement s;
     SourceRange begin = peek().where;
@@ -633,15 +642,15 @@ class Parser {
       if (!expect(TokenKind::Assign, "after the let's name")) return std::nullopt;
     } else if (accept(TokenKind::KwRequire)) {
       s.kind = StatementKind::Require;
-    } else if (at_word("mask") || at_word("score")) {
-      s.kind = at_word("mask") ? StatementKind::Mask : StatementKind::Score;
-      advance();
-      if (!expect(TokenKind::Colon, s.kind == StatementKind::Mask ? "after 'mask'" : "after 'score'")) {
-        return std::nullopt;
-      }
+    } else if (auto field = field_statement()) {
+      s.kind = *field;
+      const std::string after = fmt::format("after '{}'", advance().text);
+      if (!expect(TokenKind::Colon, after.c_str())) return std::nullopt;
     } else {
       error_here(
-          fmt::format("expected 'let', 'require', 'mask:' or 'score:' in a pattern body, got {}", describe(peek())));
+          fmt::format("expected 'let', 'require', 'mask:', 'score:', 'weight:' or 'normalize:' in a pattern "
+                      "body, got {}",
+                      describe(peek())));
       return std::nullopt;
     }
     s.value = expression();

@@ -14,6 +14,8 @@
 #include <optional>
 #include <stdexcept>
 
+#include "compiler/ir/log_bucket.h"
+
 namespace tessera::analysis {
 
 namespace {
@@ -405,6 +407,15 @@ Interval eval_call(const Expr& e, const VarRanges& r) {
     case Fn::BitXor:
     case Fn::Shl:
     case Fn::Shr: return Interval::of(int_bitwise(e->fn, a[0].i, a[1].i));
+    case Fn::LogBucket: {
+      // Non-decreasing in n once the other operands are fixed.
+      const IntInterval &exact = a[1].i, &max_distance = a[2].i, &buckets = a[3].i;
+      if (exact.lo != exact.hi || max_distance.lo != max_distance.hi || buckets.lo != buckets.hi) {
+        return Interval::of(IntInterval::everything());
+      }
+      return Interval::of(IntInterval::range(ir::log_bucket(a[0].i.lo, exact.lo, max_distance.lo, buckets.lo),
+                                             ir::log_bucket(a[0].i.hi, exact.lo, max_distance.lo, buckets.lo)));
+    }
     case Fn::Select: break;
   }
   throw std::logic_error("tessera internal error: unknown function in interval analysis");

@@ -54,7 +54,13 @@ RandomInputs random_inputs(const RandomInputShape& s, const ir::Pattern* pattern
   for (const ir::TensorDecl& decl : pattern->inputs) {
     std::vector<int64_t> shape;
     for (const auto& dim : decl.dims) shape.push_back(dimension_size(s, dim));
-    if (decl.elem_type == ir::ElemType::Float32) {
+    if (decl.name == "centers" && decl.elem_type == ir::ElemType::Float32) {
+      // luong_local_p's predicted key positions: spread over the keys (and a little past both ends).
+      runtime::Tensor t(runtime::DType::Float32, shape);
+      std::uniform_real_distribution<float> position(-2.0f, static_cast<float>(s.keys) + 1.0f);
+      for (int64_t e = 0; e < t.numel(); ++e) t.data<float>()[e] = position(rng);
+      inputs.tensors.emplace_back(decl.name, std::move(t));
+    } else if (decl.elem_type == ir::ElemType::Float32) {
       inputs.tensors.emplace_back(decl.name, random_normal(shape, rng));
     } else if (decl.name == "segments" && shape.size() == 2) {
       inputs.tensors.emplace_back(decl.name, random_segments(shape[0], shape[1], s.documents, rng));

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "compiler/ir/log_bucket.h"
+
 namespace tessera::ir {
 
 namespace {
@@ -156,6 +158,7 @@ Value evaluate(const Expr& e, const EvalEnv& env) {
           return int_value(a[1].i < 0 || a[1].i > 63 ? 0
                                                      : static_cast<int64_t>(static_cast<uint64_t>(a[0].i) << a[1].i));
         case Fn::Shr: return int_value(a[0].i >> std::clamp<int64_t>(a[1].i, 0, 63));
+        case Fn::LogBucket: return int_value(log_bucket(a[0].i, a[1].i, a[2].i, a[3].i));
         case Fn::Select: break;
       }
       throw std::logic_error("tessera internal error: unknown function");
@@ -257,6 +260,11 @@ double PatternEvaluator::score(int64_t b, int64_t h, int64_t i, int64_t j, doubl
   env.s = s;
   env.q_vec = q_vec;
   return evaluate(pattern_.score, env).f;
+}
+
+double PatternEvaluator::weight(int64_t b, int64_t h, int64_t i, int64_t j) const {
+  if (!pattern_.has_weight()) return 1.0;
+  return evaluate(pattern_.weight, env_at(b, h, i, j)).f;
 }
 
 }  // namespace tessera::ir

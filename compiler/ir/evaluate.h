@@ -57,7 +57,7 @@ struct EvalEnv {
 // Evaluates `e` at `env`. Throws EvalError for an out-of-bounds index or an unbound symbol/tensor.
 Value evaluate(const Expr& e, const EvalEnv& env);
 
-// Binds a pattern to concrete sizes and run-time tensors and evaluates its mask and score at points.
+// Binds a pattern to concrete sizes and run-time tensors and evaluates its mask, score and weight at points.
 class PatternEvaluator {
  public:
   // Validates that every tensor the pattern reads is given, with its element type, rank and attention sizes,
@@ -69,6 +69,8 @@ class PatternEvaluator {
   bool allowed(int64_t b, int64_t h, int64_t i, int64_t j) const;
   // The modified logit for an allowed pair whose scaled logit is s. q_vec: the query vector (D floats).
   double score(int64_t b, int64_t h, int64_t i, int64_t j, double s, const float* q_vec) const;
+  // The weight of an allowed pair's probability (1 when the pattern has no `weight:`).
+  double weight(int64_t b, int64_t h, int64_t i, int64_t j) const;
 
   const AttentionSizes& sizes() const { return sizes_; }
 

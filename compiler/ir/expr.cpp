@@ -49,6 +49,7 @@ constexpr FnInfo kFunctions[] = {
     {Fn::BitNot, "bitnot", 1, "bitnot(a: int)"},
     {Fn::Shl, "shl", 2, "shl(a: int, bits: int)"},
     {Fn::Shr, "shr", 2, "shr(a: int, bits: int)"},
+    {Fn::LogBucket, "log_bucket", 4, "log_bucket(n: int, exact: int, max_distance: int, buckets: int)"},
 };
 
 const FnInfo& info(Fn fn) {
@@ -177,6 +178,12 @@ bool function_result_type(Fn fn, const std::vector<Type>& t, Type* result) {
       return true;
     case Fn::BitNot:
       if (t[0] != Type::Int) return false;
+      *result = Type::Int;
+      return true;
+    case Fn::LogBucket:
+      for (Type operand : t) {
+        if (operand != Type::Int) return false;
+      }
       *result = Type::Int;
       return true;
   }

@@ -68,7 +68,9 @@ enum class Fn : uint8_t {
   BitXor,
   BitNot,
   Shl,
-  Shr,  // integer bitwise functions (Shr is arithmetic)
+  Shr,        // integer bitwise functions (Shr is arithmetic)
+  LogBucket,  // (n, exact, max_distance, buckets): T5's log-bucketed distance, log_bucket.h; the last three are
+              // constants once a pattern's parameters are bound, and simplify() rewrites it into comparisons
 };
 const char* fn_name(Fn fn);
 

@@ -8,6 +8,16 @@ bool is_attention_size(const std::string& d) {
 
 bool Pattern::has_mask() const { return !(mask->kind == Kind::BoolImm && mask->bool_value); }
 
+bool Pattern::has_weight() const { return !(weight->kind == Kind::FloatImm && weight->float_value == 1.0); }
+
+const char* normalizer_name(Normalizer normalizer) {
+  switch (normalizer) {
+    case Normalizer::Softmax: return "softmax";
+    case Normalizer::Hardmax: return "hardmax";
+  }
+  return "?";
+}
+
 bool Pattern::has_score() const { return !(score->kind == Kind::Var && score->var == Var::Score); }
 
 const TensorDecl* Pattern::input(const std::string& tensor_name) const {

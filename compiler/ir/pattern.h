@@ -2,6 +2,8 @@
 //
 // For query row i and key column j of batch b and head h, the pair (i, j) takes part in attention iff `mask`
 // evaluates to true; its logit s = scale * (q_vec . k_vec) is then replaced by `score` (an expression of s).
+// The normaliser turns a row's scores into probabilities p (softmax by default), and the output row is
+// sum_j p_ij * weight_ij * v_j: the weight multiplies the probabilities without renormalising them.
 // A row with no allowed key outputs zeros.
 #pragma once
 
@@ -24,14 +26,24 @@ struct TensorDecl {
 
 bool is_attention_size(const std::string& dim_name);  // B, H, Hkv, N, M, D, Dv
 
+// How a row's scores become probabilities.
+enum class Normalizer : uint8_t {
+  Softmax,  // exp(s - max) / sum over the allowed keys
+  Hardmax,  // 1 for the highest-scoring allowed key (the lowest key index among equal scores), 0 elsewhere
+};
+const char* normalizer_name(Normalizer normalizer);  // "softmax", "hardmax"
+
 struct Pattern {
   std::string name;                // canonical source form, e.g. "causal & sliding_window(window=256)"
   Expr mask;                       // Bool; bool_imm(true) when the pattern restricts nothing ("all keys")
   Expr score;                      // Float; var(Var::Score) when the pattern does not modify the logit
-  std::vector<TensorDecl> inputs;  // every run-time tensor that mask or score reads, in first-use order
+  std::vector<TensorDecl> inputs;  // every run-time tensor that mask, score or weight reads, in first-use order
+  Expr weight = float_imm(1.0);    // Float, never reads s; float_imm(1) when the probabilities are not weighted
+  Normalizer normalizer = Normalizer::Softmax;
 
-  bool has_mask() const;   // mask is not the constant true
-  bool has_score() const;  // score is not just `s`
+  bool has_mask() const;    // mask is not the constant true
+  bool has_score() const;   // score is not just `s`
+  bool has_weight() const;  // weight is not the constant 1
   const TensorDecl* input(const std::string& tensor_name) const;
 };
 

@@ -123,6 +123,9 @@ std::string to_string(const Pattern& p) {
   }
   out += "  mask:  " + (p.mask ? to_string(p.mask) : std::string("true")) + "\n";
   out += "  score: " + (p.score ? to_string(p.score) : std::string("s")) + "\n";
+  // Printed only when not the default, so the IR of a plain softmax pattern reads as it always has.
+  if (p.has_weight()) out += "  weight: " + to_string(p.weight) + "\n";
+  if (p.normalizer != Normalizer::Softmax) out += fmt::format("  normalize: {}\n", normalizer_name(p.normalizer));
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include <stdexcept>
 
 #include "compiler/ir/evaluate.h"
+#include "compiler/ir/log_bucket.h"
 
 namespace tessera::ir {
 
@@ -289,6 +290,8 @@ Expr simplify_binary(const Expr& e) {
   }
 }
 
+Expr simplify_tree(const Expr& e, dsl::Diagnostics* diags);
+
 Expr simplify_call(const Expr& e) {
   const auto& ops = e->operands;
   if (e->fn == Fn::Select) {
@@ -305,6 +308,10 @@ Expr simplify_call(const Expr& e) {
   bool all_const = true;
   for (const auto& o : ops) all_const &= is_const(o);
   if (all_const) return fold(e);
+  // Backends never see log_bucket: once its parameters are constants it becomes comparisons.
+  if (e->fn == Fn::LogBucket) {
+    if (Expr expanded = expand_log_bucket(e)) return simplify_tree(expanded, nullptr);
+  }
   switch (e->fn) {
     case Fn::Min:
     case Fn::Max:

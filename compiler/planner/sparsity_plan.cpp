@@ -163,6 +163,7 @@ ir::Pattern localize(const ir::Pattern& p, const Expr& mask, int64_t query_strid
   ir::Pattern local = p;
   local.mask = ir::simplify(ir::substitute_vars(mask, to_local));
   local.score = ir::simplify(ir::substitute_vars(p.score, to_local));
+  local.weight = ir::simplify(ir::substitute_vars(p.weight, to_local));
   return local;
 }
 
@@ -281,9 +282,11 @@ ir::Pattern bind_view(const Component& component, const View& view, int64_t N, i
                              std::pair{kQueries, N}, std::pair{kKeys, M}}) {
     bound.mask = ir::substitute_symbol(bound.mask, name, ir::int_imm(value));
     bound.score = ir::substitute_symbol(bound.score, name, ir::int_imm(value));
+    bound.weight = ir::substitute_symbol(bound.weight, name, ir::int_imm(value));
   }
   bound.mask = ir::simplify(bound.mask);
   bound.score = ir::simplify(bound.score);
+  bound.weight = ir::simplify(bound.weight);
   return bound;
 }
 

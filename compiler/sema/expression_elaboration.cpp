@@ -21,9 +21,9 @@ constexpr BuiltinVar kBuiltinVars[] = {
     {"M", ir::Var::M},     {"D", ir::Var::D},    {"s", ir::Var::Score}, {"scale", ir::Var::Scale},
 };
 
-constexpr const char* kFunctionNames[] = {"min",   "max",    "abs",    "clamp", "select", "tanh",  "exp", "log",
-                                          "exp2",  "sqrt",   "pow",    "floor", "ceil",   "float", "int", "bitand",
-                                          "bitor", "bitxor", "bitnot", "shl",   "shr",    "dot"};
+constexpr const char* kFunctionNames[] = {
+    "min",  "max",   "abs", "clamp",  "select", "tanh",   "exp",    "log", "exp2", "sqrt", "pow",       "floor",
+    "ceil", "float", "int", "bitand", "bitor",  "bitxor", "bitnot", "shl", "shr",  "dot",  "log_bucket"};
 
 const BuiltinVar* find_builtin(const std::string& name) {
   for (const auto& v : kBuiltinVars) {
@@ -193,6 +193,17 @@ class Elaborator {
       ok &= args.back() != nullptr;
     }
     if (!ok) return nullptr;
+    if (fn == ir::Fn::LogBucket) {
+      // Its thresholds are decided at compile time.
+      static const char* const kConstantOperands[] = {"exact", "max_distance", "buckets"};
+      for (size_t i = 1; i < args.size(); ++i) {
+        if (const ir::Node* n = find_run_time_value(args[i], scope_.params)) {
+          std::string what = n->kind == ir::Kind::Var ? ir::var_name(n->var) : n->name;
+          return fail(e.operands[i]->where, fmt::format("log_bucket's {} must be a parameter or constant, not '{}'",
+                                                        kConstantOperands[i - 1], what));
+        }
+      }
+    }
     coerce_arguments(fn, args);
     // float(x) of a float and int(x) of an int are the identity.
     if ((fn == ir::Fn::ToFloat && args[0]->type == ir::Type::Float) ||

@@ -35,6 +35,14 @@ ir::Expr chain_scores(const ir::Expr& inner, const ir::Expr& outer) {
   return ir::substitute(outer, ir::Var::Score, inner);
 }
 
+bool is_unit(const ir::Expr& e) { return e->kind == ir::Kind::FloatImm && e->float_value == 1.0; }
+
+ir::Expr weight_product(const ir::Expr& a, const ir::Expr& b) {
+  if (is_unit(a)) return b;
+  if (is_unit(b)) return a;
+  return ir::binary(ir::BinaryOp::Mul, a, b);
+}
+
 int precedence(Kind kind) { return kind == Kind::Intersect ? 1 : 0; }
 
 void collect(const ir::Expr& e, const std::map<std::string, ir::TensorDecl>& tensors,
@@ -59,27 +67,35 @@ Instance compose(Kind kind, const Instance& lhs, const Instance& rhs) {
   out.name = fmt::format("{} {} {}", left, dsl::ast::op_symbol(kind), right);
   switch (kind) {
     case Kind::Intersect:
-      out.mask = mask_and(lhs.mask, rhs.mask);
+    case Kind::Union: {
+      out.mask = kind == Kind::Intersect ? mask_and(lhs.mask, rhs.mask) : mask_or(lhs.mask, rhs.mask);
       out.score = chain_scores(lhs.score, rhs.score);
+      out.weight = weight_product(lhs.weight, rhs.weight);
+      out.weight_where = is_unit(lhs.weight) ? rhs.weight_where : lhs.weight_where;
+      const bool right_normalizes = rhs.normalizer != ir::Normalizer::Softmax;
+      out.normalizer = right_normalizes ? rhs.normalizer : lhs.normalizer;
+      out.normalizer_where = right_normalizes ? rhs.normalizer_where : lhs.normalizer_where;
       break;
-    case Kind::Union:
-      out.mask = mask_or(lhs.mask, rhs.mask);
-      out.score = chain_scores(lhs.score, rhs.score);
-      break;
+    }
     case Kind::Difference:
     case Kind::Ref:
       out.mask = mask_and(lhs.mask, mask_not(rhs.mask));
       out.score = lhs.score;
+      out.weight = lhs.weight;
+      out.weight_where = lhs.weight_where;
+      out.normalizer = lhs.normalizer;
+      out.normalizer_where = lhs.normalizer_where;
       break;
   }
   return out;
 }
 
-std::vector<ir::TensorDecl> collect_inputs(const ir::Expr& mask, const ir::Expr& score,
+std::vector<ir::TensorDecl> collect_inputs(const ir::Expr& mask, const ir::Expr& score, const ir::Expr& weight,
                                            const std::map<std::string, ir::TensorDecl>& tensors) {
   std::vector<ir::TensorDecl> out;
   collect(mask, tensors, out);
   collect(score, tensors, out);
+  collect(weight, tensors, out);
   return out;
 }
 

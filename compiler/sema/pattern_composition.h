@@ -15,16 +15,26 @@ struct Instance {
   std::string name;  // canonical source form
   // How tightly `name` binds, to parenthesise it as an operand: 2 for a single pattern, 1 for `&`, 0 for `|`/`-`.
   int precedence = 2;
-  ir::Expr mask;   // Bool
-  ir::Expr score;  // Float, an expression of s
+  ir::Expr mask;                         // Bool
+  ir::Expr score;                        // Float, an expression of s
+  ir::Expr weight = ir::float_imm(1.0);  // Float
+  ir::Normalizer normalizer = ir::Normalizer::Softmax;
+  dsl::SourceRange weight_where, normalizer_where;  // the statements that set them, for diagnostics
+
+  // A weight under hardmax: an error (see pattern_library.cpp).
+  bool has_weight_conflict() const {
+    return normalizer == ir::Normalizer::Hardmax && !(weight->kind == ir::Kind::FloatImm && weight->float_value == 1.0);
+  }
 };
 
-// a & b: both masks, score = b.score(a.score(s)).  a | b: either mask, score as for `&`.
-// a - b: a's mask and not b's, a's score. Trivially constant masks and identity scores are folded away.
+// a & b: both masks, score = b.score(a.score(s)), weight a.weight * b.weight, the normaliser either one sets.
+// a | b: either mask, score, weight and normaliser as for `&`.
+// a - b: a's mask and not b's, a's score, weight and normaliser. Trivially constant masks, identity scores and
+// unit weights are folded away. Two different normalisers other than softmax are the caller's error to report.
 Instance compose(dsl::ast::PatternExprKind kind, const Instance& lhs, const Instance& rhs);
 
-// Every tensor read by `mask` then `score`, in first-use order, as declared in `tensors`.
-std::vector<ir::TensorDecl> collect_inputs(const ir::Expr& mask, const ir::Expr& score,
+// Every tensor read by `mask`, then `score`, then `weight`, in first-use order, as declared in `tensors`.
+std::vector<ir::TensorDecl> collect_inputs(const ir::Expr& mask, const ir::Expr& score, const ir::Expr& weight,
                                            const std::map<std::string, ir::TensorDecl>& tensors);
 
 }  // namespace tessera::sema

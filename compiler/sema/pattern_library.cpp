@@ -45,7 +45,8 @@ struct Requirement {
 struct DeclarationDetail {
   std::vector<std::vector<Bound>> bounds;  // per parameter
   std::vector<Requirement> requirements;
-  const ast::PatternExpr* alias = nullptr;  // the alias form's expression (owned by a module the library keeps)
+  const ast::PatternExpr* alias = nullptr;          // the alias form's expression (owned by a module the library keeps)
+  dsl::SourceRange weight_where, normalizer_where;  // the body's `weight:` and `normalize:` statements
   bool valid = true;
 };
 
@@ -148,9 +149,12 @@ ir::Pattern finish(const Instance& instance, const std::map<std::string, ir::Ten
   p.name = instance.name;
   p.mask = ir::simplify(instance.mask);
   p.score = ir::simplify(instance.score);
+  p.weight = ir::simplify(instance.weight);
+  p.normalizer = instance.normalizer;
   if (p.mask->kind == ir::Kind::BoolImm && p.mask->bool_value) p.mask = ir::bool_imm(true);
   if (p.score->kind == ir::Kind::Var && p.score->var == ir::Var::Score) p.score = ir::var(ir::Var::Score);
-  p.inputs = collect_inputs(p.mask, p.score, tensors);
+  if (!p.has_weight()) p.weight = ir::float_imm(1.0);
+  p.inputs = collect_inputs(p.mask, p.score, p.weight, tensors);
   return p;
 }
 
@@ -401,9 +405,10 @@ struct PatternLibrary::Impl {
     }
     bool ok = true;
     std::map<std::string, SourceRange> lets;
-    const ast::Statement* mask_statement = nullptr;
-    const ast::Statement* score_statement = nullptr;
-    ir::Expr mask = ir::bool_imm(true), score = ir::var(ir::Var::Score);
+    // The first statement of each field kind, to report a second one.
+    std::map<ast::StatementKind, const ast::Statement*> fields;
+    ir::Expr mask = ir::bool_imm(true), score = ir::var(ir::Var::Score), weight = ir::float_imm(1.0);
+    ir::Normalizer normalizer = ir::Normalizer::Softmax;
     std::vector<Requirement> requirements;
     for (const auto& s : p.body) {
       switch (s.kind) {
@@ -415,31 +420,89 @@ struct PatternLibrary::Impl {
           break;
         }
         case ast::StatementKind::Mask:
-        case ast::StatementKind::Score: {
-          bool is_mask = s.kind == ast::StatementKind::Mask;
-          const ast::Statement*& first = is_mask ? mask_statement : score_statement;
-          if (first) {
-            diags.error(s.where,
-                        fmt::format("pattern '{}' has more than one '{}:'", p.name, is_mask ? "mask" : "score"));
-            diags.note(first->where, "the first one is here");
+        case ast::StatementKind::Score:
+        case ast::StatementKind::Weight:
+        case ast::StatementKind::Normalize: {
+          auto [first, inserted] = fields.emplace(s.kind, &s);
+          if (!inserted) {
+            diags.error(s.where, fmt::format("pattern '{}' has more than one '{}:'", p.name, field_word(s.kind)));
+            diags.note(first->second->where, "the first one is here");
             ok = false;
             break;
           }
-          first = &s;
-          ir::Expr value = is_mask ? mask_value(s, scope, diags) : score_value(s, scope, diags);
+          if (s.kind == ast::StatementKind::Normalize) {
+            auto chosen = normalizer_value(s, diags);
+            if (chosen) normalizer = *chosen;
+            ok &= chosen.has_value();
+            break;
+          }
+          ir::Expr value = s.kind == ast::StatementKind::Mask    ? mask_value(s, scope, diags)
+                           : s.kind == ast::StatementKind::Score ? score_value(s, scope, diags)
+                                                                 : weight_value(s, scope, diags);
           if (!value) {
             ok = false;
             break;
           }
-          (is_mask ? mask : score) = simplify_checked(value, diags, &ok);
+          value = simplify_checked(value, diags, &ok);
+          (s.kind == ast::StatementKind::Mask ? mask : s.kind == ast::StatementKind::Score ? score : weight) = value;
           break;
         }
       }
     }
     if (!ok) return false;
-    decl.body = ir::Pattern{p.name, mask, score, collect_inputs(mask, score, tensors)};
+    auto weight_statement = fields.find(ast::StatementKind::Weight);
+    auto normalize_statement = fields.find(ast::StatementKind::Normalize);
+    if (weight_statement != fields.end() &&
+        !weight_compatible(normalizer, weight_statement->second->where, normalize_statement->second->where, diags)) {
+      return false;
+    }
+    decl.body = ir::Pattern{p.name, mask, score, collect_inputs(mask, score, weight, tensors), weight, normalizer};
+    if (weight_statement != fields.end()) details[i].weight_where = weight_statement->second->where;
+    if (normalize_statement != fields.end()) details[i].normalizer_where = normalize_statement->second->where;
     details[i].requirements = std::move(requirements);
     return true;
+  }
+
+  static const char* field_word(ast::StatementKind kind) {
+    switch (kind) {
+      case ast::StatementKind::Mask: return "mask";
+      case ast::StatementKind::Score: return "score";
+      case ast::StatementKind::Weight: return "weight";
+      case ast::StatementKind::Normalize: return "normalize";
+      default: return "?";
+    }
+  }
+
+  // A weight scales probabilities that add up to 1; hardmax's single 1 has nothing to spread over.
+  static bool weight_compatible(ir::Normalizer normalizer, const SourceRange& weight_where,
+                                const SourceRange& normalizer_where, Diagnostics& diags) {
+    if (normalizer != ir::Normalizer::Hardmax) return true;
+    diags.error(weight_where, "'weight:' cannot be used with the hardmax normaliser (it puts all weight on one key)");
+    diags.note(normalizer_where, "hardmax is chosen here");
+    return false;
+  }
+
+  // normalize: softmax | hardmax
+  static std::optional<ir::Normalizer> normalizer_value(const ast::Statement& s, Diagnostics& diags) {
+    const ast::Expr& e = *s.value;
+    if (e.kind == ast::ExprKind::Name) {
+      for (auto n : {ir::Normalizer::Softmax, ir::Normalizer::Hardmax}) {
+        if (e.name == ir::normalizer_name(n)) return n;
+      }
+    }
+    diags.error(e.where, fmt::format("unknown normaliser '{}': expected softmax or hardmax", ast::dump(e)));
+    return std::nullopt;
+  }
+
+  static ir::Expr weight_value(const ast::Statement& s, const Scope& scope, Diagnostics& diags) {
+    ir::Expr value = elaborate_expression(*s.value, scope, diags);
+    if (!value) return nullptr;
+    if (value->type == ir::Type::Bool) {
+      diags.error(s.value->where, "weight must be float, got bool");
+      return nullptr;
+    }
+    if (check_score_only(value, diags)) return nullptr;
+    return promote_to_float(value);
   }
 
   bool let(const ast::Statement& s, Scope& scope, std::map<std::string, SourceRange>& lets, Diagnostics& diags) {
@@ -586,7 +649,14 @@ struct PatternLibrary::Impl {
     auto lhs = expand(*e.lhs, arg_scope, diags, expanding);
     auto rhs = expand(*e.rhs, arg_scope, diags, expanding);  // also when lhs failed, to report its errors too
     if (!lhs || !rhs) return std::nullopt;
-    return compose(e.kind, *lhs, *rhs);
+    Instance out = compose(e.kind, *lhs, *rhs);
+    if (out.has_weight_conflict()) {
+      diags.error(e.where, fmt::format("'{}' combines a weight with the hardmax normaliser", out.name));
+      diags.note(out.weight_where, "the weight is set here");
+      diags.note(out.normalizer_where, "hardmax is chosen here");
+      return std::nullopt;
+    }
+    return out;
   }
 
   std::optional<size_t> lookup(const ast::PatternExpr& e, Diagnostics& diags) const {
@@ -743,12 +813,20 @@ struct PatternLibrary::Impl {
       if (!inner) return std::nullopt;
       instance.mask = inner->mask;
       instance.score = inner->score;
+      instance.weight = inner->weight;
+      instance.normalizer = inner->normalizer;
+      instance.weight_where = inner->weight_where;
+      instance.normalizer_where = inner->normalizer_where;
       return instance;
     }
     if (!check_requirements(detail, values, e.where, diags)) return std::nullopt;
     bool ok = true;
     instance.mask = bind_checked(decl.body.mask, values, *args, e.where, context, diags, &ok);
     instance.score = bind_checked(decl.body.score, values, *args, e.where, context, diags, &ok);
+    instance.weight = bind_checked(decl.body.weight, values, *args, e.where, context, diags, &ok);
+    instance.normalizer = decl.body.normalizer;
+    instance.weight_where = detail.weight_where;
+    instance.normalizer_where = detail.normalizer_where;
     if (!ok) return std::nullopt;
     return instance;
   }

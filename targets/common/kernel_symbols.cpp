@@ -10,6 +10,7 @@ std::vector<std::string> kernel_symbols(const ir::Pattern& local) {
   std::set<std::string> symbols;
   ir::collect_symbols(local.mask, &symbols);
   ir::collect_symbols(local.score, &symbols);
+  ir::collect_symbols(local.weight, &symbols);
   return {symbols.begin(), symbols.end()};
 }
 

@@ -47,6 +47,7 @@ bool tensor_indices_proven(const ir::Pattern& pattern, const ir::AttentionSizes&
   };
   visit(pattern.mask);
   visit(pattern.score);
+  visit(pattern.weight);
   return proven;
 }
 
@@ -58,7 +59,9 @@ void check_tensor_indices(const ir::Pattern& pattern, const ir::AttentionSizes& 
     for (int64_t h = 0; h < sz.H; ++h) {
       for (int64_t i = 0; i < sz.N; ++i) {
         for (int64_t j = 0; j < sz.M; ++j) {
-          if (evaluator.allowed(b, h, i, j)) evaluator.score(b, h, i, j, 0.0, q + ((b * sz.H + h) * sz.N + i) * sz.D);
+          if (!evaluator.allowed(b, h, i, j)) continue;
+          evaluator.score(b, h, i, j, 0.0, q + ((b * sz.H + h) * sz.N + i) * sz.D);
+          evaluator.weight(b, h, i, j);
         }
       }
     }

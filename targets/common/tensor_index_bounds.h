@@ -13,9 +13,9 @@
 
 namespace tessera::targets {
 
-// Whether every tensor index in `pattern`'s mask and score lies within the tensor's shape for every (b, h, q, k)
-// of the problem `sz`, by interval analysis (sound, not complete). On false, `unproven` (if given) names the
-// first tensor whose index could not be proven, e.g. "segments (dimension 1)".
+// Whether every tensor index in `pattern`'s mask, score and weight lies within the tensor's shape for every (b, h, q,
+// k) of the problem `sz`, by interval analysis (sound, not complete). On false, `unproven` (if given) names the first
+// tensor whose index could not be proven, e.g. "segments (dimension 1)".
 bool tensor_indices_proven(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
                            const std::map<std::string, std::vector<int64_t>>& tensor_shapes,
                            std::string* unproven = nullptr);

@@ -382,6 +382,12 @@ AotResult write_aot_library(const AotRequest& r) {
         fmt::format("bad sizes H={} Hkv={} N={} M={} D={} Dv={}: all must be >= 1 and Hkv must divide H", s.H, s.Hkv,
                     s.N, s.M, s.D, s.Dv));
   }
+  if (r.pattern.normalizer != ir::Normalizer::Softmax) {
+    throw std::invalid_argument(
+        fmt::format("ahead-of-time libraries do not support the {} normaliser of '{}' yet "
+                    "(tessera eval --target cpu runs it)",
+                    ir::normalizer_name(r.pattern.normalizer), r.pattern.name));
+  }
   const Names names{"tessera_" + r.name, "TESSERA_" + targets::upper_case(r.name)};
   const Halide::Target target(aot_halide_target(r.target));
   const std::map<std::string, std::vector<int64_t>> shapes =

@@ -33,9 +33,10 @@ void reusing_free(Halide::JITUserContext*, void* data) { tessera_cpu_driver::blo
 struct ChunkFuncs {
   std::string kind;
   Func dot, score, chunk_max, prob, row_sum, pv, pv_tile;
-  RDom rc;  // over the chunk slots of one query tile (where slot < count)
-  RDom rj;  // over a chunk's keys
-  RDom rd;  // over the head dimension, for Q.K
+  Func weighted;  // prob times the pattern's weight, what P.V sums (the row sum is not weighted); prob if none
+  RDom rc;        // over the chunk slots of one query tile (where slot < count)
+  RDom rj;        // over a chunk's keys
+  RDom rd;        // over the head dimension, for Q.K
 };
 
 struct Algorithm {
@@ -88,27 +89,11 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   scope.vars[ir::Var::Scale] = p.scale;
   scope.vars[ir::Var::Score] = f.dot(a.i, a.j, a.c, a.t, a.h, a.b) * p.scale;
   for (auto& [sym, param] : p.symbols) scope.symbols[sym] = param;
-  // Indices are clamped so Halide's bounds inference sees a finite region; the driver has proved (or checked)
-  // that no index the pattern evaluates is out of bounds, so the clamp only touches lanes that are discarded.
   scope.load = [&p](const std::string& tensor, const std::vector<Expr>& indices) {
-    Halide::ImageParam& img = p.tensors.at(tensor);
-    std::vector<Expr> args;
-    for (size_t d = indices.size(); d-- > 0;) {
-      int dim = static_cast<int>(indices.size() - 1 - d);
-      args.push_back(Halide::clamp(indices[d], 0, img.dim(dim).extent() - 1));
-    }
-    Expr value = img(args);
-    return img.type() == Halide::Int(32) ? value : Halide::cast<float>(value);
+    return clamped_tensor_load(p.tensors.at(tensor), indices);
   };
   scope.dot_q = [&p, &a, D](const std::string& tensor, const std::vector<Expr>& indices) {
-    Halide::ImageParam& img = p.tensors.at(tensor);
-    RDom r(0, D, "rdot");
-    std::vector<Expr> args{r};
-    for (size_t d = indices.size(); d-- > 0;) {
-      int dim = static_cast<int>(indices.size() - d);
-      args.push_back(Halide::clamp(indices[d], 0, img.dim(dim).extent() - 1));
-    }
-    return Halide::sum(a.q_t(a.i, r, a.t, a.h, a.b) * img(args));
+    return clamped_tensor_dot(p.tensors.at(tensor), indices, D, [&a](Expr r) { return a.q_t(a.i, r, a.t, a.h, a.b); });
   };
 
   Expr modified = lower_to_halide(pattern.score, scope);
@@ -130,8 +115,14 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
       Halide::select(Halide::is_nan(s), s, Halide::select(cmax == kMinusInfinity, 0.0f, Halide::exp(s - cmax)));
   f.row_sum(a.i, a.c, a.t, a.h, a.b) = 0.0f;
   f.row_sum(a.i, a.c, a.t, a.h, a.b) += f.prob(a.i, f.rj, a.c, a.t, a.h, a.b);
+  f.weighted = f.prob;
+  if (pattern.has_weight()) {
+    f.weighted = Func(name("weighted"));
+    f.weighted(a.i, a.j, a.c, a.t, a.h, a.b) =
+        f.prob(a.i, a.j, a.c, a.t, a.h, a.b) * lower_to_halide(pattern.weight, scope);
+  }
   f.pv(a.i, a.e, a.c, a.t, a.h, a.b) = 0.0f;
-  Expr prob = f.prob(a.i, f.rj, a.c, a.t, a.h, a.b);
+  Expr prob = f.weighted(a.i, f.rj, a.c, a.t, a.h, a.b);
   Expr pv = f.pv(a.i, a.e, a.c, a.t, a.h, a.b);
   if (key.guard_values) {
     // A key that is masked (or past the chunk's end) must not contribute at all, as in the reference: 0 * NaN
@@ -253,6 +244,7 @@ void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key
     reduction->update().vectorize(a.i, vec);
   }
   f.prob.compute_at(a.state, f.rc).vectorize(a.i, vec);
+  if (f.weighted.name() != f.prob.name()) f.weighted.compute_at(a.state, f.rc).vectorize(a.i, vec);
   // P.V: row vectors x value columns of accumulators across the chunk's keys.
   schedule_register_tiled(f.pv_tile, f.pv, a.i, a.e, f.rj.x,
                           register_tile(BQ, vec, Dv, rv, static_cast<int>(key.schedule.pv_tile)), vec, a.state, f.rc);

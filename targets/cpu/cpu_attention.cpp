@@ -16,6 +16,7 @@
 #include "targets/cpu/attention_driver.h"
 #include "targets/cpu/attention_pipeline.h"
 #include "targets/cpu/execution_plan.h"
+#include "targets/cpu/hardmax_attention.h"
 #include "targets/cpu/tuned_schedules.h"
 
 namespace tessera::cpu {
@@ -184,6 +185,11 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
   }
   if (sz.N == 0 || sz.M == 0) {  // no queries, or nothing to attend to: zeros
     std::fill(out.data<float>(), out.data<float>() + out.numel(), 0.0f);
+    return;
+  }
+  if (pattern.normalizer == ir::Normalizer::Hardmax) {
+    hardmax_attention_into(pattern, sz, scale, bf16 ? q_bf16 : *q, bf16 ? k_bf16 : *k, bf16 ? v_bf16 : *v, tensors,
+                           options.storage, out);
     return;
   }
 

@@ -134,6 +134,7 @@ class Lowering {
       case ir::Fn::BitNot: return ~a[0];
       case ir::Fn::Shl: return Halide::select(a[1] < 0 || a[1] > 31, 0, a[0] << Halide::clamp(a[1], 0, 31));
       case ir::Fn::Shr: return a[0] >> Halide::clamp(a[1], 0, 31);
+      case ir::Fn::LogBucket: break;  // ir::simplify rewrote every one into comparisons
     }
     throw std::logic_error("tessera internal error: unknown function");
   }
@@ -144,5 +145,26 @@ class Lowering {
 }  // namespace
 
 Expr lower_to_halide(const ir::Expr& e, const HalideScope& scope) { return Lowering(scope).lower(e); }
+
+Halide::Expr clamped_tensor_load(const Halide::ImageParam& img, const std::vector<Halide::Expr>& indices) {
+  std::vector<Halide::Expr> args;
+  for (size_t d = indices.size(); d-- > 0;) {
+    const int dim = static_cast<int>(indices.size() - 1 - d);
+    args.push_back(Halide::clamp(indices[d], 0, img.dim(dim).extent() - 1));
+  }
+  Halide::Expr value = img(args);
+  return img.type() == Halide::Int(32) ? value : Halide::cast<float>(value);
+}
+
+Halide::Expr clamped_tensor_dot(const Halide::ImageParam& img, const std::vector<Halide::Expr>& indices, int D,
+                                const std::function<Halide::Expr(Halide::Expr)>& query_feature) {
+  Halide::RDom r(0, D, "rdot");
+  std::vector<Halide::Expr> args{r};
+  for (size_t d = indices.size(); d-- > 0;) {
+    const int dim = static_cast<int>(indices.size() - d);
+    args.push_back(Halide::clamp(indices[d], 0, img.dim(dim).extent() - 1));
+  }
+  return Halide::sum(query_feature(r) * img(args));
+}
 
 }  // namespace tessera::cpu

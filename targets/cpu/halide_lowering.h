@@ -23,6 +23,15 @@ struct HalideScope {
   std::function<Halide::Expr(const std::string& tensor, const std::vector<Halide::Expr>& indices)> dot_q;
 };
 
+// Run-time tensor reads for HalideScope::load and dot_q. Indices (outermost first, as in the IR) are clamped
+// into the image so that Halide's bounds inference sees a finite region: the caller has proved or checked
+// (targets::check_tensor_indices) that no index the pattern evaluates is out of bounds, so the clamp only
+// touches lanes that are discarded. A load gives Int(32) or Float(32); the dot product sums
+// query_feature(r) * img(r, indices...) over r in [0, D).
+Halide::Expr clamped_tensor_load(const Halide::ImageParam& img, const std::vector<Halide::Expr>& indices);
+Halide::Expr clamped_tensor_dot(const Halide::ImageParam& img, const std::vector<Halide::Expr>& indices, int D,
+                                const std::function<Halide::Expr(Halide::Expr)>& query_feature);
+
 // Integers become Int(32) (sizes and positions are below 2^31 on this target), floats Float(32), bools UInt(1).
 // Integer / and % keep Tessera's floor semantics (division by zero gives 0) for any divisor.
 Halide::Expr lower_to_halide(const ir::Expr& e, const HalideScope& scope);

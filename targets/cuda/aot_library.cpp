@@ -206,6 +206,7 @@ CudaAotResult write_cuda_aot_library(const CudaAotRequest& r) {
   }
   if (r.name.empty()) throw std::invalid_argument("empty library name");
   if (auto why = unsupported_dims(r.sizes)) throw std::invalid_argument(*why);
+  if (auto why = unsupported_variant(r.pattern)) throw std::invalid_argument(*why);
   const std::map<std::string, std::vector<int64_t>> shapes =
       targets::aot_tensor_shapes(r.pattern, r.sizes, r.tensor_sizes);
   targets::check_aot_tensor_indices(r.pattern, r.sizes, shapes);

@@ -69,6 +69,7 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
   const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, inputs);
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
   if (auto why = unsupported_dims(sz)) throw UnsupportedProblem(*why);
+  if (auto why = unsupported_variant(pattern)) throw UnsupportedProblem(*why);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, view] : tensors.views) shapes[name] = view.shape;
   targets::check_tensor_indices(pattern, sz, shapes, evaluator, inputs.q->data<float>());

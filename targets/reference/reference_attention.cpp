@@ -25,6 +25,8 @@ std::vector<double> attention_f64(const ir::Pattern& pattern, const AttentionInp
   const float* v = inputs.v->data<float>();
   const int64_t group = sz.H / sz.Hkv;
   std::vector<double> out(static_cast<size_t>(sz.B * sz.H * sz.N * sz.Dv), 0.0);
+  const bool weighted = pattern.has_weight();
+  const bool hardmax = pattern.normalizer == ir::Normalizer::Hardmax;
   std::vector<int64_t> keys;   // allowed key columns of the current row
   std::vector<double> scores;  // their scores
   std::vector<double> row(static_cast<size_t>(sz.Dv));
@@ -62,13 +64,20 @@ std::vector<double> attention_f64(const ir::Pattern& pattern, const AttentionInp
         }
         // Every allowed key scored -inf: exp(-inf - -inf) would be NaN, but masking by score is the intent.
         if (max_score == -std::numeric_limits<double>::infinity()) continue;
+        if (hardmax) {  // keys are in increasing order: the first at the maximum is the lowest index
+          const size_t best = static_cast<size_t>(std::find(scores.begin(), scores.end(), max_score) - scores.begin());
+          const float* v_vec = v_head + keys[best] * sz.Dv;
+          for (int64_t d = 0; d < sz.Dv; ++d) o[d] = static_cast<double>(v_vec[d]);
+          continue;
+        }
         double sum = 0;
         std::fill(row.begin(), row.end(), 0.0);
         for (size_t n = 0; n < keys.size(); ++n) {
           const double p = std::exp(scores[n] - max_score);
           sum += p;
+          const double w = weighted ? p * evaluator.weight(b, h, i, keys[n]) : p;
           const float* v_vec = v_head + keys[n] * sz.Dv;
-          for (int64_t d = 0; d < sz.Dv; ++d) row[static_cast<size_t>(d)] += p * static_cast<double>(v_vec[d]);
+          for (int64_t d = 0; d < sz.Dv; ++d) row[static_cast<size_t>(d)] += w * static_cast<double>(v_vec[d]);
         }
         for (int64_t d = 0; d < sz.Dv; ++d) o[d] = row[static_cast<size_t>(d)] / sum;
       }

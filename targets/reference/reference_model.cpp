@@ -461,6 +461,11 @@ class ModelRun {
       }  // else ir::PatternEvaluator reports it missing
     }
 
+    if (pattern.normalizer != ir::Normalizer::Softmax || pattern.has_weight()) {
+      // Not silently computed as softmax: the model oracle's attention loop knows only the plain normaliser.
+      throw TensorError(fmt::format("{}: the float64 model reference does not run the {} of '{}' yet", describe(index),
+                                    pattern.has_weight() ? "weight:" : "hardmax normaliser", pattern.name));
+    }
     std::vector<double> heads(static_cast<size_t>(B * N * H * D), 0.0);
     try {
       const targets::RuntimeTensorViews views = targets::runtime_tensor_views(pattern, tensors);

@@ -6,7 +6,10 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <map>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "compiler/ir/pattern.h"
@@ -32,9 +35,13 @@ inline runtime::Tensor random_tensor(std::vector<int64_t> shape, std::mt19937_64
 }
 
 // Owns the tensors `inputs` points to (so it neither copies nor moves). `round` maps Q, K and V to the values a
-// target stores (e.g. bf16), so the reference sees what the target sees.
+// target stores (e.g. bf16), so the reference sees what the target sees. Each float table a pattern reads gets
+// random values, with 9 entries along a free dimension (R of rel): enough for relative_bidir and relative2d up
+// to a distance of 4 and T5 tables of 9 buckets, and small enough that the clamps are reached.
 struct RandomProblem {
-  runtime::Tensor q, k, v, segments, rel, rel_bidir;
+  static constexpr int64_t kFreeDimension = 9;
+  runtime::Tensor q, k, v, segments;
+  std::map<std::string, runtime::Tensor> tables;
   targets::AttentionInputs inputs;
 
   RandomProblem(const ir::Pattern& pattern, const Shape& s, uint64_t seed,
@@ -53,17 +60,39 @@ struct RandomProblem {
     segments = runtime::Tensor(runtime::DType::Int32, {s.B, s.M});
     for (int64_t b = 0; b < s.B; ++b)
       for (int64_t m = 0; m < s.M; ++m) segments.data<int32_t>()[b * s.M + m] = static_cast<int32_t>((m * 3) / s.M + b);
-    rel = random_tensor({s.H, 9, s.D}, rng, 0.5f);
-    rel_bidir = random_tensor({s.H, 9, s.D}, rng, 0.5f);  // relative_bidir(max_distance <= 4)
     inputs.q = &q;
     inputs.k = &k;
     inputs.v = &v;
-    if (pattern.input("segments")) inputs.tensors["segments"] = given_segments ? given_segments : &segments;
-    if (pattern.input("rel")) inputs.tensors["rel"] = &rel;
-    if (pattern.input("rel_bidir")) inputs.tensors["rel_bidir"] = &rel_bidir;
+    for (const ir::TensorDecl& decl : pattern.inputs) {
+      if (decl.name == "segments") {
+        inputs.tensors["segments"] = given_segments ? given_segments : &segments;
+        continue;
+      }
+      if (decl.elem_type != ir::ElemType::Float32) throw std::invalid_argument("no random values for " + decl.name);
+      std::vector<int64_t> shape;
+      for (const std::string& dim : decl.dims) shape.push_back(size_of(s, dim));
+      runtime::Tensor values = random_tensor(shape, rng, 0.5f);
+      if (decl.name == "centers") {  // luong_local_p's key positions: spread over the keys
+        std::uniform_real_distribution<float> position(-2.0f, static_cast<float>(s.M) + 1.0f);
+        for (int64_t e = 0; e < values.numel(); ++e) values.data<float>()[e] = position(rng);
+      }
+      inputs.tensors[decl.name] = &tables.emplace(decl.name, std::move(values)).first->second;
+    }
   }
   RandomProblem(const RandomProblem&) = delete;
   RandomProblem& operator=(const RandomProblem&) = delete;
+
+ private:
+  static int64_t size_of(const Shape& s, const std::string& dim) {
+    if (dim == "B") return s.B;
+    if (dim == "H") return s.H;
+    if (dim == "Hkv") return s.Hkv;
+    if (dim == "N") return s.N;
+    if (dim == "M") return s.M;
+    if (dim == "D") return s.D;
+    if (dim == "Dv") return s.Dv;
+    return kFreeDimension;
+  }
 };
 
 // The largest |got - expected|; infinity if `got` holds a NaN.

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <ostream>
 #include <string>
 
@@ -27,11 +28,8 @@ void PrintTo(const Shape& s, std::ostream* os) {
       << " Dv=" << s.Dv;
 }
 
-struct RunTimeTensors {
-  const runtime::Tensor* segments = nullptr;
-  const runtime::Tensor* rel = nullptr;
-  const runtime::Tensor* rel_bidir = nullptr;
-};
+// The run-time tensors `tessera inputs` wrote for a pattern, by name.
+using RunTimeTensors = std::map<std::string, runtime::Tensor>;
 
 struct Case {
   std::string pattern;
@@ -58,9 +56,15 @@ class CliEvalTest : public ::testing::TestWithParam<Shape> {
     ASSERT_EQ(run(inputs), 0) << inputs;
     std::string eval = std::string(TESSERA_BINARY) + " eval --pattern '" + c.pattern + "' --q " + dir + "/q.npy --k " +
                        dir + "/k.npy --v " + dir + "/v.npy --target reference --out " + dir + "/out.npy";
-    if (fs::exists(dir + "/segments.npy")) eval += " --segments " + dir + "/segments.npy";
-    if (fs::exists(dir + "/rel.npy")) eval += " --rel " + dir + "/rel.npy";
-    if (fs::exists(dir + "/rel_bidir.npy")) eval += " --input rel_bidir=" + dir + "/rel_bidir.npy";
+    // The two inputs with flags of their own through them, as the contract names them; the rest by --input.
+    RunTimeTensors extra;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      const std::string name = entry.path().stem().string();
+      if (name == "q" || name == "k" || name == "v") continue;
+      const std::string path = entry.path().string();
+      eval += name == "segments" || name == "rel" ? " --" + name + " " + path : " --input " + name + "=" + path;
+      extra.emplace(name, runtime::read_npy(path));
+    }
     ASSERT_EQ(run(eval), 0) << eval;
 
     runtime::Tensor q = runtime::read_npy(dir + "/q.npy");
@@ -68,12 +72,6 @@ class CliEvalTest : public ::testing::TestWithParam<Shape> {
     runtime::Tensor v = runtime::read_npy(dir + "/v.npy");
     runtime::Tensor out = runtime::read_npy(dir + "/out.npy");
     ASSERT_EQ(out.shape(), (std::vector<int64_t>{s.B, s.H, s.N, s.Dv}));
-    RunTimeTensors extra;
-    std::optional<runtime::Tensor> segments, rel, rel_bidir;
-    if (fs::exists(dir + "/segments.npy")) extra.segments = &segments.emplace(runtime::read_npy(dir + "/segments.npy"));
-    if (fs::exists(dir + "/rel.npy")) extra.rel = &rel.emplace(runtime::read_npy(dir + "/rel.npy"));
-    if (fs::exists(dir + "/rel_bidir.npy"))
-      extra.rel_bidir = &rel_bidir.emplace(runtime::read_npy(dir + "/rel_bidir.npy"));
 
     oracle::Problem p{s.B,
                       s.H,
@@ -109,10 +107,16 @@ class CliEvalTest : public ::testing::TestWithParam<Shape> {
 };
 
 oracle::Rule doc(const oracle::Problem& p, const RunTimeTensors& t) {
-  return oracle::document(t.segments->data<int32_t>(), p.M);
+  return oracle::document(t.at("segments").data<int32_t>(), p.M);
 }
 oracle::Rule rel(const oracle::Problem& p, const RunTimeTensors& t) {
-  return oracle::relative(p, t.rel->data<float>(), t.rel->dim(1));
+  return oracle::relative(p, t.at("rel").data<float>(), t.at("rel").dim(1));
+}
+oracle::Rule rel_bidir(const oracle::Problem& p, const RunTimeTensors& t, int64_t max_distance) {
+  return oracle::relative_bidir(p, t.at("rel_bidir").data<float>(), t.at("rel_bidir").dim(1), max_distance);
+}
+oracle::Rule t5(const RunTimeTensors& t, int64_t buckets, int64_t max_distance, bool bidirectional) {
+  return oracle::t5_bias(t.at("t5").data<float>(), t.at("t5").dim(1), buckets, max_distance, bidirectional);
 }
 
 template <typename F>
@@ -138,15 +142,28 @@ std::vector<Case> cases() {
       {"softcap(cap=2.5)", plain([] { return softcap(2.5); })},
       {"relative", rel},
       // --rel-distances 7: a table of 2 * 3 + 1 rows.
-      {"relative_bidir(max_distance=3)",
-       [](const Problem& p, const RunTimeTensors& t) {
-         return relative_bidir(p, t.rel_bidir->data<float>(), t.rel_bidir->dim(1), 3);
-       }},
+      {"relative_bidir(max_distance=3)", [](const Problem& p, const RunTimeTensors& t) { return rel_bidir(p, t, 3); }},
       {"causal & relative_bidir(max_distance=3)",
+       [](const Problem& p, const RunTimeTensors& t) { return both(causal(), rel_bidir(p, t, 3)); }},
+      // Tables of 7 rows: buckets 0 .. 5 and 0 .. 6. The second has thresholds 5, 6 (an exact power) and 9.
+      {"t5_bias(buckets=6, max_distance=8)", [](const Problem&, const RunTimeTensors& t) { return t5(t, 6, 8, true); }},
+      {"causal & t5_bias(buckets=7, max_distance=12, bidirectional=false)",
+       [](const Problem&, const RunTimeTensors& t) { return both(causal(), t5(t, 7, 12, false)); }},
+      {"relative2d(width=5, max_rows=3, max_cols=2)",
        [](const Problem& p, const RunTimeTensors& t) {
-         return both(causal(), relative_bidir(p, t.rel_bidir->data<float>(), t.rel_bidir->dim(1), 3));
+         const runtime::Tensor &rows = t.at("rel_rows"), &cols = t.at("rel_cols");
+         return relative2d(p, 5, rows.data<float>(), rows.dim(1), 3, cols.data<float>(), cols.dim(1), 2);
        }},
       {"causal & alibi", [](const Problem& p, const RunTimeTensors&) { return both(causal(), alibi(p.H)); }},
+      {"hardmax", plain([] { return hardmax(); })},
+      {"local(window=3) & alibi & hardmax",
+       [](const Problem& p, const RunTimeTensors&) { return both(both(local(3), alibi(p.H)), hardmax()); }},
+      {"luong_local_p(half_width=3)",
+       [](const Problem& p, const RunTimeTensors& t) { return luong_local_p(t.at("centers").data<float>(), p.N, 3); }},
+      {"causal & luong_local_p(half_width=4)",
+       [](const Problem& p, const RunTimeTensors& t) {
+         return both(causal(), luong_local_p(t.at("centers").data<float>(), p.N, 4));
+       }},
       {"causal & document", [](const Problem& p, const RunTimeTensors& t) { return both(causal(), doc(p, t)); }},
       {"causal & softcap(cap=20)", plain([] { return both(causal(), softcap(20)); })},
       {"causal & relative", [](const Problem& p, const RunTimeTensors& t) { return both(causal(), rel(p, t)); }},

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 
 #include "compiler/planner/sparsity_plan.h"
@@ -41,6 +42,50 @@ TEST_P(CpuAttentionPatterns, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(StandardLibrary, CpuAttentionPatterns, ::testing::ValuesIn(test::standard_pattern_cases()),
                          [](const auto& info) { return test::case_name(info.param); });
+
+// Other normalisers and weights (the CPU and the reference run them; the CUDA kernels do not yet).
+class CpuAttentionVariants : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CpuAttentionVariants, MatchesReference) {
+  EXPECT_LE(max_difference(GetParam(), Shape{2, 4, 2, 77, 150, 32, 32}, 1), 2e-4);
+  EXPECT_LE(max_difference(GetParam(), Shape{1, 2, 1, 33, 20, 64, 48}, 2), 2e-4);  // N > M, MQA, Dv != D
+}
+
+INSTANTIATE_TEST_SUITE_P(StandardLibrary, CpuAttentionVariants, ::testing::ValuesIn(test::variant_pattern_cases()),
+                         [](const auto& info) { return test::case_name(info.param); });
+
+// With Q = 0 every logit is 0: hardmax must pick each row's lowest allowed key, on the CPU as in the reference.
+TEST(CpuAttention, HardmaxTiesGoToTheLowestAllowedKey) {
+  const Shape s{1, 4, 2, 60, 60, 16, 16};  // N = M: q = i; query head h reads kv head h / 2
+  struct Case {
+    const char* expression;
+    std::function<int64_t(int64_t q)> first_key;  // -1: none
+  };
+  for (const Case& c :
+       {Case{"causal & hardmax", [](int64_t) { return int64_t{0}; }},
+        Case{"local(window=3) & hardmax", [](int64_t q) { return std::max<int64_t>(0, q - 2); }},
+        Case{"sliding_window(window=5) & hardmax", [](int64_t q) { return std::max<int64_t>(0, q - 4); }},
+        Case{"(causal - sliding_window(window=10)) & hardmax",
+             [](int64_t q) { return q < 10 ? int64_t{-1} : int64_t{0}; }}}) {
+    SCOPED_TRACE(c.expression);
+    ir::Pattern pattern = instantiate(c.expression);
+    test::RandomProblem problem(pattern, s, 5);
+    std::fill(problem.q.data<float>(), problem.q.data<float>() + problem.q.numel(), 0.0f);
+    const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+    const runtime::Tensor got = cpu::attention(pattern, problem.inputs);
+    for (int64_t h = 0; h < s.H; ++h) {
+      for (int64_t i = 0; i < s.N; ++i) {
+        const int64_t key = c.first_key(i + s.M - s.N);
+        for (int64_t e = 0; e < s.Dv; ++e) {
+          const size_t at = static_cast<size_t>((h * s.N + i) * s.Dv + e);
+          const double want = key < 0 ? 0.0 : problem.v.data<float>()[(h / 2 * s.M + key) * s.Dv + e];
+          ASSERT_EQ(expected[at], want) << "reference, row " << i;
+          ASSERT_EQ(got.data<float>()[at], want) << "cpu, row " << i;
+        }
+      }
+    }
+  }
+}
 
 class CpuAttentionShapes : public ::testing::TestWithParam<Shape> {};
 
@@ -195,7 +240,8 @@ TEST(CpuAttention, BFloat16StorageComputesExactlyOnTheRoundedInputs) {
                         Case{"strided(stride=16)", Shape{1, 2, 1, 600, 600, 32, 32}},
                         Case{"fixed(block=32, summary=3) & softcap(cap=3)", Shape{1, 2, 2, 333, 640, 16, 24}},
                         Case{"causal & document", Shape{2, 2, 1, 200, 200, 64, 64}},
-                        Case{"causal & relative", Shape{1, 2, 2, 90, 90, 32, 16}}}) {
+                        Case{"causal & relative", Shape{1, 2, 2, 90, 90, 32, 16}},
+                        Case{"sliding_window(window=20) & alibi & hardmax", Shape{1, 2, 1, 70, 90, 32, 32}}}) {
     SCOPED_TRACE(c.expression);
     const Shape& s = c.shape;
     ir::Pattern pattern = instantiate(c.expression);

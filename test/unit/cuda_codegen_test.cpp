@@ -35,6 +35,9 @@ const std::vector<std::string> kPatterns = {
     "softcap(cap=30)",
     "relative",
     "relative_bidir(max_distance=64)",
+    "t5_bias(buckets=32, max_distance=128)",
+    "causal & t5_bias(buckets=32, max_distance=128, bidirectional=false)",
+    "relative2d(width=32, max_rows=8, max_cols=8)",
     "local1d(query_block=128, memory=256)",
     "causal & alibi",
     "causal & document",
@@ -60,6 +63,9 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
   if (pattern.input("segments")) shapes["segments"] = {sz.B, sz.M};
   if (pattern.input("rel")) shapes["rel"] = {sz.H, 64, sz.D};
   if (pattern.input("rel_bidir")) shapes["rel_bidir"] = {sz.H, 129, sz.D};
+  if (pattern.input("rel_rows")) shapes["rel_rows"] = {sz.H, 17, sz.D};
+  if (pattern.input("rel_cols")) shapes["rel_cols"] = {sz.H, 17, sz.D};
+  if (pattern.input("t5")) shapes["t5"] = {sz.H, 32};
   cuda::LaunchOptions options;
   const cuda::LaunchPlan plan = cuda::make_launch_plan(pattern, sz, shapes, options);
   const std::string ptxas = cuda::find_cuda_tool("ptxas");

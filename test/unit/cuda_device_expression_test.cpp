@@ -283,6 +283,9 @@ struct Inputs {
   std::vector<int32_t> segments;  // [B, M], sorted per batch
   std::vector<float> rel;         // [H, R, D]
   std::vector<float> rel_bidir;   // [H, R, D]: relative_bidir(max_distance <= 16) reads 2 * max_distance + 1 rows
+  std::vector<float> rel_rows;    // [H, R, D]: relative2d
+  std::vector<float> rel_cols;    // [H, R, D]
+  std::vector<float> t5;          // [H, R]: t5_bias(buckets <= 33)
   std::vector<float> q;           // [B, H, N, D]
   std::map<std::string, ir::TensorView> tensors;
 
@@ -298,13 +301,20 @@ struct Inputs {
     }
     rel.resize(static_cast<size_t>(H * R * D));
     for (auto& v : rel) v = values(rng);
-    rel_bidir.resize(static_cast<size_t>(H * R * D));
-    for (auto& v : rel_bidir) v = values(rng);
+    for (auto* table : {&rel_bidir, &rel_rows, &rel_cols}) {
+      table->resize(static_cast<size_t>(H * R * D));
+      for (auto& v : *table) v = values(rng);
+    }
+    t5.resize(static_cast<size_t>(H * R));
+    for (auto& v : t5) v = values(rng);
     q.resize(static_cast<size_t>(B * H * N * D));
     for (auto& v : q) v = values(rng);
     tensors["segments"] = {ir::ElemType::Int32, {B, M}, segments.data()};
     tensors["rel"] = {ir::ElemType::Float32, {H, R, D}, rel.data()};
     tensors["rel_bidir"] = {ir::ElemType::Float32, {H, R, D}, rel_bidir.data()};
+    tensors["rel_rows"] = {ir::ElemType::Float32, {H, R, D}, rel_rows.data()};
+    tensors["rel_cols"] = {ir::ElemType::Float32, {H, R, D}, rel_cols.data()};
+    tensors["t5"] = {ir::ElemType::Float32, {H, R}, t5.data()};
   }
 
   const float* q_row(int64_t b, int64_t h, int64_t row) const { return q.data() + ((b * H + h) * N + row) * D; }

@@ -20,10 +20,16 @@ using MaskFn = std::function<bool(int64_t b, int64_t h, int64_t i, int64_t j, in
 // The same point plus the scaled logit s; returns the modified logit.
 using ScoreFn = std::function<double(int64_t b, int64_t h, int64_t i, int64_t j, int64_t q, int64_t k, double s)>;
 
-// An attention pattern as plain C++.
+// The same point without the logit: the weight of its probability.
+using WeightFn = std::function<double(int64_t b, int64_t h, int64_t i, int64_t j, int64_t q, int64_t k)>;
+
+// An attention pattern as plain C++. Without `weight`, every probability has weight 1; `hardmax` puts a row's
+// whole weight on its first key with the highest logit.
 struct Rule {
   MaskFn mask;
   ScoreFn score;
+  WeightFn weight = {};
+  bool hardmax = false;
 };
 
 // Q [B, H, N, D], K [B, Hkv, M, D], V [B, Hkv, M, Dv], C order.
@@ -42,8 +48,9 @@ inline int64_t floordiv(int64_t a, int64_t b) {
 }
 inline int64_t floormod(int64_t a, int64_t b) { return a - floordiv(a, b) * b; }
 
-// softmax(score(scale * q.k) over the allowed keys) @ V, in float64. Output [B, H, N, Dv]. A row without an
-// allowed key, or whose best score is -inf, is zero; one with a NaN score is NaN.
+// softmax(score(scale * q.k) over the allowed keys), times the weights, @ V, in float64 (or the value row of the
+// first best key, for hardmax). Output [B, H, N, Dv]. A row without an allowed key, or whose best score is -inf,
+// is zero; one with a NaN score is NaN.
 inline std::vector<double> attention(const Problem& p, const Rule& rule) {
   std::vector<double> out(static_cast<size_t>(p.B * p.H * p.N * p.Dv), 0.0);
   const int64_t heads_per_kv = p.H / p.Hkv;
@@ -75,6 +82,14 @@ inline std::vector<double> attention(const Problem& p, const Rule& rule) {
           if (allowed[j] && std::isnan(logits[j])) best = logits[j];
         }
         if (best == -std::numeric_limits<double>::infinity()) continue;
+        if (rule.hardmax && !std::isnan(best)) {
+          int64_t first = 0;
+          while (!(allowed[first] && logits[first] == best)) ++first;
+          for (int64_t e = 0; e < p.Dv; ++e) {
+            out[((b * p.H + h) * p.N + i) * p.Dv + e] = double(p.v[((b * p.Hkv + g) * p.M + first) * p.Dv + e]);
+          }
+          continue;
+        }
         // Pass 2: normaliser. Pass 3: weighted sum of values.
         double z = 0;
         for (int64_t j = 0; j < p.M; ++j) {
@@ -82,7 +97,8 @@ inline std::vector<double> attention(const Problem& p, const Rule& rule) {
         }
         for (int64_t j = 0; j < p.M; ++j) {
           if (!allowed[j]) continue;
-          const double w = std::exp(logits[j] - best) / z;
+          double w = std::exp(logits[j] - best) / z;
+          if (rule.weight) w *= rule.weight(b, h, i, j, q, j);
           for (int64_t e = 0; e < p.Dv; ++e) {
             out[((b * p.H + h) * p.N + i) * p.Dv + e] += w * double(p.v[((b * p.Hkv + g) * p.M + j) * p.Dv + e]);
           }
@@ -212,27 +228,112 @@ inline Rule relative_bidir(const Problem& p, const float* table, int64_t rows, i
               }};
 }
 
+// T5's bucket of a distance n >= 0 within one half of the table (`buckets` buckets, the first `exact` exact),
+// from the definition floor(L * log(n / exact) / log(max_distance / exact)) with L = buckets - exact, decided
+// in integers: that floor reaches j iff (n / exact)^L >= (max_distance / exact)^j, i.e.
+// n^L >= max_distance^j * exact^(L - j). Keep n^L below 2^127 (small tests do).
+inline int64_t t5_half_bucket(int64_t n, int64_t exact, int64_t max_distance, int64_t buckets) {
+  __extension__ using Wide = unsigned __int128;
+  if (n < exact) return n;
+  const int64_t L = buckets - exact;
+  auto power = [](Wide base, int64_t e) {
+    Wide r = 1;
+    while (e-- > 0) r *= base;
+    return r;
+  };
+  int64_t j = 0;
+  while (j + 1 < L && power(Wide(n), L) >= power(Wide(max_distance), j + 1) * power(Wide(exact), L - j - 1)) ++j;
+  return exact + j;
+}
+
+// T5 relative position bias: s + table[h, bucket(k - q)], `table` [H, rows].
+inline Rule t5_bias(const float* table, int64_t rows, int64_t buckets, int64_t max_distance, bool bidirectional) {
+  return Rule{[](int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) { return true; },
+              [=](int64_t, int64_t h, int64_t, int64_t, int64_t q, int64_t k, double s) {
+                const int64_t relative = k - q;  // T5's memory_position - query_position
+                int64_t half = buckets, offset = 0, n = std::max(-relative, int64_t{0});
+                if (bidirectional) {
+                  half = buckets / 2;
+                  offset = relative > 0 ? half : 0;
+                  n = relative < 0 ? -relative : relative;
+                }
+                return s + double(table[h * rows + offset + t5_half_bucket(n, half / 2, max_distance, half)]);
+              }};
+}
+
+// 2D relative embeddings over raster pixels `width` wide: s + scale * (q . rows_table[h, clamp(dr) + max_rows]
+// + q . cols_table[h, clamp(dc) + max_cols]) with (dr, dc) the key's row and column offset from the query.
+inline Rule relative2d(const Problem& p, int64_t width, const float* rows_table, int64_t row_entries, int64_t max_rows,
+                       const float* cols_table, int64_t col_entries, int64_t max_cols) {
+  const float* q_data = p.q;
+  const int64_t H = p.H, N = p.N, D = p.D;
+  const double scale = p.scale;
+  return Rule{[](int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) { return true; },
+              [=](int64_t b, int64_t h, int64_t i, int64_t, int64_t q, int64_t k, double s) {
+                const int64_t dr = floordiv(k, width) - floordiv(q, width);
+                const int64_t dc = floormod(k, width) - floormod(q, width);
+                const int64_t r = std::min(std::max(dr, -max_rows), max_rows) + max_rows;
+                const int64_t c = std::min(std::max(dc, -max_cols), max_cols) + max_cols;
+                double dot = 0;
+                for (int64_t d = 0; d < D; ++d) {
+                  const double qd = q_data[((b * H + h) * N + i) * D + d];
+                  dot += qd * (double(rows_table[(h * row_entries + r) * D + d]) +
+                               double(cols_table[(h * col_entries + c) * D + d]));
+                }
+                return s + scale * dot;
+              }};
+}
+
+// Hard attention: every key allowed, the first highest logit takes the row.
+inline Rule hardmax() {
+  return Rule{[](int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) { return true; }, keep_score, {}, true};
+}
+
+// Luong local-p: keys within half_width of the row's centre centers[b, i] (`centers` [B, N]), each probability
+// times exp(-(k - centre)^2 / (2 sigma^2)), sigma = half_width / 2.
+inline Rule luong_local_p(const float* centers, int64_t N, int64_t half_width) {
+  return Rule{[=](int64_t b, int64_t, int64_t i, int64_t, int64_t, int64_t k) {
+                return std::abs(double(k) - double(centers[b * N + i])) <= double(half_width);
+              },
+              keep_score,
+              [=](int64_t b, int64_t, int64_t i, int64_t, int64_t, int64_t k) {
+                const double offset = double(k) - double(centers[b * N + i]), sigma = double(half_width) / 2;
+                return std::exp(-offset * offset / (2 * sigma * sigma));
+              }};
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // Composition.
 
-// A & B: both masks; B's score applied to A's.
+// The weights of A and B multiplied (either may have none).
+inline WeightFn weight_product(WeightFn a, WeightFn b) {
+  if (!a) return b;
+  if (!b) return a;
+  return [=](int64_t bb, int64_t h, int64_t i, int64_t j, int64_t q, int64_t k) {
+    return a(bb, h, i, j, q, k) * b(bb, h, i, j, q, k);
+  };
+}
+
+// A & B: both masks; B's score applied to A's; the product of the weights; hardmax if either is.
 inline Rule both(Rule a, Rule b) {
   return Rule{[=](int64_t bb, int64_t h, int64_t i, int64_t j, int64_t q, int64_t k) {
                 return a.mask(bb, h, i, j, q, k) && b.mask(bb, h, i, j, q, k);
               },
               [=](int64_t bb, int64_t h, int64_t i, int64_t j, int64_t q, int64_t k, double s) {
                 return b.score(bb, h, i, j, q, k, a.score(bb, h, i, j, q, k, s));
-              }};
+              },
+              weight_product(a.weight, b.weight), a.hardmax || b.hardmax};
 }
 
-// A | B: either mask; the same score chain as A & B.
+// A | B: either mask; the same score chain, weights and normaliser as A & B.
 inline Rule either(Rule a, Rule b) {
   return Rule{[=](int64_t bb, int64_t h, int64_t i, int64_t j, int64_t q, int64_t k) {
                 return a.mask(bb, h, i, j, q, k) || b.mask(bb, h, i, j, q, k);
               },
               [=](int64_t bb, int64_t h, int64_t i, int64_t j, int64_t q, int64_t k, double s) {
                 return b.score(bb, h, i, j, q, k, a.score(bb, h, i, j, q, k, s));
-              }};
+              },
+              weight_product(a.weight, b.weight), a.hardmax || b.hardmax};
 }
 
 // A - B: A's mask without B's; only A's score.
@@ -240,7 +341,7 @@ inline Rule minus(Rule a, Rule b) {
   return Rule{[=](int64_t bb, int64_t h, int64_t i, int64_t j, int64_t q, int64_t k) {
                 return a.mask(bb, h, i, j, q, k) && !b.mask(bb, h, i, j, q, k);
               },
-              a.score};
+              a.score, a.weight, a.hardmax};
 }
 
 }  // namespace tessera::oracle

@@ -9,6 +9,7 @@
 
 #include "compiler/ir/evaluate.h"
 #include "compiler/sema/pattern_library.h"
+#include "test/unit/independent_attention.h"
 
 namespace tessera::sema {
 namespace {
@@ -71,9 +72,10 @@ TEST(Prelude, LoadsWithoutErrors) {
     EXPECT_TRUE(d.from_prelude) << d.name;
     names.push_back(d.name);
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"full", "causal", "sliding_window", "local", "strided", "fixed", "dilated",
-                                             "local2d", "prefix_lm", "document", "alibi", "softcap", "relative",
-                                             "local1d", "relative_bidir"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"full", "causal", "sliding_window", "local", "strided", "fixed", "dilated",
+                                      "local2d", "prefix_lm", "document", "alibi", "softcap", "relative", "local1d",
+                                      "relative_bidir", "t5_bias", "relative2d", "hardmax", "luong_local_p"}));
   const Declaration* fixed = lib.find("fixed");
   ASSERT_NE(fixed, nullptr);
   ASSERT_EQ(fixed->params.size(), 2u);
@@ -206,6 +208,38 @@ TEST(Prelude, RelativeAddsTheEmbeddingDotProduct) {
         double dot = 0;
         for (int64_t d = 0; d < D; ++d) dot += q_vec[d] * rel[static_cast<size_t>((h * R + r) * D + d)];
         EXPECT_NEAR(ev.score(0, h, i, j, 1.25, q_vec), 1.25 + scale * dot, 1e-9);
+      }
+    }
+  }
+}
+
+// T5's bias, bucketed by the IR (log_bucket rewritten into comparisons by simplify) against the independent
+// integer-power definition, at distances up to 300 either way.
+TEST(Prelude, T5BiasMatchesTheBucketDefinition) {
+  PatternLibrary lib;
+  const int64_t N = 300, M = 300, H = 4, rows = 32;
+  std::vector<float> table(static_cast<size_t>(H * rows));
+  for (size_t x = 0; x < table.size(); ++x) table[x] = static_cast<float>(x) * 0.125f;  // distinct per entry
+  std::map<std::string, ir::TensorView> tensors{{"t5", {ir::ElemType::Float32, {H, rows}, table.data()}}};
+  struct Case {
+    const char* expression;
+    int64_t buckets, max_distance;
+    bool bidirectional;
+  };
+  for (const Case& c : {Case{"t5_bias(buckets=32, max_distance=128)", 32, 128, true},
+                        Case{"t5_bias(buckets=16, max_distance=100, bidirectional=false)", 16, 100, false},
+                        Case{"t5_bias(buckets=10, max_distance=1)", 10, 1, true}}) {  // all far keys: one bucket
+    SCOPED_TRACE(c.expression);
+    ir::Pattern p = instantiate(lib, c.expression);
+    ASSERT_EQ(p.inputs.size(), 1u);
+    EXPECT_EQ(p.inputs[0].name, "t5");
+    oracle::Rule want = oracle::t5_bias(table.data(), rows, c.buckets, c.max_distance, c.bidirectional);
+    ir::PatternEvaluator ev(p, sizes(N, M), tensors, 1.0);
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t i = 0; i < N; i += 3) {
+        for (int64_t j = 0; j < M; ++j) {
+          ASSERT_EQ(ev.score(0, h, i, j, 0.5, nullptr), want.score(0, h, i, j, i, j, 0.5)) << h << " " << i << " " << j;
+        }
       }
     }
   }

@@ -24,6 +24,9 @@ inline const std::vector<std::string>& standard_pattern_cases() {
       "softcap(cap=2.5)",
       "relative",
       "relative_bidir(max_distance=4)",
+      "t5_bias(buckets=8, max_distance=20)",
+      "causal & t5_bias(buckets=9, max_distance=30, bidirectional=false)",  // thresholds 6, 9, 14, 20
+      "relative2d(width=6, max_rows=3, max_cols=4)",
       "causal & alibi",
       "causal & document",
       "causal & softcap(cap=20)",
@@ -31,6 +34,23 @@ inline const std::vector<std::string>& standard_pattern_cases() {
       "causal & relative",
       "sliding_window(window=5) | strided(stride=16)",
       "causal - prefix_lm(prefix=40)",  // rows before 40 have no key: zeros
+  };
+  return cases;
+}
+
+// Patterns with another normaliser or a weight, which the CPU and the reference run (the CUDA kernels refuse
+// them by name for now).
+inline const std::vector<std::string>& variant_pattern_cases() {
+  static const std::vector<std::string> cases = {
+      "hardmax",
+      "local(window=8) & hardmax",
+      "causal & alibi & hardmax",
+      "(strided(stride=8) | document) & hardmax",
+      "causal & relative & hardmax",
+      "luong_local_p(half_width=4)",
+      "causal & luong_local_p(half_width=3)",
+      "luong_local_p(half_width=6) & softcap(cap=3)",
+      "luong_local_p(half_width=5) - local(window=2)",
   };
   return cases;
 }

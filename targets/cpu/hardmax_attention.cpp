@@ -1,0 +1,184 @@
+#include "targets/cpu/hardmax_attention.h"
+
+#include <fmt/format.h>
+
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "compiler/ir/printer.h"
+#include "targets/common/kernel_symbols.h"
+#include "targets/cpu/attention_pipeline.h"
+#include "targets/cpu/halide_lowering.h"
+
+namespace tessera::cpu {
+
+namespace {
+
+using Halide::Expr;
+using Halide::Func;
+using Halide::RDom;
+using Halide::Var;
+
+constexpr int kRowsPerBlock = 8;  // query rows per vector: the running best is one vector per field
+
+struct HardmaxPipeline {
+  mutable Halide::Pipeline pipeline;  // output (e, n, h, b); realize() is not const
+  Halide::ImageParam q, k, v;
+  std::map<std::string, Halide::ImageParam> tensors;
+  std::vector<std::pair<std::string, Halide::Param<int32_t>>> symbols;
+  Halide::Param<int32_t> heads{"heads"}, group{"group"}, n_queries{"n_queries"}, m_keys{"m_keys"};
+  Halide::Param<float> scale{"scale"};
+};
+
+std::unique_ptr<HardmaxPipeline> build(const ir::Pattern& pattern, int D, int Dv, StorageType storage) {
+  auto p = std::make_unique<HardmaxPipeline>();
+  const Halide::Type element = storage == StorageType::Float32 ? Halide::Float(32) : Halide::UInt(16);
+  p->q = Halide::ImageParam(element, 4, "q");
+  p->k = Halide::ImageParam(element, 4, "k");
+  p->v = Halide::ImageParam(element, 4, "v");
+  for (const ir::TensorDecl& t : pattern.inputs) {
+    Halide::Type type = t.elem_type == ir::ElemType::Int32 ? Halide::Int(32) : Halide::Float(32);
+    p->tensors.emplace(t.name, Halide::ImageParam(type, static_cast<int>(t.dims.size()), "tensor_" + t.name));
+  }
+  for (const std::string& name : targets::kernel_symbols(pattern)) {
+    p->symbols.emplace_back(name, Halide::Param<int32_t>("symbol_" + name));
+  }
+  p->q.dim(0).set_bounds(0, D).set_stride(1);
+  p->k.dim(0).set_bounds(0, D).set_stride(1);
+  p->v.dim(0).set_bounds(0, Dv).set_stride(1);
+
+  // The algorithm.
+  Var d{"d"}, e{"e"}, n{"n"}, j{"j"}, h{"h"}, b{"b"};
+  auto to_f32 = [&](Expr x) {
+    if (storage == StorageType::Float32) return x;
+    return Halide::reinterpret(Halide::Float(32), Halide::cast<uint32_t>(x) << 16);  // bf16: the top 16 bits
+  };
+  Func q_rows{"q_rows"}, k_f{"k_f"}, v_f{"v_f"}, dot{"dot"}, best{"best"}, out{"out"};
+  // Rows innermost: a block of query rows is one vector per feature.
+  q_rows(n, d, h, b) = to_f32(p->q(d, Halide::clamp(n, 0, p->n_queries - 1), h, b));
+  k_f(d, j, h, b) = to_f32(p->k(d, Halide::clamp(j, 0, p->m_keys - 1), h, b));
+  v_f(d, j, h, b) = to_f32(p->v(d, Halide::clamp(j, 0, p->m_keys - 1), h, b));
+  Expr kv_head = h / p->group;
+  RDom rd(0, D, "rd");
+  dot(n, j, h, b) = 0.0f;
+  dot(n, j, h, b) += q_rows(n, rd, h, b) * k_f(rd, j, kv_head, b);
+
+  HalideScope scope;
+  scope.vars[ir::Var::I] = n;
+  scope.vars[ir::Var::J] = j;
+  scope.vars[ir::Var::Q] = n + (p->m_keys - p->n_queries);
+  scope.vars[ir::Var::K] = j;
+  scope.vars[ir::Var::Batch] = b;
+  scope.vars[ir::Var::Head] = h;
+  scope.vars[ir::Var::Heads] = p->heads;
+  scope.vars[ir::Var::N] = p->n_queries;
+  scope.vars[ir::Var::M] = p->m_keys;
+  scope.vars[ir::Var::D] = Expr(D);
+  scope.vars[ir::Var::Scale] = p->scale;
+  scope.vars[ir::Var::Score] = dot(n, j, h, b) * p->scale;
+  for (auto& [name, param] : p->symbols) scope.symbols[name] = param;
+  scope.load = [&p](const std::string& tensor, const std::vector<Expr>& indices) {
+    return clamped_tensor_load(p->tensors.at(tensor), indices);
+  };
+  scope.dot_q = [&p, &q_rows, &n, &h, &b, D](const std::string& tensor, const std::vector<Expr>& indices) {
+    return clamped_tensor_dot(p->tensors.at(tensor), indices, D, [&](Expr r) { return q_rows(n, r, h, b); });
+  };
+  Expr score = lower_to_halide(pattern.score, scope);
+  if (pattern.has_mask()) {
+    score = Halide::select(lower_to_halide(pattern.mask, scope), score, -std::numeric_limits<float>::infinity());
+  }
+  Func scored{"scored"};
+  scored(n, j, h, b) = score;
+
+  // Keys in increasing order; a strictly greater score replaces the best, so among equals the first stays.
+  RDom rk(0, p->m_keys, "rk");
+  best(n, h, b) = {-1, -std::numeric_limits<float>::infinity(), Halide::cast<uint8_t>(0)};
+  Expr s = scored(n, rk, h, b);
+  Expr better = s > best(n, h, b)[1];
+  best(n, h, b) = {Halide::select(better, rk, best(n, h, b)[0]), Halide::select(better, s, best(n, h, b)[1]),
+                   best(n, h, b)[2] | Halide::cast<uint8_t>(Halide::is_nan(s))};
+  Expr winner = best(n, h, b)[0];
+  Expr value = v_f(e, Halide::max(winner, 0), kv_head, b);
+  out(e, n, h, b) = Halide::select(best(n, h, b)[2] != 0, std::numeric_limits<float>::quiet_NaN(),
+                                   Halide::select(winner < 0, 0.0f, value));
+
+  // The schedule: blocks of rows in parallel; per block, the keys in order, each scored for the block's rows
+  // as one vector.
+  Var no{"no"}, ni{"ni"};
+  out.split(n, no, ni, kRowsPerBlock, Halide::TailStrategy::GuardWithIf)
+      .reorder(e, ni, no, h, b)
+      .parallel(b)
+      .parallel(h)
+      .parallel(no);
+  q_rows.compute_at(out, no).vectorize(n, kRowsPerBlock);
+  best.compute_at(out, no).vectorize(n, kRowsPerBlock);
+  best.update().vectorize(n, kRowsPerBlock);
+  dot.compute_at(best, rk).vectorize(n, kRowsPerBlock);
+  dot.update().vectorize(n, kRowsPerBlock);
+  out.output_buffer().dim(0).set_bounds(0, Dv).set_stride(1);
+  p->pipeline = Halide::Pipeline(out);
+  p->pipeline.compile_jit(cpu_target());
+  return p;
+}
+
+const HardmaxPipeline& cached_pipeline(const ir::Pattern& pattern, int D, int Dv, StorageType storage) {
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<HardmaxPipeline>> cache;
+  std::string key = fmt::format("{}|D={}|Dv={}|{}|{}", ir::to_string(pattern), D, Dv,
+                                storage == StorageType::Float32 ? "f32" : "bf16", cpu_target().to_string());
+  for (const ir::TensorDecl& t : pattern.inputs) key += fmt::format("|{}:{}", t.name, t.dims.size());
+  std::lock_guard<std::mutex> lock(mutex);
+  std::unique_ptr<HardmaxPipeline>& entry = cache[key];
+  if (!entry) entry = build(pattern, D, Dv, storage);
+  return *entry;
+}
+
+template <typename T>
+Halide::Buffer<T> qkv_buffer(const runtime::Tensor& t) {
+  // C order [B, heads, rows, features] is Halide's (feature, row, head, batch).
+  return Halide::Buffer<T>(const_cast<T*>(t.data<T>()), {static_cast<int>(t.dim(3)), static_cast<int>(t.dim(2)),
+                                                         static_cast<int>(t.dim(1)), static_cast<int>(t.dim(0))});
+}
+
+}  // namespace
+
+void hardmax_attention_into(const ir::Pattern& pattern, const ir::AttentionSizes& sz, double scale,
+                            const runtime::Tensor& q, const runtime::Tensor& k, const runtime::Tensor& v,
+                            const targets::RuntimeTensorViews& tensors, StorageType storage, runtime::Tensor& out) {
+  const HardmaxPipeline& p = cached_pipeline(pattern, static_cast<int>(sz.D), static_cast<int>(sz.Dv), storage);
+  Halide::ParamMap params;
+  if (storage == StorageType::Float32) {
+    params.set(p.q, qkv_buffer<float>(q));
+    params.set(p.k, qkv_buffer<float>(k));
+    params.set(p.v, qkv_buffer<float>(v));
+  } else {
+    params.set(p.q, qkv_buffer<uint16_t>(q));
+    params.set(p.k, qkv_buffer<uint16_t>(k));
+    params.set(p.v, qkv_buffer<uint16_t>(v));
+  }
+  for (const auto& [name, img] : p.tensors) {
+    const ir::TensorView& view = tensors.views.at(name);
+    std::vector<int> sizes(view.shape.rbegin(), view.shape.rend());
+    if (view.elem_type == ir::ElemType::Int32) {
+      params.set(img, Halide::Buffer<int32_t>(static_cast<int32_t*>(const_cast<void*>(view.data)), sizes));
+    } else {
+      params.set(img, Halide::Buffer<float>(static_cast<float*>(const_cast<void*>(view.data)), sizes));
+    }
+  }
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& [name, view] : tensors.views) shapes[name] = view.shape;
+  const std::map<std::string, int64_t> values = targets::call_symbol_values(pattern, sz, shapes);
+  for (const auto& [name, param] : p.symbols) params.set(param, static_cast<int32_t>(values.at(name)));
+  params.set(p.heads, static_cast<int32_t>(sz.H));
+  params.set(p.group, static_cast<int32_t>(sz.H / sz.Hkv));
+  params.set(p.n_queries, static_cast<int32_t>(sz.N));
+  params.set(p.m_keys, static_cast<int32_t>(sz.M));
+  params.set(p.scale, static_cast<float>(scale));
+  Halide::Buffer<float> result(out.data<float>(), {static_cast<int>(sz.Dv), static_cast<int>(sz.N),
+                                                   static_cast<int>(sz.H), static_cast<int>(sz.B)});
+  p.pipeline.realize(Halide::Realization(result), cpu_target(), params);
+}
+
+}  // namespace tessera::cpu
