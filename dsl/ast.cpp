@@ -80,6 +80,7 @@ std::string dump_statement(const Statement& s) {
     case StatementKind::Score: return fmt::format("score: {};", dump(*s.value));
     case StatementKind::Weight: return fmt::format("weight: {};", dump(*s.value));
     case StatementKind::Normalize: return fmt::format("normalize: {};", dump(*s.value));
+    case StatementKind::Scoring: return fmt::format("scoring: {};", dump(*s.value));
   }
   return "";
 }

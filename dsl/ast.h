@@ -110,7 +110,7 @@ struct Param {
   SourceRange where;
 };
 
-enum class StatementKind : uint8_t { Let, Require, Mask, Score, Weight, Normalize };
+enum class StatementKind : uint8_t { Let, Require, Mask, Score, Weight, Normalize, Scoring };
 
 struct Statement {
   StatementKind kind = StatementKind::Mask;

@@ -619,17 +619,18 @@ class Parser {
     return ok;
   }
 
-  // The statement a field word (`mask`, `score`, `weight`, `normalize`) starts, if the next token is one.
+  // The statement a field word (`mask`, `score`, `weight`, `normalize`, `scoring`) starts, if the next token is one.
   std::optional<StatementKind> field_statement() const {
     if (at_word("mask")) return StatementKind::Mask;
     if (at_word("score")) return StatementKind::Score;
     if (at_word("weight")) return StatementKind::Weight;
     if (at_word("normalize")) return StatementKind::Normalize;
+    if (at_word("scoring")) return StatementKind::Scoring;
     return std::nullopt;
   }
 
   // statement ::= 'let' IDENT '=' expr ';' | 'require' expr [ ':' STRING ] ';'
-  //             | ('mask' | 'score' | 'weight' | 'normalize') ':' expr ';'
+  //             | ('mask' | 'score' | 'weight' | 'normalize' | 'scoring') ':' expr ';'
   std::optional<Statement> statement() {
     Statement s;
     SourceRange begin = peek().where;
@@ -648,8 +649,8 @@ class Parser {
       if (!expect(TokenKind::Colon, after.c_str())) return std::nullopt;
     } else {
       error_here(
-          fmt::format("expected 'let', 'require', 'mask:', 'score:', 'weight:' or 'normalize:' in a pattern "
-                      "body, got {}",
+          fmt::format("expected 'let', 'require', 'mask:', 'score:', 'weight:', 'normalize:' or 'scoring:' in a "
+                      "pattern body, got {}",
                       describe(peek())));
       return std::nullopt;
     }

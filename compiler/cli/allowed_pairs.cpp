@@ -46,7 +46,7 @@ int64_t count_allowed_pairs(const ir::Pattern& pattern, const ir::AttentionSizes
   }
   // Counted in place rather than through analysis::mask_matrix, which would materialise N x M bytes per head.
   targets::RuntimeTensorViews views = targets::runtime_tensor_views(pattern, inputs);
-  ir::PatternEvaluator evaluator(pattern, sizes, views.views, targets::attention_scale(inputs, sizes));
+  ir::PatternEvaluator evaluator(pattern, sizes, views.views, targets::attention_scale(pattern, inputs, sizes));
   // Heads share a count unless the mask reads h (document reads only b): count one and multiply.
   bool reads_h = ir::uses_var(pattern.mask, ir::Var::Head);
   int64_t total = 0;

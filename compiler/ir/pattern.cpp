@@ -10,6 +10,14 @@ bool Pattern::has_mask() const { return !(mask->kind == Kind::BoolImm && mask->b
 
 bool Pattern::has_weight() const { return !(weight->kind == Kind::FloatImm && weight->float_value == 1.0); }
 
+const char* scoring_name(Scoring scoring) {
+  switch (scoring) {
+    case Scoring::ScaledDot: return "scaled_dot";
+    case Scoring::Dot: return "dot";
+  }
+  return "?";
+}
+
 const char* normalizer_name(Normalizer normalizer) {
   switch (normalizer) {
     case Normalizer::Softmax: return "softmax";

@@ -26,6 +26,13 @@ struct TensorDecl {
 
 bool is_attention_size(const std::string& dim_name);  // B, H, Hkv, N, M, D, Dv
 
+// How a logit is computed from the query and key vectors, before `score` modifies it.
+enum class Scoring : uint8_t {
+  ScaledDot,  // s = scale * (q_vec . k_vec), scale = 1/sqrt(D) unless the caller gives one
+  Dot,        // s = q_vec . k_vec: the scale is 1 unless the caller gives one
+};
+const char* scoring_name(Scoring scoring);  // "scaled_dot", "dot"
+
 // How a row's scores become probabilities.
 enum class Normalizer : uint8_t {
   Softmax,  // exp(s - max) / sum over the allowed keys
@@ -40,6 +47,11 @@ struct Pattern {
   std::vector<TensorDecl> inputs;  // every run-time tensor that mask, score or weight reads, in first-use order
   Expr weight = float_imm(1.0);    // Float, never reads s; float_imm(1) when the probabilities are not weighted
   Normalizer normalizer = Normalizer::Softmax;
+  Scoring scoring = Scoring::ScaledDot;
+  // Bilinear scoring q_vec . W[h] . k_vec, as elaboration rewrites it: every query vector is first projected,
+  // q_vec := q_vec . W[h] with W this float32 [H, D, D] tensor (one of `inputs`), and then scored as `scoring`
+  // says. Empty when the queries are used as given.
+  std::string query_projection;
 
   bool has_mask() const;    // mask is not the constant true
   bool has_score() const;   // score is not just `s`

@@ -121,6 +121,8 @@ std::string to_string(const Pattern& p) {
     }
     out += "\n";
   }
+  if (!p.query_projection.empty()) out += fmt::format("  project: q_vec := q_vec . {}[h]\n", p.query_projection);
+  if (p.scoring != Scoring::ScaledDot) out += fmt::format("  scoring: {}\n", scoring_name(p.scoring));
   out += "  mask:  " + (p.mask ? to_string(p.mask) : std::string("true")) + "\n";
   out += "  score: " + (p.score ? to_string(p.score) : std::string("s")) + "\n";
   // Printed only when not the default, so the IR of a plain softmax pattern reads as it always has.

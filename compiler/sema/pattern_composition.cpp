@@ -59,34 +59,31 @@ void collect(const ir::Expr& e, const std::map<std::string, ir::TensorDecl>& ten
 }  // namespace
 
 Instance compose(Kind kind, const Instance& lhs, const Instance& rhs) {
-  Instance out;
+  // `-` keeps everything of A but its mask; `&` and `|` combine the rest below.
+  Instance out = kind == Kind::Difference || kind == Kind::Ref ? lhs : Instance{};
   out.precedence = precedence(kind);
   // Left-associative: a right operand at the same level keeps its parentheses, so the name keeps the tree.
   std::string left = lhs.precedence < out.precedence ? "(" + lhs.name + ")" : lhs.name;
   std::string right = rhs.precedence <= out.precedence ? "(" + rhs.name + ")" : rhs.name;
   out.name = fmt::format("{} {} {}", left, dsl::ast::op_symbol(kind), right);
-  switch (kind) {
-    case Kind::Intersect:
-    case Kind::Union: {
-      out.mask = kind == Kind::Intersect ? mask_and(lhs.mask, rhs.mask) : mask_or(lhs.mask, rhs.mask);
-      out.score = chain_scores(lhs.score, rhs.score);
-      out.weight = weight_product(lhs.weight, rhs.weight);
-      out.weight_where = is_unit(lhs.weight) ? rhs.weight_where : lhs.weight_where;
-      const bool right_normalizes = rhs.normalizer != ir::Normalizer::Softmax;
-      out.normalizer = right_normalizes ? rhs.normalizer : lhs.normalizer;
-      out.normalizer_where = right_normalizes ? rhs.normalizer_where : lhs.normalizer_where;
-      break;
-    }
-    case Kind::Difference:
-    case Kind::Ref:
-      out.mask = mask_and(lhs.mask, mask_not(rhs.mask));
-      out.score = lhs.score;
-      out.weight = lhs.weight;
-      out.weight_where = lhs.weight_where;
-      out.normalizer = lhs.normalizer;
-      out.normalizer_where = lhs.normalizer_where;
-      break;
+  if (kind == Kind::Difference || kind == Kind::Ref) {
+    out.mask = mask_and(lhs.mask, mask_not(rhs.mask));
+    return out;
   }
+  out.mask = kind == Kind::Intersect ? mask_and(lhs.mask, rhs.mask) : mask_or(lhs.mask, rhs.mask);
+  out.score = chain_scores(lhs.score, rhs.score);
+  out.weight = weight_product(lhs.weight, rhs.weight);
+  out.weight_where = is_unit(lhs.weight) ? rhs.weight_where : lhs.weight_where;
+  const Instance& normalizing = rhs.normalizer != ir::Normalizer::Softmax ? rhs : lhs;
+  out.normalizer = normalizing.normalizer;
+  out.normalizer_where = normalizing.normalizer_where;
+  const Instance& scorer = rhs.chooses_scoring() ? rhs : lhs;
+  out.scoring = scorer.scoring;
+  out.query_projection = scorer.query_projection;
+  out.scoring_where = scorer.scoring_where;
+  out.scoring_conflict = lhs.scoring_conflict || rhs.scoring_conflict ||
+                         (lhs.chooses_scoring() && rhs.chooses_scoring() &&
+                          (lhs.scoring != rhs.scoring || lhs.query_projection != rhs.query_projection));
   return out;
 }
 

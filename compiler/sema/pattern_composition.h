@@ -19,7 +19,13 @@ struct Instance {
   ir::Expr score;                        // Float, an expression of s
   ir::Expr weight = ir::float_imm(1.0);  // Float
   ir::Normalizer normalizer = ir::Normalizer::Softmax;
-  dsl::SourceRange weight_where, normalizer_where;  // the statements that set them, for diagnostics
+  ir::Scoring scoring = ir::Scoring::ScaledDot;
+  std::string query_projection;                                    // see ir::Pattern
+  dsl::SourceRange weight_where, normalizer_where, scoring_where;  // the statements that set them, for diagnostics
+  // Set by compose(): both operands chose a scoring function other than the default, and not the same one.
+  bool scoring_conflict = false;
+
+  bool chooses_scoring() const { return scoring != ir::Scoring::ScaledDot || !query_projection.empty(); }
 
   // A weight under hardmax: an error (see pattern_library.cpp).
   bool has_weight_conflict() const {
@@ -27,7 +33,8 @@ struct Instance {
   }
 };
 
-// a & b: both masks, score = b.score(a.score(s)), weight a.weight * b.weight, the normaliser either one sets.
+// a & b: both masks, score = b.score(a.score(s)), weight a.weight * b.weight, the normaliser and the scoring
+// function either one sets.
 // a | b: either mask, score, weight and normaliser as for `&`.
 // a - b: a's mask and not b's, a's score, weight and normaliser. Trivially constant masks, identity scores and
 // unit weights are folded away. Two different normalisers other than softmax are the caller's error to report.

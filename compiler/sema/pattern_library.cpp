@@ -45,8 +45,8 @@ struct Requirement {
 struct DeclarationDetail {
   std::vector<std::vector<Bound>> bounds;  // per parameter
   std::vector<Requirement> requirements;
-  const ast::PatternExpr* alias = nullptr;          // the alias form's expression (owned by a module the library keeps)
-  dsl::SourceRange weight_where, normalizer_where;  // the body's `weight:` and `normalize:` statements
+  const ast::PatternExpr* alias = nullptr;  // the alias form's expression (owned by a module the library keeps)
+  dsl::SourceRange weight_where, normalizer_where, scoring_where;  // the body's `weight:`, `normalize:`, `scoring:`
   bool valid = true;
 };
 
@@ -151,10 +151,13 @@ ir::Pattern finish(const Instance& instance, const std::map<std::string, ir::Ten
   p.score = ir::simplify(instance.score);
   p.weight = ir::simplify(instance.weight);
   p.normalizer = instance.normalizer;
+  p.scoring = instance.scoring;
+  p.query_projection = instance.query_projection;
   if (p.mask->kind == ir::Kind::BoolImm && p.mask->bool_value) p.mask = ir::bool_imm(true);
   if (p.score->kind == ir::Kind::Var && p.score->var == ir::Var::Score) p.score = ir::var(ir::Var::Score);
   if (!p.has_weight()) p.weight = ir::float_imm(1.0);
   p.inputs = collect_inputs(p.mask, p.score, p.weight, tensors);
+  if (!p.query_projection.empty()) p.inputs.push_back(tensors.at(p.query_projection));
   return p;
 }
 
@@ -409,6 +412,8 @@ struct PatternLibrary::Impl {
     std::map<ast::StatementKind, const ast::Statement*> fields;
     ir::Expr mask = ir::bool_imm(true), score = ir::var(ir::Var::Score), weight = ir::float_imm(1.0);
     ir::Normalizer normalizer = ir::Normalizer::Softmax;
+    ir::Scoring scoring = ir::Scoring::ScaledDot;
+    std::string projection;
     std::vector<Requirement> requirements;
     for (const auto& s : p.body) {
       switch (s.kind) {
@@ -422,7 +427,8 @@ struct PatternLibrary::Impl {
         case ast::StatementKind::Mask:
         case ast::StatementKind::Score:
         case ast::StatementKind::Weight:
-        case ast::StatementKind::Normalize: {
+        case ast::StatementKind::Normalize:
+        case ast::StatementKind::Scoring: {
           auto [first, inserted] = fields.emplace(s.kind, &s);
           if (!inserted) {
             diags.error(s.where, fmt::format("pattern '{}' has more than one '{}:'", p.name, field_word(s.kind)));
@@ -434,6 +440,10 @@ struct PatternLibrary::Impl {
             auto chosen = normalizer_value(s, diags);
             if (chosen) normalizer = *chosen;
             ok &= chosen.has_value();
+            break;
+          }
+          if (s.kind == ast::StatementKind::Scoring) {
+            ok &= scoring_value(s, diags, &scoring, &projection);
             break;
           }
           ir::Expr value = s.kind == ast::StatementKind::Mask    ? mask_value(s, scope, diags)
@@ -456,9 +466,14 @@ struct PatternLibrary::Impl {
         !weight_compatible(normalizer, weight_statement->second->where, normalize_statement->second->where, diags)) {
       return false;
     }
-    decl.body = ir::Pattern{p.name, mask, score, collect_inputs(mask, score, weight, tensors), weight, normalizer};
+    decl.body = ir::Pattern{p.name, mask,       score,   collect_inputs(mask, score, weight, tensors),
+                            weight, normalizer, scoring, projection};
+    if (!projection.empty()) decl.body.inputs.push_back(tensors.at(projection));
     if (weight_statement != fields.end()) details[i].weight_where = weight_statement->second->where;
     if (normalize_statement != fields.end()) details[i].normalizer_where = normalize_statement->second->where;
+    if (auto it = fields.find(ast::StatementKind::Scoring); it != fields.end()) {
+      details[i].scoring_where = it->second->where;
+    }
     details[i].requirements = std::move(requirements);
     return true;
   }
@@ -469,6 +484,7 @@ struct PatternLibrary::Impl {
       case ast::StatementKind::Score: return "score";
       case ast::StatementKind::Weight: return "weight";
       case ast::StatementKind::Normalize: return "normalize";
+      case ast::StatementKind::Scoring: return "scoring";
       default: return "?";
     }
   }
@@ -479,6 +495,44 @@ struct PatternLibrary::Impl {
     if (normalizer != ir::Normalizer::Hardmax) return true;
     diags.error(weight_where, "'weight:' cannot be used with the hardmax normaliser (it puts all weight on one key)");
     diags.note(normalizer_where, "hardmax is chosen here");
+    return false;
+  }
+
+  // scoring: scaled_dot | dot | bilinear(TENSOR), the tensor a declared float32[H, D, D].
+  bool scoring_value(const ast::Statement& s, Diagnostics& diags, ir::Scoring* scoring, std::string* projection) const {
+    const ast::Expr& e = *s.value;
+    if (e.kind == ast::ExprKind::Name) {
+      for (auto kind : {ir::Scoring::ScaledDot, ir::Scoring::Dot}) {
+        if (e.name == ir::scoring_name(kind)) {
+          *scoring = kind;
+          return true;
+        }
+      }
+    }
+    if (e.kind == ast::ExprKind::Call && e.name == "bilinear") {
+      if (e.operands.size() != 1 || e.operands[0]->kind != ast::ExprKind::Name) {
+        diags.error(e.where, "bilinear takes one argument, a tensor declared as float32[H, D, D]");
+        return false;
+      }
+      const ast::Expr& arg = *e.operands[0];
+      auto it = tensors.find(arg.name);
+      if (it == tensors.end()) {
+        diags.error(arg.where, fmt::format("unknown tensor '{}' in bilinear(...)", arg.name));
+        return false;
+      }
+      const ir::TensorDecl& decl = it->second;
+      if (decl.elem_type != ir::ElemType::Float32 || decl.dims != std::vector<std::string>{"H", "D", "D"}) {
+        diags.error(arg.where, fmt::format("bilinear needs a float32[H, D, D] tensor; '{}' is {}[{}]", arg.name,
+                                           ir::elem_type_name(decl.elem_type), fmt::join(decl.dims, ", ")));
+        diags.note(decl.where, fmt::format("'{}' is declared here", arg.name));
+        return false;
+      }
+      *scoring = ir::Scoring::ScaledDot;  // the rewrite: project the queries, then the usual scaled dot product
+      *projection = arg.name;
+      return true;
+    }
+    diags.error(e.where, fmt::format("unknown scoring function '{}': expected scaled_dot, dot or bilinear(TENSOR)",
+                                     ast::dump(e)));
     return false;
   }
 
@@ -495,14 +549,9 @@ struct PatternLibrary::Impl {
   }
 
   static ir::Expr weight_value(const ast::Statement& s, const Scope& scope, Diagnostics& diags) {
-    ir::Expr value = elaborate_expression(*s.value, scope, diags);
-    if (!value) return nullptr;
-    if (value->type == ir::Type::Bool) {
-      diags.error(s.value->where, "weight must be float, got bool");
-      return nullptr;
-    }
-    if (check_score_only(value, diags)) return nullptr;
-    return promote_to_float(value);
+    ir::Expr value = float_value(s, "weight", scope, diags);
+    if (value && check_score_only(value, diags)) return nullptr;
+    return value;
   }
 
   bool let(const ast::Statement& s, Scope& scope, std::map<std::string, SourceRange>& lets, Diagnostics& diags) {
@@ -563,10 +612,15 @@ struct PatternLibrary::Impl {
   }
 
   static ir::Expr score_value(const ast::Statement& s, const Scope& scope, Diagnostics& diags) {
+    return float_value(s, "score", scope, diags);
+  }
+
+  // A `score:` or `weight:` value: any number, as a float.
+  static ir::Expr float_value(const ast::Statement& s, const char* field, const Scope& scope, Diagnostics& diags) {
     ir::Expr value = elaborate_expression(*s.value, scope, diags);
     if (!value) return nullptr;
     if (value->type == ir::Type::Bool) {
-      diags.error(s.value->where, "score must be float, got bool");
+      diags.error(s.value->where, fmt::format("{} must be float, got bool", field));
       return nullptr;
     }
     return promote_to_float(value);
@@ -650,6 +704,12 @@ struct PatternLibrary::Impl {
     auto rhs = expand(*e.rhs, arg_scope, diags, expanding);  // also when lhs failed, to report its errors too
     if (!lhs || !rhs) return std::nullopt;
     Instance out = compose(e.kind, *lhs, *rhs);
+    if (out.scoring_conflict && !lhs->scoring_conflict && !rhs->scoring_conflict) {
+      diags.error(e.where, fmt::format("'{}' chooses two different scoring functions", out.name));
+      diags.note(lhs->scoring_where, "one is chosen here");
+      diags.note(rhs->scoring_where, "the other here");
+      return std::nullopt;
+    }
     if (out.has_weight_conflict()) {
       diags.error(e.where, fmt::format("'{}' combines a weight with the hardmax normaliser", out.name));
       diags.note(out.weight_where, "the weight is set here");
@@ -811,13 +871,10 @@ struct PatternLibrary::Impl {
       expanding.pop_back();
       forward(nested, diags, e.where, context);
       if (!inner) return std::nullopt;
-      instance.mask = inner->mask;
-      instance.score = inner->score;
-      instance.weight = inner->weight;
-      instance.normalizer = inner->normalizer;
-      instance.weight_where = inner->weight_where;
-      instance.normalizer_where = inner->normalizer_where;
-      return instance;
+      Instance named = *inner;  // the alias's expression under the alias's own name
+      named.name = instance.name;
+      named.precedence = instance.precedence;
+      return named;
     }
     if (!check_requirements(detail, values, e.where, diags)) return std::nullopt;
     bool ok = true;
@@ -827,6 +884,9 @@ struct PatternLibrary::Impl {
     instance.normalizer = decl.body.normalizer;
     instance.weight_where = detail.weight_where;
     instance.normalizer_where = detail.normalizer_where;
+    instance.scoring = decl.body.scoring;
+    instance.query_projection = decl.body.query_projection;
+    instance.scoring_where = detail.scoring_where;
     if (!ok) return std::nullopt;
     return instance;
   }

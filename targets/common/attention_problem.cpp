@@ -62,10 +62,53 @@ ir::AttentionSizes validate_attention_inputs(const AttentionInputs& in) {
   return s;
 }
 
-double attention_scale(const AttentionInputs& inputs, const ir::AttentionSizes& sizes) {
-  const double scale = inputs.scale ? *inputs.scale : 1.0 / std::sqrt(static_cast<double>(sizes.D));
+double natural_scale(const ir::Pattern& pattern, int64_t D) {
+  return pattern.scoring == ir::Scoring::Dot ? 1.0 : 1.0 / std::sqrt(static_cast<double>(D));
+}
+
+double attention_scale(const ir::Pattern& pattern, const AttentionInputs& inputs, const ir::AttentionSizes& sizes) {
+  const double scale = inputs.scale ? *inputs.scale : natural_scale(pattern, sizes.D);
   if (!std::isfinite(scale)) throw TensorError(fmt::format("the attention scale must be finite, got {}", scale));
   return scale;
+}
+
+AttentionInputs project_queries(const ir::Pattern& pattern, const AttentionInputs& inputs, const ir::AttentionSizes& sz,
+                                Tensor& projected) {
+  if (pattern.query_projection.empty()) return inputs;
+  const std::string& name = pattern.query_projection;
+  auto it = inputs.tensors.find(name);
+  if (it == inputs.tensors.end() || it->second == nullptr) {
+    throw TensorError(fmt::format("pattern '{}' needs the run-time tensor '{}' (float32[H, D, D]), which was not given",
+                                  pattern.name, name));
+  }
+  const Tensor& w = *it->second;
+  const std::vector<int64_t> want{sz.H, sz.D, sz.D};
+  if (w.dtype() != DType::Float32 || w.shape() != want) {
+    throw TensorError(fmt::format("run-time tensor '{}' is {}, expected float32{} (bilinear scoring's W)", name,
+                                  w.type_string(), runtime::shape_string(want)));
+  }
+  projected = Tensor(DType::Float32, {sz.B, sz.H, sz.N, sz.D});
+  const float* q = inputs.q->data<float>();
+  const float* wd = w.data<float>();
+  float* out = projected.data<float>();
+  std::vector<double> row(static_cast<size_t>(sz.D));
+  for (int64_t b = 0; b < sz.B; ++b) {
+    for (int64_t h = 0; h < sz.H; ++h) {
+      const float* wh = wd + h * sz.D * sz.D;
+      for (int64_t n = 0; n < sz.N; ++n) {
+        const float* qv = q + ((b * sz.H + h) * sz.N + n) * sz.D;
+        std::fill(row.begin(), row.end(), 0.0);
+        for (int64_t d = 0; d < sz.D; ++d) {
+          for (int64_t e = 0; e < sz.D; ++e) row[static_cast<size_t>(e)] += double(qv[d]) * double(wh[d * sz.D + e]);
+        }
+        float* ov = out + ((b * sz.H + h) * sz.N + n) * sz.D;
+        for (int64_t e = 0; e < sz.D; ++e) ov[e] = static_cast<float>(row[static_cast<size_t>(e)]);
+      }
+    }
+  }
+  AttentionInputs result = inputs;
+  result.q = &projected;
+  return result;
 }
 
 namespace {

@@ -27,8 +27,17 @@ struct AttentionInputs {
 // Throws runtime::TensorError naming the tensor and the shapes.
 ir::AttentionSizes validate_attention_inputs(const AttentionInputs& inputs);
 
-// The logit scale: the given one (which must be finite) or 1/sqrt(D).
-double attention_scale(const AttentionInputs& inputs, const ir::AttentionSizes& sizes);
+// The scale a pattern's logits take unless the caller gives one: 1 for `dot` scoring, else 1/sqrt(D).
+double natural_scale(const ir::Pattern& pattern, int64_t D);
+
+// The logit scale: the given one (which must be finite), else natural_scale.
+double attention_scale(const ir::Pattern& pattern, const AttentionInputs& inputs, const ir::AttentionSizes& sizes);
+
+// The queries the kernels read: `inputs` itself, or, for a pattern with a query projection (bilinear scoring),
+// the same inputs with q_vec := q_vec . W[h] (float64 sums, rounded to float32) in `projected`, which the result
+// points to. Throws runtime::TensorError if W is missing, not float32 or not [H, D, D].
+AttentionInputs project_queries(const ir::Pattern& pattern, const AttentionInputs& inputs,
+                                const ir::AttentionSizes& sizes, runtime::Tensor& projected);
 
 // Views of the run-time tensors `pattern` reads (others are ignored), with int64 ones narrowed to int32 copies
 // owned here. A tensor the pattern needs but was not given is reported later by ir::PatternEvaluator.

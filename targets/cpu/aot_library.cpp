@@ -351,7 +351,7 @@ extern "C" const char* {prefix}_error_string(int code) {{
                  for (const std::string& t : tensor_names) a += t + ", ";
                  return a;
                }()),
-      fmt::arg("default_scale", fmt::format("{:.9g}", 1.0 / std::sqrt(static_cast<double>(s.D)))),
+      fmt::arg("default_scale", fmt::format("{:.9g}", targets::natural_scale(r.pattern, s.D))),
       fmt::arg("block_q", r.schedule.block_q), fmt::arg("grain", r.schedule.grain));
 }
 
@@ -381,6 +381,12 @@ AotResult write_aot_library(const AotRequest& r) {
     throw std::invalid_argument(
         fmt::format("bad sizes H={} Hkv={} N={} M={} D={} Dv={}: all must be >= 1 and Hkv must divide H", s.H, s.Hkv,
                     s.N, s.M, s.D, s.Dv));
+  }
+  if (!r.pattern.query_projection.empty()) {
+    throw std::invalid_argument(
+        fmt::format("ahead-of-time libraries do not support the bilinear scoring of '{}' yet "
+                    "(project the queries by {} before calling, and compile without it)",
+                    r.pattern.name, r.pattern.query_projection));
   }
   if (r.pattern.normalizer != ir::Normalizer::Softmax) {
     throw std::invalid_argument(

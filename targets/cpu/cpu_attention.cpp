@@ -153,9 +153,11 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
 void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& given, Tensor& out,
                     const CpuOptions& options) {
   const ir::AttentionSizes sz = targets::validate_attention_inputs(given);
-  const double scale = targets::attention_scale(given, sz);
+  const double scale = targets::attention_scale(pattern, given, sz);
   const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, given);
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
+  Tensor projected_q;  // bilinear scoring: the kernels read the projected queries
+  const targets::AttentionInputs projected = targets::project_queries(pattern, given, sz, projected_q);
   const CpuSchedule sched =
       options.tuned ? options.tuned->choose(pattern, sz, options.storage, options.schedule).schedule : options.schedule;
   validate_schedule(sched);
@@ -163,7 +165,7 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
     if (size > std::numeric_limits<int32_t>::max()) throw std::invalid_argument("the CPU target needs sizes < 2^31");
   }
 
-  const Tensor* q = given.q;
+  const Tensor* q = projected.q;
   const Tensor* k = given.k;
   const Tensor* v = given.v;
   const bool bf16 = options.storage == StorageType::BFloat16;

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "targets/common/aot_tensors.h"
+#include "targets/common/attention_problem.h"
 #include "targets/common/build_steps.h"
 #include "targets/cuda/kernel_headers.h"
 
@@ -98,7 +99,7 @@ extern "C" int {prefix}(const void* q, const void* k, const void* v, float* out,
 )",
                       fmt::arg("H", sz.H), fmt::arg("Hkv", sz.Hkv), fmt::arg("N", sz.N), fmt::arg("M", sz.M),
                       fmt::arg("D", sz.D), fmt::arg("Dv", sz.Dv), fmt::arg("slots", plan.slots),
-                      fmt::arg("scale", 1.0 / std::sqrt(static_cast<double>(sz.D))), fmt::arg("prefix", prefix),
+                      fmt::arg("scale", targets::natural_scale(r.pattern, sz.D)), fmt::arg("prefix", prefix),
                       fmt::arg("tensor_setup", [&] {
                         std::string setup;
                         int slot = 0;
@@ -207,6 +208,12 @@ CudaAotResult write_cuda_aot_library(const CudaAotRequest& r) {
   if (r.name.empty()) throw std::invalid_argument("empty library name");
   if (auto why = unsupported_dims(r.sizes)) throw std::invalid_argument(*why);
   if (auto why = unsupported_variant(r.pattern)) throw std::invalid_argument(*why);
+  if (!r.pattern.query_projection.empty()) {
+    throw std::invalid_argument(
+        fmt::format("ahead-of-time libraries do not support the bilinear scoring of '{}' yet "
+                    "(project the queries by {} before calling, and compile without it)",
+                    r.pattern.name, r.pattern.query_projection));
+  }
   const std::map<std::string, std::vector<int64_t>> shapes =
       targets::aot_tensor_shapes(r.pattern, r.sizes, r.tensor_sizes);
   targets::check_aot_tensor_indices(r.pattern, r.sizes, shapes);

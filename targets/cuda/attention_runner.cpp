@@ -61,13 +61,15 @@ uint16_t float_to_f16_bits(float value) {
 }
 
 PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern& pattern,
-                                     const targets::AttentionInputs& inputs, const CudaAttentionOptions& options)
+                                     const targets::AttentionInputs& given, const CudaAttentionOptions& options)
     : device_(device) {
-  sz_ = targets::validate_attention_inputs(inputs);
+  sz_ = targets::validate_attention_inputs(given);
   const ir::AttentionSizes& sz = sz_;
-  const double scale = targets::attention_scale(inputs, sz);
-  const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, inputs);
+  const double scale = targets::attention_scale(pattern, given, sz);
+  const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, given);
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
+  runtime::Tensor projected_q;  // bilinear scoring: the kernels read the projected queries
+  const targets::AttentionInputs inputs = targets::project_queries(pattern, given, sz, projected_q);
   if (auto why = unsupported_dims(sz)) throw UnsupportedProblem(*why);
   if (auto why = unsupported_variant(pattern)) throw UnsupportedProblem(*why);
   std::map<std::string, std::vector<int64_t>> shapes;

@@ -15,10 +15,17 @@ using runtime::Tensor;
 
 std::vector<double> attention_f64(const ir::Pattern& pattern, const AttentionInputs& inputs) {
   const ir::AttentionSizes sz = targets::validate_attention_inputs(inputs);
-  const double scale = targets::attention_scale(inputs, sz);
+  const double scale = targets::attention_scale(pattern, inputs, sz);
 
   targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, inputs);
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);
+  // Bilinear scoring: q_vec . W[h] in float64 (its float32 rounding only for dot(q_vec, ...) in the score).
+  // The evaluator has checked W: float32 [H, D, D].
+  const float* projection = pattern.query_projection.empty()
+                                ? nullptr
+                                : static_cast<const float*>(tensors.views.at(pattern.query_projection).data);
+  std::vector<double> q_row(static_cast<size_t>(sz.D));
+  std::vector<float> q_rounded(static_cast<size_t>(sz.D));
 
   const float* q = inputs.q->data<float>();
   const float* k = inputs.k->data<float>();
@@ -40,6 +47,19 @@ std::vector<double> attention_f64(const ir::Pattern& pattern, const AttentionInp
       const float* v_head = v + (b * sz.Hkv + kvh) * sz.M * sz.Dv;
       for (int64_t i = 0; i < sz.N; ++i) {
         const float* q_vec = q + ((b * sz.H + h) * sz.N + i) * sz.D;
+        for (int64_t d = 0; d < sz.D; ++d) q_row[static_cast<size_t>(d)] = q_vec[d];
+        if (projection) {
+          const float* w = projection + h * sz.D * sz.D;
+          for (int64_t e = 0; e < sz.D; ++e) {
+            double sum = 0;
+            for (int64_t d = 0; d < sz.D; ++d)
+              sum += static_cast<double>(q_vec[d]) * static_cast<double>(w[d * sz.D + e]);
+            q_row[static_cast<size_t>(e)] = sum;
+          }
+          for (int64_t d = 0; d < sz.D; ++d)
+            q_rounded[static_cast<size_t>(d)] = static_cast<float>(q_row[static_cast<size_t>(d)]);
+          q_vec = q_rounded.data();
+        }
         keys.clear();
         scores.clear();
         double max_score = -std::numeric_limits<double>::infinity();
@@ -48,7 +68,7 @@ std::vector<double> attention_f64(const ir::Pattern& pattern, const AttentionInp
           if (!evaluator.allowed(b, h, i, j)) continue;
           const float* k_vec = k_head + j * sz.D;
           double dot = 0;
-          for (int64_t d = 0; d < sz.D; ++d) dot += static_cast<double>(q_vec[d]) * static_cast<double>(k_vec[d]);
+          for (int64_t d = 0; d < sz.D; ++d) dot += q_row[static_cast<size_t>(d)] * static_cast<double>(k_vec[d]);
           double score = evaluator.score(b, h, i, j, scale * dot, q_vec);
           keys.push_back(j);
           scores.push_back(score);

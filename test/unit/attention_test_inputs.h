@@ -72,7 +72,12 @@ struct RandomProblem {
       std::vector<int64_t> shape;
       for (const std::string& dim : decl.dims) shape.push_back(size_of(s, dim));
       runtime::Tensor values = random_tensor(shape, rng, 0.5f);
-      if (decl.name == "centers") {  // luong_local_p's key positions: spread over the keys
+      if (decl.name == "bilinear_w") {
+        // Entries of variance 1/D keep the projected queries at the scale of Q itself (as an orthogonal W would):
+        // 16-bit targets round the projected queries, a rounding the float64 reference does not make, and its
+        // effect grows with their size.
+        values = random_tensor(shape, rng, static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.D))));
+      } else if (decl.name == "centers") {  // luong_local_p's key positions: spread over the keys
         std::uniform_real_distribution<float> position(-2.0f, static_cast<float>(s.M) + 1.0f);
         for (int64_t e = 0; e < values.numel(); ++e) values.data<float>()[e] = position(rng);
       }

@@ -156,6 +156,15 @@ std::vector<Case> cases() {
        }},
       {"causal & alibi", [](const Problem& p, const RunTimeTensors&) { return both(causal(), alibi(p.H)); }},
       {"hardmax", plain([] { return hardmax(); })},
+      {"causal & dot", plain([] { return both(causal(), dot_scoring()); })},
+      {"bilinear & softcap(cap=3)",
+       [](const Problem&, const RunTimeTensors& t) {
+         return both(bilinear(t.at("bilinear_w").data<float>()), softcap(3));
+       }},
+      {"local(window=4) & bilinear & hardmax",
+       [](const Problem&, const RunTimeTensors& t) {
+         return both(both(local(4), bilinear(t.at("bilinear_w").data<float>())), hardmax());
+       }},
       {"local(window=3) & alibi & hardmax",
        [](const Problem& p, const RunTimeTensors&) { return both(both(local(3), alibi(p.H)), hardmax()); }},
       {"luong_local_p(half_width=3)",

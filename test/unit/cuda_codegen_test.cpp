@@ -38,6 +38,8 @@ const std::vector<std::string> kPatterns = {
     "t5_bias(buckets=32, max_distance=128)",
     "causal & t5_bias(buckets=32, max_distance=128, bidirectional=false)",
     "relative2d(width=32, max_rows=8, max_cols=8)",
+    "causal & dot",
+    "causal & bilinear",
     "local1d(query_block=128, memory=256)",
     "causal & alibi",
     "causal & document",
@@ -66,6 +68,7 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
   if (pattern.input("rel_rows")) shapes["rel_rows"] = {sz.H, 17, sz.D};
   if (pattern.input("rel_cols")) shapes["rel_cols"] = {sz.H, 17, sz.D};
   if (pattern.input("t5")) shapes["t5"] = {sz.H, 32};
+  if (pattern.input("bilinear_w")) shapes["bilinear_w"] = {sz.H, sz.D, sz.D};
   cuda::LaunchOptions options;
   const cuda::LaunchPlan plan = cuda::make_launch_plan(pattern, sz, shapes, options);
   const std::string ptxas = cuda::find_cuda_tool("ptxas");

@@ -286,6 +286,7 @@ struct Inputs {
   std::vector<float> rel_rows;    // [H, R, D]: relative2d
   std::vector<float> rel_cols;    // [H, R, D]
   std::vector<float> t5;          // [H, R]: t5_bias(buckets <= 33)
+  std::vector<float> bilinear_w;  // [H, D, D]: read on the host (the queries are projected before the kernel)
   std::vector<float> q;           // [B, H, N, D]
   std::map<std::string, ir::TensorView> tensors;
 
@@ -307,6 +308,8 @@ struct Inputs {
     }
     t5.resize(static_cast<size_t>(H * R));
     for (auto& v : t5) v = values(rng);
+    bilinear_w.resize(static_cast<size_t>(H * D * D));
+    for (auto& v : bilinear_w) v = values(rng);
     q.resize(static_cast<size_t>(B * H * N * D));
     for (auto& v : q) v = values(rng);
     tensors["segments"] = {ir::ElemType::Int32, {B, M}, segments.data()};
@@ -315,6 +318,7 @@ struct Inputs {
     tensors["rel_rows"] = {ir::ElemType::Float32, {H, R, D}, rel_rows.data()};
     tensors["rel_cols"] = {ir::ElemType::Float32, {H, R, D}, rel_cols.data()};
     tensors["t5"] = {ir::ElemType::Float32, {H, R}, t5.data()};
+    tensors["bilinear_w"] = {ir::ElemType::Float32, {H, D, D}, bilinear_w.data()};
   }
 
   const float* q_row(int64_t b, int64_t h, int64_t row) const { return q.data() + ((b * H + h) * N + row) * D; }

@@ -30,6 +30,8 @@ struct Rule {
   ScoreFn score;
   WeightFn weight = {};
   bool hardmax = false;
+  bool unscaled = false;            // `dot` scoring: logits are q.k, whatever the problem's scale
+  const float* bilinear = nullptr;  // [H, D, D]: logits are scale * q . W[h] . k
 };
 
 // Q [B, H, N, D], K [B, Hkv, M, D], V [B, Hkv, M, Dv], C order.
@@ -68,12 +70,18 @@ inline std::vector<double> attention(const Problem& p, const Rule& rule) {
           allowed[j] = rule.mask(b, h, i, j, q, j);
           if (!allowed[j]) continue;
           any = true;
+          const float* qv = p.q + ((b * p.H + h) * p.N + i) * p.D;
+          const float* kv = p.k + ((b * p.Hkv + g) * p.M + j) * p.D;
           double dot = 0;
           for (int64_t d = 0; d < p.D; ++d) {
-            dot +=
-                double(p.q[((b * p.H + h) * p.N + i) * p.D + d]) * double(p.k[((b * p.Hkv + g) * p.M + j) * p.D + d]);
+            if (!rule.bilinear) {
+              dot += double(qv[d]) * double(kv[d]);
+              continue;
+            }
+            for (int64_t e = 0; e < p.D; ++e)
+              dot += double(qv[d]) * double(rule.bilinear[(h * p.D + d) * p.D + e]) * double(kv[e]);
           }
-          logits[j] = rule.score(b, h, i, j, q, j, p.scale * dot);
+          logits[j] = rule.score(b, h, i, j, q, j, (rule.unscaled ? 1.0 : p.scale) * dot);
           best = std::max(best, logits[j]);
         }
         if (!any) continue;
@@ -289,6 +297,17 @@ inline Rule hardmax() {
   return Rule{[](int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) { return true; }, keep_score, {}, true};
 }
 
+// Unscaled dot-product scoring (Luong's `dot`): logits q.k.
+inline Rule dot_scoring() {
+  return Rule{[](int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) { return true; }, keep_score, {}, false, true};
+}
+
+// Bilinear scoring (Luong's `general`): logits scale * q . W[h] . k, `w` [H, D, D].
+inline Rule bilinear(const float* w) {
+  return Rule{
+      [](int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) { return true; }, keep_score, {}, false, false, w};
+}
+
 // Luong local-p: keys within half_width of the row's centre centers[b, i] (`centers` [B, N]), each probability
 // times exp(-(k - centre)^2 / (2 sigma^2)), sigma = half_width / 2.
 inline Rule luong_local_p(const float* centers, int64_t N, int64_t half_width) {
@@ -322,7 +341,10 @@ inline Rule both(Rule a, Rule b) {
               [=](int64_t bb, int64_t h, int64_t i, int64_t j, int64_t q, int64_t k, double s) {
                 return b.score(bb, h, i, j, q, k, a.score(bb, h, i, j, q, k, s));
               },
-              weight_product(a.weight, b.weight), a.hardmax || b.hardmax};
+              weight_product(a.weight, b.weight),
+              a.hardmax || b.hardmax,
+              a.unscaled || b.unscaled,
+              a.bilinear ? a.bilinear : b.bilinear};
 }
 
 // A | B: either mask; the same score chain, weights and normaliser as A & B.
@@ -333,7 +355,10 @@ inline Rule either(Rule a, Rule b) {
               [=](int64_t bb, int64_t h, int64_t i, int64_t j, int64_t q, int64_t k, double s) {
                 return b.score(bb, h, i, j, q, k, a.score(bb, h, i, j, q, k, s));
               },
-              weight_product(a.weight, b.weight), a.hardmax || b.hardmax};
+              weight_product(a.weight, b.weight),
+              a.hardmax || b.hardmax,
+              a.unscaled || b.unscaled,
+              a.bilinear ? a.bilinear : b.bilinear};
 }
 
 // A - B: A's mask without B's; only A's score.
@@ -341,7 +366,11 @@ inline Rule minus(Rule a, Rule b) {
   return Rule{[=](int64_t bb, int64_t h, int64_t i, int64_t j, int64_t q, int64_t k) {
                 return a.mask(bb, h, i, j, q, k) && !b.mask(bb, h, i, j, q, k);
               },
-              a.score, a.weight, a.hardmax};
+              a.score,
+              a.weight,
+              a.hardmax,
+              a.unscaled,
+              a.bilinear};
 }
 
 }  // namespace tessera::oracle

@@ -107,9 +107,10 @@ TEST(Parser, MissingSemicolon) {
 TEST(Parser, UnknownStatement) {
   EXPECT_EQ(errors_of("pattern p {\n  mask k <= q;\n}"),
             "t.attn:2:8: error: expected ':' after 'mask', got identifier 'k'\n  mask k <= q;\n       ^\n");
-  EXPECT_EQ(errors_of("pattern p { bogus; }"),
-            "t.attn:1:13: error: expected 'let', 'require', 'mask:', 'score:', 'weight:' or 'normalize:' in a pattern "
-            "body, got identifier 'bogus'\npattern p { bogus; }\n            ^~~~~\n");
+  EXPECT_EQ(
+      errors_of("pattern p { bogus; }"),
+      "t.attn:1:13: error: expected 'let', 'require', 'mask:', 'score:', 'weight:', 'normalize:' or 'scoring:' in "
+      "a pattern body, got identifier 'bogus'\npattern p { bogus; }\n            ^~~~~\n");
   EXPECT_EQ(errors_of("pattern p {\n  weight 2.0;\n}"),
             "t.attn:2:10: error: expected ':' after 'weight', got '2.0'\n  weight 2.0;\n         ^~~\n");
 }

@@ -73,9 +73,10 @@ TEST(Prelude, LoadsWithoutErrors) {
     names.push_back(d.name);
   }
   EXPECT_EQ(names,
-            (std::vector<std::string>{"full", "causal", "sliding_window", "local", "strided", "fixed", "dilated",
-                                      "local2d", "prefix_lm", "document", "alibi", "softcap", "relative", "local1d",
-                                      "relative_bidir", "t5_bias", "relative2d", "hardmax", "luong_local_p"}));
+            (std::vector<std::string>{"full",          "causal",  "sliding_window", "local",    "strided",    "fixed",
+                                      "dilated",       "local2d", "prefix_lm",      "document", "alibi",      "softcap",
+                                      "relative",      "local1d", "relative_bidir", "t5_bias",  "relative2d", "hardmax",
+                                      "luong_local_p", "dot",     "bilinear"}));
   const Declaration* fixed = lib.find("fixed");
   ASSERT_NE(fixed, nullptr);
   ASSERT_EQ(fixed->params.size(), 2u);

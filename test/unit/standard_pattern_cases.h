@@ -27,6 +27,8 @@ inline const std::vector<std::string>& standard_pattern_cases() {
       "t5_bias(buckets=8, max_distance=20)",
       "causal & t5_bias(buckets=9, max_distance=30, bidirectional=false)",  // thresholds 6, 9, 14, 20
       "relative2d(width=6, max_rows=3, max_cols=4)",
+      "causal & dot",                         // unscaled logits
+      "sliding_window(window=9) & bilinear",  // queries projected by bilinear_w[h] first
       "causal & alibi",
       "causal & document",
       "causal & softcap(cap=20)",
