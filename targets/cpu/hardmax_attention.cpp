@@ -114,9 +114,10 @@ std::unique_ptr<HardmaxPipeline> build(const ir::Pattern& pattern, int D, int Dv
       .parallel(no);
   q_rows.compute_at(out, no).vectorize(n, kRowsPerBlock);
   best.compute_at(out, no).vectorize(n, kRowsPerBlock);
-  best.update().vectorize(n, kRowsPerBlock);
+  // An update's reduction loops are inside its pure ones unless reordered: the rows must be the innermost.
+  best.update().reorder(n, rk).vectorize(n, kRowsPerBlock);
   dot.compute_at(best, rk).vectorize(n, kRowsPerBlock);
-  dot.update().vectorize(n, kRowsPerBlock);
+  dot.update().reorder(n, rd).vectorize(n, kRowsPerBlock);
   out.output_buffer().dim(0).set_bounds(0, Dv).set_stride(1);
   p->pipeline = Halide::Pipeline(out);
   p->pipeline.compile_jit(cpu_target());
