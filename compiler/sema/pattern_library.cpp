@@ -462,8 +462,8 @@ struct PatternLibrary::Impl {
     if (!ok) return false;
     auto weight_statement = fields.find(ast::StatementKind::Weight);
     auto normalize_statement = fields.find(ast::StatementKind::Normalize);
-    if (weight_statement != fields.end() &&
-        !weight_compatible(normalizer, weight_statement->second->where, normalize_statement->second->where, diags)) {
+    if (weight_statement != fields.end() && normalizer == ir::Normalizer::Hardmax) {
+      report_weight_with_hardmax(weight_statement->second->where, normalize_statement->second->where, diags);
       return false;
     }
     decl.body = ir::Pattern{p.name, mask,       score,   collect_inputs(mask, score, weight, tensors),
@@ -490,12 +490,10 @@ struct PatternLibrary::Impl {
   }
 
   // A weight scales probabilities that add up to 1; hardmax's single 1 has nothing to spread over.
-  static bool weight_compatible(ir::Normalizer normalizer, const SourceRange& weight_where,
-                                const SourceRange& normalizer_where, Diagnostics& diags) {
-    if (normalizer != ir::Normalizer::Hardmax) return true;
+  static void report_weight_with_hardmax(const SourceRange& weight_where, const SourceRange& normalizer_where,
+                                         Diagnostics& diags) {
     diags.error(weight_where, "'weight:' cannot be used with the hardmax normaliser (it puts all weight on one key)");
     diags.note(normalizer_where, "hardmax is chosen here");
-    return false;
   }
 
   // scoring: scaled_dot | dot | bilinear(TENSOR), the tensor a declared float32[H, D, D].
