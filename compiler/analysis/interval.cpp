@@ -416,6 +416,7 @@ Interval eval_call(const Expr& e, const VarRanges& r) {
       return Interval::of(IntInterval::range(ir::log_bucket(a[0].i.lo, exact.lo, max_distance.lo, buckets.lo),
                                              ir::log_bucket(a[0].i.hi, exact.lo, max_distance.lo, buckets.lo)));
     }
+    case Fn::HashUniform: return Interval::of(FloatInterval{0.5 / 8388608.0, 1.0 - 0.5 / 8388608.0, false});
     case Fn::Select: break;
   }
   throw std::logic_error("tessera internal error: unknown function in interval analysis");

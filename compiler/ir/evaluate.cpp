@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "compiler/ir/hash_uniform.h"
 #include "compiler/ir/log_bucket.h"
 
 namespace tessera::ir {
@@ -159,6 +160,7 @@ Value evaluate(const Expr& e, const EvalEnv& env) {
                                                      : static_cast<int64_t>(static_cast<uint64_t>(a[0].i) << a[1].i));
         case Fn::Shr: return int_value(a[0].i >> std::clamp<int64_t>(a[1].i, 0, 63));
         case Fn::LogBucket: return int_value(log_bucket(a[0].i, a[1].i, a[2].i, a[3].i));
+        case Fn::HashUniform: return float_value(hash_uniform(a[0].i, a[1].i, a[2].i, a[3].i, a[4].i));
         case Fn::Select: break;
       }
       throw std::logic_error("tessera internal error: unknown function");

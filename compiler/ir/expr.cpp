@@ -50,6 +50,7 @@ constexpr FnInfo kFunctions[] = {
     {Fn::Shl, "shl", 2, "shl(a: int, bits: int)"},
     {Fn::Shr, "shr", 2, "shr(a: int, bits: int)"},
     {Fn::LogBucket, "log_bucket", 4, "log_bucket(n: int, exact: int, max_distance: int, buckets: int)"},
+    {Fn::HashUniform, "hash_uniform", 5, "hash_uniform(seed: int, a: int, b: int, c: int, d: int)"},
 };
 
 const FnInfo& info(Fn fn) {
@@ -181,10 +182,11 @@ bool function_result_type(Fn fn, const std::vector<Type>& t, Type* result) {
       *result = Type::Int;
       return true;
     case Fn::LogBucket:
+    case Fn::HashUniform:
       for (Type operand : t) {
         if (operand != Type::Int) return false;
       }
-      *result = Type::Int;
+      *result = fn == Fn::HashUniform ? Type::Float : Type::Int;
       return true;
   }
   return false;

@@ -68,9 +68,10 @@ enum class Fn : uint8_t {
   BitXor,
   BitNot,
   Shl,
-  Shr,        // integer bitwise functions (Shr is arithmetic)
-  LogBucket,  // (n, exact, max_distance, buckets): T5's log-bucketed distance, log_bucket.h; the last three are
-              // constants once a pattern's parameters are bound, and simplify() rewrites it into comparisons
+  Shr,          // integer bitwise functions (Shr is arithmetic)
+  LogBucket,    // (n, exact, max_distance, buckets): T5's log-bucketed distance, log_bucket.h; the last three
+                // are constants once a pattern's parameters are bound, and simplify() rewrites it into comparisons
+  HashUniform,  // (seed, a, b, c, d) -> float in (0, 1), the same on every target: hash_uniform.h
 };
 const char* fn_name(Fn fn);
 

@@ -21,9 +21,10 @@ constexpr BuiltinVar kBuiltinVars[] = {
     {"M", ir::Var::M},     {"D", ir::Var::D},    {"s", ir::Var::Score}, {"scale", ir::Var::Scale},
 };
 
-constexpr const char* kFunctionNames[] = {
-    "min",  "max",   "abs", "clamp",  "select", "tanh",   "exp",    "log", "exp2", "sqrt", "pow",       "floor",
-    "ceil", "float", "int", "bitand", "bitor",  "bitxor", "bitnot", "shl", "shr",  "dot",  "log_bucket"};
+constexpr const char* kFunctionNames[] = {"min",    "max",   "abs",  "clamp",  "select",     "tanh",
+                                          "exp",    "log",   "exp2", "sqrt",   "pow",        "floor",
+                                          "ceil",   "float", "int",  "bitand", "bitor",      "bitxor",
+                                          "bitnot", "shl",   "shr",  "dot",    "log_bucket", "hash_uniform"};
 
 const BuiltinVar* find_builtin(const std::string& name) {
   for (const auto& v : kBuiltinVars) {

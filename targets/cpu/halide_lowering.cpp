@@ -5,6 +5,8 @@
 #include <limits>
 #include <stdexcept>
 
+#include "compiler/ir/hash_uniform.h"
+
 namespace tessera::cpu {
 
 namespace {
@@ -135,6 +137,19 @@ class Lowering {
       case ir::Fn::Shl: return Halide::select(a[1] < 0 || a[1] > 31, 0, a[0] << Halide::clamp(a[1], 0, 31));
       case ir::Fn::Shr: return a[0] >> Halide::clamp(a[1], 0, 31);
       case ir::Fn::LogBucket: break;  // ir::simplify rewrote every one into comparisons
+      case ir::Fn::HashUniform: {
+        // ir/hash_uniform.h in uint32 arithmetic (wrapping multiplication, logical shifts).
+        auto mix = [](Expr x) {
+          x = x ^ (x >> 16);
+          x = x * Expr(uint32_t{0x7feb352du});
+          x = x ^ (x >> 15);
+          x = x * Expr(uint32_t{0x846ca68bu});
+          return x ^ (x >> 16);
+        };
+        Expr x = mix(Halide::cast<uint32_t>(a[0]) ^ Expr(ir::kHashUniformStart));
+        for (size_t i = 1; i < 5; ++i) x = mix(x ^ Halide::cast<uint32_t>(a[i]));
+        return (Halide::cast<float>(x >> 9) + 0.5f) * (1.0f / 8388608.0f);
+      }
     }
     throw std::logic_error("tessera internal error: unknown function");
   }

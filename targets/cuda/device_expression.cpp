@@ -271,6 +271,7 @@ class FunctionEmitter {
       case ir::Fn::Shl: return helper("shl_i32");
       case ir::Fn::Shr: return helper("shr_i32");
       case ir::Fn::LogBucket: break;  // ir::simplify rewrote every one into comparisons
+      case ir::Fn::HashUniform: return helper("hash_uniform_f32");
     }
     throw std::logic_error("tessera internal error: unknown function");
   }

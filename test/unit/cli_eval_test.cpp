@@ -157,6 +157,8 @@ std::vector<Case> cases() {
       {"causal & alibi", [](const Problem& p, const RunTimeTensors&) { return both(causal(), alibi(p.H)); }},
       {"hardmax", plain([] { return hardmax(); })},
       {"causal & dot", plain([] { return both(causal(), dot_scoring()); })},
+      {"causal & alibi & sample(seed=11)",
+       [](const Problem& p, const RunTimeTensors&) { return both(both(causal(), alibi(p.H)), sample(11)); }},
       {"bilinear & softcap(cap=3)",
        [](const Problem&, const RunTimeTensors& t) {
          return both(bilinear(t.at("bilinear_w").data<float>()), softcap(3));

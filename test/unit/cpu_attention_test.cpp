@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <string>
 
 #include "compiler/planner/sparsity_plan.h"
 #include "compiler/sema/pattern_library.h"
@@ -85,6 +86,59 @@ TEST(CpuAttention, HardmaxTiesGoToTheLowestAllowedKey) {
       }
     }
   }
+}
+
+// sample draws each row's key from its softmax: with every query equal, 4 keys and 6000 rows (each its own
+// hash), the keys' frequencies match the softmax probabilities within 4.5 standard deviations, on the CPU and
+// in the reference alike, and a different seed draws differently.
+TEST(CpuAttention, SampleDrawsKeysWithTheSoftmaxProbabilities) {
+  const Shape s{1, 1, 1, 6000, 4, 16, 16};
+  std::vector<double> logits(4);
+  std::vector<int> chosen_cpu(4), chosen_reference(4);
+  std::vector<std::vector<float>> first_rows;
+  for (uint64_t seed : {3u, 4u}) {
+    ir::Pattern pattern = instantiate("sample(seed=" + std::to_string(seed) + ")");
+    test::RandomProblem problem(pattern, s, 9);
+    float* q = problem.q.data<float>();
+    for (int64_t i = 1; i < s.N; ++i) std::copy(q, q + s.D, q + i * s.D);
+    const float* k = problem.k.data<float>();
+    double top = -1e300;
+    for (int64_t j = 0; j < 4; ++j) {
+      double dot = 0;
+      for (int64_t d = 0; d < s.D; ++d) dot += double(q[d]) * double(k[j * s.D + d]);
+      logits[static_cast<size_t>(j)] = dot / std::sqrt(double(s.D));
+      top = std::max(top, logits[static_cast<size_t>(j)]);
+    }
+    const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+    const runtime::Tensor got = cpu::attention(pattern, problem.inputs);
+    std::fill(chosen_cpu.begin(), chosen_cpu.end(), 0);
+    std::fill(chosen_reference.begin(), chosen_reference.end(), 0);
+    first_rows.emplace_back(got.data<float>(), got.data<float>() + 64 * s.Dv);
+    const float* v = problem.v.data<float>();
+    auto key_of = [&](auto row) {
+      for (int64_t j = 0; j < 4; ++j) {
+        if (static_cast<double>(row[0]) == static_cast<double>(v[j * s.Dv]) &&
+            static_cast<double>(row[1]) == static_cast<double>(v[j * s.Dv + 1]))
+          return j;
+      }
+      return int64_t{-1};
+    };
+    for (int64_t i = 0; i < s.N; ++i) {
+      const int64_t c = key_of(got.data<float>() + i * s.Dv), r = key_of(expected.data() + i * s.Dv);
+      ASSERT_GE(c, 0) << "row " << i << " is not a value row";
+      ASSERT_EQ(c, r) << "row " << i;
+      ++chosen_cpu[static_cast<size_t>(c)];
+      ++chosen_reference[static_cast<size_t>(r)];
+    }
+    double z = 0;
+    for (double l : logits) z += std::exp(l - top);
+    for (size_t j = 0; j < 4; ++j) {
+      const double p = std::exp(logits[j] - top) / z;
+      const double sigma = std::sqrt(p * (1 - p) / double(s.N));
+      EXPECT_NEAR(double(chosen_cpu[j]) / double(s.N), p, 4.5 * sigma + 1e-9) << "key " << j << " seed " << seed;
+    }
+  }
+  EXPECT_NE(first_rows[0], first_rows[1]);
 }
 
 class CpuAttentionShapes : public ::testing::TestWithParam<Shape> {};

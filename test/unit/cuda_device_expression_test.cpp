@@ -101,6 +101,21 @@ TEST(CudaExpressionSupport, IntegerArithmeticIsTheReferenceModulo2To32) {
   EXPECT_EQ(tc::floor_mod_i32(5, 0), 0);
 }
 
+// hash_uniform takes each argument's low 32 bits: the 32-bit helper equals the interpreter bit for bit.
+TEST(CudaExpressionSupport, HashUniformIsTheReference) {
+  for (int32_t a : kEdges) {
+    for (int32_t b : kEdges) {
+      const double want = ir::evaluate(ir::call(ir::Fn::HashUniform, {ir::int_imm(b), ir::int_imm(a), ir::int_imm(-a),
+                                                                      ir::int_imm(7), ir::int_imm(b ^ a)}),
+                                       ir::EvalEnv{})
+                              .f;
+      EXPECT_EQ(static_cast<double>(tc::hash_uniform_f32(b, a, tc::neg_i32(a), 7, b ^ a)), want) << a << " " << b;
+      EXPECT_GT(want, 0.0);
+      EXPECT_LT(want, 1.0);
+    }
+  }
+}
+
 TEST(CudaExpressionSupport, FloatToIntTruncatesAndGivesZeroOutside32Bits) {
   const float inf = std::numeric_limits<float>::infinity();
   const float values[] = {0.0f, -0.0f, 0.5f,          -0.5f,         1.999f,         -2.5f,

@@ -308,6 +308,25 @@ inline Rule bilinear(const float* w) {
       [](int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) { return true; }, keep_score, {}, false, false, w};
 }
 
+// Sampling by Gumbel-max: hardmax over s - log(-log(u)), u from the lowbias32 hash of (seed, b, h, q, k) as the
+// prelude's `sample` defines it (each integer's low 32 bits; the top 23 bits of the state, plus one half, over 2^23).
+inline Rule sample(int64_t seed) {
+  auto mix = [](uint32_t x) {
+    x = (x ^ (x >> 16)) * 0x7feb352du;
+    x = (x ^ (x >> 15)) * 0x846ca68bu;
+    return x ^ (x >> 16);
+  };
+  return Rule{[](int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) { return true; },
+              [=](int64_t b, int64_t h, int64_t, int64_t, int64_t q, int64_t k, double s) {
+                uint32_t x = mix(static_cast<uint32_t>(seed) ^ 0x9e3779b9u);
+                for (int64_t v : {b, h, q, k}) x = mix(x ^ static_cast<uint32_t>(v));
+                const double u = (double(x >> 9) + 0.5) / 8388608.0;
+                return s - std::log(-std::log(u));
+              },
+              {},
+              true};
+}
+
 // Luong local-p: keys within half_width of the row's centre centers[b, i] (`centers` [B, N]), each probability
 // times exp(-(k - centre)^2 / (2 sigma^2)), sigma = half_width / 2.
 inline Rule luong_local_p(const float* centers, int64_t N, int64_t half_width) {

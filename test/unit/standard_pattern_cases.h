@@ -53,6 +53,8 @@ inline const std::vector<std::string>& variant_pattern_cases() {
       "causal & luong_local_p(half_width=3)",
       "luong_local_p(half_width=6) & softcap(cap=3)",
       "luong_local_p(half_width=5) - local(window=2)",
+      "causal & sample(seed=5)",
+      "local(window=6) & alibi & sample(seed=2)",
   };
   return cases;
 }

@@ -62,6 +62,24 @@ TESSERA_HD i32 shl_i32(i32 a, i32 bits) {
 // Arithmetic shift; counts past 31 give the sign, negative counts shift by 0.
 TESSERA_HD i32 shr_i32(i32 a, i32 bits) { return a >> clamp_i32(bits, 0, 31); }
 
+// compiler/ir/hash_uniform.h in uint32 arithmetic.
+TESSERA_HD u32 hash_mix_u32(u32 x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+TESSERA_HD float hash_uniform_f32(i32 seed, i32 a, i32 b, i32 c, i32 d) {
+  u32 x = hash_mix_u32(static_cast<u32>(seed) ^ 0x9e3779b9u);
+  x = hash_mix_u32(x ^ static_cast<u32>(a));
+  x = hash_mix_u32(x ^ static_cast<u32>(b));
+  x = hash_mix_u32(x ^ static_cast<u32>(c));
+  x = hash_mix_u32(x ^ static_cast<u32>(d));
+  return (static_cast<float>(x >> 9) + 0.5f) * (1.0f / 8388608.0f);
+}
+
 // ---- Floats ----
 
 #if TESSERA_DEVICE_CODE
