@@ -75,18 +75,14 @@ double attention_scale(const ir::Pattern& pattern, const AttentionInputs& inputs
 AttentionInputs project_queries(const ir::Pattern& pattern, const AttentionInputs& inputs, const ir::AttentionSizes& sz,
                                 Tensor& projected) {
   if (pattern.query_projection.empty()) return inputs;
-  const std::string& name = pattern.query_projection;
-  auto it = inputs.tensors.find(name);
-  if (it == inputs.tensors.end() || it->second == nullptr) {
-    throw TensorError(fmt::format("pattern '{}' needs the run-time tensor '{}' (float32[H, D, D]), which was not given",
-                                  pattern.name, name));
+  // W is one of the pattern's inputs, float32 [H, D, D]: ir::PatternEvaluator has reported it if missing or
+  // mis-shaped, before any target gets here.
+  auto it = inputs.tensors.find(pattern.query_projection);
+  if (it == inputs.tensors.end() || it->second == nullptr || it->second->dtype() != DType::Float32 ||
+      it->second->shape() != std::vector<int64_t>{sz.H, sz.D, sz.D}) {
+    throw std::logic_error("tessera internal error: project_queries called before the inputs were validated");
   }
   const Tensor& w = *it->second;
-  const std::vector<int64_t> want{sz.H, sz.D, sz.D};
-  if (w.dtype() != DType::Float32 || w.shape() != want) {
-    throw TensorError(fmt::format("run-time tensor '{}' is {}, expected float32{} (bilinear scoring's W)", name,
-                                  w.type_string(), runtime::shape_string(want)));
-  }
   projected = Tensor(DType::Float32, {sz.B, sz.H, sz.N, sz.D});
   const float* q = inputs.q->data<float>();
   const float* wd = w.data<float>();

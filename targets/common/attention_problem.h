@@ -35,7 +35,7 @@ double attention_scale(const ir::Pattern& pattern, const AttentionInputs& inputs
 
 // The queries the kernels read: `inputs` itself, or, for a pattern with a query projection (bilinear scoring),
 // the same inputs with q_vec := q_vec . W[h] (float64 sums, rounded to float32) in `projected`, which the result
-// points to. Throws runtime::TensorError if W is missing, not float32 or not [H, D, D].
+// points to. Call it after ir::PatternEvaluator has validated the run-time tensors (W among them).
 AttentionInputs project_queries(const ir::Pattern& pattern, const AttentionInputs& inputs,
                                 const ir::AttentionSizes& sizes, runtime::Tensor& projected);
 
