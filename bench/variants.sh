@@ -9,6 +9,7 @@ patterns=(
   "causal"
   "causal & dot"
   "causal & bilinear"
+  "causal & additive"
   "causal & relative"
   "causal & relative_bidir(max_distance=16)"
   "causal & relative2d(width=64, max_rows=8, max_cols=8)"

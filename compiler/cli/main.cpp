@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
       "Patterns are written in a small DSL (see README.md); the standard library (full, causal, sliding_window,\n"
       "local, strided, fixed, dilated, local2d, prefix_lm, document, alibi, softcap, relative, local1d,\n"
       "relative_bidir, t5_bias, relative2d, hardmax, luong_local_p, dot, bilinear,\n"
-      "sample) is always loaded.",
+      "additive, sample) is always loaded.",
       "tessera"};
   app.set_version_flag("--version", TESSERA_VERSION);
   app.require_subcommand(1);

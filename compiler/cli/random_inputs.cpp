@@ -1,6 +1,7 @@
 #include "compiler/cli/random_inputs.h"
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 namespace tessera::cli {
@@ -61,7 +62,15 @@ RandomInputs random_inputs(const RandomInputShape& s, const ir::Pattern* pattern
       for (int64_t e = 0; e < t.numel(); ++e) t.data<float>()[e] = position(rng);
       inputs.tensors.emplace_back(decl.name, std::move(t));
     } else if (decl.elem_type == ir::ElemType::Float32) {
-      inputs.tensors.emplace_back(decl.name, random_normal(shape, rng));
+      runtime::Tensor t = random_normal(shape, rng);
+      if (decl.name == pattern->query_projection || decl.name == pattern->additive.query_weight ||
+          decl.name == pattern->additive.key_weight) {
+        // Projections of q and k: a standard deviation of 1/sqrt(D), as initialised projections have, keeps the
+        // projected vectors at the scale of Q and K (and additive scoring's tanh out of saturation).
+        const float stddev = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+        for (int64_t e = 0; e < t.numel(); ++e) t.data<float>()[e] *= stddev;
+      }
+      inputs.tensors.emplace_back(decl.name, std::move(t));
     } else if (decl.name == "segments" && shape.size() == 2) {
       inputs.tensors.emplace_back(decl.name, random_segments(shape[0], shape[1], s.documents, rng));
     } else {

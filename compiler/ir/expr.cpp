@@ -330,6 +330,14 @@ bool uses_tensors(const Expr& e) {
   return false;
 }
 
+bool reads_query_vector(const Expr& e) {
+  if (e->kind == Kind::DotQ) return true;
+  for (const auto& o : e->operands) {
+    if (reads_query_vector(o)) return true;
+  }
+  return false;
+}
+
 bool structurally_equal(const Expr& a, const Expr& b) {
   if (a == b) return true;
   if (a->kind != b->kind || a->type != b->type || a->operands.size() != b->operands.size()) return false;

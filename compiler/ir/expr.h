@@ -144,7 +144,8 @@ bool function_by_name(const std::string& name, Fn* fn);
 bool is_const(const Expr& e);  // IntImm, FloatImm or BoolImm
 bool is_int_const(const Expr& e, int64_t value);
 bool uses_var(const Expr& e, Var v);
-bool uses_tensors(const Expr& e);  // any Load or DotQ
+bool uses_tensors(const Expr& e);        // any Load or DotQ
+bool reads_query_vector(const Expr& e);  // any DotQ
 bool structurally_equal(const Expr& a, const Expr& b);
 // The names of the Symbols `e` reads.
 void collect_symbols(const Expr& e, std::set<std::string>* names);

@@ -14,6 +14,7 @@ const char* scoring_name(Scoring scoring) {
   switch (scoring) {
     case Scoring::ScaledDot: return "scaled_dot";
     case Scoring::Dot: return "dot";
+    case Scoring::Additive: return "additive";
   }
   return "?";
 }

@@ -30,8 +30,21 @@ bool is_attention_size(const std::string& dim_name);  // B, H, Hkv, N, M, D, Dv
 enum class Scoring : uint8_t {
   ScaledDot,  // s = scale * (q_vec . k_vec), scale = 1/sqrt(D) unless the caller gives one
   Dot,        // s = q_vec . k_vec: the scale is 1 unless the caller gives one
+  Additive,   // s = v[h] . tanh(q_vec + k_vec) over projected vectors (see AdditiveScoring); the scale is 1 unless
+              // the caller gives one
 };
-const char* scoring_name(Scoring scoring);  // "scaled_dot", "dot"
+const char* scoring_name(Scoring scoring);  // "scaled_dot", "dot", "additive"
+
+// Additive (Bahdanau, Luong's "concat") scoring v^T tanh(Wq q + Wk k), as elaboration rewrites it: each query
+// and each key is projected once, q_vec := Wq[h] . q_vec and k_vec := Wk[h] . k_vec (Wq, Wk float32 [H, A, D],
+// the same A), and each pair scores v[h] . tanh(q_vec + k_vec) (v float32 [H, A]): A tanh per pair, never an
+// N x M x A buffer. The names are tensors among the pattern's inputs; all empty unless scoring is Additive.
+struct AdditiveScoring {
+  std::string query_weight, key_weight, vector;
+
+  bool empty() const { return vector.empty(); }
+  bool operator==(const AdditiveScoring&) const = default;
+};
 
 // How a row's scores become probabilities.
 enum class Normalizer : uint8_t {
@@ -52,6 +65,7 @@ struct Pattern {
   // q_vec := q_vec . W[h] with W this float32 [H, D, D] tensor (one of `inputs`), and then scored as `scoring`
   // says. Empty when the queries are used as given.
   std::string query_projection;
+  AdditiveScoring additive;
 
   bool has_mask() const;    // mask is not the constant true
   bool has_score() const;   // score is not just `s`

@@ -122,7 +122,13 @@ std::string to_string(const Pattern& p) {
     out += "\n";
   }
   if (!p.query_projection.empty()) out += fmt::format("  project: q_vec := q_vec . {}[h]\n", p.query_projection);
-  if (p.scoring != Scoring::ScaledDot) out += fmt::format("  scoring: {}\n", scoring_name(p.scoring));
+  if (!p.additive.empty()) {
+    out += fmt::format("  project: q_vec := {}[h] . q_vec, k_vec := {}[h] . k_vec\n", p.additive.query_weight,
+                       p.additive.key_weight);
+    out += fmt::format("  scoring: additive, s := scale * ({}[h] . tanh(q_vec + k_vec))\n", p.additive.vector);
+  } else if (p.scoring != Scoring::ScaledDot) {
+    out += fmt::format("  scoring: {}\n", scoring_name(p.scoring));
+  }
   out += "  mask:  " + (p.mask ? to_string(p.mask) : std::string("true")) + "\n";
   out += "  score: " + (p.score ? to_string(p.score) : std::string("s")) + "\n";
   // Printed only when not the default, so the IR of a plain softmax pattern reads as it always has.

@@ -80,10 +80,12 @@ Instance compose(Kind kind, const Instance& lhs, const Instance& rhs) {
   const Instance& scorer = rhs.chooses_scoring() ? rhs : lhs;
   out.scoring = scorer.scoring;
   out.query_projection = scorer.query_projection;
+  out.additive = scorer.additive;
   out.scoring_where = scorer.scoring_where;
-  out.scoring_conflict = lhs.scoring_conflict || rhs.scoring_conflict ||
-                         (lhs.chooses_scoring() && rhs.chooses_scoring() &&
-                          (lhs.scoring != rhs.scoring || lhs.query_projection != rhs.query_projection));
+  out.scoring_conflict =
+      lhs.scoring_conflict || rhs.scoring_conflict ||
+      (lhs.chooses_scoring() && rhs.chooses_scoring() &&
+       (lhs.scoring != rhs.scoring || lhs.query_projection != rhs.query_projection || lhs.additive != rhs.additive));
   return out;
 }
 

@@ -21,11 +21,19 @@ struct Instance {
   ir::Normalizer normalizer = ir::Normalizer::Softmax;
   ir::Scoring scoring = ir::Scoring::ScaledDot;
   std::string query_projection;                                    // see ir::Pattern
+  ir::AdditiveScoring additive;                                    // see ir::Pattern
   dsl::SourceRange weight_where, normalizer_where, scoring_where;  // the statements that set them, for diagnostics
   // Set by compose(): both operands chose a scoring function other than the default, and not the same one.
   bool scoring_conflict = false;
 
   bool chooses_scoring() const { return scoring != ir::Scoring::ScaledDot || !query_projection.empty(); }
+
+  // Additive scoring replaces the query vectors by their projections (of another length than D), so nothing
+  // may read q_vec alongside it: an error (see pattern_library.cpp).
+  bool has_additive_query_conflict() const {
+    return scoring == ir::Scoring::Additive &&
+           (ir::reads_query_vector(mask) || ir::reads_query_vector(score) || ir::reads_query_vector(weight));
+  }
 
   // A weight under hardmax: an error (see pattern_library.cpp).
   bool has_weight_conflict() const {

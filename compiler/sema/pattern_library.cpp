@@ -143,6 +143,17 @@ void forward(const Diagnostics& from, Diagnostics& to, const SourceRange& note_w
   }
 }
 
+// The tensors the scoring function reads (bilinear's W; additive's Wq, Wk and v) join the pattern's inputs.
+void add_scoring_inputs(ir::Pattern& p, const std::map<std::string, ir::TensorDecl>& tensors) {
+  auto add = [&](const std::string& name) {
+    if (!name.empty() && !p.input(name)) p.inputs.push_back(tensors.at(name));
+  };
+  add(p.query_projection);
+  add(p.additive.query_weight);
+  add(p.additive.key_weight);
+  add(p.additive.vector);
+}
+
 ir::Pattern finish(const Instance& instance, const std::map<std::string, ir::TensorDecl>& tensors) {
   // Every division by zero was reported when its operand was instantiated; this pass only folds.
   ir::Pattern p;
@@ -153,11 +164,12 @@ ir::Pattern finish(const Instance& instance, const std::map<std::string, ir::Ten
   p.normalizer = instance.normalizer;
   p.scoring = instance.scoring;
   p.query_projection = instance.query_projection;
+  p.additive = instance.additive;
   if (p.mask->kind == ir::Kind::BoolImm && p.mask->bool_value) p.mask = ir::bool_imm(true);
   if (p.score->kind == ir::Kind::Var && p.score->var == ir::Var::Score) p.score = ir::var(ir::Var::Score);
   if (!p.has_weight()) p.weight = ir::float_imm(1.0);
   p.inputs = collect_inputs(p.mask, p.score, p.weight, tensors);
-  if (!p.query_projection.empty()) p.inputs.push_back(tensors.at(p.query_projection));
+  add_scoring_inputs(p, tensors);
   return p;
 }
 
@@ -414,6 +426,7 @@ struct PatternLibrary::Impl {
     ir::Normalizer normalizer = ir::Normalizer::Softmax;
     ir::Scoring scoring = ir::Scoring::ScaledDot;
     std::string projection;
+    ir::AdditiveScoring additive;
     std::vector<Requirement> requirements;
     for (const auto& s : p.body) {
       switch (s.kind) {
@@ -443,7 +456,7 @@ struct PatternLibrary::Impl {
             break;
           }
           if (s.kind == ast::StatementKind::Scoring) {
-            ok &= scoring_value(s, diags, &scoring, &projection);
+            ok &= scoring_value(s, diags, &scoring, &projection, &additive);
             break;
           }
           ir::Expr value = s.kind == ast::StatementKind::Mask    ? mask_value(s, scope, diags)
@@ -466,9 +479,15 @@ struct PatternLibrary::Impl {
       report_weight_with_hardmax(weight_statement->second->where, normalize_statement->second->where, diags);
       return false;
     }
-    decl.body = ir::Pattern{p.name, mask,       score,   collect_inputs(mask, score, weight, tensors),
-                            weight, normalizer, scoring, projection};
-    if (!projection.empty()) decl.body.inputs.push_back(tensors.at(projection));
+    if (scoring == ir::Scoring::Additive &&
+        (ir::reads_query_vector(mask) || ir::reads_query_vector(score) || ir::reads_query_vector(weight))) {
+      report_additive_query_conflict(fields.at(ast::StatementKind::Scoring)->where, p.name, diags);
+      return false;
+    }
+    decl.body =
+        ir::Pattern{p.name,  mask,       score,   collect_inputs(mask, score, weight, tensors), weight, normalizer,
+                    scoring, projection, additive};
+    add_scoring_inputs(decl.body, tensors);
     if (weight_statement != fields.end()) details[i].weight_where = weight_statement->second->where;
     if (normalize_statement != fields.end()) details[i].normalizer_where = normalize_statement->second->where;
     if (auto it = fields.find(ast::StatementKind::Scoring); it != fields.end()) {
@@ -496,9 +515,67 @@ struct PatternLibrary::Impl {
     diags.note(normalizer_where, "hardmax is chosen here");
   }
 
-  // scoring: scaled_dot | dot | bilinear(TENSOR), the tensor a declared float32[H, D, D].
-  bool scoring_value(const ast::Statement& s, Diagnostics& diags, ir::Scoring* scoring, std::string* projection) const {
+  static void report_additive_query_conflict(const SourceRange& scoring_where, const std::string& name,
+                                             Diagnostics& diags) {
+    diags.error(scoring_where,
+                fmt::format("'{}' reads q_vec with additive scoring, which replaces the query vectors by their "
+                            "projections; additive scoring cannot be combined with dot(q_vec, ...) terms",
+                            name));
+  }
+
+  // A tensor named by a scoring function, declared float32 with the dimensions `dims` ("?" matches any one,
+  // which must then be the same dimension in every "?" of the call: *free).
+  bool scoring_tensor(const ast::Expr& arg, const char* function, const std::vector<std::string>& dims,
+                      const char* form, std::string* free, Diagnostics& diags) const {
+    if (arg.kind != ast::ExprKind::Name) {
+      diags.error(arg.where, fmt::format("{} takes tensor names; expected {}", function, form));
+      return false;
+    }
+    auto it = tensors.find(arg.name);
+    if (it == tensors.end()) {
+      diags.error(arg.where, fmt::format("unknown tensor '{}' in {}(...)", arg.name, function));
+      return false;
+    }
+    const ir::TensorDecl& decl = it->second;
+    bool fits = decl.elem_type == ir::ElemType::Float32 && decl.dims.size() == dims.size();
+    for (size_t d = 0; fits && d < dims.size(); ++d) {
+      if (dims[d] != "?") {
+        fits = decl.dims[d] == dims[d];
+      } else if (free->empty()) {
+        *free = decl.dims[d];
+      } else {
+        fits = decl.dims[d] == *free;
+      }
+    }
+    if (!fits) {
+      diags.error(arg.where, fmt::format("{} needs {}; '{}' is {}[{}]", function, form, arg.name,
+                                         ir::elem_type_name(decl.elem_type), fmt::join(decl.dims, ", ")));
+      diags.note(decl.where, fmt::format("'{}' is declared here", arg.name));
+      return false;
+    }
+    return true;
+  }
+
+  // scoring: scaled_dot | dot | bilinear(W) | additive(WQ, WK, V), the tensors declared as float32 W[H, D, D],
+  // WQ[H, A, D], WK[H, A, D] and V[H, A] for one dimension A.
+  bool scoring_value(const ast::Statement& s, Diagnostics& diags, ir::Scoring* scoring, std::string* projection,
+                     ir::AdditiveScoring* additive) const {
     const ast::Expr& e = *s.value;
+    if (e.kind == ast::ExprKind::Call && e.name == "additive") {
+      constexpr const char* form = "float32 tensors WQ[H, A, D], WK[H, A, D] and V[H, A] with the same A";
+      if (e.operands.size() != 3) {
+        diags.error(e.where, fmt::format("additive takes three arguments, additive(WQ, WK, V): {}", form));
+        return false;
+      }
+      std::string a;
+      bool ok = scoring_tensor(*e.operands[0], "additive", {"H", "?", "D"}, form, &a, diags) &&
+                scoring_tensor(*e.operands[1], "additive", {"H", "?", "D"}, form, &a, diags) &&
+                scoring_tensor(*e.operands[2], "additive", {"H", "?"}, form, &a, diags);
+      if (!ok) return false;
+      *scoring = ir::Scoring::Additive;
+      *additive = ir::AdditiveScoring{e.operands[0]->name, e.operands[1]->name, e.operands[2]->name};
+      return true;
+    }
     if (e.kind == ast::ExprKind::Name) {
       for (auto kind : {ir::Scoring::ScaledDot, ir::Scoring::Dot}) {
         if (e.name == ir::scoring_name(kind)) {
@@ -508,28 +585,21 @@ struct PatternLibrary::Impl {
       }
     }
     if (e.kind == ast::ExprKind::Call && e.name == "bilinear") {
-      if (e.operands.size() != 1 || e.operands[0]->kind != ast::ExprKind::Name) {
+      if (e.operands.size() != 1) {
         diags.error(e.where, "bilinear takes one argument, a tensor declared as float32[H, D, D]");
         return false;
       }
+      std::string unused;
+      if (!scoring_tensor(*e.operands[0], "bilinear", {"H", "D", "D"}, "a float32[H, D, D] tensor", &unused, diags)) {
+        return false;
+      }
       const ast::Expr& arg = *e.operands[0];
-      auto it = tensors.find(arg.name);
-      if (it == tensors.end()) {
-        diags.error(arg.where, fmt::format("unknown tensor '{}' in bilinear(...)", arg.name));
-        return false;
-      }
-      const ir::TensorDecl& decl = it->second;
-      if (decl.elem_type != ir::ElemType::Float32 || decl.dims != std::vector<std::string>{"H", "D", "D"}) {
-        diags.error(arg.where, fmt::format("bilinear needs a float32[H, D, D] tensor; '{}' is {}[{}]", arg.name,
-                                           ir::elem_type_name(decl.elem_type), fmt::join(decl.dims, ", ")));
-        diags.note(decl.where, fmt::format("'{}' is declared here", arg.name));
-        return false;
-      }
       *scoring = ir::Scoring::ScaledDot;  // the rewrite: project the queries, then the usual scaled dot product
       *projection = arg.name;
       return true;
     }
-    diags.error(e.where, fmt::format("unknown scoring function '{}': expected scaled_dot, dot or bilinear(TENSOR)",
+    diags.error(e.where, fmt::format("unknown scoring function '{}': expected scaled_dot, dot, bilinear(W) or "
+                                     "additive(WQ, WK, V)",
                                      ast::dump(e)));
     return false;
   }
@@ -708,6 +778,15 @@ struct PatternLibrary::Impl {
       diags.note(rhs->scoring_where, "the other here");
       return std::nullopt;
     }
+    if (out.has_additive_query_conflict() && !lhs->has_additive_query_conflict() &&
+        !rhs->has_additive_query_conflict()) {
+      diags.error(e.where, fmt::format("'{}' reads q_vec with additive scoring, which replaces the query vectors by "
+                                       "their projections; additive scoring cannot be combined with dot(q_vec, ...) "
+                                       "terms",
+                                       out.name));
+      diags.note(out.scoring_where, "additive scoring is chosen here");
+      return std::nullopt;
+    }
     if (out.has_weight_conflict()) {
       diags.error(e.where, fmt::format("'{}' combines a weight with the hardmax normaliser", out.name));
       diags.note(out.weight_where, "the weight is set here");
@@ -884,6 +963,7 @@ struct PatternLibrary::Impl {
     instance.normalizer_where = detail.normalizer_where;
     instance.scoring = decl.body.scoring;
     instance.query_projection = decl.body.query_projection;
+    instance.additive = decl.body.additive;
     instance.scoring_where = detail.scoring_where;
     if (!ok) return std::nullopt;
     return instance;

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "runtime/linear.h"
+
 namespace tessera::targets {
 
 namespace {
@@ -63,13 +65,62 @@ ir::AttentionSizes validate_attention_inputs(const AttentionInputs& in) {
 }
 
 double natural_scale(const ir::Pattern& pattern, int64_t D) {
-  return pattern.scoring == ir::Scoring::Dot ? 1.0 : 1.0 / std::sqrt(static_cast<double>(D));
+  return pattern.scoring == ir::Scoring::ScaledDot ? 1.0 / std::sqrt(static_cast<double>(D)) : 1.0;
 }
 
 double attention_scale(const ir::Pattern& pattern, const AttentionInputs& inputs, const ir::AttentionSizes& sizes) {
   const double scale = inputs.scale ? *inputs.scale : natural_scale(pattern, sizes.D);
   if (!std::isfinite(scale)) throw TensorError(fmt::format("the attention scale must be finite, got {}", scale));
   return scale;
+}
+
+void project_for_additive(const ir::Pattern& pattern, const AttentionInputs& inputs, const ir::AttentionSizes& sz,
+                          AdditiveProjection& out) {
+  auto weight = [&](const std::string& name) -> const Tensor& {
+    auto it = inputs.tensors.find(name);
+    if (pattern.additive.empty() || it == inputs.tensors.end() || it->second == nullptr ||
+        it->second->dtype() != DType::Float32 || it->second->rank() != 3 || it->second->dim(0) != sz.H ||
+        it->second->dim(2) != sz.D) {
+      throw std::logic_error("tessera internal error: project_for_additive called before the inputs were validated");
+    }
+    return *it->second;
+  };
+  const Tensor& wq = weight(pattern.additive.query_weight);
+  const Tensor& wk = weight(pattern.additive.key_weight);
+  const int64_t A = wq.dim(1);
+  const int64_t group = sz.H / sz.Hkv;
+  out.sizes = sz;
+  out.sizes.D = A;
+  out.sizes.Hkv = sz.H;
+  out.q = Tensor(DType::Float32, {sz.B, sz.H, sz.N, A});
+  out.k = Tensor(DType::Float32, {sz.B, sz.H, sz.M, A});
+  for (int64_t b = 0; b < sz.B; ++b) {
+    for (int64_t h = 0; h < sz.H; ++h) {
+      const int64_t kvh = h / group;
+      if (sz.N > 0) {
+        runtime::linear(inputs.q->data<float>() + (b * sz.H + h) * sz.N * sz.D, sz.N, sz.D,
+                        wq.data<float>() + h * A * sz.D, nullptr, A, out.q.data<float>() + (b * sz.H + h) * sz.N * A);
+      }
+      if (sz.M > 0) {
+        runtime::linear(inputs.k->data<float>() + (b * sz.Hkv + kvh) * sz.M * sz.D, sz.M, sz.D,
+                        wk.data<float>() + h * A * sz.D, nullptr, A, out.k.data<float>() + (b * sz.H + h) * sz.M * A);
+      }
+    }
+  }
+  out.inputs = inputs;
+  out.inputs.q = &out.q;
+  out.inputs.k = &out.k;
+  if (group > 1) {
+    out.v = Tensor(DType::Float32, {sz.B, sz.H, sz.M, sz.Dv});
+    const int64_t head = sz.M * sz.Dv;
+    for (int64_t b = 0; b < sz.B; ++b) {
+      for (int64_t h = 0; h < sz.H; ++h) {
+        const float* from = inputs.v->data<float>() + (b * sz.Hkv + h / group) * head;
+        std::copy(from, from + head, out.v.data<float>() + (b * sz.H + h) * head);
+      }
+    }
+    out.inputs.v = &out.v;
+  }
 }
 
 AttentionInputs project_queries(const ir::Pattern& pattern, const AttentionInputs& inputs, const ir::AttentionSizes& sz,

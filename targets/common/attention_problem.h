@@ -27,7 +27,8 @@ struct AttentionInputs {
 // Throws runtime::TensorError naming the tensor and the shapes.
 ir::AttentionSizes validate_attention_inputs(const AttentionInputs& inputs);
 
-// The scale a pattern's logits take unless the caller gives one: 1 for `dot` scoring, else 1/sqrt(D).
+// The scale a pattern's logits take unless the caller gives one: 1 for `dot` and `additive` scoring, else
+// 1/sqrt(D).
 double natural_scale(const ir::Pattern& pattern, int64_t D);
 
 // The logit scale: the given one (which must be finite), else natural_scale.
@@ -38,6 +39,19 @@ double attention_scale(const ir::Pattern& pattern, const AttentionInputs& inputs
 // points to. Call it after ir::PatternEvaluator has validated the run-time tensors (W among them).
 AttentionInputs project_queries(const ir::Pattern& pattern, const AttentionInputs& inputs,
                                 const ir::AttentionSizes& sizes, runtime::Tensor& projected);
+
+// What the kernels of a pattern with additive scoring read: Q and K projected once per row, q := Wq[h] . q and
+// k := Wk[h] . k (every query head projects the keys of its KV head with its own Wk, so K gets H heads), V
+// repeated over each KV group to match, and `sizes` with D = A and Hkv = H. Float32 products (OpenBLAS); the
+// reference projects in float64 on its own. Call it after ir::PatternEvaluator has validated the run-time
+// tensors (Wq, Wk among them). `inputs` points into this object: keep it alive and in place while they are used.
+struct AdditiveProjection {
+  runtime::Tensor q, k, v;  // v stays empty when no KV head is shared (Hkv = H): inputs.v is then the given V
+  AttentionInputs inputs;
+  ir::AttentionSizes sizes;
+};
+void project_for_additive(const ir::Pattern& pattern, const AttentionInputs& inputs, const ir::AttentionSizes& sizes,
+                          AdditiveProjection& projected);
 
 // Views of the run-time tensors `pattern` reads (others are ignored), with int64 ones narrowed to int32 copies
 // owned here. A tensor the pattern needs but was not given is reported later by ir::PatternEvaluator.

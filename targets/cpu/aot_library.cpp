@@ -388,6 +388,12 @@ AotResult write_aot_library(const AotRequest& r) {
                     "(project the queries by {} before calling, and compile without it)",
                     r.pattern.name, r.pattern.query_projection));
   }
+  if (r.pattern.scoring == ir::Scoring::Additive) {
+    throw std::invalid_argument(
+        fmt::format("ahead-of-time libraries do not support the additive scoring of '{}' yet "
+                    "(tessera eval --target cpu runs it)",
+                    r.pattern.name));
+  }
   if (r.pattern.normalizer != ir::Normalizer::Softmax) {
     throw std::invalid_argument(
         fmt::format("ahead-of-time libraries do not support the {} normaliser of '{}' yet "

@@ -72,7 +72,16 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   Expr kv_head = a.h / p.group;
 
   f.dot(a.i, a.j, a.c, a.t, a.h, a.b) = 0.0f;
-  f.dot(a.i, a.j, a.c, a.t, a.h, a.b) += a.q_t(a.i, f.rd, a.t, a.h, a.b) * a.k(f.rd, first + a.j, kv_head, a.b);
+  Expr q_feature = a.q_t(a.i, f.rd, a.t, a.h, a.b), k_feature = a.k(f.rd, first + a.j, kv_head, a.b);
+  if (pattern.scoring == ir::Scoring::Additive) {
+    // Q and K arrive projected (targets::project_for_additive), D is their length A: v[h] . tanh(q + k), with
+    // e^(2(q + k)) a product when they arrive exponentiated.
+    Expr exp_2x = key.additive_exponentials ? q_feature * k_feature : Halide::exp(2.0f * (q_feature + k_feature));
+    f.dot(a.i, a.j, a.c, a.t, a.h, a.b) +=
+        p.tensors.at(pattern.additive.vector)(f.rd, a.h) * tanh_of_exponential(exp_2x);
+  } else {
+    f.dot(a.i, a.j, a.c, a.t, a.h, a.b) += q_feature * k_feature;
+  }
 
   HalideScope scope;
   Expr key_index = first + a.j;
@@ -275,7 +284,7 @@ std::string AttentionPipelineKey::str() const {
   return fmt::format("{}|D={}|Dv={}|keys={}x{}|{}|bq={},ck={},vw={},rv={},qk={},pv={}|{}|{}", pattern_ir, D, Dv,
                      key_stride, key_group, tensors, s.block_q, s.chunk_k, s.vector_width, s.row_vectors, s.qk_tile,
                      s.pv_tile, storage == StorageType::Float32 ? "f32" : "bf16", target) +
-         (guard_values ? "|guarded" : "");
+         (guard_values ? "|guarded" : "") + (additive_exponentials ? "|exponentials" : "");
 }
 
 Halide::Target cpu_target() {

@@ -38,6 +38,8 @@ struct AttentionPipelineKey {
   StorageType storage;
   std::string target;
   bool guard_values = false;  // masked keys skip their V rows (needed only when V holds NaN or Inf)
+  // Additive scoring: Q and K hold e^(2q), e^(2k) of the projections (see cpu_attention.cpp), not q and k.
+  bool additive_exponentials = false;
 
   std::string str() const;  // the cache key
 };

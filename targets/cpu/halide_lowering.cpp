@@ -108,14 +108,7 @@ class Lowering {
       case ir::Fn::Abs: return n.type == ir::Type::Int ? Halide::cast<int32_t>(Halide::abs(a[0])) : Halide::abs(a[0]);
       case ir::Fn::Clamp: return Halide::min(Halide::max(a[0], a[1]), a[2]);  // lo > hi gives hi, as in the IR
       case ir::Fn::Select: return Halide::select(a[0], a[1], a[2]);
-      case ir::Fn::Tanh: {
-        // Halide 14 lowers tanh to a scalar libm call per lane (measured: softcap ran at 1/5 of causal's
-        // speed); through its vectorised exp instead: tanh|x| = (1 - e^-2|x|) / (1 + e^-2|x|), exact at the
-        // ends (|x| large gives 1) and within a few float ulps of the result elsewhere.
-        Expr t = Halide::exp(-2.0f * Halide::abs(a[0]));
-        Expr magnitude = (1.0f - t) / (1.0f + t);
-        return Halide::select(a[0] < 0.0f, -magnitude, magnitude);
-      }
+      case ir::Fn::Tanh: return vector_tanh(a[0]);
       case ir::Fn::Exp: return Halide::exp(a[0]);
       case ir::Fn::Log: return Halide::log(a[0]);
       case ir::Fn::Exp2: return Halide::exp(a[0] * 0.693147180559945309f);
@@ -160,6 +153,17 @@ class Lowering {
 }  // namespace
 
 Expr lower_to_halide(const ir::Expr& e, const HalideScope& scope) { return Lowering(scope).lower(e); }
+
+Expr tanh_of_exponential(Expr exp_2x) { return 1.0f - 2.0f / (exp_2x + 1.0f); }
+
+Expr vector_tanh(Expr x) {
+  // Halide 14 lowers tanh to a scalar libm call per lane (measured: softcap ran at 1/5 of causal's speed);
+  // through its vectorised exp instead: tanh|x| = (1 - e^-2|x|) / (1 + e^-2|x|), exact at the ends (|x| large
+  // gives 1) and within a few float ulps of the result elsewhere.
+  Expr t = Halide::exp(-2.0f * Halide::abs(x));
+  Expr magnitude = (1.0f - t) / (1.0f + t);
+  return Halide::select(x < 0.0f, -magnitude, magnitude);
+}
 
 Halide::Expr clamped_tensor_load(const Halide::ImageParam& img, const std::vector<Halide::Expr>& indices) {
   std::vector<Halide::Expr> args;

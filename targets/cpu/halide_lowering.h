@@ -32,6 +32,12 @@ Halide::Expr clamped_tensor_load(const Halide::ImageParam& img, const std::vecto
 Halide::Expr clamped_tensor_dot(const Halide::ImageParam& img, const std::vector<Halide::Expr>& indices, int D,
                                 const std::function<Halide::Expr(Halide::Expr)>& query_feature);
 
+// tanh of a Float(32), vectorised (Halide 14's own tanh is a scalar libm call per lane).
+Halide::Expr vector_tanh(Halide::Expr x);
+// tanh(x) given e^(2x), as 1 - 2 / (e^(2x) + 1): within a float ulp of 1 in absolute terms, 1 for e^(2x) = inf
+// and -1 for 0. Additive scoring computes e^(2x) per pair, or as a product of per-row exponentials.
+Halide::Expr tanh_of_exponential(Halide::Expr exp_2x);
+
 // Integers become Int(32) (sizes and positions are below 2^31 on this target), floats Float(32), bools UInt(1).
 // Integer / and % keep Tessera's floor semantics (division by zero gives 0) for any divisor.
 Halide::Expr lower_to_halide(const ir::Expr& e, const HalideScope& scope);

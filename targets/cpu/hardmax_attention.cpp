@@ -63,7 +63,13 @@ std::unique_ptr<HardmaxPipeline> build(const ir::Pattern& pattern, int D, int Dv
   Expr kv_head = h / p->group;
   RDom rd(0, D, "rd");
   dot(n, j, h, b) = 0.0f;
-  dot(n, j, h, b) += q_rows(n, rd, h, b) * k_f(rd, j, kv_head, b);
+  if (pattern.scoring == ir::Scoring::Additive) {
+    // Q and K arrive projected (targets::project_for_additive), D is their length A: v[h] . tanh(q + k).
+    Expr exp_2x = Halide::exp(2.0f * (q_rows(n, rd, h, b) + k_f(rd, j, kv_head, b)));
+    dot(n, j, h, b) += p->tensors.at(pattern.additive.vector)(rd, h) * tanh_of_exponential(exp_2x);
+  } else {
+    dot(n, j, h, b) += q_rows(n, rd, h, b) * k_f(rd, j, kv_head, b);
+  }
 
   HalideScope scope;
   scope.vars[ir::Var::I] = n;

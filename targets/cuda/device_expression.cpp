@@ -363,14 +363,20 @@ std::string argument(const FunctionEmitter& f, const char* type, char name) {
   return f.uses(name) ? fmt::format("{} {}", type, name) : fmt::format("{} /*{}*/", type, name);
 }
 
-std::string member_function(const ir::Pattern& pattern, const FunctorSpec& spec, bool is_score) {
+enum class Member { Mask, Score, Weight };
+
+std::string member_function(const ir::Pattern& pattern, const FunctorSpec& spec, Member member) {
+  const bool is_score = member == Member::Score;
   FunctionEmitter f(pattern, spec, is_score);
-  const bool trivial = is_score ? !pattern.has_score() : !pattern.has_mask();
-  const std::string result = trivial ? (is_score ? "s" : "true") : f.value(is_score ? pattern.score : pattern.mask);
+  const ir::Expr& expression = member == Member::Mask ? pattern.mask : is_score ? pattern.score : pattern.weight;
+  const bool trivial = member == Member::Mask ? !pattern.has_mask()
+                       : is_score             ? !pattern.has_score()
+                                              : !pattern.has_weight();
+  const char* identity = member == Member::Mask ? "true" : is_score ? "s" : "1.0f";
+  const char* what = member == Member::Mask ? "mask" : is_score ? "score" : "weight";
+  const std::string result = trivial ? identity : f.value(expression);
   const std::string body = f.finish(result);
-  std::string out = fmt::format(
-      "  // {}: {}\n", is_score ? "score" : "mask",
-      trivial ? (is_score ? "s" : "true") : comment_text(ir::to_string(is_score ? pattern.score : pattern.mask)));
+  std::string out = fmt::format("  // {}: {}\n", what, trivial ? identity : comment_text(ir::to_string(expression)));
   out += "  template <class QueryRow>\n";
   std::string points = fmt::format("{}, {}, {}, {}", argument(f, "i32", 'b'), argument(f, "i32", 'h'),
                                    argument(f, "i32", 'i'), argument(f, "i32", 'j'));
@@ -378,8 +384,8 @@ std::string member_function(const ir::Pattern& pattern, const FunctorSpec& spec,
     out += fmt::format("  TESSERA_HD static float score({}, {}, {}, {}) {{\n", argument(f, "const PatternArgs&", 'a'),
                        points, argument(f, "float", 's'), argument(f, "const QueryRow&", 'q'));
   } else {
-    out += fmt::format("  TESSERA_HD static bool mask({}, {}, {}) {{\n", argument(f, "const PatternArgs&", 'a'), points,
-                       argument(f, "const QueryRow&", 'q'));
+    out += fmt::format("  TESSERA_HD static {} {}({}, {}, {}) {{\n", member == Member::Mask ? "bool" : "float", what,
+                       argument(f, "const PatternArgs&", 'a'), points, argument(f, "const QueryRow&", 'q'));
   }
   out += body;
   out += fmt::format("    return {};\n  }}\n", result);
@@ -402,21 +408,26 @@ std::string emit_pattern_functor(const ir::Pattern& pattern, const FunctorSpec& 
         fmt::format("the CUDA functor {} for pattern '{}' reads {} run-time tensors; at most {} fit", spec.name,
                     pattern.name, spec.tensors.size(), tessera_cuda::kMaxPatternTensors));
   }
-  std::string mask = member_function(pattern, spec, false);
-  std::string score = member_function(pattern, spec, true);
-  const bool query =
-      (pattern.has_mask() && reads_query(pattern.mask)) || (pattern.has_score() && reads_query(pattern.score));
+  std::string mask = member_function(pattern, spec, Member::Mask);
+  std::string score = member_function(pattern, spec, Member::Score);
+  std::string weight = member_function(pattern, spec, Member::Weight);
+  const bool query = (pattern.has_mask() && reads_query(pattern.mask)) ||
+                     (pattern.has_score() && reads_query(pattern.score)) ||
+                     (pattern.has_weight() && reads_query(pattern.weight));
   return fmt::format(
       "// {}\n"
       "struct {} {{\n"
       "  static constexpr bool kHasMask = {};\n"
       "  static constexpr bool kHasScore = {};\n"
+      "  static constexpr bool kHasWeight = {};\n"
       "  static constexpr bool kReadsQuery = {};\n"
       "\n"
       "{}\n"
+      "{}\n"
       "{}"
       "}};\n",
-      comment_text(pattern.name), spec.name, pattern.has_mask(), pattern.has_score(), query, mask, score);
+      comment_text(pattern.name), spec.name, pattern.has_mask(), pattern.has_score(), pattern.has_weight(), query, mask,
+      score, weight);
 }
 
 }  // namespace tessera::cuda

@@ -19,8 +19,10 @@ std::optional<std::string> unsupported_variant(const ir::Pattern& pattern) {
     return fmt::format("the CUDA target does not support the {} normaliser of '{}' yet (use --target cpu)",
                        ir::normalizer_name(pattern.normalizer), pattern.name);
   }
-  if (pattern.has_weight()) {
-    return fmt::format("the CUDA target does not support the weight: of '{}' yet (use --target cpu)", pattern.name);
+  if (pattern.scoring == ir::Scoring::Additive) {
+    // Not a matrix product: the tensor cores cannot score it.
+    return fmt::format("the CUDA target does not support the additive scoring of '{}' yet (use --target cpu)",
+                       pattern.name);
   }
   return std::nullopt;
 }

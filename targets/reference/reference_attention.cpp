@@ -26,6 +26,25 @@ std::vector<double> attention_f64(const ir::Pattern& pattern, const AttentionInp
                                 : static_cast<const float*>(tensors.views.at(pattern.query_projection).data);
   std::vector<double> q_row(static_cast<size_t>(sz.D));
   std::vector<float> q_rounded(static_cast<size_t>(sz.D));
+  // Additive scoring: Wq[h] . q and Wk[h] . k in float64 (the evaluator has checked Wq, Wk: float32 [H, A, D]
+  // and v: float32 [H, A]), the keys once per head.
+  const bool additive = pattern.scoring == ir::Scoring::Additive;
+  const float *wq = nullptr, *wk = nullptr, *wv = nullptr;
+  int64_t A = 0;
+  if (additive) {
+    wq = static_cast<const float*>(tensors.views.at(pattern.additive.query_weight).data);
+    wk = static_cast<const float*>(tensors.views.at(pattern.additive.key_weight).data);
+    wv = static_cast<const float*>(tensors.views.at(pattern.additive.vector).data);
+    A = tensors.views.at(pattern.additive.vector).shape[1];
+  }
+  std::vector<double> q_additive(static_cast<size_t>(A)), k_additive(static_cast<size_t>(sz.M * A));
+  auto project = [&](const float* w, const float* x, double* y) {
+    for (int64_t a = 0; a < A; ++a) {
+      double sum = 0;
+      for (int64_t d = 0; d < sz.D; ++d) sum += static_cast<double>(w[a * sz.D + d]) * static_cast<double>(x[d]);
+      y[a] = sum;
+    }
+  };
 
   const float* q = inputs.q->data<float>();
   const float* k = inputs.k->data<float>();
@@ -45,6 +64,10 @@ std::vector<double> attention_f64(const ir::Pattern& pattern, const AttentionInp
       const int64_t kvh = h / group;
       const float* k_head = k + (b * sz.Hkv + kvh) * sz.M * sz.D;
       const float* v_head = v + (b * sz.Hkv + kvh) * sz.M * sz.Dv;
+      if (additive) {
+        for (int64_t j = 0; j < sz.M; ++j)
+          project(wk + h * A * sz.D, k_head + j * sz.D, &k_additive[static_cast<size_t>(j * A)]);
+      }
       for (int64_t i = 0; i < sz.N; ++i) {
         const float* q_vec = q + ((b * sz.H + h) * sz.N + i) * sz.D;
         for (int64_t d = 0; d < sz.D; ++d) q_row[static_cast<size_t>(d)] = q_vec[d];
@@ -60,6 +83,7 @@ std::vector<double> attention_f64(const ir::Pattern& pattern, const AttentionInp
             q_rounded[static_cast<size_t>(d)] = static_cast<float>(q_row[static_cast<size_t>(d)]);
           q_vec = q_rounded.data();
         }
+        if (additive) project(wq + h * A * sz.D, q_vec, q_additive.data());
         keys.clear();
         scores.clear();
         double max_score = -std::numeric_limits<double>::infinity();
@@ -68,7 +92,14 @@ std::vector<double> attention_f64(const ir::Pattern& pattern, const AttentionInp
           if (!evaluator.allowed(b, h, i, j)) continue;
           const float* k_vec = k_head + j * sz.D;
           double dot = 0;
-          for (int64_t d = 0; d < sz.D; ++d) dot += q_row[static_cast<size_t>(d)] * static_cast<double>(k_vec[d]);
+          if (additive) {
+            const double* k_projected = &k_additive[static_cast<size_t>(j * A)];
+            for (int64_t a = 0; a < A; ++a)
+              dot +=
+                  static_cast<double>(wv[h * A + a]) * std::tanh(q_additive[static_cast<size_t>(a)] + k_projected[a]);
+          } else {
+            for (int64_t d = 0; d < sz.D; ++d) dot += q_row[static_cast<size_t>(d)] * static_cast<double>(k_vec[d]);
+          }
           double score = evaluator.score(b, h, i, j, scale * dot, q_vec);
           keys.push_back(j);
           scores.push_back(score);

@@ -437,7 +437,7 @@ class ModelRun {
       bv = weight(index, name + ".value.bias", {Hkv * D});
       bo = weight(index, name + ".output.bias", {node.width});
     }
-    const double scale = node.scale ? *node.scale : 1.0 / std::sqrt(static_cast<double>(D));
+    const double scale = node.scale ? *node.scale : targets::natural_scale(pattern, D);
     if (!std::isfinite(scale)) malformed(index, fmt::format("has a non-finite logit scale {}", scale));
 
     // Row (b, n) of q holds every head side by side: head h is columns h*D..(h+1)*D.
@@ -461,10 +461,16 @@ class ModelRun {
       }  // else ir::PatternEvaluator reports it missing
     }
 
-    if (pattern.normalizer != ir::Normalizer::Softmax || pattern.has_weight()) {
-      // Not silently computed as softmax: the model oracle's attention loop knows only the plain normaliser.
+    if (pattern.normalizer != ir::Normalizer::Softmax || pattern.has_weight() || !pattern.query_projection.empty() ||
+        pattern.scoring == ir::Scoring::Additive) {
+      // Not silently computed as plain softmax attention: the model oracle's attention loop knows only the dot
+      // product and the softmax.
+      const std::string what = pattern.has_weight()                            ? "weight:"
+                               : pattern.normalizer != ir::Normalizer::Softmax ? "hardmax normaliser"
+                               : pattern.query_projection.empty()              ? "additive scoring"
+                                                                               : "bilinear scoring";
       throw TensorError(fmt::format("{}: the float64 model reference does not run the {} of '{}' yet", describe(index),
-                                    pattern.has_weight() ? "weight:" : "hardmax normaliser", pattern.name));
+                                    what, pattern.name));
     }
     std::vector<double> heads(static_cast<size_t>(B * N * H * D), 0.0);
     try {

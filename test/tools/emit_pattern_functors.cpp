@@ -64,6 +64,8 @@ std::vector<std::string> expressions() {
                             "causal & float_mask",
                             "integer_functions(c=7)",
                             "strided(stride=8) & integer_functions(c=3) & softcap(cap=3.0)",
+                            "causal & luong_local_p(half_width=3)",  // a weight
+                            "luong_local_p(half_width=5) - local(window=2)",
                         });
   return all;
 }
@@ -127,9 +129,10 @@ std::string generate() {
       structs += cuda::emit_pattern_functor(local, spec) + "\n";
       names += fmt::format(" X({})", spec.name);
       cases += fmt::format(
-          "    {{{}, {}, {},\n     {}, {}, {}, {}, {n}::kHasMask, {n}::kHasScore, {n}::kReadsQuery, &mask_of<{n}>,\n"
-          "     &score_of<{n}>}},\n",
-          quoted(kExpressions[e]), c, quoted(ir::to_string(local.mask) + " ; " + ir::to_string(local.score)),
+          "    {{{}, {}, {},\n     {}, {}, {}, {}, {n}::kHasMask, {n}::kHasScore, {n}::kHasWeight, {n}::kReadsQuery,\n"
+          "     &mask_of<{n}>, &score_of<{n}>, &weight_of<{n}>}},\n",
+          quoted(kExpressions[e]), c,
+          quoted(ir::to_string(local.mask) + " ; " + ir::to_string(local.score) + " ; " + ir::to_string(local.weight)),
           spec.symbols.size(), quoted_list(spec.symbols), spec.tensors.size(), quoted_list(spec.tensors),
           fmt::arg("n", spec.name));
     }
@@ -178,6 +181,7 @@ inline constexpr int kRandomDepth = {};
 
 using MaskFn = bool (*)(const PatternArgs& a, i32 b, i32 h, i32 i, i32 j, const float* q);
 using ScoreFn = float (*)(const PatternArgs& a, i32 b, i32 h, i32 i, i32 j, float s, const float* q);
+using WeightFn = float (*)(const PatternArgs& a, i32 b, i32 h, i32 i, i32 j, const float* q);
 
 template <class F>
 bool mask_of(const PatternArgs& a, i32 b, i32 h, i32 i, i32 j, const float* q) {{
@@ -187,19 +191,24 @@ template <class F>
 float score_of(const PatternArgs& a, i32 b, i32 h, i32 i, i32 j, float s, const float* q) {{
   return F::score(a, b, h, i, j, s, ArrayQueryRow{{q}});
 }}
+template <class F>
+float weight_of(const PatternArgs& a, i32 b, i32 h, i32 i, i32 j, const float* q) {{
+  return F::weight(a, b, h, i, j, ArrayQueryRow{{q}});
+}}
 
 // One functor per component of planner::plan_pattern(pattern, kPlanN, kPlanM).
 struct FunctorCase {{
   const char* expression;
   int component;
-  const char* local;  // the component's local mask and score (ir::to_string), " ; "-separated
+  const char* local;  // the component's local mask, score and weight (ir::to_string), " ; "-separated
   int symbol_count;
   const char* symbols[kMaxPatternSymbols];  // PatternArgs::symbols order: sorted by name
   int tensor_count;
   const char* tensors[kMaxPatternTensors];  // PatternArgs::tensors order: sorted by name
-  bool has_mask, has_score, reads_query;  // the functor's kHasMask, kHasScore, kReadsQuery
+  bool has_mask, has_score, has_weight, reads_query;  // the functor's kHasMask, kHasScore, kHasWeight, kReadsQuery
   MaskFn mask;
   ScoreFn score;
+  WeightFn weight;
 }};
 
 inline const FunctorCase kFunctorCases[] = {{

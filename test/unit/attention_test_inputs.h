@@ -72,8 +72,9 @@ struct RandomProblem {
       std::vector<int64_t> shape;
       for (const std::string& dim : decl.dims) shape.push_back(size_of(s, dim));
       runtime::Tensor values = random_tensor(shape, rng, 0.5f);
-      if (decl.name == "bilinear_w") {
-        // Entries of variance 1/D keep the projected queries at the scale of Q itself (as an orthogonal W would):
+      if (decl.name == "bilinear_w" || decl.name == "additive_wq" || decl.name == "additive_wk") {
+        // Entries of variance 1/D keep the projected queries at the scale of Q itself (as an orthogonal W would),
+        // and additive scoring's tanh out of saturation:
         // 16-bit targets round the projected queries, a rounding the float64 reference does not make, and its
         // effect grows with their size.
         values = random_tensor(shape, rng, static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.D))));

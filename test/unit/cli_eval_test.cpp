@@ -167,6 +167,19 @@ std::vector<Case> cases() {
        [](const Problem&, const RunTimeTensors& t) {
          return both(both(local(4), bilinear(t.at("bilinear_w").data<float>())), hardmax());
        }},
+      {"causal & additive",
+       [](const Problem&, const RunTimeTensors& t) {
+         const runtime::Tensor& v = t.at("additive_v");
+         return both(causal(), additive(t.at("additive_wq").data<float>(), t.at("additive_wk").data<float>(),
+                                        v.data<float>(), v.dim(1)));
+       }},
+      {"local(window=3) & additive & softcap(cap=2)",
+       [](const Problem&, const RunTimeTensors& t) {
+         const runtime::Tensor& v = t.at("additive_v");
+         return both(both(local(3), additive(t.at("additive_wq").data<float>(), t.at("additive_wk").data<float>(),
+                                             v.data<float>(), v.dim(1))),
+                     softcap(2));
+       }},
       {"local(window=3) & alibi & hardmax",
        [](const Problem& p, const RunTimeTensors&) { return both(both(local(3), alibi(p.H)), hardmax()); }},
       {"luong_local_p(half_width=3)",

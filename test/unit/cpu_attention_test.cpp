@@ -91,6 +91,23 @@ TEST(CpuAttention, HardmaxTiesGoToTheLowestAllowedKey) {
 // sample draws each row's key from its softmax: with every query equal, 4 keys and 6000 rows (each its own
 // hash), the keys' frequencies match the softmax probabilities within 4.5 standard deviations, on the CPU and
 // in the reference alike, and a different seed draws differently.
+// Additive scoring takes e^(2q) e^(2k) per pair while the projections stay within +-20, and an exp per pair
+// beyond: projections scaled far past that (e^(2q) overflowing, e^(2k) underflowing, tanh saturated for most pairs
+// but not all) must still match.
+TEST(CpuAttention, AdditiveScoringWithLargeProjections) {
+  for (const char* expression : {"causal & additive", "strided(stride=8) & additive & alibi"}) {
+    SCOPED_TRACE(expression);
+    ir::Pattern pattern = instantiate(expression);
+    test::RandomProblem problem(pattern, Shape{1, 4, 2, 70, 90, 32, 16}, 3);
+    for (const char* name : {"additive_wq", "additive_wk"}) {
+      runtime::Tensor& w = problem.tables.at(name);
+      for (int64_t e = 0; e < w.numel(); ++e) w.data<float>()[e] *= 40.0f;
+    }
+    const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+    EXPECT_LE(test::max_abs_difference(cpu::attention(pattern, problem.inputs), expected), 2e-4);
+  }
+}
+
 TEST(CpuAttention, SampleDrawsKeysWithTheSoftmaxProbabilities) {
   const Shape s{1, 1, 1, 6000, 4, 16, 16};
   std::vector<double> logits(4);

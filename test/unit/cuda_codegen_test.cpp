@@ -47,6 +47,7 @@ const std::vector<std::string> kPatterns = {
     "causal & relative",
     "sliding_window(window=64) | strided(stride=128)",
     "causal - prefix_lm(prefix=40)",
+    "causal & luong_local_p(half_width=64)",  // a weight: P scaled before P V
 };
 
 class CudaCodegen : public ::testing::TestWithParam<std::string> {};
@@ -69,6 +70,7 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
   if (pattern.input("rel_cols")) shapes["rel_cols"] = {sz.H, 17, sz.D};
   if (pattern.input("t5")) shapes["t5"] = {sz.H, 32};
   if (pattern.input("bilinear_w")) shapes["bilinear_w"] = {sz.H, sz.D, sz.D};
+  if (pattern.input("centers")) shapes["centers"] = {sz.B, sz.N};
   cuda::LaunchOptions options;
   const cuda::LaunchPlan plan = cuda::make_launch_plan(pattern, sz, shapes, options);
   const std::string ptxas = cuda::find_cuda_tool("ptxas");

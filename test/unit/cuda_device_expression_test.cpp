@@ -302,6 +302,7 @@ struct Inputs {
   std::vector<float> rel_cols;    // [H, R, D]
   std::vector<float> t5;          // [H, R]: t5_bias(buckets <= 33)
   std::vector<float> bilinear_w;  // [H, D, D]: read on the host (the queries are projected before the kernel)
+  std::vector<float> centers;     // [B, N]: luong_local_p's centres, over the key positions
   std::vector<float> q;           // [B, H, N, D]
   std::map<std::string, ir::TensorView> tensors;
 
@@ -325,6 +326,9 @@ struct Inputs {
     for (auto& v : t5) v = values(rng);
     bilinear_w.resize(static_cast<size_t>(H * D * D));
     for (auto& v : bilinear_w) v = values(rng);
+    std::uniform_real_distribution<float> positions(-2.0f, static_cast<float>(M) + 1.0f);
+    centers.resize(static_cast<size_t>(B * N));
+    for (auto& v : centers) v = positions(rng);
     q.resize(static_cast<size_t>(B * H * N * D));
     for (auto& v : q) v = values(rng);
     tensors["segments"] = {ir::ElemType::Int32, {B, M}, segments.data()};
@@ -334,6 +338,7 @@ struct Inputs {
     tensors["rel_cols"] = {ir::ElemType::Float32, {H, R, D}, rel_cols.data()};
     tensors["t5"] = {ir::ElemType::Float32, {H, R}, t5.data()};
     tensors["bilinear_w"] = {ir::ElemType::Float32, {H, D, D}, bilinear_w.data()};
+    tensors["centers"] = {ir::ElemType::Float32, {B, N}, centers.data()};
   }
 
   const float* q_row(int64_t b, int64_t h, int64_t row) const { return q.data() + ((b * H + h) * N + row) * D; }
@@ -378,7 +383,8 @@ const sema::PatternLibrary& library() {
 void check_component(const tf::FunctorCase& fc, const ir::Pattern& pattern, const planner::Component& component,
                      const Inputs& in) {
   const ir::Pattern& local = component.local;
-  ASSERT_EQ(fc.local, ir::to_string(local.mask) + " ; " + ir::to_string(local.score))
+  ASSERT_EQ(fc.local,
+            ir::to_string(local.mask) + " ; " + ir::to_string(local.score) + " ; " + ir::to_string(local.weight))
       << "the generator emitted this functor from a different component";
   ASSERT_EQ(std::vector<std::string>(fc.symbols, fc.symbols + fc.symbol_count), sorted_symbols(local));
   std::vector<std::string> tensor_names;
@@ -387,7 +393,8 @@ void check_component(const tf::FunctorCase& fc, const ir::Pattern& pattern, cons
   ASSERT_EQ(std::vector<std::string>(fc.tensors, fc.tensors + fc.tensor_count), tensor_names);
   EXPECT_EQ(fc.has_mask, local.has_mask());
   EXPECT_EQ(fc.has_score, local.has_score());
-  EXPECT_EQ(fc.reads_query, uses_dot(local.mask) || uses_dot(local.score));
+  EXPECT_EQ(fc.has_weight, local.has_weight());
+  EXPECT_EQ(fc.reads_query, uses_dot(local.mask) || uses_dot(local.score) || uses_dot(local.weight));
 
   ir::AttentionSizes sizes{in.B, in.H, in.H, in.N, in.M, in.D, in.D};
   std::map<std::string, ir::TensorView> tensors;
@@ -466,13 +473,18 @@ void check_component(const tf::FunctorCase& fc, const ir::Pattern& pattern, cons
           // The same point in original coordinates: the component's own mask and the whole pattern's score.
           const bool original_mask = original.allowed(b, h, row, col);
           const double original_score = whole.score(b, h, row, col, s, q);
+          const float weight = fc.weight(args, b, h, i, j, q);
+          const double want_weight = local.has_weight() ? ir::evaluate(local.weight, env).f : 1.0;
+          const double original_weight = whole.weight(b, h, row, col);
           if (mask != want_mask || mask != original_mask || !close_score(score, want_score) ||
-              !close_score(score, original_score)) {
+              !close_score(score, original_score) || !close_score(weight, want_weight) ||
+              !close_score(weight, original_weight)) {
             if (++mismatches <= 5) {
               ADD_FAILURE() << "view (" << view.queries.origin << ", " << view.keys.origin << ") b=" << b << " h=" << h
                             << " i=" << i << " j=" << j << " (row " << row << ", column " << col << "), s=" << s
                             << ": mask " << mask << " vs " << want_mask << " (original " << original_mask << "), score "
-                            << score << " vs " << want_score << " (original " << original_score << ")";
+                            << score << " vs " << want_score << " (original " << original_score << "), weight "
+                            << weight << " vs " << want_weight << " (original " << original_weight << ")";
             }
           }
         }

@@ -32,7 +32,29 @@ struct Rule {
   bool hardmax = false;
   bool unscaled = false;            // `dot` scoring: logits are q.k, whatever the problem's scale
   const float* bilinear = nullptr;  // [H, D, D]: logits are scale * q . W[h] . k
+  // Additive scoring when `v` is set: logits are v[h] . tanh(Wq[h] . q + Wk[h] . k), unscaled, with
+  // Wq, Wk [H, units, D] and v [H, units].
+  struct Additive {
+    const float* wq = nullptr;
+    const float* wk = nullptr;
+    const float* v = nullptr;
+    int64_t units = 0;
+  } additive;
 };
+
+// Additive scoring's logit of one pair (see Rule::Additive).
+inline double additive_logit(const Rule::Additive& a, int64_t h, int64_t D, const float* q, const float* k) {
+  double logit = 0;
+  for (int64_t u = 0; u < a.units; ++u) {
+    double hidden = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      hidden += double(a.wq[(h * a.units + u) * D + d]) * double(q[d]) +
+                double(a.wk[(h * a.units + u) * D + d]) * double(k[d]);
+    }
+    logit += double(a.v[h * a.units + u]) * std::tanh(hidden);
+  }
+  return logit;
+}
 
 // Q [B, H, N, D], K [B, Hkv, M, D], V [B, Hkv, M, Dv], C order.
 struct Problem {
@@ -72,6 +94,11 @@ inline std::vector<double> attention(const Problem& p, const Rule& rule) {
           any = true;
           const float* qv = p.q + ((b * p.H + h) * p.N + i) * p.D;
           const float* kv = p.k + ((b * p.Hkv + g) * p.M + j) * p.D;
+          if (rule.additive.v) {
+            logits[j] = rule.score(b, h, i, j, q, j, additive_logit(rule.additive, h, p.D, qv, kv));
+            best = std::max(best, logits[j]);
+            continue;
+          }
           double dot = 0;
           for (int64_t d = 0; d < p.D; ++d) {
             if (!rule.bilinear) {
@@ -308,6 +335,17 @@ inline Rule bilinear(const float* w) {
       [](int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) { return true; }, keep_score, {}, false, false, w};
 }
 
+// Additive scoring (Bahdanau): logits v[h] . tanh(Wq[h] . q + Wk[h] . k), unscaled; Wq, Wk [H, units, D], v [H, units].
+inline Rule additive(const float* wq, const float* wk, const float* v, int64_t units) {
+  return Rule{[](int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) { return true; },
+              keep_score,
+              {},
+              false,
+              false,
+              nullptr,
+              {wq, wk, v, units}};
+}
+
 // Sampling by Gumbel-max: hardmax over s - log(-log(u)), u from the lowbias32 hash of (seed, b, h, q, k) as the
 // prelude's `sample` defines it (each integer's low 32 bits; the top 23 bits of the state, plus one half, over 2^23).
 inline Rule sample(int64_t seed) {
@@ -363,7 +401,8 @@ inline Rule both(Rule a, Rule b) {
               weight_product(a.weight, b.weight),
               a.hardmax || b.hardmax,
               a.unscaled || b.unscaled,
-              a.bilinear ? a.bilinear : b.bilinear};
+              a.bilinear ? a.bilinear : b.bilinear,
+              a.additive.v ? a.additive : b.additive};
 }
 
 // A | B: either mask; the same score chain, weights and normaliser as A & B.
@@ -377,7 +416,8 @@ inline Rule either(Rule a, Rule b) {
               weight_product(a.weight, b.weight),
               a.hardmax || b.hardmax,
               a.unscaled || b.unscaled,
-              a.bilinear ? a.bilinear : b.bilinear};
+              a.bilinear ? a.bilinear : b.bilinear,
+              a.additive.v ? a.additive : b.additive};
 }
 
 // A - B: A's mask without B's; only A's score.
@@ -389,7 +429,8 @@ inline Rule minus(Rule a, Rule b) {
               a.weight,
               a.hardmax,
               a.unscaled,
-              a.bilinear};
+              a.bilinear,
+              a.additive};
 }
 
 }  // namespace tessera::oracle

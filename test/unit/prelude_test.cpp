@@ -76,7 +76,7 @@ TEST(Prelude, LoadsWithoutErrors) {
             (std::vector<std::string>{"full",          "causal",  "sliding_window", "local",    "strided",    "fixed",
                                       "dilated",       "local2d", "prefix_lm",      "document", "alibi",      "softcap",
                                       "relative",      "local1d", "relative_bidir", "t5_bias",  "relative2d", "hardmax",
-                                      "luong_local_p", "dot",     "bilinear",       "sample"}));
+                                      "luong_local_p", "dot",     "bilinear",       "additive", "sample"}));
   const Declaration* fixed = lib.find("fixed");
   ASSERT_NE(fixed, nullptr);
   ASSERT_EQ(fixed->params.size(), 2u);

@@ -40,8 +40,8 @@ inline const std::vector<std::string>& standard_pattern_cases() {
   return cases;
 }
 
-// Patterns with another normaliser or a weight, which the CPU and the reference run (the CUDA kernels refuse
-// them by name for now).
+// Patterns with another normaliser, a weight or additive scoring, which the CPU and the reference run (the CUDA
+// kernels refuse them by name for now).
 inline const std::vector<std::string>& variant_pattern_cases() {
   static const std::vector<std::string> cases = {
       "hardmax",
@@ -55,6 +55,10 @@ inline const std::vector<std::string>& variant_pattern_cases() {
       "luong_local_p(half_width=5) - local(window=2)",
       "causal & sample(seed=5)",
       "local(window=6) & alibi & sample(seed=2)",
+      "causal & additive",
+      "strided(stride=8) & additive & softcap(cap=4)",
+      "local(window=8) & additive & hardmax",
+      "additive & luong_local_p(half_width=5)",
   };
   return cases;
 }

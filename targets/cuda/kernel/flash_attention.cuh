@@ -242,6 +242,8 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
     const bool masked = entry_masked(entry);
     const i32 j0 = entry_key_tile(entry) * T::kBlockN;
     const bool ragged = j0 + T::kBlockN > view.keys.count;
+    // The pattern's weights of the kept pairs: they scale P in P V after the row sums have taken P unweighted.
+    float weights[Pattern::kHasWeight ? kKeyBlocks : 1][4];
     for (int n = 0; n < kKeyBlocks; ++n) {
       for (int e = 0; e < 4; ++e) {
         const i32 i = rows[e >> 1];
@@ -255,6 +257,7 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
         if constexpr (Pattern::kHasScore) {
           if (keep) x = Pattern::score(args, b, h, i, j, x, q_row);
         }
+        if constexpr (Pattern::kHasWeight) weights[n][e] = keep ? Pattern::weight(args, b, h, i, j, q_row) : 0.0f;
         s[n][e] = keep ? x * kLog2e : minus_infinity();
       }
     }
@@ -280,6 +283,11 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
           row_sum[r] += s[n][e];
         }
       }
+    }
+
+    if constexpr (Pattern::kHasWeight) {
+      for (int n = 0; n < kKeyBlocks; ++n)
+        for (int e = 0; e < 4; ++e) s[n][e] *= weights[n][e];
     }
 
     // O += P V, P straight from the S accumulators (fragments.cuh).

@@ -7,11 +7,14 @@
 //   struct Name {
 //     static constexpr bool kHasMask;     // false: every pair is allowed (mask() returns true)
 //     static constexpr bool kHasScore;    // false: score() returns s
+//     static constexpr bool kHasWeight;   // false: weight() returns 1
 //     static constexpr bool kReadsQuery;  // the expressions contain dot(q_vec, T[...])
 //     template <class QueryRow>           // q(d) is element d (0 <= d < D) of query row i, as a float
 //     TESSERA_HD static bool mask(const PatternArgs& a, i32 b, i32 h, i32 i, i32 j, const QueryRow& q);
 //     template <class QueryRow>
 //     TESSERA_HD static float score(const PatternArgs& a, i32 b, i32 h, i32 i, i32 j, float s, const QueryRow& q);
+//     template <class QueryRow>           // multiplies the pair's probability in P V (not in the row sum)
+//     TESSERA_HD static float weight(const PatternArgs& a, i32 b, i32 h, i32 i, i32 j, const QueryRow& q);
 //   };
 //
 // i and j are the view's local indices (the planner's localized pattern maps them to positions through the
