@@ -2,12 +2,15 @@
 #include <fmt/format.h>
 
 #include <iostream>
+#include <optional>
+#include <stdexcept>
 
 #include "compiler/analysis/pattern_stats.h"
 #include "compiler/cli/command_context.h"
 #include "compiler/cli/commands.h"
 #include "compiler/ir/printer.h"
 #include "compiler/planner/sparsity_plan.h"
+#include "targets/cpu/evolving_attention.h"
 
 namespace tessera::cli {
 
@@ -20,12 +23,35 @@ struct PlanCommandOptions {
   std::optional<int64_t> keys;
   int64_t block_q = 128, block_k = 64;
   bool no_reindex = false;
+  std::string evolving;  // a kind of evolving attention layer, or empty
+  int64_t heads = 1;
 };
+
+// An evolving attention layer is not planned by sparsity: its map is dense and stored whole.
+int run_evolving_plan(const PlanCommandOptions& o, const ir::Pattern& pattern, int64_t N, int64_t M) {
+  std::optional<graph::EvolvingKind> kind;
+  for (graph::EvolvingKind k :
+       {graph::EvolvingKind::Encoder, graph::EvolvingKind::Decoder, graph::EvolvingKind::Cross}) {
+    if (o.evolving == graph::evolving_kind_name(k)) kind = k;
+  }
+  if (!kind) {
+    throw std::runtime_error(
+        fmt::format("unknown evolving layer kind '{}': expected encoder, decoder or cross", o.evolving));
+  }
+  analysis::PatternStats stats = analysis::pattern_stats(pattern, N, M, o.block_q, o.block_k);
+  std::cout << fmt::format("plan evolving {} layer, pattern {}, for H={}, N={}, M={}\n", o.evolving, pattern.name,
+                           o.heads, N, M);
+  std::cout << cpu::describe_evolving_kernel(*kind, o.heads, N, M);
+  std::cout << fmt::format("pairs allowed {} per head\n",
+                           stats.allowed_pairs ? std::to_string(*stats.allowed_pairs) : "unknown until run time");
+  return 0;
+}
 
 int run_plan(const PlanCommandOptions& o) {
   sema::PatternLibrary library = load_library(o.specs);
   ir::Pattern pattern = instantiate_pattern(library, o.pattern);
   const int64_t N = o.seq, M = o.keys.value_or(o.seq);
+  if (!o.evolving.empty()) return run_evolving_plan(o, pattern, N, M);
   planner::PlanOptions options;
   options.block_q = o.block_q;
   options.block_k = o.block_k;
@@ -71,6 +97,10 @@ Command add_plan_command(CLI::App& app) {
   cmd->add_option("--tile-q", o->block_q, "Query tile size (default 128)")->check(CLI::PositiveNumber);
   cmd->add_option("--tile-k", o->block_k, "Key tile size (default 64)")->check(CLI::PositiveNumber);
   cmd->add_flag("--no-reindex", o->no_reindex, "Only the tile-sparse plan (no residue classes or column sets)");
+  cmd->add_option("--evolving", o->evolving,
+                  "Plan an evolving attention layer of this kind (encoder, decoder or cross) with the pattern instead: "
+                  "its stored map and fused convolution");
+  cmd->add_option("--heads", o->heads, "H, heads of the evolving layer (default 1)")->check(CLI::PositiveNumber);
   return {cmd, [o] { return run_plan(*o); }};
 }
 

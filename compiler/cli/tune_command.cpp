@@ -338,7 +338,8 @@ std::vector<Problem> model_problems(const TuneOptions& o) {
   std::vector<Problem> problems;
   std::set<std::string> seen;
   for (const graph::Node& node : g.nodes) {
-    if (node.op != graph::OpKind::Attention || !node.pattern) continue;
+    // Evolving layers run their own kernel, which has no schedule space yet.
+    if (node.op != graph::OpKind::Attention || !node.pattern || node.evolving) continue;
     const std::string key =
         fmt::format("{}|{}|{}|{}", ir::to_string(*node.pattern), node.heads, node.kv_heads, node.head_dim);
     if (!seen.insert(key).second) continue;

@@ -15,6 +15,15 @@ const char* value_kind_name(ValueKind kind) {
   return "?";
 }
 
+const char* evolving_kind_name(EvolvingKind kind) {
+  switch (kind) {
+    case EvolvingKind::Encoder: return "encoder";
+    case EvolvingKind::Decoder: return "decoder";
+    case EvolvingKind::Cross: return "cross";
+  }
+  return "?";
+}
+
 const char* op_name(OpKind op) {
   switch (op) {
     case OpKind::Input: return "input";
@@ -121,6 +130,12 @@ std::vector<std::string> attributes(const Node& node) {
       out.push_back("pattern=" + quoted(node.pattern ? node.pattern->name : "?"));
       out.push_back(fmt::format("causal_in_time={}", node.causal_in_time));
       if (!node.has_bias) out.emplace_back("bias=false");
+      if (node.evolving) {
+        out.push_back(fmt::format("evolving={}", evolving_kind_name(*node.evolving)));
+        out.push_back("alpha=" + float_text(node.evolving_alpha));
+        out.push_back("beta=" + float_text(node.evolving_beta));
+        out.push_back("previous=" + (node.evolving_previous < 0 ? std::string("none") : ref(node.evolving_previous)));
+      }
       break;
     case OpKind::Unembed: out.push_back("tied=" + ref(node.tied)); break;
     default: break;

@@ -22,6 +22,11 @@ namespace tessera::graph {
 enum class ValueKind : uint8_t { TokenIds, Sequence, Pooled };
 const char* value_kind_name(ValueKind kind);  // "ids", "seq", "pooled"
 
+// Evolving Attention's kinds of layer (targets/common/evolving_attention_problem.h states the math and which
+// neighbours each kind's 3x3 convolution reads).
+enum class EvolvingKind : uint8_t { Encoder, Decoder, Cross };
+const char* evolving_kind_name(EvolvingKind kind);  // "encoder", "decoder", "cross"
+
 enum class OpKind : uint8_t {
   Input,                // no inputs; TokenIds. `input_name` is the model input it reads
   Embedding,            // ids -> seq: weight [vocab, width]
@@ -89,15 +94,22 @@ struct Node {
   std::optional<ir::Pattern> pattern;  // Attention: elaborated, every parameter bound
   bool causal_in_time = false;         // Attention: the pattern never lets a query see a later key (k <= q
                                        // for every allowed pair), so incremental decoding with a KV cache is valid
+  // Evolving attention (`evolving = true`): the layer also reads NAME.evolving.weight [heads, heads, 3, 3] and
+  // NAME.evolving.bias [heads], mixes the pre-softmax map of `evolving_previous` (the latest earlier evolving
+  // layer of the same kind, -1 for the first) into its own with evolving_alpha, convolves it, and hands its map
+  // on. The kind is cross for cross-attention, decoder for causal self-attention, encoder otherwise.
+  std::optional<EvolvingKind> evolving;
+  double evolving_alpha = 0.5, evolving_beta = 0.5;
+  int evolving_previous = -1;
 };
 
 struct Graph {
-  std::string name;                       // the model's name
-  std::vector<std::string> inputs;        // model inputs (TokenIds), in declaration order
+  std::string name;                             // the model's name
+  std::vector<std::string> inputs;              // model inputs (TokenIds), in declaration order
   std::vector<ir::TensorDecl> runtime_tensors;  // int tensors attention patterns read, by name, deduplicated
-  std::vector<Node> nodes;                // topological order; Input nodes first
-  int output = -1;                        // index of the node the model returns
-  dsl::SourceRange where;                 // the declaration
+  std::vector<Node> nodes;                      // topological order; Input nodes first
+  int output = -1;                              // index of the node the model returns
+  dsl::SourceRange where;                       // the declaration
 
   // Every weight of every node, in node order.
   std::vector<Weight> weights() const;

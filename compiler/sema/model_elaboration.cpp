@@ -716,6 +716,57 @@ class ModelElaborator {
     return shape;
   }
 
+  // `evolving = true` (with optional alpha, beta in [0, 1]): the node's kind, its weights and the earlier evolving
+  // layer of the same kind whose map it takes.
+  bool evolving_layer(int node, const CallArgs& args, bool cross) {
+    const bool evolving = args.has("evolving") && args.values.at("evolving").b;
+    for (const char* name : {"alpha", "beta"}) {
+      if (args.has(name) && !evolving) {
+        diags_.error(args.where.at(name), fmt::format("'{}' is an argument of evolving attention: it needs "
+                                                      "`evolving = true`",
+                                                      name));
+        return false;
+      }
+    }
+    if (!evolving) return true;
+    Node& n = node_ref(node);
+    n.evolving = cross              ? graph::EvolvingKind::Cross
+                 : n.causal_in_time ? graph::EvolvingKind::Decoder
+                                    : graph::EvolvingKind::Encoder;
+    for (const char* name : {"alpha", "beta"}) {
+      if (!args.has(name)) continue;
+      const double value = args.values.at(name).f;
+      if (!(value >= 0.0 && value <= 1.0)) {
+        diags_.error(args.where.at(name), fmt::format("{} must be between 0 and 1, got {}", name, value));
+        return false;
+      }
+      (std::string(name) == "alpha" ? n.evolving_alpha : n.evolving_beta) = value;
+    }
+    if (n.pattern->normalizer != ir::Normalizer::Softmax || n.pattern->has_weight() ||
+        !n.pattern->query_projection.empty() || n.pattern->scoring == ir::Scoring::Additive) {
+      diags_.error(args.where.at("evolving"), fmt::format("evolving attention runs softmax attention with scaled or "
+                                                          "plain dot-product scoring; pattern '{}' is not one",
+                                                          n.pattern->name));
+      return false;
+    }
+    n.weights.push_back({n.name + ".evolving.weight", {n.heads, n.heads, 3, 3}});
+    n.weights.push_back({n.name + ".evolving.bias", {n.heads}});
+    for (int earlier = node - 1; earlier >= 0; --earlier) {
+      const Node& e = graph_.nodes[static_cast<size_t>(earlier)];
+      if (e.op != OpKind::Attention || e.evolving != n.evolving) continue;
+      if (e.heads != n.heads) {
+        diags_.error(args.where.at("evolving"),
+                     fmt::format("this {} evolving attention has {} heads but the one before it ({}) has {}: the "
+                                 "maps handed from layer to layer must have the same heads",
+                                 graph::evolving_kind_name(*n.evolving), n.heads, e.name, e.heads));
+        return false;
+      }
+      n.evolving_previous = earlier;
+      break;
+    }
+    return true;
+  }
+
   std::optional<int> attention(const ast::ModelValue& v, const Frame& frame, const std::vector<int>& inputs,
                                const CallArgs& args, const std::string& binding) {
     bool ok = expect_kind(inputs[0], {ValueKind::Sequence}, "attention", input_value(v, 0));
@@ -840,6 +891,7 @@ class ModelElaborator {
     projection("value", kv_out, context_width);
     projection("output", width, q_out);
     for (auto& w : tensor_weights[entry]) n.weights.push_back(std::move(w));
+    if (!evolving_layer(node, args, inputs.size() > 1)) return std::nullopt;
     for (const auto& t : pattern.inputs) {
       if (t.elem_type != ir::ElemType::Int32) continue;
       bool seen = std::any_of(graph_.runtime_tensors.begin(), graph_.runtime_tensors.end(),

@@ -15,6 +15,7 @@
 #include "runtime/model/activation_functions.h"
 #include "runtime/model/model_error.h"
 #include "runtime/model/parallel_rows.h"
+#include "targets/cpu/evolving_attention.h"
 
 namespace tessera::runtime {
 
@@ -171,6 +172,7 @@ struct ModelRunner::State {
   };
   std::map<int, KvCache> caches;                      // streamed self-attention nodes
   std::map<int, std::pair<Tensor, Tensor>> fixed_kv;  // streamed queries over a static context: K, V heads
+  std::map<int, Tensor> evolving_maps;  // by node: the attention map each evolving layer hands on (one pass)
   std::map<int, std::pair<Tensor, Tensor>> fused_qkv;
   std::map<std::string, double> profile;
   std::vector<int> last_use;  // per node: its last reader in the current pass
@@ -210,6 +212,7 @@ struct ModelRunner::State {
       if (v.slot >= 0) arena.release(v.slot);
       v = {};
     }
+    evolving_maps.clear();
   }
 
   void load_inputs(const std::map<std::string, const Tensor*>& inputs, Pass pass, const Tensor* step_ids) {
@@ -623,7 +626,22 @@ struct ModelRunner::State {
     // of queries) measured 4.3x faster for one query over 2048 keys (GPT-2 small's heads, bench/RESULTS.md).
     cpu::CpuOptions attention_options = options.attention;
     if (n <= 16) attention_options.schedule.block_q = std::min<int64_t>(attention_options.schedule.block_q, 16);
-    cpu::attention_into(*node.pattern, inputs, heads_out, attention_options);
+    if (node.evolving) {
+      // The layer reads the map of the evolving layer before it and keeps its own for the next one.
+      targets::EvolvingAttentionInputs evolving;
+      evolving.attention = inputs;
+      evolving.conv_weight = &weights.at(node.name + ".evolving.weight");
+      evolving.conv_bias = &weights.at(node.name + ".evolving.bias");
+      evolving.alpha = node.evolving_alpha;
+      evolving.beta = node.evolving_beta;
+      evolving.kind = *node.evolving;
+      if (node.evolving_previous >= 0) evolving.previous = &evolving_maps.at(node.evolving_previous);
+      cpu::EvolvingAttentionResult result = cpu::evolving_attention(*node.pattern, evolving);
+      std::memcpy(heads_out.data<float>(), result.out.data<float>(), result.out.size_bytes());
+      evolving_maps[static_cast<int>(i)] = std::move(result.map);
+    } else {
+      cpu::attention_into(*node.pattern, inputs, heads_out, attention_options);
+    }
     if (options.profile) profile["attention.kernel"] += milliseconds_since(kernel_start);
 
     const int merged = arena.acquire(std::max<int64_t>(1, batch * n * H * d));
@@ -721,6 +739,12 @@ void ModelRunner::begin_decoding(const std::map<std::string, const Tensor*>& fix
   }
   for (size_t i = 0; i < count; ++i) {
     const Node& node = g.nodes[i];
+    if (s.streams[i] && node.evolving) {
+      throw ModelError(
+          fmt::format("model '{}': {} is an evolving attention layer, whose convolution over the whole "
+                      "attention map cannot be decoded incrementally",
+                      g.name, describe(node)));
+    }
     if (s.streams[i] && (node.op == OpKind::MeanPool || node.op == OpKind::ClsPool)) {
       throw ModelError(
           fmt::format("model '{}': {} pools over the whole sequence and cannot be decoded "

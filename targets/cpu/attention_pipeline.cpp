@@ -131,24 +131,10 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
     f.dot(a.i, a.j, a.c, a.t, a.h, a.b) += q_feature * k_feature;
   }
 
-  HalideScope scope;
   Expr key_index = first + a.j;
-  scope.vars[ir::Var::I] = row;
-  scope.vars[ir::Var::J] = key_index;
-  scope.vars[ir::Var::Q] = row + (p.m_keys - p.n_queries);
-  scope.vars[ir::Var::K] = key_index;
-  scope.vars[ir::Var::Batch] = a.b;
-  scope.vars[ir::Var::Head] = a.h;
-  scope.vars[ir::Var::Heads] = p.heads;
-  scope.vars[ir::Var::N] = p.n_queries;
-  scope.vars[ir::Var::M] = p.m_keys;
-  scope.vars[ir::Var::D] = Expr(D);
-  scope.vars[ir::Var::Scale] = p.scale;
-  scope.vars[ir::Var::Score] = f.dot(a.i, a.j, a.c, a.t, a.h, a.b) * p.scale;
-  for (auto& [sym, param] : p.symbols) scope.symbols[sym] = param;
-  scope.load = [&p](const std::string& tensor, const std::vector<Expr>& indices) {
-    return clamped_tensor_load(p.tensors.at(tensor), indices);
-  };
+  HalideScope scope = kernel_scope(KernelPoint{row, key_index, a.b, a.h, p.heads, p.n_queries, p.m_keys, D, p.scale,
+                                               f.dot(a.i, a.j, a.c, a.t, a.h, a.b) * p.scale},
+                                   p.symbols, p.tensors, [&a](Expr r) { return a.q_t(a.i, r, a.t, a.h, a.b); });
   scope.dot_q = [&p, &a, D](const std::string& tensor, const std::vector<Expr>& indices) {
     return query_table_dot(a, p, tensor, indices, D);
   };

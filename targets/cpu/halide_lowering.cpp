@@ -165,6 +165,34 @@ Expr vector_tanh(Expr x) {
   return Halide::select(x < 0.0f, -magnitude, magnitude);
 }
 
+HalideScope kernel_scope(const KernelPoint& point,
+                         const std::vector<std::pair<std::string, Halide::Param<int32_t>>>& symbols,
+                         const std::map<std::string, Halide::ImageParam>& tensors,
+                         std::function<Halide::Expr(Halide::Expr)> query_feature) {
+  HalideScope scope;
+  scope.vars[ir::Var::I] = point.i;
+  scope.vars[ir::Var::J] = point.j;
+  scope.vars[ir::Var::Q] = point.i + (point.keys - point.queries);
+  scope.vars[ir::Var::K] = point.j;
+  scope.vars[ir::Var::Batch] = point.batch;
+  scope.vars[ir::Var::Head] = point.head;
+  scope.vars[ir::Var::Heads] = point.heads;
+  scope.vars[ir::Var::N] = point.queries;
+  scope.vars[ir::Var::M] = point.keys;
+  scope.vars[ir::Var::D] = Expr(point.head_dim);
+  scope.vars[ir::Var::Scale] = point.scale;
+  scope.vars[ir::Var::Score] = point.score;
+  for (const auto& [name, param] : symbols) scope.symbols[name] = param;
+  scope.load = [&tensors](const std::string& tensor, const std::vector<Expr>& indices) {
+    return clamped_tensor_load(tensors.at(tensor), indices);
+  };
+  scope.dot_q = [&tensors, query_feature, D = point.head_dim](const std::string& tensor,
+                                                              const std::vector<Expr>& indices) {
+    return clamped_tensor_dot(tensors.at(tensor), indices, D, query_feature);
+  };
+  return scope;
+}
+
 Halide::Expr clamped_tensor_load(const Halide::ImageParam& img, const std::vector<Halide::Expr>& indices) {
   std::vector<Halide::Expr> args;
   for (size_t d = indices.size(); d-- > 0;) {

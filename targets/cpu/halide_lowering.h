@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compiler/ir/expr.h"
@@ -22,6 +23,25 @@ struct HalideScope {
   // dot(q_vec, tensor[indices...]) over the last dimension.
   std::function<Halide::Expr(const std::string& tensor, const std::vector<Halide::Expr>& indices)> dot_q;
 };
+
+// The point (i, j) a kernel scores and the sizes around it, as Halide values: what kernel_scope binds.
+struct KernelPoint {
+  Halide::Expr i, j;           // query row and key column (q = i + M - N, k = j)
+  Halide::Expr batch, head;    // b, h
+  Halide::Expr heads;          // H
+  Halide::Expr queries, keys;  // N, M
+  int head_dim;                // D
+  Halide::Expr scale, score;   // the logit scale and the scaled logit s
+};
+
+// The scope every attention kernel lowers its pattern in: `point`'s variables, the symbols' parameters, clamped
+// loads of the run-time tensors, and dot(q_vec, T[...]) as a per-pair sum over `query_feature(d)`, d in [0, D)
+// (a kernel may replace dot_q with something faster). The scope refers to `symbols` and `tensors`: they must
+// outlive it.
+HalideScope kernel_scope(const KernelPoint& point,
+                         const std::vector<std::pair<std::string, Halide::Param<int32_t>>>& symbols,
+                         const std::map<std::string, Halide::ImageParam>& tensors,
+                         std::function<Halide::Expr(Halide::Expr)> query_feature);
 
 // Run-time tensor reads for HalideScope::load and dot_q. Indices (outermost first, as in the IR) are clamped
 // into the image so that Halide's bounds inference sees a finite region: the caller has proved or checked

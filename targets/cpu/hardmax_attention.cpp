@@ -71,26 +71,9 @@ std::unique_ptr<HardmaxPipeline> build(const ir::Pattern& pattern, int D, int Dv
     dot(n, j, h, b) += q_rows(n, rd, h, b) * k_f(rd, j, kv_head, b);
   }
 
-  HalideScope scope;
-  scope.vars[ir::Var::I] = n;
-  scope.vars[ir::Var::J] = j;
-  scope.vars[ir::Var::Q] = n + (p->m_keys - p->n_queries);
-  scope.vars[ir::Var::K] = j;
-  scope.vars[ir::Var::Batch] = b;
-  scope.vars[ir::Var::Head] = h;
-  scope.vars[ir::Var::Heads] = p->heads;
-  scope.vars[ir::Var::N] = p->n_queries;
-  scope.vars[ir::Var::M] = p->m_keys;
-  scope.vars[ir::Var::D] = Expr(D);
-  scope.vars[ir::Var::Scale] = p->scale;
-  scope.vars[ir::Var::Score] = dot(n, j, h, b) * p->scale;
-  for (auto& [name, param] : p->symbols) scope.symbols[name] = param;
-  scope.load = [&p](const std::string& tensor, const std::vector<Expr>& indices) {
-    return clamped_tensor_load(p->tensors.at(tensor), indices);
-  };
-  scope.dot_q = [&p, &q_rows, &n, &h, &b, D](const std::string& tensor, const std::vector<Expr>& indices) {
-    return clamped_tensor_dot(p->tensors.at(tensor), indices, D, [&](Expr r) { return q_rows(n, r, h, b); });
-  };
+  const HalideScope scope =
+      kernel_scope(KernelPoint{n, j, b, h, p->heads, p->n_queries, p->m_keys, D, p->scale, dot(n, j, h, b) * p->scale},
+                   p->symbols, p->tensors, [q_rows, n, h, b](Expr r) { return q_rows(n, r, h, b); });
   Expr score = lower_to_halide(pattern.score, scope);
   if (pattern.has_mask()) {
     score = Halide::select(lower_to_halide(pattern.mask, scope), score, -std::numeric_limits<float>::infinity());

@@ -14,6 +14,7 @@
 #include "compiler/ir/evaluate.h"
 #include "targets/common/attention_problem.h"
 #include "targets/reference/double_query_score.h"
+#include "targets/reference/evolving_attention.h"
 
 namespace tessera::reference {
 
@@ -137,6 +138,12 @@ class ModelRun {
           fmt::format("weight '{}' of {} must be {}, got {}", name, describe(index), expected, t.type_string()));
     }
     return t.data<float>();
+  }
+
+  // The same weight as a tensor.
+  const Tensor* tensor(size_t index, const std::string& name, const std::vector<int64_t>& shape) const {
+    weight(index, name, shape);
+    return weights_.at(name);
   }
 
   // Every weight the graph lists, before any work: a missing or mis-shaped one is reported by its listed name
@@ -477,8 +484,12 @@ class ModelRun {
       const targets::RuntimeTensorViews views = targets::runtime_tensor_views(pattern, tensors);
       const ir::AttentionSizes sizes{B, H, Hkv, N, M, D, D};
       const ir::PatternEvaluator evaluator(pattern, sizes, views.views, scale);
-      DoubleQueryScore scorer(pattern, evaluator, views.views, scale);
-      attend(evaluator, scorer, sizes, scale, q, k, v, heads);
+      if (node.evolving) {
+        evolving(index, pattern, tensors, sizes, q, k, v, heads);
+      } else {
+        DoubleQueryScore scorer(pattern, evaluator, views.views, scale);
+        attend(evaluator, scorer, sizes, scale, q, k, v, heads);
+      }
     } catch (const ir::EvalError& e) {
       throw TensorError(fmt::format("{}: {}", describe(index), e.what()));
     } catch (const TensorError& e) {
@@ -492,6 +503,49 @@ class ModelRun {
     out.width = node.width;
     out.x = project(heads, B * N, H * D, wo, bo, node.width);
     return out;
+  }
+
+  // An evolving layer (targets/common/evolving_attention_problem.h) through reference::evolving_attention_f64: Q, K
+  // and V (float64, [B * len, heads * D]) become float32 [B, heads, len, D] tensors (the layer's inputs are float32
+  // on every target), the previous evolving layer's map is read, this layer's kept.
+  void evolving(size_t index, const ir::Pattern& pattern, targets::AttentionInputs attention,
+                const ir::AttentionSizes& sz, const std::vector<double>& q, const std::vector<double>& k,
+                const std::vector<double>& v, std::vector<double>& heads) {
+    const Node& node = graph_.nodes[index];
+    auto to_heads = [&](const std::vector<double>& rows, int64_t count, int64_t length) {
+      Tensor t(DType::Float32, {sz.B, count, length, sz.D});
+      float* out = t.data<float>();
+      for (int64_t b = 0; b < sz.B; ++b)
+        for (int64_t h = 0; h < count; ++h)
+          for (int64_t n = 0; n < length; ++n)
+            for (int64_t d = 0; d < sz.D; ++d)
+              out[((b * count + h) * length + n) * sz.D + d] =
+                  static_cast<float>(rows[static_cast<size_t>(((b * length + n) * count + h) * sz.D + d)]);
+      return t;
+    };
+    const Tensor qt = to_heads(q, sz.H, sz.N), kt = to_heads(k, sz.Hkv, sz.M), vt = to_heads(v, sz.Hkv, sz.M);
+    attention.q = &qt;
+    attention.k = &kt;
+    attention.v = &vt;
+    targets::EvolvingAttentionInputs in;
+    in.attention = attention;
+    in.conv_weight = tensor(index, node.name + ".evolving.weight", {sz.H, sz.H, 3, 3});
+    in.conv_bias = tensor(index, node.name + ".evolving.bias", {sz.H});
+    in.alpha = node.evolving_alpha;
+    in.beta = node.evolving_beta;
+    in.kind = *node.evolving;
+    if (node.evolving_previous >= 0) in.previous = &maps_.at(node.evolving_previous);
+    const reference::EvolvingAttentionResult result = evolving_attention_f64(pattern, in);
+    for (int64_t b = 0; b < sz.B; ++b)
+      for (int64_t h = 0; h < sz.H; ++h)
+        for (int64_t n = 0; n < sz.N; ++n)
+          for (int64_t d = 0; d < sz.D; ++d)
+            heads[static_cast<size_t>(((b * sz.N + n) * sz.H + h) * sz.D + d)] =
+                result.out[static_cast<size_t>(((b * sz.H + h) * sz.N + n) * sz.D + d)];
+    Tensor map(DType::Float32, {sz.B, sz.H, sz.N, sz.M});
+    for (int64_t e = 0; e < map.numel(); ++e)
+      map.data<float>()[e] = static_cast<float>(result.map[static_cast<size_t>(e)]);
+    maps_[static_cast<int>(index)] = std::move(map);
   }
 
   // Softmax attention of every (b, h, query row) as reference::attention_f64 computes it, on float64 Q, K, V
@@ -630,7 +684,8 @@ class ModelRun {
   const std::map<std::string, const Tensor*>& weights_;
   const std::map<std::string, const Tensor*>& inputs_;
   int64_t batch_ = 0;
-  std::vector<Value> values_;  // values_[i] is node i's result
+  std::vector<Value> values_;   // values_[i] is node i's result
+  std::map<int, Tensor> maps_;  // by node: the map each evolving layer hands on
 };
 
 }  // namespace

@@ -68,6 +68,11 @@ std::vector<Example> examples() {
        "llama_like",
        {{"layers", "2"}, {"width", "32"}, {"heads", "4"}, {"kv_heads", "2"}, {"ffn", "40"}, {"vocab", "43"}},
        {{"tokens", 27}}},
+      // Evolving attention: encoder, decoder and cross chains of maps across two layers.
+      {"ea_transformer.attn",
+       "ea_transformer",
+       {{"layers", "2"}, {"width", "32"}, {"heads", "2"}, {"ffn", "48"}, {"vocab", "53"}, {"alpha", "0.3"}},
+       {{"source", 23}, {"target", 19}}},
   };
 }
 
@@ -117,6 +122,39 @@ TEST(ModelRunner, EveryExampleMatchesTheFloat64Reference) {
     const reference::ModelTensor want = reference::run_model_f64(p.graph, weight_views(p), p.inputs);
     EXPECT_LT(relative_error(out, want), 2e-5);
   }
+}
+
+// The EA-Transformer's decoder: changing the target tokens after position t (so every later query, key and value
+// of the decoder, and its later map rows and columns) leaves the logits of positions up to t unchanged.
+TEST(ModelRunner, EvolvingDecoderNeverSeesALaterToken) {
+  const std::vector<Example> all = examples();
+  const Example& ex = all.back();
+  ASSERT_EQ(ex.file, "ea_transformer.attn");
+  Prepared p = prepare(ex, 2, 17);
+  ModelRunner runner(p.graph, *p.weights);
+  const Tensor before = runner.forward(p.inputs).clone();
+  Tensor& target = p.ids.at("target");
+  const int64_t N = target.dim(1), t = 8;
+  for (int64_t b = 0; b < target.dim(0); ++b) {
+    for (int64_t n = t + 1; n < N; ++n)
+      target.data<int32_t>()[b * N + n] = (target.data<int32_t>()[b * N + n] + 7) % 53;
+  }
+  const Tensor& after = runner.forward(p.inputs);
+  const int64_t vocab = before.dim(2);
+  bool later_changed = false;
+  for (int64_t b = 0; b < before.dim(0); ++b) {
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t v = 0; v < vocab; ++v) {
+        const int64_t at = (b * N + n) * vocab + v;
+        if (n <= t) {
+          ASSERT_EQ(before.data<float>()[at], after.data<float>()[at]) << "batch " << b << " position " << n;
+        } else {
+          later_changed |= before.data<float>()[at] != after.data<float>()[at];
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(later_changed);  // the change did reach the model
 }
 
 TEST(ModelRunner, Bf16AttentionStaysWithinBf16Precision) {
