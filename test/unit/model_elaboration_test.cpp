@@ -551,7 +551,8 @@ TEST(ModelErrors, Operators) {
             Lines{"m.attn:4:7: error: relu takes 1 value (relu(x)), got 2"});
   EXPECT_EQ(model_errors(model_with("  h = attention(heads = 2);\n  output mean_pool(h);")),
             Lines{"m.attn:4:7: error: attention takes 1 or 2 values (attention(x [, context], heads=INT, "
-                  "kv_heads=INT, head_dim=INT, pattern=PATTERN, bias=BOOL, scale=FLOAT)), got 0"});
+                  "kv_heads=INT, head_dim=INT, pattern=PATTERN, bias=BOOL, scale=FLOAT, evolving=BOOL, alpha=FLOAT, "
+                  "beta=FLOAT)), got 0"});
   EXPECT_EQ(model_errors(model_with("  h = relu;\n  output mean_pool(seq);")),
             Lines{"m.attn:4:7: error: 'relu' is an operator, not a value; call it, as in `relu(x)`"});
   EXPECT_EQ(model_errors(model_with("  h = 2 * 3;\n  output mean_pool(seq);")),
