@@ -638,6 +638,8 @@ struct ModelRunner::State {
       if (node.evolving_previous >= 0) evolving.previous = &evolving_maps.at(node.evolving_previous);
       cpu::EvolvingAttentionResult result = cpu::evolving_attention(*node.pattern, evolving);
       std::memcpy(heads_out.data<float>(), result.out.data<float>(), result.out.size_bytes());
+      // Each map has one reader, the next layer of its chain: it is dropped once read.
+      if (node.evolving_previous >= 0) evolving_maps.erase(node.evolving_previous);
       evolving_maps[static_cast<int>(i)] = std::move(result.map);
     } else {
       cpu::attention_into(*node.pattern, inputs, heads_out, attention_options);
