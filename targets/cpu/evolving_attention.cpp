@@ -202,15 +202,7 @@ EvolvingAttentionResult evolving_attention(const ir::Pattern& pattern, const tar
   // Without a previous map the pipeline does not read one; Halide still wants a buffer bound.
   runtime::Tensor no_previous(runtime::DType::Float32, {1, 1, 1, 1});
   params.set(p.previous, float_buffer(inputs.previous ? *inputs.previous : no_previous));
-  for (const auto& [name, img] : p.tensors) {
-    const ir::TensorView& view = tensors.views.at(name);
-    std::vector<int> sizes(view.shape.rbegin(), view.shape.rend());
-    if (view.elem_type == ir::ElemType::Int32) {
-      params.set(img, Halide::Buffer<int32_t>(static_cast<int32_t*>(const_cast<void*>(view.data)), sizes));
-    } else {
-      params.set(img, Halide::Buffer<float>(static_cast<float*>(const_cast<void*>(view.data)), sizes));
-    }
-  }
+  bind_tensor_views(params, p.tensors, tensors.views);
   const std::map<std::string, int64_t> values = targets::call_symbol_values(pattern, sz, shapes);
   for (const auto& [name, param] : p.symbols) params.set(param, static_cast<int32_t>(values.at(name)));
   params.set(p.group, static_cast<int32_t>(sz.H / sz.Hkv));

@@ -193,6 +193,19 @@ HalideScope kernel_scope(const KernelPoint& point,
   return scope;
 }
 
+void bind_tensor_views(Halide::ParamMap& params, const std::map<std::string, Halide::ImageParam>& images,
+                       const std::map<std::string, ir::TensorView>& views) {
+  for (const auto& [name, img] : images) {
+    const ir::TensorView& view = views.at(name);
+    std::vector<int> sizes(view.shape.rbegin(), view.shape.rend());
+    if (view.elem_type == ir::ElemType::Int32) {
+      params.set(img, Halide::Buffer<int32_t>(static_cast<int32_t*>(const_cast<void*>(view.data)), sizes));
+    } else {
+      params.set(img, Halide::Buffer<float>(static_cast<float*>(const_cast<void*>(view.data)), sizes));
+    }
+  }
+}
+
 Halide::Expr clamped_tensor_load(const Halide::ImageParam& img, const std::vector<Halide::Expr>& indices) {
   std::vector<Halide::Expr> args;
   for (size_t d = indices.size(); d-- > 0;) {

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "compiler/ir/evaluate.h"
 #include "compiler/ir/expr.h"
 
 namespace tessera::cpu {
@@ -42,6 +43,11 @@ HalideScope kernel_scope(const KernelPoint& point,
                          const std::vector<std::pair<std::string, Halide::Param<int32_t>>>& symbols,
                          const std::map<std::string, Halide::ImageParam>& tensors,
                          std::function<Halide::Expr(Halide::Expr)> query_feature);
+
+// Binds each run-time tensor's image to its view, which must be there (C order [d0, ..., dn] is Halide's
+// (dn, ..., d0)). The views' data must outlive the realization.
+void bind_tensor_views(Halide::ParamMap& params, const std::map<std::string, Halide::ImageParam>& images,
+                       const std::map<std::string, ir::TensorView>& views);
 
 // Run-time tensor reads for HalideScope::load and dot_q. Indices (outermost first, as in the IR) are clamped
 // into the image so that Halide's bounds inference sees a finite region: the caller has proved or checked

@@ -148,15 +148,7 @@ void hardmax_attention_into(const ir::Pattern& pattern, const ir::AttentionSizes
     params.set(p.k, qkv_buffer<uint16_t>(k));
     params.set(p.v, qkv_buffer<uint16_t>(v));
   }
-  for (const auto& [name, img] : p.tensors) {
-    const ir::TensorView& view = tensors.views.at(name);
-    std::vector<int> sizes(view.shape.rbegin(), view.shape.rend());
-    if (view.elem_type == ir::ElemType::Int32) {
-      params.set(img, Halide::Buffer<int32_t>(static_cast<int32_t*>(const_cast<void*>(view.data)), sizes));
-    } else {
-      params.set(img, Halide::Buffer<float>(static_cast<float*>(const_cast<void*>(view.data)), sizes));
-    }
-  }
+  bind_tensor_views(params, p.tensors, tensors.views);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, view] : tensors.views) shapes[name] = view.shape;
   const std::map<std::string, int64_t> values = targets::call_symbol_values(pattern, sz, shapes);
