@@ -57,7 +57,8 @@ cpu::CpuOptions cpu_options_for(const BenchOptions& o) {
   cpu_options.storage = o.dtype == "bf16" ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32;
   cpu_options.schedule.threads = o.threads.value_or(0);
   // An explicit --schedule is what is timed; otherwise the tuning cache's schedule for this pattern and shape.
-  if (o.schedule.empty()) cpu_options.tuned = load_tuned_schedules(o.tune_cache);
+  // Only the CPU target's: --target cuda reads the cache for its own schedule (once, with one warning if damaged).
+  if (o.schedule.empty() && o.target == "cpu") cpu_options.tuned = load_tuned_schedules(o.tune_cache);
   return cpu_options;
 }
 
