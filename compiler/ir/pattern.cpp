@@ -27,6 +27,15 @@ const char* normalizer_name(Normalizer normalizer) {
   return "?";
 }
 
+std::optional<std::string> beyond_dot_product_softmax(const Pattern& pattern) {
+  if (pattern.has_weight()) return "weight:";
+  if (pattern.normalizer != Normalizer::Softmax)
+    return std::string(normalizer_name(pattern.normalizer)) + " normaliser";
+  if (!pattern.query_projection.empty()) return "bilinear scoring";
+  if (pattern.scoring == Scoring::Additive) return "additive scoring";
+  return std::nullopt;
+}
+
 bool Pattern::has_score() const { return !(score->kind == Kind::Var && score->var == Var::Score); }
 
 const TensorDecl* Pattern::input(const std::string& tensor_name) const {

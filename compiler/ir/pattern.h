@@ -7,6 +7,7 @@
 // A row with no allowed key outputs zeros.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,5 +73,10 @@ struct Pattern {
   bool has_weight() const;  // weight is not the constant 1
   const TensorDecl* input(const std::string& tensor_name) const;
 };
+
+// What makes `pattern` more than softmax over (scaled or plain) dot products of the given queries and keys, as
+// a noun phrase ("weight:", "hardmax normaliser", "bilinear scoring", "additive scoring"), or nullopt: what the
+// targets and layers that know only that plain form name when they refuse a pattern.
+std::optional<std::string> beyond_dot_product_softmax(const Pattern& pattern);
 
 }  // namespace tessera::ir

@@ -742,8 +742,7 @@ class ModelElaborator {
       }
       (std::string(name) == "alpha" ? n.evolving_alpha : n.evolving_beta) = value;
     }
-    if (n.pattern->normalizer != ir::Normalizer::Softmax || n.pattern->has_weight() ||
-        !n.pattern->query_projection.empty() || n.pattern->scoring == ir::Scoring::Additive) {
+    if (ir::beyond_dot_product_softmax(*n.pattern)) {
       diags_.error(args.where.at("evolving"), fmt::format("evolving attention runs softmax attention with scaled or "
                                                           "plain dot-product scoring; pattern '{}' is not one",
                                                           n.pattern->name));

@@ -58,6 +58,13 @@ void collect(const ir::Expr& e, const std::map<std::string, ir::TensorDecl>& ten
 
 }  // namespace
 
+std::string additive_query_conflict_message(const std::string& pattern_name) {
+  return fmt::format(
+      "'{}' reads q_vec with additive scoring, which replaces the query vectors by their "
+      "projections; additive scoring cannot be combined with dot(q_vec, ...) terms",
+      pattern_name);
+}
+
 Instance compose(Kind kind, const Instance& lhs, const Instance& rhs) {
   // `-` keeps everything of A but its mask; `&` and `|` combine the rest below.
   Instance out = kind == Kind::Difference || kind == Kind::Ref ? lhs : Instance{};

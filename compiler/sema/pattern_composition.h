@@ -10,6 +10,15 @@
 
 namespace tessera::sema {
 
+// Additive scoring replaces the query vectors by their projections (of another length than D), so nothing may read
+// q_vec alongside it: whether a pattern with these parts does, an error, and its message.
+inline bool additive_reads_query(ir::Scoring scoring, const ir::Expr& mask, const ir::Expr& score,
+                                 const ir::Expr& weight) {
+  return scoring == ir::Scoring::Additive &&
+         (ir::reads_query_vector(mask) || ir::reads_query_vector(score) || ir::reads_query_vector(weight));
+}
+std::string additive_query_conflict_message(const std::string& pattern_name);
+
 // One instantiated pattern expression, before it becomes an ir::Pattern.
 struct Instance {
   std::string name;  // canonical source form
@@ -28,12 +37,7 @@ struct Instance {
 
   bool chooses_scoring() const { return scoring != ir::Scoring::ScaledDot || !query_projection.empty(); }
 
-  // Additive scoring replaces the query vectors by their projections (of another length than D), so nothing
-  // may read q_vec alongside it: an error (see pattern_library.cpp).
-  bool has_additive_query_conflict() const {
-    return scoring == ir::Scoring::Additive &&
-           (ir::reads_query_vector(mask) || ir::reads_query_vector(score) || ir::reads_query_vector(weight));
-  }
+  bool has_additive_query_conflict() const { return additive_reads_query(scoring, mask, score, weight); }
 
   // A weight under hardmax: an error (see pattern_library.cpp).
   bool has_weight_conflict() const {

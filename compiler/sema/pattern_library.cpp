@@ -479,9 +479,8 @@ struct PatternLibrary::Impl {
       report_weight_with_hardmax(weight_statement->second->where, normalize_statement->second->where, diags);
       return false;
     }
-    if (scoring == ir::Scoring::Additive &&
-        (ir::reads_query_vector(mask) || ir::reads_query_vector(score) || ir::reads_query_vector(weight))) {
-      report_additive_query_conflict(fields.at(ast::StatementKind::Scoring)->where, p.name, diags);
+    if (additive_reads_query(scoring, mask, score, weight)) {
+      diags.error(fields.at(ast::StatementKind::Scoring)->where, additive_query_conflict_message(p.name));
       return false;
     }
     decl.body =
@@ -513,14 +512,6 @@ struct PatternLibrary::Impl {
                                          Diagnostics& diags) {
     diags.error(weight_where, "'weight:' cannot be used with the hardmax normaliser (it puts all weight on one key)");
     diags.note(normalizer_where, "hardmax is chosen here");
-  }
-
-  static void report_additive_query_conflict(const SourceRange& scoring_where, const std::string& name,
-                                             Diagnostics& diags) {
-    diags.error(scoring_where,
-                fmt::format("'{}' reads q_vec with additive scoring, which replaces the query vectors by their "
-                            "projections; additive scoring cannot be combined with dot(q_vec, ...) terms",
-                            name));
   }
 
   // A tensor named by a scoring function, declared float32 with the dimensions `dims` ("?" matches any one,
@@ -780,10 +771,7 @@ struct PatternLibrary::Impl {
     }
     if (out.has_additive_query_conflict() && !lhs->has_additive_query_conflict() &&
         !rhs->has_additive_query_conflict()) {
-      diags.error(e.where, fmt::format("'{}' reads q_vec with additive scoring, which replaces the query vectors by "
-                                       "their projections; additive scoring cannot be combined with dot(q_vec, ...) "
-                                       "terms",
-                                       out.name));
+      diags.error(e.where, additive_query_conflict_message(out.name));
       diags.note(out.scoring_where, "additive scoring is chosen here");
       return std::nullopt;
     }

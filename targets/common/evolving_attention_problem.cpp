@@ -34,15 +34,10 @@ EvolvingTaps evolving_taps(EvolvingKind kind) {
 }
 
 ir::AttentionSizes validate_evolving_inputs(const ir::Pattern& pattern, const EvolvingAttentionInputs& in) {
-  if (pattern.normalizer != ir::Normalizer::Softmax || pattern.has_weight() || !pattern.query_projection.empty() ||
-      pattern.scoring == ir::Scoring::Additive) {
+  if (auto feature = ir::beyond_dot_product_softmax(pattern)) {
     throw std::invalid_argument(fmt::format(
-        "evolving attention runs softmax attention with scaled or plain dot-product scoring; '{}' has {}", pattern.name,
-        pattern.normalizer != ir::Normalizer::Softmax
-            ? fmt::format("the {} normaliser", ir::normalizer_name(pattern.normalizer))
-        : pattern.has_weight()             ? std::string("a weight:")
-        : pattern.query_projection.empty() ? std::string("additive scoring")
-                                           : std::string("bilinear scoring")));
+        "evolving attention runs softmax attention with scaled or plain dot-product scoring, not the {} of '{}'",
+        *feature, pattern.name));
   }
   const ir::AttentionSizes sz = validate_attention_inputs(in.attention);
   require_shape(in.conv_weight, "convolution weight", {sz.H, sz.H, 3, 3}, "[H, H, 3, 3]");

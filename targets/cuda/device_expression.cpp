@@ -353,11 +353,6 @@ class FunctionEmitter {
   std::map<std::string, std::string> by_rhs_;
 };
 
-bool reads_query(const ir::Expr& e) {
-  if (e->kind == ir::Kind::DotQ) return true;
-  return std::any_of(e->operands.begin(), e->operands.end(), reads_query);
-}
-
 // An argument declaration, its name commented out when the body does not read it (no unused warnings).
 std::string argument(const FunctionEmitter& f, const char* type, char name) {
   return f.uses(name) ? fmt::format("{} {}", type, name) : fmt::format("{} /*{}*/", type, name);
@@ -365,18 +360,30 @@ std::string argument(const FunctionEmitter& f, const char* type, char name) {
 
 enum class Member { Mask, Score, Weight };
 
+// A member's expression, whether it is the identity (emitted as `identity`), its name and its return type.
+struct MemberForm {
+  const ir::Expr& expression;
+  bool trivial;
+  const char *identity, *name, *type;
+};
+
+MemberForm member_form(const ir::Pattern& pattern, Member member) {
+  switch (member) {
+    case Member::Mask: return {pattern.mask, !pattern.has_mask(), "true", "mask", "bool"};
+    case Member::Score: return {pattern.score, !pattern.has_score(), "s", "score", "float"};
+    case Member::Weight: break;
+  }
+  return {pattern.weight, !pattern.has_weight(), "1.0f", "weight", "float"};
+}
+
 std::string member_function(const ir::Pattern& pattern, const FunctorSpec& spec, Member member) {
   const bool is_score = member == Member::Score;
   FunctionEmitter f(pattern, spec, is_score);
-  const ir::Expr& expression = member == Member::Mask ? pattern.mask : is_score ? pattern.score : pattern.weight;
-  const bool trivial = member == Member::Mask ? !pattern.has_mask()
-                       : is_score             ? !pattern.has_score()
-                                              : !pattern.has_weight();
-  const char* identity = member == Member::Mask ? "true" : is_score ? "s" : "1.0f";
-  const char* what = member == Member::Mask ? "mask" : is_score ? "score" : "weight";
-  const std::string result = trivial ? identity : f.value(expression);
+  const MemberForm form = member_form(pattern, member);
+  const std::string result = form.trivial ? form.identity : f.value(form.expression);
   const std::string body = f.finish(result);
-  std::string out = fmt::format("  // {}: {}\n", what, trivial ? identity : comment_text(ir::to_string(expression)));
+  std::string out = fmt::format("  // {}: {}\n", form.name,
+                                form.trivial ? form.identity : comment_text(ir::to_string(form.expression)));
   out += "  template <class QueryRow>\n";
   std::string points = fmt::format("{}, {}, {}, {}", argument(f, "i32", 'b'), argument(f, "i32", 'h'),
                                    argument(f, "i32", 'i'), argument(f, "i32", 'j'));
@@ -384,7 +391,7 @@ std::string member_function(const ir::Pattern& pattern, const FunctorSpec& spec,
     out += fmt::format("  TESSERA_HD static float score({}, {}, {}, {}) {{\n", argument(f, "const PatternArgs&", 'a'),
                        points, argument(f, "float", 's'), argument(f, "const QueryRow&", 'q'));
   } else {
-    out += fmt::format("  TESSERA_HD static {} {}({}, {}, {}) {{\n", member == Member::Mask ? "bool" : "float", what,
+    out += fmt::format("  TESSERA_HD static {} {}({}, {}, {}) {{\n", form.type, form.name,
                        argument(f, "const PatternArgs&", 'a'), points, argument(f, "const QueryRow&", 'q'));
   }
   out += body;
@@ -411,9 +418,9 @@ std::string emit_pattern_functor(const ir::Pattern& pattern, const FunctorSpec& 
   std::string mask = member_function(pattern, spec, Member::Mask);
   std::string score = member_function(pattern, spec, Member::Score);
   std::string weight = member_function(pattern, spec, Member::Weight);
-  const bool query = (pattern.has_mask() && reads_query(pattern.mask)) ||
-                     (pattern.has_score() && reads_query(pattern.score)) ||
-                     (pattern.has_weight() && reads_query(pattern.weight));
+  const bool query = (pattern.has_mask() && ir::reads_query_vector(pattern.mask)) ||
+                     (pattern.has_score() && ir::reads_query_vector(pattern.score)) ||
+                     (pattern.has_weight() && ir::reads_query_vector(pattern.weight));
   return fmt::format(
       "// {}\n"
       "struct {} {{\n"

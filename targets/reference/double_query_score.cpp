@@ -30,14 +30,6 @@ void QueryPieces::assign(const double* q, int64_t D) {
 
 namespace {
 
-bool contains_dot(const ir::Expr& e) {
-  if (e->kind == ir::Kind::DotQ) return true;
-  for (const ir::Expr& operand : e->operands) {
-    if (contains_dot(operand)) return true;
-  }
-  return false;
-}
-
 // Replaces every DotQ node by a Float symbol "dot#N" (not a DSL identifier, so it cannot clash with one),
 // sharing unchanged subtrees and giving a DotQ node shared by several parents (a `let`) one symbol.
 class DotReplacer {
@@ -46,7 +38,7 @@ class DotReplacer {
     if (auto done = done_.find(e.get()); done != done_.end()) return done->second;
     ir::Expr result;
     if (e->kind == ir::Kind::DotQ) {
-      for (const ir::Expr& operand : e->operands) nested |= contains_dot(operand);
+      for (const ir::Expr& operand : e->operands) nested |= ir::reads_query_vector(operand);
       names.push_back(fmt::format("dot#{}", dots.size()));
       dots.push_back(e);
       result = ir::symbol(names.back(), ir::Type::Float, e->where);
@@ -83,7 +75,7 @@ class DotReplacer {
 DoubleQueryScore::DoubleQueryScore(const ir::Pattern& pattern, const ir::PatternEvaluator& evaluator,
                                    const std::map<std::string, ir::TensorView>& tensors, double scale)
     : evaluator_(evaluator), tensors_(tensors), scale_(scale) {
-  has_dot_ = pattern.score != nullptr && contains_dot(pattern.score);
+  has_dot_ = pattern.score != nullptr && ir::reads_query_vector(pattern.score);
   if (!has_dot_) return;
   DotReplacer replacer;
   rewritten_ = replacer.rewrite(pattern.score);

@@ -468,16 +468,11 @@ class ModelRun {
       }  // else ir::PatternEvaluator reports it missing
     }
 
-    if (pattern.normalizer != ir::Normalizer::Softmax || pattern.has_weight() || !pattern.query_projection.empty() ||
-        pattern.scoring == ir::Scoring::Additive) {
+    if (auto feature = ir::beyond_dot_product_softmax(pattern)) {
       // Not silently computed as plain softmax attention: the model oracle's attention loop knows only the dot
       // product and the softmax.
-      const std::string what = pattern.has_weight()                            ? "weight:"
-                               : pattern.normalizer != ir::Normalizer::Softmax ? "hardmax normaliser"
-                               : pattern.query_projection.empty()              ? "additive scoring"
-                                                                               : "bilinear scoring";
       throw TensorError(fmt::format("{}: the float64 model reference does not run the {} of '{}' yet", describe(index),
-                                    what, pattern.name));
+                                    *feature, pattern.name));
     }
     std::vector<double> heads(static_cast<size_t>(B * N * H * D), 0.0);
     try {
