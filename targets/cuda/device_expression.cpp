@@ -428,13 +428,14 @@ std::string emit_pattern_functor(const ir::Pattern& pattern, const FunctorSpec& 
       "  static constexpr bool kHasScore = {};\n"
       "  static constexpr bool kHasWeight = {};\n"
       "  static constexpr bool kReadsQuery = {};\n"
+      "  static constexpr bool kHardmax = {};\n"
       "\n"
       "{}\n"
       "{}\n"
       "{}"
       "}};\n",
-      comment_text(pattern.name), spec.name, pattern.has_mask(), pattern.has_score(), pattern.has_weight(), query, mask,
-      score, weight);
+      comment_text(pattern.name), spec.name, pattern.has_mask(), pattern.has_score(), pattern.has_weight(), query,
+      pattern.normalizer == ir::Normalizer::Hardmax, mask, score, weight);
 }
 
 }  // namespace tessera::cuda

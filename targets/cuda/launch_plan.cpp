@@ -71,7 +71,10 @@ LaunchPlan make_launch_plan(const ir::Pattern& pattern, const ir::AttentionSizes
   planner::PlanOptions plan_options;
   plan_options.block_q = sched.block_m;
   plan_options.block_k = sched.block_n;
-  plan_options.allow_reindexing = sched.reindex != 0;
+  // Hardmax breaks ties towards the lowest key, which the kernel sees only by walking the keys in order in one
+  // block: no re-indexing, no key splits (a log-sum-exp merge would blend the splits' choices).
+  const bool hardmax = pattern.normalizer == ir::Normalizer::Hardmax;
+  plan_options.allow_reindexing = sched.reindex != 0 && !hardmax;
   analysis::ClassifyOptions classify = options.classify;
   // Exact enumeration would only sharpen PARTIAL tiles of masks the intervals cannot follow; keep planning fast.
   classify.enumerate_limit = std::min<int64_t>(classify.enumerate_limit, 256);
@@ -123,7 +126,7 @@ LaunchPlan make_launch_plan(const ir::Pattern& pattern, const ir::AttentionSizes
     }
 
     // Split the keys where the grid alone would leave multiprocessors idle (decoding), at least two tiles a split.
-    int64_t splits = sched.kv_splits;
+    int64_t splits = hardmax ? 1 : sched.kv_splits;
     if (splits <= 0) {
       const int64_t grid = static_cast<int64_t>(rows.size()) * sz.B * sz.H;
       splits = grid >= options.multiprocessors || grid == 0
@@ -156,6 +159,9 @@ LaunchPlan make_launch_plan(const ir::Pattern& pattern, const ir::AttentionSizes
     next_slot += static_cast<int32_t>(std::max<size_t>(1, waves.size())) * static_cast<int32_t>(splits);
   }
   launch.slots = std::max(1, next_slot);
+  if (hardmax && launch.slots != 1)
+    throw std::logic_error("tessera internal error: a hardmax launch needs one output slot, the plan has " +
+                           std::to_string(launch.slots));
   return launch;
 }
 

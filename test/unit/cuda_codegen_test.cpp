@@ -48,6 +48,7 @@ const std::vector<std::string> kPatterns = {
     "sliding_window(window=64) | strided(stride=128)",
     "causal - prefix_lm(prefix=40)",
     "causal & luong_local_p(half_width=64)",  // a weight: P scaled before P V
+    "causal & alibi & sample(seed=1)",        // hardmax: one-hot P, ties to the lowest key
 };
 
 class CudaCodegen : public ::testing::TestWithParam<std::string> {};

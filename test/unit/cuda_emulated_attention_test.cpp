@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <random>
 
 #include "targets/cuda/attention_runner.h"
@@ -91,6 +92,42 @@ TEST_P(CudaEmulatedVariants, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaEmulatedVariants, ::testing::ValuesIn(cuda_variant_cases()),
                          [](const auto& info) { return test::case_name(info.param); });
+
+// With Q = 0 every logit is 0: hardmax must pick each row's lowest allowed key even when the maximum recurs in
+// later key tiles (several per block here) and a key split is asked for. A NaN logit makes its row NaN.
+TEST(CudaEmulated, HardmaxTiesGoToTheLowestAllowedKey) {
+  const Shape s{1, 2, 1, 100, 100, 64, 64};
+  cuda::CudaAttentionOptions options;
+  options.schedule.block_n = 16;
+  options.schedule.kv_splits = 3;
+  for (bool wgmma : {false, true}) {
+    options.schedule.block_m = wgmma ? 64 : 32;
+    for (const char* expression : {"causal & hardmax", "sliding_window(window=40) & hardmax"}) {
+      SCOPED_TRACE(testing::Message() << expression << (wgmma ? " sm_90a" : " sm_80"));
+      const ir::Pattern pattern = test::instantiate(expression);
+      test::RandomProblem problem(
+          pattern, s, 11, [](const runtime::Tensor& t) { return cuda::element_values(t, cuda::Element::BFloat16); });
+      std::fill(problem.q.data<float>(), problem.q.data<float>() + problem.q.numel(), 0.0f);
+      constexpr int64_t kNanRow = 57;
+      problem.q.data<float>()[(s.N + kNanRow) * s.D + 3] = std::numeric_limits<float>::quiet_NaN();  // head 1
+      const runtime::Tensor got = cuda::run_attention(device(wgmma), pattern, problem.inputs, options);
+      const int64_t window = std::string(expression).starts_with("causal") ? s.M : 40;
+      for (int64_t h = 0; h < s.H; ++h) {
+        for (int64_t i = 0; i < s.N; ++i) {
+          const int64_t key = std::max<int64_t>(0, i - window + 1);
+          for (int64_t e = 0; e < s.Dv; ++e) {
+            const float value = got.data<float>()[(h * s.N + i) * s.Dv + e];
+            if (h == 1 && i == kNanRow) {
+              ASSERT_TRUE(std::isnan(value)) << "column " << e;
+            } else {
+              ASSERT_EQ(value, problem.v.data<float>()[key * s.Dv + e]) << "head " << h << " row " << i;
+            }
+          }
+        }
+      }
+    }
+  }
+}
 
 TEST(CudaEmulated, WgmmaFloat16WideValuesAndTwoWarpgroups) {
   cuda::CudaAttentionOptions options;

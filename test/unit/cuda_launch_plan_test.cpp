@@ -80,6 +80,25 @@ TEST_P(CudaTileWalk, EveryAllowedPairExactlyOnce) {
     }
   }
 
+  // Hardmax breaks ties towards the lowest key: one block walks a row's keys in increasing order, unpermuted,
+  // whatever split count was asked for.
+  if (pattern.normalizer == ir::Normalizer::Hardmax) {
+    ASSERT_EQ(plan.slots, 1);
+    for (const cuda::ComponentLaunch& component : plan.components) {
+      for (const tessera_cuda::ViewDesc& view : component.views) {
+        EXPECT_EQ(view.keys.origin, 0);
+        EXPECT_EQ(view.keys.stride, 1);
+        EXPECT_EQ(view.keys.group, 1);
+      }
+      for (const tessera_cuda::BlockDesc& block : component.blocks) {
+        for (int32_t t = block.tile_begin + 1; t < block.tile_end; ++t) {
+          ASSERT_LT(tessera_cuda::entry_key_tile(component.tiles.at(static_cast<size_t>(t) - 1)),
+                    tessera_cuda::entry_key_tile(component.tiles.at(static_cast<size_t>(t))));
+        }
+      }
+    }
+  }
+
   // One writer per (slot, row); slots in range.
   std::set<std::pair<int32_t, int64_t>> written;
   for (const cuda::ComponentLaunch& component : plan.components) {
@@ -110,6 +129,9 @@ const Case kCases[] = {
     {"causal & document", 150, 150, 32, 32, 0},
     {"sliding_window(window=5) | strided(stride=16)", 200, 200, 16, 16, 0},
     {"causal - prefix_lm(prefix=40)", 100, 100, 32, 32, 0},
+    {"causal & hardmax", 5, 300, 16, 16, 4},
+    {"strided(stride=8) & hardmax", 256, 256, 16, 16, 0},
+    {"fixed(block=16, summary=3) & sample(seed=1)", 150, 150, 16, 16, 2},
 };
 
 INSTANTIATE_TEST_SUITE_P(Patterns, CudaTileWalk, ::testing::ValuesIn(kCases), [](const auto& info) {

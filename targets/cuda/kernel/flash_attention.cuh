@@ -153,6 +153,76 @@ struct Sm80Mma {
   }
 };
 
+// Online softmax over one key tile's scores s (log2 domain) for this thread's two rows: the running maximum and
+// sum, O rescaled, and s turned into the tile's probabilities. The four lanes of a quad share a row.
+template <int KeyBlocks, int ValueBlocks>
+TESSERA_DEVICE void online_softmax_update(float (*s)[4], float (*o)[4], float row_max[2], float row_sum[2]) {
+  for (int r = 0; r < 2; ++r) {
+    float m = row_max[r];
+    for (int n = 0; n < KeyBlocks; ++n) m = fmaxf(m, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+    m = fmaxf(m, shfl_xor(m, 1));
+    m = fmaxf(m, shfl_xor(m, 2));
+    // A row with no allowed key so far keeps max -inf; subtracting 0 instead keeps exp2 from seeing -inf - -inf.
+    const float base = m == minus_infinity() ? 0.0f : m;
+    const float correction = fast_exp2(row_max[r] - base);
+    row_max[r] = m;
+    row_sum[r] *= correction;
+    for (int d = 0; d < ValueBlocks; ++d) {
+      o[d][2 * r] *= correction;
+      o[d][2 * r + 1] *= correction;
+    }
+    for (int n = 0; n < KeyBlocks; ++n) {
+      for (int e = 2 * r; e < 2 * r + 2; ++e) {
+        s[n][e] = fast_exp2(s[n][e] - base);
+        row_sum[r] += s[n][e];
+      }
+    }
+  }
+}
+
+// Hardmax, online: a row's state is its best score so far (row_max) and, in O, the value row of the lowest key at
+// that score. Key tiles arrive in increasing key order (make_launch_plan keeps a hardmax pattern in one slot and
+// unpermuted), so a tile takes over the state only with a strictly higher score, and within the tile the lowest
+// column at its maximum wins. P becomes one-hot: 1 at that column, on the one lane of the quad holding it, whose
+// row_sum is then 1 (the quad's sum at the end). A NaN score makes the row NaN, as in the reference.
+template <int KeyBlocks, int ValueBlocks>
+TESSERA_DEVICE void hardmax_update(float (*s)[4], float (*o)[4], float row_max[2], float row_sum[2], bool row_nan[2],
+                                   int lane) {
+  TESSERA_UNROLL for (int r = 0; r < 2; ++r) {
+    // Columns below 128 are exact in a float, which is what the shuffle moves.
+    float best = minus_infinity(), column = static_cast<float>(8 * KeyBlocks);
+    TESSERA_UNROLL for (int n = 0; n < KeyBlocks; ++n) {
+      TESSERA_UNROLL for (int e = 2 * r; e < 2 * r + 2; ++e) {
+        if (s[n][e] != s[n][e]) row_nan[r] = true;
+        if (s[n][e] > best) {  // strictly: the first (lowest) column at this lane's maximum
+          best = s[n][e];
+          column = static_cast<float>(8 * n + fragments::accumulator_col(lane, e));
+        }
+      }
+    }
+    TESSERA_UNROLL for (int offset = 1; offset <= 2; offset *= 2) {
+      const float other_best = shfl_xor(best, offset), other_column = shfl_xor(column, offset);
+      if (other_best > best || (other_best == best && other_column < column)) {
+        best = other_best;
+        column = other_column;
+      }
+    }
+    const bool better = best > row_max[r];  // the same on the quad's four lanes
+    if (better) {
+      row_max[r] = best;
+      row_sum[r] = 0.0f;
+      TESSERA_UNROLL for (int d = 0; d < ValueBlocks; ++d) o[d][2 * r] = o[d][2 * r + 1] = 0.0f;
+    }
+    TESSERA_UNROLL for (int n = 0; n < KeyBlocks; ++n) {
+      TESSERA_UNROLL for (int e = 2 * r; e < 2 * r + 2; ++e) {
+        const bool chosen = better && static_cast<float>(8 * n + fragments::accumulator_col(lane, e)) == column;
+        s[n][e] = chosen ? 1.0f : 0.0f;
+        if (chosen) row_sum[r] = 1.0f;
+      }
+    }
+  }
+}
+
 template <class Pattern, class Traits>
 TESSERA_DEVICE void attention_block(const KernelParams& p) {
   using T = Traits;
@@ -212,6 +282,7 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
     for (int e = 0; e < 4; ++e) o[d][e] = 0.0f;
   float row_max[2] = {minus_infinity(), minus_infinity()};
   float row_sum[2] = {0.0f, 0.0f};
+  bool row_nan[2] = {false, false};  // hardmax only: a kept pair scored NaN
   u32 q_fragment[kHeadSteps][4];
 
   for (i32 t = 0; t < tiles; ++t) {
@@ -244,8 +315,8 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
     const bool ragged = j0 + T::kBlockN > view.keys.count;
     // The pattern's weights of the kept pairs: they scale P in P V after the row sums have taken P unweighted.
     float weights[Pattern::kHasWeight ? kKeyBlocks : 1][4];
-    for (int n = 0; n < kKeyBlocks; ++n) {
-      for (int e = 0; e < 4; ++e) {
+    TESSERA_UNROLL for (int n = 0; n < kKeyBlocks; ++n) {
+      TESSERA_UNROLL for (int e = 0; e < 4; ++e) {
         const i32 i = rows[e >> 1];
         const i32 j = j0 + 8 * n + fragments::accumulator_col(lane, e);
         const SharedQueryRow<T> q_row{shared_q, warp_row + fragments::accumulator_row(lane, e)};
@@ -258,31 +329,15 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
           if (keep) x = Pattern::score(args, b, h, i, j, x, q_row);
         }
         if constexpr (Pattern::kHasWeight) weights[n][e] = keep ? Pattern::weight(args, b, h, i, j, q_row) : 0.0f;
-        s[n][e] = keep ? x * kLog2e : minus_infinity();
+        // Hardmax only compares scores: the log2 scaling could round two different ones into a tie.
+        s[n][e] = keep ? (Pattern::kHardmax ? x : x * kLog2e) : minus_infinity();
       }
     }
 
-    // Online softmax: the four lanes of a quad share a row.
-    for (int r = 0; r < 2; ++r) {
-      float m = row_max[r];
-      for (int n = 0; n < kKeyBlocks; ++n) m = fmaxf(m, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-      m = fmaxf(m, shfl_xor(m, 1));
-      m = fmaxf(m, shfl_xor(m, 2));
-      // A row with no allowed key so far keeps max -inf; subtracting 0 instead keeps exp2 from seeing -inf - -inf.
-      const float base = m == minus_infinity() ? 0.0f : m;
-      const float correction = fast_exp2(row_max[r] - base);
-      row_max[r] = m;
-      row_sum[r] *= correction;
-      for (int d = 0; d < kValueBlocks; ++d) {
-        o[d][2 * r] *= correction;
-        o[d][2 * r + 1] *= correction;
-      }
-      for (int n = 0; n < kKeyBlocks; ++n) {
-        for (int e = 2 * r; e < 2 * r + 2; ++e) {
-          s[n][e] = fast_exp2(s[n][e] - base);
-          row_sum[r] += s[n][e];
-        }
-      }
+    if constexpr (Pattern::kHardmax) {
+      hardmax_update<kKeyBlocks, kValueBlocks>(s, o, row_max, row_sum, row_nan, lane);
+    } else {
+      online_softmax_update<kKeyBlocks, kValueBlocks>(s, o, row_max, row_sum);
     }
 
     if constexpr (Pattern::kHasWeight) {
@@ -302,6 +357,13 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
     float l = row_sum[r];
     l += shfl_xor(l, 1);
     l += shfl_xor(l, 2);
+    // A hardmax row that saw a NaN score is NaN: the product with O makes it so.
+    if constexpr (Pattern::kHardmax) {
+      float nan = row_nan[r] ? 1.0f : 0.0f;
+      nan += shfl_xor(nan, 1);
+      nan += shfl_xor(nan, 2);
+      if (nan != 0.0f) l = quiet_nan();
+    }
     const i32 x = rows[r];
     if (x >= view.queries.count) continue;
     const i32 row = original_index(view.queries, x);

@@ -34,6 +34,7 @@ TESSERA_HD float f16_bits_to_float(u16 bits) {
 }
 
 TESSERA_HD float minus_infinity() { return bits_to_float(0xff800000u); }
+TESSERA_HD float quiet_nan() { return bits_to_float(0x7fc00000u); }
 
 inline constexpr float kLog2e = 1.4426950408889634f;
 inline constexpr float kLn2 = 0.6931471805599453f;

@@ -9,6 +9,7 @@
 //     static constexpr bool kHasScore;    // false: score() returns s
 //     static constexpr bool kHasWeight;   // false: weight() returns 1
 //     static constexpr bool kReadsQuery;  // the expressions contain dot(q_vec, T[...])
+//     static constexpr bool kHardmax;     // the normaliser is hardmax (one-hot P), not softmax
 //     template <class QueryRow>           // q(d) is element d (0 <= d < D) of query row i, as a float
 //     TESSERA_HD static bool mask(const PatternArgs& a, i32 b, i32 h, i32 i, i32 j, const QueryRow& q);
 //     template <class QueryRow>

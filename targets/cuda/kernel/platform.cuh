@@ -10,6 +10,8 @@
 #define TESSERA_DEVICE __device__ __forceinline__
 #define TESSERA_GLOBAL extern "C" __global__
 #define TESSERA_LAUNCH_BOUNDS(threads) __launch_bounds__(threads)
+// For loops over register arrays that nvcc leaves rolled (their arrays then live in local memory).
+#define TESSERA_UNROLL _Pragma("unroll")
 #else
 #define TESSERA_DEVICE_CODE 0
 #define TESSERA_HD inline
@@ -17,6 +19,7 @@
 // Under the emulator a kernel is a plain function, called once per emulated thread.
 #define TESSERA_GLOBAL extern "C"
 #define TESSERA_LAUNCH_BOUNDS(threads)
+#define TESSERA_UNROLL
 #endif
 
 namespace tessera_cuda {
