@@ -207,7 +207,12 @@ CudaAotResult write_cuda_aot_library(const CudaAotRequest& r) {
   }
   if (r.name.empty()) throw std::invalid_argument("empty library name");
   if (auto why = unsupported_dims(r.sizes)) throw std::invalid_argument(*why);
-  if (auto why = unsupported_variant(r.pattern)) throw std::invalid_argument(*why);
+  if (r.pattern.scoring == ir::Scoring::Additive) {
+    throw std::invalid_argument(
+        fmt::format("ahead-of-time libraries do not support the additive scoring of '{}' yet "
+                    "(tessera eval --target cuda runs it, projecting Q and K on the host)",
+                    r.pattern.name));
+  }
   if (!r.pattern.query_projection.empty()) {
     throw std::invalid_argument(
         fmt::format("ahead-of-time libraries do not support the bilinear scoring of '{}' yet "

@@ -28,6 +28,30 @@ std::vector<uint16_t> device_elements(const Tensor& t, Element element) {
   return bits;
 }
 
+// A float32 tensor's bits as 16-bit halves, low half first: what the kernels' tiles hold for additive scoring.
+std::vector<uint16_t> float_bit_halves(const Tensor& t) {
+  std::vector<uint16_t> halves(static_cast<size_t>(2 * t.numel()));
+  std::memcpy(halves.data(), t.data<float>(), halves.size() * sizeof(uint16_t));
+  if constexpr (std::endian::native != std::endian::little) {
+    for (size_t n = 0; n < halves.size(); n += 2) std::swap(halves[n], halves[n + 1]);
+  }
+  return halves;
+}
+
+// Rows of `t` (its last dimension) zero-padded to `width` columns.
+Tensor zero_padded_rows(const Tensor& t, int64_t width) {
+  const int64_t columns = t.shape().back();
+  std::vector<int64_t> shape = t.shape();
+  shape.back() = width;
+  Tensor out(runtime::DType::Float32, shape);
+  float* to = out.data<float>();
+  std::fill(to, to + out.numel(), 0.0f);
+  const float* from = t.data<float>();
+  for (int64_t r = 0; columns > 0 && r < t.numel() / columns; ++r)
+    std::copy(from + r * columns, from + (r + 1) * columns, to + r * width);
+  return out;
+}
+
 template <typename T>
 std::unique_ptr<DeviceMemory> upload(AttentionDevice& device, const std::vector<T>& host) {
   auto memory = device.allocate(std::max<size_t>(1, host.size() * sizeof(T)));
@@ -70,44 +94,69 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
   runtime::Tensor projected_q;  // bilinear scoring: the kernels read the projected queries
   const targets::AttentionInputs inputs = targets::project_queries(pattern, given, sz, projected_q);
-  if (auto why = unsupported_dims(sz)) throw UnsupportedProblem(*why);
-  if (auto why = unsupported_variant(pattern)) throw UnsupportedProblem(*why);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, view] : tensors.views) shapes[name] = view.shape;
   targets::check_tensor_indices(pattern, sz, shapes, evaluator, inputs.q->data<float>());
+
+  // What the kernels read: for additive scoring Q and K projected by Wq and Wk, with every query head's own keys,
+  // as float32 bit patterns zero-padded to a multiple of 32 floats: the kernel's Q and K rows of 16-bit elements
+  // are twice as long (flash_attention.cuh, additive_scores).
+  ir::AttentionSizes kernel_sizes = sz;
+  targets::AttentionInputs kernel_inputs = inputs;
+  targets::AdditiveProjection additive;
+  const bool additive_scoring = pattern.scoring == ir::Scoring::Additive;
+  if (additive_scoring) {
+    targets::project_for_additive(pattern, given, sz, additive);
+    const int64_t A = additive.sizes.D;
+    const int64_t width = (A + 31) / 32 * 32;
+    if (A < 1 || !supported_head_dim(2 * width)) {
+      throw UnsupportedProblem(
+          fmt::format("the CUDA target supports additive scoring with 1 to 128 hidden units; '{}' of '{}' has A = {}",
+                      pattern.additive.vector, pattern.name, A));
+    }
+    additive.q = zero_padded_rows(additive.q, width);
+    additive.k = zero_padded_rows(additive.k, width);
+    kernel_sizes = additive.sizes;
+    kernel_sizes.D = 2 * width;
+    kernel_inputs = additive.inputs;
+  }
+  if (auto why = unsupported_dims(kernel_sizes)) throw UnsupportedProblem(*why);
   if (tensors.views.size() > static_cast<size_t>(tessera_cuda::kMaxPatternTensors))
     throw UnsupportedProblem(
         fmt::format("the CUDA target takes at most {} run-time tensors per pattern", tessera_cuda::kMaxPatternTensors));
-  if (sz.N == 0 || sz.M == 0 || sz.B * sz.H == 0) return;  // nothing to attend to: zeros
+  if (kernel_sizes.N == 0 || kernel_sizes.M == 0 || kernel_sizes.B * kernel_sizes.H == 0)
+    return;  // nothing to attend to: zeros
 
   LaunchOptions launch_options;
   try {
-    launch_options.schedule = resolve_schedule(options.schedule, sz.D, sz.Dv, device.wgmma());
+    launch_options.schedule = resolve_schedule(options.schedule, kernel_sizes.D, kernel_sizes.Dv, device.wgmma());
   } catch (const std::invalid_argument& e) {
     throw UnsupportedProblem(e.what());
   }
   launch_options.multiprocessors = device.multiprocessors();
-  launch_options.classify.B = sz.B;
-  launch_options.classify.H = sz.H;
-  launch_options.classify.D = sz.D;
+  launch_options.classify.B = kernel_sizes.B;
+  launch_options.classify.H = kernel_sizes.H;
+  launch_options.classify.D = kernel_sizes.D;
   // A mask that reads run-time tensors (document's segment ids) is classified from the values this call holds.
   if (ir::uses_tensors(pattern.mask)) launch_options.classify.load_bounds = analysis::make_load_bounds(tensors.views);
-  plan_ = make_launch_plan(pattern, sz, shapes, launch_options);
+  plan_ = make_launch_plan(pattern, kernel_sizes, shapes, launch_options);
   const LaunchPlan& plan = plan_;
 
-  config_ = kernel_config(sz, launch_options.schedule, options.element, device.wgmma());
+  config_ = kernel_config(kernel_sizes, launch_options.schedule, options.element, device.wgmma());
   source_ = attention_source(pattern, plan, config_);
   device.load(source_);
 
-  memory_.push_back(upload(device, device_elements(*inputs.q, options.element)));
+  memory_.push_back(upload(device, additive_scoring ? float_bit_halves(*kernel_inputs.q)
+                                                    : device_elements(*kernel_inputs.q, options.element)));
   const void* q = memory_.back()->address();
-  memory_.push_back(upload(device, device_elements(*inputs.k, options.element)));
+  memory_.push_back(upload(device, additive_scoring ? float_bit_halves(*kernel_inputs.k)
+                                                    : device_elements(*kernel_inputs.k, options.element)));
   const void* k = memory_.back()->address();
-  memory_.push_back(upload(device, device_elements(*inputs.v, options.element)));
+  memory_.push_back(upload(device, device_elements(*kernel_inputs.v, options.element)));
   const void* v = memory_.back()->address();
   tessera_cuda::PatternArgs pattern_args;
-  pattern_args.H = static_cast<int32_t>(sz.H);
-  pattern_args.D = static_cast<int32_t>(sz.D);
+  pattern_args.H = static_cast<int32_t>(kernel_sizes.H);
+  pattern_args.D = static_cast<int32_t>(kernel_sizes.D);
   pattern_args.scale = static_cast<float>(scale);
   int slot = 0;
   for (const auto& [name, view] : tensors.views) {  // ordered by name, as the functors index them
@@ -126,8 +175,8 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
     ++slot;
   }
 
-  rows_ = sz.B * sz.H * sz.N;
-  out_elements_ = rows_ * sz.Dv;
+  rows_ = kernel_sizes.B * kernel_sizes.H * kernel_sizes.N;
+  out_elements_ = rows_ * kernel_sizes.Dv;
   const bool merged = plan.slots > 1;
   result_ = device.allocate(static_cast<size_t>(out_elements_) * sizeof(float));
   float* slot_out = nullptr;
@@ -150,8 +199,9 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
       throw UnsupportedProblem("the pattern reads more symbols than the CUDA kernels take");
     tessera_cuda::KernelParams params = tessera_cuda::launch_params(
         q, k, v, merged ? slot_out : static_cast<float*>(result_->address()), slot_lse, plan.slots,
-        static_cast<int32_t>(sz.B), static_cast<int32_t>(sz.H), static_cast<int32_t>(sz.Hkv),
-        static_cast<int32_t>(sz.N), static_cast<int32_t>(sz.M), static_cast<int32_t>(sz.Dv), static_cast<float>(scale));
+        static_cast<int32_t>(kernel_sizes.B), static_cast<int32_t>(kernel_sizes.H),
+        static_cast<int32_t>(kernel_sizes.Hkv), static_cast<int32_t>(kernel_sizes.N),
+        static_cast<int32_t>(kernel_sizes.M), static_cast<int32_t>(kernel_sizes.Dv), static_cast<float>(scale));
     params.pattern = pattern_args;
     for (size_t s = 0; s < component.symbol_values.size(); ++s) params.pattern.symbols[s] = component.symbol_values[s];
     params.query_origin_symbol = component.query_origin_symbol;
@@ -166,7 +216,7 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
   }
   if (merged) {
     merge_ = tessera_cuda::merge_params(slot_out, slot_lse, static_cast<float*>(result_->address()), plan.slots, rows_,
-                                        static_cast<int32_t>(sz.Dv));
+                                        static_cast<int32_t>(kernel_sizes.Dv));
   }
 }
 

@@ -418,6 +418,24 @@ std::string emit_pattern_functor(const ir::Pattern& pattern, const FunctorSpec& 
   std::string mask = member_function(pattern, spec, Member::Mask);
   std::string score = member_function(pattern, spec, Member::Score);
   std::string weight = member_function(pattern, spec, Member::Weight);
+  // Additive scoring: the kernel reads v[h, :] (the pattern's run-time [H, A] tensor) for its per-pair sums.
+  std::string additive =
+      "  TESSERA_HD static const float* additive_vector(const PatternArgs& /*a*/, i32 /*h*/) { return nullptr; }\n"
+      "  TESSERA_HD static i32 additive_size(const PatternArgs& /*a*/) { return 0; }\n";
+  if (pattern.scoring == ir::Scoring::Additive) {
+    auto it = std::find(spec.tensors.begin(), spec.tensors.end(), pattern.additive.vector);
+    if (it == spec.tensors.end()) {
+      throw UnsupportedExpression(fmt::format("the CUDA functor {} does not list the additive vector '{}'", spec.name,
+                                              pattern.additive.vector));
+    }
+    const auto index = it - spec.tensors.begin();
+    additive = fmt::format(
+        "  // additive scoring: {}[h, :], of length A\n"
+        "  TESSERA_HD static const float* additive_vector(const PatternArgs& a, i32 h) {{\n"
+        "    return static_cast<const float*>(a.tensors[{}]) + h * a.shapes[{}][1];\n  }}\n"
+        "  TESSERA_HD static i32 additive_size(const PatternArgs& a) {{ return a.shapes[{}][1]; }}\n",
+        comment_text(pattern.additive.vector), index, index, index);
+  }
   const bool query = (pattern.has_mask() && ir::reads_query_vector(pattern.mask)) ||
                      (pattern.has_score() && ir::reads_query_vector(pattern.score)) ||
                      (pattern.has_weight() && ir::reads_query_vector(pattern.weight));
@@ -429,13 +447,16 @@ std::string emit_pattern_functor(const ir::Pattern& pattern, const FunctorSpec& 
       "  static constexpr bool kHasWeight = {};\n"
       "  static constexpr bool kReadsQuery = {};\n"
       "  static constexpr bool kHardmax = {};\n"
+      "  static constexpr bool kAdditive = {};\n"
       "\n"
+      "{}\n"
       "{}\n"
       "{}\n"
       "{}"
       "}};\n",
       comment_text(pattern.name), spec.name, pattern.has_mask(), pattern.has_score(), pattern.has_weight(), query,
-      pattern.normalizer == ir::Normalizer::Hardmax, mask, score, weight);
+      pattern.normalizer == ir::Normalizer::Hardmax, pattern.scoring == ir::Scoring::Additive, mask, score, weight,
+      additive);
 }
 
 }  // namespace tessera::cuda

@@ -14,15 +14,6 @@ const char* element_name(Element element) { return element == Element::BFloat16 
 
 bool supported_head_dim(int64_t dim) { return dim > 0 && dim <= 256 && dim % 64 == 0; }
 
-std::optional<std::string> unsupported_variant(const ir::Pattern& pattern) {
-  if (pattern.scoring == ir::Scoring::Additive) {
-    // Not a matrix product: the tensor cores cannot score it.
-    return fmt::format("the CUDA target does not support the additive scoring of '{}' yet (use --target cpu)",
-                       pattern.name);
-  }
-  return std::nullopt;
-}
-
 std::optional<std::string> unsupported_dims(const ir::AttentionSizes& sz) {
   for (auto [name, dim] : {std::pair{"head dimension D", sz.D}, std::pair{"value dimension Dv", sz.Dv}}) {
     if (!supported_head_dim(dim))

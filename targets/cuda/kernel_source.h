@@ -33,9 +33,6 @@ KernelConfig kernel_config(const ir::AttentionSizes& sz, const CudaSchedule& sch
 bool supported_head_dim(int64_t dim);
 // Why the kernels cannot run sizes `sz` ("the CUDA target does not support head dimension D = 32 …"), or nullopt.
 std::optional<std::string> unsupported_dims(const ir::AttentionSizes& sz);
-// Why the kernels cannot run `pattern` (additive scoring, which the kernel template does not implement yet),
-// naming it, or nullopt.
-std::optional<std::string> unsupported_variant(const ir::Pattern& pattern);
 
 // Threads per block and dynamic shared memory of the attention kernel for `config` (as AttentionTraits computes
 // them).

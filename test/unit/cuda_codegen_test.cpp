@@ -49,6 +49,7 @@ const std::vector<std::string> kPatterns = {
     "causal - prefix_lm(prefix=40)",
     "causal & luong_local_p(half_width=64)",  // a weight: P scaled before P V
     "causal & alibi & sample(seed=1)",        // hardmax: one-hot P, ties to the lowest key
+    "causal & additive",                      // v . tanh(q + k) per pair: D = 128 holds A = 64 floats
 };
 
 class CudaCodegen : public ::testing::TestWithParam<std::string> {};
@@ -72,6 +73,9 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
   if (pattern.input("t5")) shapes["t5"] = {sz.H, 32};
   if (pattern.input("bilinear_w")) shapes["bilinear_w"] = {sz.H, sz.D, sz.D};
   if (pattern.input("centers")) shapes["centers"] = {sz.B, sz.N};
+  for (const char* name : {"additive_wq", "additive_wk"})
+    if (pattern.input(name)) shapes[name] = {sz.H, 64, sz.D};
+  if (pattern.input("additive_v")) shapes["additive_v"] = {sz.H, 64};
   cuda::LaunchOptions options;
   const cuda::LaunchPlan plan = cuda::make_launch_plan(pattern, sz, shapes, options);
   const std::string ptxas = cuda::find_cuda_tool("ptxas");
@@ -92,7 +96,10 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
     const cuda::NvrtcResult result = cuda::compile_to_ptx(nvrtc, arch, "");
     EXPECT_NE(result.ptx.find(fmt::format(".target {}", arch_text)), std::string::npos);
     if (wgmma) {
-      EXPECT_NE(result.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos);
+      // S = Q K^T (n = block_n), except under additive scoring, which is not a matrix product; O += P V (n = Dv).
+      if (pattern.scoring != ir::Scoring::Additive) {
+        EXPECT_NE(result.ptx.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), std::string::npos);
+      }
       EXPECT_NE(result.ptx.find("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16"), std::string::npos);
       EXPECT_NE(result.ptx.find("fence.proxy.async.shared::cta"), std::string::npos);
     } else {

@@ -71,15 +71,7 @@ TEST_P(CudaEmulatedWgmma, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaEmulatedWgmma, ::testing::ValuesIn(test::standard_pattern_cases()),
                          [](const auto& info) { return test::case_name(info.param); });
 
-// The variants beyond masks that the CUDA target runs (the others it refuses by name, see kernel_source.h).
-std::vector<std::string> cuda_variant_cases() {
-  std::vector<std::string> cases;
-  for (const std::string& expression : test::variant_pattern_cases()) {
-    if (!cuda::unsupported_variant(test::instantiate(expression))) cases.push_back(expression);
-  }
-  return cases;
-}
-
+// The variants beyond masks (scoring functions, normalisers, weights), on both kernels.
 class CudaEmulatedVariants : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaEmulatedVariants, MatchesReference) {
@@ -90,7 +82,7 @@ TEST_P(CudaEmulatedVariants, MatchesReference) {
   EXPECT_LE(max_difference(GetParam(), Shape{2, 4, 2, 77, 150, 64, 64}, 1, options, true), kBf16Tolerance);
 }
 
-INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaEmulatedVariants, ::testing::ValuesIn(cuda_variant_cases()),
+INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaEmulatedVariants, ::testing::ValuesIn(test::variant_pattern_cases()),
                          [](const auto& info) { return test::case_name(info.param); });
 
 // With Q = 0 every logit is 0: hardmax must pick each row's lowest allowed key even when the maximum recurs in
@@ -126,6 +118,33 @@ TEST(CudaEmulated, HardmaxTiesGoToTheLowestAllowedKey) {
         }
       }
     }
+  }
+}
+
+// Additive scoring replaces Q and K by their projections, so any head dimension D works (the projections' A up to
+// 128 is the kernel's limit), and fp16 V as well.
+TEST(CudaEmulated, AdditiveScoringAtAnyHeadDimension) {
+  cuda::CudaAttentionOptions options;
+  options.schedule.block_m = 64;
+  options.schedule.block_n = 32;
+  EXPECT_LE(max_difference("causal & additive", Shape{1, 4, 2, 40, 70, 32, 64}, 12, options), kBf16Tolerance);
+  options.element = cuda::Element::Float16;
+  EXPECT_LE(max_difference("sliding_window(window=30) & additive", Shape{1, 2, 1, 70, 70, 48, 64}, 13, options, true),
+            4e-3);
+
+  const ir::Pattern pattern = test::instantiate("causal & additive");
+  test::RandomProblem problem(pattern, Shape{1, 2, 2, 16, 16, 64, 64}, 14);
+  std::mt19937_64 rng(15);
+  problem.tables.at("additive_wq") = test::random_tensor({2, 129, 64}, rng);
+  problem.tables.at("additive_wk") = test::random_tensor({2, 129, 64}, rng);
+  problem.tables.at("additive_v") = test::random_tensor({2, 129}, rng);
+  try {
+    cuda::run_attention(device(false), pattern, problem.inputs, options);
+    FAIL() << "A = 129 was accepted";
+  } catch (const cuda::UnsupportedProblem& e) {
+    EXPECT_NE(std::string(e.what()).find("1 to 128 hidden units; 'additive_v' of 'causal & additive' has A = 129"),
+              std::string::npos)
+        << e.what();
   }
 }
 

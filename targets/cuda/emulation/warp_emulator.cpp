@@ -996,4 +996,10 @@ float exp2(float x) {
   return std::fpclassify(result) == FP_SUBNORMAL ? 0.0f : result;
 }
 
+// rcp.approx.ftz.f32: within 1 ulp (the division is exact to half an ulp); subnormal results flush to zero.
+float reciprocal(float x) {
+  const float result = 1.0f / x;
+  return std::fpclassify(result) == FP_SUBNORMAL ? 0.0f : result;
+}
+
 }  // namespace tessera_cuda::emulation

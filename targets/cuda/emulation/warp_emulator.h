@@ -75,5 +75,6 @@ void fence_proxy_async();  // fence.proxy.async.shared::cta: no effect in the em
 uint32_t pack_bf16x2(float lo, float hi);
 uint32_t pack_f16x2(float lo, float hi);
 float exp2(float x);
+float reciprocal(float x);  // rcp.approx.ftz.f32
 
 }  // namespace tessera_cuda::emulation

@@ -91,18 +91,22 @@ TESSERA_DEVICE void mma(float d[4], const u32 a[4], const u32 b[2]) {
   }
 }
 
+template <ElementKind Element>
+TESSERA_HD float element_to_float(u16 bits) {
+  if constexpr (Element == ElementKind::BFloat16) {
+    return bf16_bits_to_float(bits);
+  } else {
+    return f16_bits_to_float(bits);
+  }
+}
+
 // Query row `row` of the block's Q tile as floats: what dot(q_vec, T[...]) in a pattern reads.
 template <class Traits>
 struct SharedQueryRow {
   const u16* tile;
   i32 row;
   TESSERA_HD float operator()(i32 d) const {
-    const u16 bits = tile[swizzled(row, d / 8, Traits::kHeadChunks) + d % 8];
-    if constexpr (Traits::kElement == ElementKind::BFloat16) {
-      return bf16_bits_to_float(bits);
-    } else {
-      return f16_bits_to_float(bits);
-    }
+    return element_to_float<Traits::kElement>(tile[swizzled(row, d / 8, Traits::kHeadChunks) + d % 8]);
   }
 };
 
@@ -152,6 +156,40 @@ struct Sm80Mma {
     }
   }
 };
+
+// tanh(x) = 1 - 2 / (e^(2x) + 1) to an absolute ~1e-7, saturating to +-1 where e^(2x) overflows or vanishes.
+// tanh.approx.f32 (one instruction) errs by up to 2^-11 of the value: summed over A = 64 hidden units that could
+// move an additive logit by ~1e-3, enough to change hardmax's choice between near-tied keys.
+TESSERA_DEVICE float fast_tanh(float x) { return 1.0f - 2.0f * fast_reciprocal(fast_exp2(x * (2.0f * kLog2e)) + 1.0f); }
+
+// Additive scoring (Bahdanau): S = v[h] . tanh(q' + k') for one warp's 16 rows and a key tile's columns, into the
+// same C-fragment positions as Q K^T. The host projects Q and K and stores the projections as float32 bit
+// patterns, two 16-bit elements each, zero-padded (so the "head dimension" is twice the padded A; the first A
+// floats are read): float32 keeps hardmax's choices those of the reference, where bf16 projections moved the
+// logits by ~1e-2. Not a matrix product: a tanh per pair and hidden unit.
+template <class T, class Mma>
+TESSERA_DEVICE void additive_scores(float (*s)[4], const u16* q_tile, const u16* k_tile, i32 warp_row, int lane,
+                                    const float* v, i32 A) {
+  // The two halves of float a sit in one 16-byte chunk (elements 2a and 2a + 1).
+  auto load = [](const u16* element) { return bits_to_float(element[0] | (static_cast<u32>(element[1]) << 16)); };
+  for (i32 a = 0; a < A; ++a) {
+    const float weight = v[a];
+    const i32 chunk = a / 4, within = 2 * (a % 4);
+    float q[2];
+    TESSERA_UNROLL for (int r = 0; r < 2; ++r) {
+      const i32 row = warp_row + fragments::accumulator_row(lane, 2 * r);
+      q[r] = load(q_tile + swizzled(row, chunk, T::kHeadChunks) + within);
+    }
+    TESSERA_UNROLL for (int n = 0; n < T::kBlockN / 8; ++n) {
+      TESSERA_UNROLL for (int c = 0; c < 2; ++c) {
+        const float k =
+            load(k_tile + Mma::template k_offset<T>(8 * n + fragments::accumulator_col(lane, c), chunk) + within);
+        s[n][c] += weight * fast_tanh(q[0] + k);
+        s[n][2 + c] += weight * fast_tanh(q[1] + k);
+      }
+    }
+  }
+}
 
 // Online softmax over one key tile's scores s (log2 domain) for this thread's two rows: the running maximum and
 // sum, O rescaled, and s turned into the tile's probabilities. The four lanes of a quad share a row.
@@ -282,8 +320,8 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
     for (int e = 0; e < 4; ++e) o[d][e] = 0.0f;
   float row_max[2] = {minus_infinity(), minus_infinity()};
   float row_sum[2] = {0.0f, 0.0f};
-  bool row_nan[2] = {false, false};  // hardmax only: a kept pair scored NaN
-  u32 q_fragment[kHeadSteps][4];
+  bool row_nan[2] = {false, false};                        // hardmax only: a kept pair scored NaN
+  u32 q_fragment[Pattern::kAdditive ? 1 : kHeadSteps][4];  // additive scoring reads the Q tile itself
 
   for (i32 t = 0; t < tiles; ++t) {
     // Into the stage the previous iteration read (every warp left it at that iteration's closing barrier).
@@ -292,10 +330,12 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
     cp_async_wait<T::kStages - 1>();
     Mma::publish_shared_writes();
     block_sync();
-    if (t == 0) {
-      for (int ks = 0; ks < kHeadSteps; ++ks) {
-        ldmatrix_x4(q_fragment[ks], shared_q + swizzled(warp_row + fragments::a_load_row(lane),
-                                                        2 * ks + fragments::a_load_col8(lane), T::kHeadChunks));
+    if constexpr (!Pattern::kAdditive) {
+      if (t == 0) {
+        for (int ks = 0; ks < kHeadSteps; ++ks) {
+          ldmatrix_x4(q_fragment[ks], shared_q + swizzled(warp_row + fragments::a_load_row(lane),
+                                                          2 * ks + fragments::a_load_col8(lane), T::kHeadChunks));
+        }
       }
     }
     const i32 stage = t % T::kStages;
@@ -306,7 +346,12 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
     float s[kKeyBlocks][4];
     for (int n = 0; n < kKeyBlocks; ++n)
       for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
-    Mma::template qk<T>(s, q_fragment, k_tile, lane);
+    if constexpr (Pattern::kAdditive) {
+      additive_scores<T, Mma>(s, shared_q, k_tile, warp_row, lane, Pattern::additive_vector(args, h),
+                              Pattern::additive_size(args));
+    } else {
+      Mma::template qk<T>(s, q_fragment, k_tile, lane);
+    }
 
     // Mask (PARTIAL tiles only), score modifier, keys past the view's end; into the log2 domain.
     const i32 entry = p.tiles[block.tile_begin + t];

@@ -10,6 +10,9 @@
 //     static constexpr bool kHasWeight;   // false: weight() returns 1
 //     static constexpr bool kReadsQuery;  // the expressions contain dot(q_vec, T[...])
 //     static constexpr bool kHardmax;     // the normaliser is hardmax (one-hot P), not softmax
+//     static constexpr bool kAdditive;    // additive scoring: Q and K hold the projections, S = v . tanh(q + k)
+//     TESSERA_HD static const float* additive_vector(const PatternArgs& a, i32 h);  // v[h, :] (additive only)
+//     TESSERA_HD static i32 additive_size(const PatternArgs& a);                     // its length A
 //     template <class QueryRow>           // q(d) is element d (0 <= d < D) of query row i, as a float
 //     TESSERA_HD static bool mask(const PatternArgs& a, i32 b, i32 h, i32 i, i32 j, const QueryRow& q);
 //     template <class QueryRow>

@@ -97,6 +97,13 @@ TESSERA_DEVICE float fast_exp2(float x) {
   return r;
 }
 
+// 1 / x (rcp.approx.ftz.f32: within 1 ulp; 1 / inf = 0).
+TESSERA_DEVICE float fast_reciprocal(float x) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+  return r;
+}
+
 // sm_90a warpgroup MMA bookkeeping (the products themselves: wgmma_ops.cuh). Only the sm_90a kernel calls these.
 TESSERA_DEVICE void wgmma_fence() {
 #if __CUDA_ARCH__ >= 900
@@ -157,6 +164,7 @@ TESSERA_DEVICE void cp_async_wait() {
 TESSERA_DEVICE u32 pack_bf16x2(float lo, float hi) { return emulation::pack_bf16x2(lo, hi); }
 TESSERA_DEVICE u32 pack_f16x2(float lo, float hi) { return emulation::pack_f16x2(lo, hi); }
 TESSERA_DEVICE float fast_exp2(float x) { return emulation::exp2(x); }
+TESSERA_DEVICE float fast_reciprocal(float x) { return emulation::reciprocal(x); }
 TESSERA_DEVICE u32 shared_address(const void* pointer) { return emulation::shared_address(pointer); }
 TESSERA_DEVICE void wgmma_fence() { emulation::wgmma_fence(); }
 TESSERA_DEVICE void wgmma_commit_group() { emulation::wgmma_commit_group(); }
