@@ -4,8 +4,9 @@
 //
 // One JIT-compiled Halide pipeline per (pattern, head dimensions, storage, target), cached: per block of query
 // rows it walks the keys once, keeping (best score, its key, whether a NaN was seen) per row in registers, then
-// gathers the winning value rows. No N x M buffer exists. Unlike the softmax kernels it visits every key: the
-// planner's tile skipping is not applied to it yet.
+// gathers the winning value rows. No N x M buffer exists. Each block of rows reads only the keys from its first
+// to its last non-empty key tile (classified per call), so a banded mask pays for its band; the planner's
+// re-indexing (strided, fixed) is not applied to hardmax, since ties must be broken in key order.
 #pragma once
 
 #include "compiler/ir/evaluate.h"

@@ -57,7 +57,9 @@ INSTANTIATE_TEST_SUITE_P(StandardLibrary, CpuAttentionVariants, ::testing::Value
 
 // With Q = 0 every logit is 0: hardmax must pick each row's lowest allowed key, on the CPU as in the reference.
 TEST(CpuAttention, HardmaxTiesGoToTheLowestAllowedKey) {
-  const Shape s{1, 4, 2, 60, 60, 16, 16};  // N = M: q = i; query head h reads kv head h / 2
+  // N < M (q = i + 130) and several 64-key tiles: each block of rows reads its own window of keys, starting past 0.
+  // Query head h reads kv head h / 2.
+  const Shape s{1, 4, 2, 200, 330, 16, 16};
   struct Case {
     const char* expression;
     std::function<int64_t(int64_t q)> first_key;  // -1: none
@@ -67,7 +69,11 @@ TEST(CpuAttention, HardmaxTiesGoToTheLowestAllowedKey) {
         Case{"local(window=3) & hardmax", [](int64_t q) { return std::max<int64_t>(0, q - 2); }},
         Case{"sliding_window(window=5) & hardmax", [](int64_t q) { return std::max<int64_t>(0, q - 4); }},
         Case{"(causal - sliding_window(window=10)) & hardmax",
-             [](int64_t q) { return q < 10 ? int64_t{-1} : int64_t{0}; }}}) {
+             [](int64_t q) { return q < 10 ? int64_t{-1} : int64_t{0}; }},
+        Case{"(causal - sliding_window(window=150)) & hardmax",  // the first 20 rows see no key
+             [](int64_t q) { return q < 150 ? int64_t{-1} : int64_t{0}; }},
+        Case{"(sliding_window(window=90) - sliding_window(window=70)) & hardmax",
+             [](int64_t q) { return std::max<int64_t>(0, q - 89); }}}) {
     SCOPED_TRACE(c.expression);
     ir::Pattern pattern = instantiate(c.expression);
     test::RandomProblem problem(pattern, s, 5);
