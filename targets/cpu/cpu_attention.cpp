@@ -214,23 +214,22 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
     std::fill(out.data<float>(), out.data<float>() + out.numel(), 0.0f);
     return;
   }
-  if (pattern.normalizer == ir::Normalizer::Hardmax) {
-    hardmax_attention_into(pattern, sz, scale, bf16 ? q_bf16 : *q, bf16 ? k_bf16 : *k, bf16 ? v_bf16 : *v, tensors,
-                           options.storage, out);
-    return;
-  }
-
   analysis::ClassifyOptions classify;
   classify.B = sz.B;
   classify.H = sz.H;
   classify.D = sz.D;
   // A mask that reads run-time tensors (document's segment ids) is classified per call from the values the
   // tensors hold over each tile, e.g. tiles whose query and key segment ids cannot meet are EMPTY.
-  std::optional<ExecutionPlan> per_call;
-  if (ir::uses_tensors(pattern.mask)) {
-    classify.load_bounds = analysis::make_load_bounds(tensors.views);
-    per_call.emplace(make_execution_plan(pattern, sz, sched, classify));
+  const bool per_call_tiles = ir::uses_tensors(pattern.mask);
+  if (per_call_tiles) classify.load_bounds = analysis::make_load_bounds(tensors.views);
+  if (pattern.normalizer == ir::Normalizer::Hardmax) {
+    hardmax_attention_into(pattern, sz, scale, bf16 ? q_bf16 : *q, bf16 ? k_bf16 : *k, bf16 ? v_bf16 : *v, tensors,
+                           classify, options.storage, out);
+    return;
   }
+
+  std::optional<ExecutionPlan> per_call;
+  if (per_call_tiles) per_call.emplace(make_execution_plan(pattern, sz, sched, classify));
   std::shared_ptr<const ExecutionPlan> cached;
   if (!per_call) cached = cached_execution_plan(pattern, sz, sched, classify);
   const ExecutionPlan& execution = per_call ? *per_call : *cached;

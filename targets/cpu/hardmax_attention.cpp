@@ -8,8 +8,6 @@
 #include <memory>
 #include <mutex>
 
-#include "compiler/analysis/tensor_value_bounds.h"
-#include "compiler/analysis/tile_classification.h"
 #include "compiler/ir/printer.h"
 #include "targets/common/kernel_symbols.h"
 #include "targets/cpu/attention_pipeline.h"
@@ -156,12 +154,7 @@ struct KeyWindows {
 };
 
 KeyWindows key_windows(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
-                       const targets::RuntimeTensorViews& tensors) {
-  analysis::ClassifyOptions classify;
-  classify.B = sz.B;
-  classify.H = sz.H;
-  classify.D = sz.D;
-  if (ir::uses_tensors(pattern.mask)) classify.load_bounds = analysis::make_load_bounds(tensors.views);
+                       const analysis::ClassifyOptions& classify) {
   const analysis::TileMap tiles = analysis::classify_tiles(pattern, sz.N, sz.M, kRowsPerBlock, kKeyTile, classify);
   KeyWindows windows;
   windows.first.assign(static_cast<size_t>(tiles.rows), 0);
@@ -185,7 +178,8 @@ KeyWindows key_windows(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
 
 void hardmax_attention_into(const ir::Pattern& pattern, const ir::AttentionSizes& sz, double scale,
                             const runtime::Tensor& q, const runtime::Tensor& k, const runtime::Tensor& v,
-                            const targets::RuntimeTensorViews& tensors, StorageType storage, runtime::Tensor& out) {
+                            const targets::RuntimeTensorViews& tensors, const analysis::ClassifyOptions& classify,
+                            StorageType storage, runtime::Tensor& out) {
   const HardmaxPipeline& p = cached_pipeline(pattern, static_cast<int>(sz.D), static_cast<int>(sz.Dv), storage);
   Halide::ParamMap params;
   if (storage == StorageType::Float32) {
@@ -207,7 +201,7 @@ void hardmax_attention_into(const ir::Pattern& pattern, const ir::AttentionSizes
   params.set(p.n_queries, static_cast<int32_t>(sz.N));
   params.set(p.m_keys, static_cast<int32_t>(sz.M));
   params.set(p.scale, static_cast<float>(scale));
-  KeyWindows windows = key_windows(pattern, sz, tensors);
+  KeyWindows windows = key_windows(pattern, sz, classify);
   params.set(p.first_key, Halide::Buffer<int32_t>(windows.first.data(), static_cast<int>(windows.first.size())));
   params.set(p.key_count, Halide::Buffer<int32_t>(windows.count.data(), static_cast<int>(windows.count.size())));
   params.set(p.key_span, windows.span);

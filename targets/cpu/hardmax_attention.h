@@ -9,6 +9,7 @@
 // re-indexing (strided, fixed) is not applied to hardmax, since ties must be broken in key order.
 #pragma once
 
+#include "compiler/analysis/tile_classification.h"
 #include "compiler/ir/evaluate.h"
 #include "compiler/ir/pattern.h"
 #include "runtime/tensor.h"
@@ -18,9 +19,11 @@
 namespace tessera::cpu {
 
 // `q`, `k`, `v` hold float32, or bf16 bits (uint16) when `storage` is BFloat16; `tensors` are the pattern's
-// run-time tensors, already validated and index-checked by the caller; `out` is float32 [B, H, N, Dv].
+// run-time tensors, already validated and index-checked by the caller; `classify` classifies this call's tiles
+// (the softmax kernels' options, load bounds included); `out` is float32 [B, H, N, Dv].
 void hardmax_attention_into(const ir::Pattern& pattern, const ir::AttentionSizes& sz, double scale,
                             const runtime::Tensor& q, const runtime::Tensor& k, const runtime::Tensor& v,
-                            const targets::RuntimeTensorViews& tensors, StorageType storage, runtime::Tensor& out);
+                            const targets::RuntimeTensorViews& tensors, const analysis::ClassifyOptions& classify,
+                            StorageType storage, runtime::Tensor& out);
 
 }  // namespace tessera::cpu

@@ -28,28 +28,19 @@ std::vector<uint16_t> device_elements(const Tensor& t, Element element) {
   return bits;
 }
 
-// A float32 tensor's bits as 16-bit halves, low half first: what the kernels' tiles hold for additive scoring.
-std::vector<uint16_t> float_bit_halves(const Tensor& t) {
-  std::vector<uint16_t> halves(static_cast<size_t>(2 * t.numel()));
-  std::memcpy(halves.data(), t.data<float>(), halves.size() * sizeof(uint16_t));
+// The rows of a float32 tensor (its last dimension) as 16-bit halves of their bits, low half first, zero-padded to
+// `width` floats: what the kernels' Q and K tiles hold for additive scoring.
+std::vector<uint16_t> padded_float_halves(const Tensor& t, int64_t width) {
+  const int64_t columns = t.shape().back();
+  const int64_t rows = columns == 0 ? 0 : t.numel() / columns;
+  std::vector<uint16_t> halves(static_cast<size_t>(2 * rows * width), 0);
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(&halves[static_cast<size_t>(2 * r * width)], t.data<float>() + r * columns,
+                static_cast<size_t>(columns) * sizeof(float));
   if constexpr (std::endian::native != std::endian::little) {
     for (size_t n = 0; n < halves.size(); n += 2) std::swap(halves[n], halves[n + 1]);
   }
   return halves;
-}
-
-// Rows of `t` (its last dimension) zero-padded to `width` columns.
-Tensor zero_padded_rows(const Tensor& t, int64_t width) {
-  const int64_t columns = t.shape().back();
-  std::vector<int64_t> shape = t.shape();
-  shape.back() = width;
-  Tensor out(runtime::DType::Float32, shape);
-  float* to = out.data<float>();
-  std::fill(to, to + out.numel(), 0.0f);
-  const float* from = t.data<float>();
-  for (int64_t r = 0; columns > 0 && r < t.numel() / columns; ++r)
-    std::copy(from + r * columns, from + (r + 1) * columns, to + r * width);
-  return out;
 }
 
 template <typename T>
@@ -114,8 +105,6 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
           fmt::format("the CUDA target supports additive scoring with 1 to 128 hidden units; '{}' of '{}' has A = {}",
                       pattern.additive.vector, pattern.name, A));
     }
-    additive.q = zero_padded_rows(additive.q, width);
-    additive.k = zero_padded_rows(additive.k, width);
     kernel_sizes = additive.sizes;
     kernel_sizes.D = 2 * width;
     kernel_inputs = additive.inputs;
@@ -146,10 +135,11 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
   source_ = attention_source(pattern, plan, config_);
   device.load(source_);
 
-  memory_.push_back(upload(device, additive_scoring ? float_bit_halves(*kernel_inputs.q)
+  // Additive scoring's rows of 16-bit elements hold kernel_sizes.D / 2 floats.
+  memory_.push_back(upload(device, additive_scoring ? padded_float_halves(*kernel_inputs.q, kernel_sizes.D / 2)
                                                     : device_elements(*kernel_inputs.q, options.element)));
   const void* q = memory_.back()->address();
-  memory_.push_back(upload(device, additive_scoring ? float_bit_halves(*kernel_inputs.k)
+  memory_.push_back(upload(device, additive_scoring ? padded_float_halves(*kernel_inputs.k, kernel_sizes.D / 2)
                                                     : device_elements(*kernel_inputs.k, options.element)));
   const void* k = memory_.back()->address();
   memory_.push_back(upload(device, device_elements(*kernel_inputs.v, options.element)));
