@@ -179,6 +179,8 @@ size_t {prefix}_workspace_bytes(int batch);
 /* Attention on `stream`, asynchronously. Device pointers:
  *   q [batch, {H}, {N}, {D}], k [batch, {Hkv}, {M}, {D}], v [batch, {Hkv}, {M}, {Dv}]: {element}
  *   out [batch, {H}, {N}, {Dv}]: float (rows with no allowed key are zeros)
+ *   v must be finite: these kernels multiply masked keys' values by 0 on tensor cores, so an Inf or NaN in v
+ *   reaches the rows of its key tile that may not see it (the run-time target guards it; this library does not).
  *   tensors: the pattern's run-time tensors, in this order, as device pointers:
 {tensors} *   workspace: {prefix}_workspace_bytes(batch) bytes
  * Returns a cudaError_t: 0 (cudaSuccess) once the work is queued. */

@@ -43,6 +43,31 @@ std::vector<uint16_t> padded_float_halves(const Tensor& t, int64_t width) {
   return halves;
 }
 
+// V's elements with Inf and NaN replaced by 0, and a flag per row (key) that held one: what kernels instantiated
+// with guard_values read. Empty when every element is finite.
+struct GuardedValues {
+  std::vector<uint16_t> finite;
+  std::vector<unsigned char> flags;
+};
+
+GuardedValues guard_nonfinite_values(const std::vector<uint16_t>& bits, Element element, int64_t row_length) {
+  const uint16_t exponent = element == Element::BFloat16 ? 0x7f80u : 0x7c00u;
+  GuardedValues guarded;
+  const size_t rows = row_length == 0 ? 0 : bits.size() / static_cast<size_t>(row_length);
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t e = r * row_length; e < (r + 1) * row_length; ++e) {
+      if ((bits[e] & exponent) != exponent) continue;
+      if (guarded.flags.empty()) {
+        guarded.flags.assign(rows, 0);
+        guarded.finite = bits;
+      }
+      guarded.flags[r] = 1;
+      guarded.finite[e] = 0;
+    }
+  }
+  return guarded;
+}
+
 template <typename T>
 std::unique_ptr<DeviceMemory> upload(AttentionDevice& device, const std::vector<T>& host) {
   auto memory = device.allocate(std::max<size_t>(1, host.size() * sizeof(T)));
@@ -131,7 +156,10 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
   plan_ = make_launch_plan(pattern, kernel_sizes, shapes, launch_options);
   const LaunchPlan& plan = plan_;
 
+  std::vector<uint16_t> v_bits = device_elements(*kernel_inputs.v, options.element);
+  const GuardedValues guarded = guard_nonfinite_values(v_bits, options.element, kernel_sizes.Dv);
   config_ = kernel_config(kernel_sizes, launch_options.schedule, options.element, device.wgmma());
+  config_.guard_values = !guarded.flags.empty();
   source_ = attention_source(pattern, plan, config_);
   device.load(source_);
 
@@ -142,8 +170,16 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
   memory_.push_back(upload(device, additive_scoring ? padded_float_halves(*kernel_inputs.k, kernel_sizes.D / 2)
                                                     : device_elements(*kernel_inputs.k, options.element)));
   const void* k = memory_.back()->address();
-  memory_.push_back(upload(device, device_elements(*kernel_inputs.v, options.element)));
+  memory_.push_back(upload(device, config_.guard_values ? guarded.finite : v_bits));
   const void* v = memory_.back()->address();
+  const void* v_raw = nullptr;
+  const unsigned char* value_flags = nullptr;
+  if (config_.guard_values) {
+    memory_.push_back(upload(device, v_bits));
+    v_raw = memory_.back()->address();
+    memory_.push_back(upload(device, guarded.flags));
+    value_flags = static_cast<const unsigned char*>(memory_.back()->address());
+  }
   tessera_cuda::PatternArgs pattern_args;
   pattern_args.H = static_cast<int32_t>(kernel_sizes.H);
   pattern_args.D = static_cast<int32_t>(kernel_sizes.D);
@@ -193,6 +229,8 @@ PreparedAttention::PreparedAttention(AttentionDevice& device, const ir::Pattern&
         static_cast<int32_t>(kernel_sizes.Hkv), static_cast<int32_t>(kernel_sizes.N),
         static_cast<int32_t>(kernel_sizes.M), static_cast<int32_t>(kernel_sizes.Dv), static_cast<float>(scale));
     params.pattern = pattern_args;
+    params.v_raw = v_raw;
+    params.value_flags = value_flags;
     for (size_t s = 0; s < component.symbol_values.size(); ++s) params.pattern.symbols[s] = component.symbol_values[s];
     params.query_origin_symbol = component.query_origin_symbol;
     params.key_origin_symbol = component.key_origin_symbol;

@@ -75,8 +75,8 @@ KernelSource attention_source(const ir::Pattern& pattern, const LaunchPlan& plan
     std::string name = fmt::format("tessera_attention_{}", c);
     text += fmt::format(
         "TESSERA_GLOBAL void TESSERA_LAUNCH_BOUNDS({}) {}(const tessera_cuda::KernelParams p) {{\n"
-        "  tessera_cuda::attention_block<{}::Pattern{}, {}::Traits>(p);\n}}\n",
-        kernel_threads(config), name, functor_namespace, c, functor_namespace);
+        "  tessera_cuda::attention_block<{}::Pattern{}, {}::Traits{}>(p);\n}}\n",
+        kernel_threads(config), name, functor_namespace, c, functor_namespace, config.guard_values ? ", true" : "");
     source.kernels.push_back(std::move(name));
   }
   return source;

@@ -23,6 +23,9 @@ struct KernelConfig {
   int64_t stages = 2;
   Element element = Element::BFloat16;
   bool wgmma = false;  // the sm_90a kernel (warpgroup MMA); query tiles are then multiples of 64
+  // V holds Inf or NaN: the kernels keep them out of pairs that are not kept (flash_attention.cuh,
+  // add_nonfinite_values) and read KernelParams::v_raw and value_flags.
+  bool guard_values = false;
 };
 
 // The kernel configuration of a call of sizes `sz` run with `schedule` (resolved: see resolve_schedule).

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "targets/cuda/cuda_attention.h"
@@ -58,6 +59,38 @@ TEST(CudaGpuDecoding, SplitKeysMergeByLogSumExp) {
   EXPECT_LE(max_difference("causal", Shape{2, 8, 2, 1, 4000, 128, 128}, 3, options), kBf16Tolerance);
   options.attention.element = cuda::Element::Float16;
   EXPECT_LE(max_difference("causal & alibi", Shape{1, 4, 4, 4, 3000, 64, 64}, 4, options), 4e-3);
+}
+
+// Inf and NaN in V reach only the pairs that keep their key (the guarded kernels; see the emulated test).
+TEST(CudaGpuValues, NanAndInfPropagateOnlyThroughKeptPairs) {
+  if (!cuda::cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const Shape s{1, 4, 2, 300, 330, 64, 64};
+  cuda::CudaOptions options;
+  options.kernel_cache_dir = "none";
+  for (const char* expression : {"causal", "sliding_window(window=20) | strided(stride=16)", "causal & hardmax",
+                                 "luong_local_p(half_width=6)"}) {
+    SCOPED_TRACE(expression);
+    const ir::Pattern pattern = test::instantiate(expression);
+    test::RandomProblem problem(
+        pattern, s, 21, [&](const runtime::Tensor& t) { return cuda::element_values(t, options.attention.element); });
+    float* v = problem.v.data<float>();
+    for (int64_t g = 0; g < s.Hkv; ++g) {
+      v[(g * s.M + 320) * s.Dv + 3] = std::numeric_limits<float>::quiet_NaN();
+      v[(g * s.M + 170) * s.Dv + 5] = std::numeric_limits<float>::infinity();
+      v[(g * s.M + 33) * s.Dv + 1] = -std::numeric_limits<float>::infinity();
+    }
+    const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+    const runtime::Tensor got = cuda::attention(pattern, problem.inputs, options);
+    for (size_t e = 0; e < expected.size(); ++e) {
+      const double g = got.data<float>()[e], x = expected[e];
+      ASSERT_EQ(std::isnan(g), std::isnan(x)) << "element " << e << ": got " << g << ", reference " << x;
+      if (std::isinf(x)) {
+        ASSERT_EQ(g, x) << "element " << e;
+      } else if (!std::isnan(x)) {
+        ASSERT_LE(std::abs(g - x), kBf16Tolerance) << "element " << e;
+      }
+    }
+  }
 }
 
 }  // namespace

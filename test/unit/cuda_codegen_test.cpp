@@ -52,18 +52,8 @@ const std::vector<std::string> kPatterns = {
     "causal & additive",                      // v . tanh(q + k) per pair: D = 128 holds A = 64 floats
 };
 
-class CudaCodegen : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
-  const ir::Pattern pattern = test::instantiate(GetParam());
-  ir::AttentionSizes sz;
-  sz.B = 1;
-  sz.H = 4;
-  sz.Hkv = 4;
-  sz.N = 1024;
-  sz.M = 1024;
-  sz.D = 128;
-  sz.Dv = 128;
+// The run-time tensors' shapes for sizes `sz`.
+std::map<std::string, std::vector<int64_t>> tensor_shapes(const ir::Pattern& pattern, const ir::AttentionSizes& sz) {
   std::map<std::string, std::vector<int64_t>> shapes;
   if (pattern.input("segments")) shapes["segments"] = {sz.B, sz.M};
   if (pattern.input("rel")) shapes["rel"] = {sz.H, 64, sz.D};
@@ -76,6 +66,27 @@ TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
   for (const char* name : {"additive_wq", "additive_wk"})
     if (pattern.input(name)) shapes[name] = {sz.H, 64, sz.D};
   if (pattern.input("additive_v")) shapes["additive_v"] = {sz.H, 64};
+  return shapes;
+}
+
+ir::AttentionSizes codegen_sizes() {
+  ir::AttentionSizes sz;
+  sz.B = 1;
+  sz.H = 4;
+  sz.Hkv = 4;
+  sz.N = 1024;
+  sz.M = 1024;
+  sz.D = 128;
+  sz.Dv = 128;
+  return sz;
+}
+
+class CudaCodegen : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaCodegen, CompilesForSm80AndSm90aWithTensorCores) {
+  const ir::Pattern pattern = test::instantiate(GetParam());
+  const ir::AttentionSizes sz = codegen_sizes();
+  const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(pattern, sz);
   cuda::LaunchOptions options;
   const cuda::LaunchPlan plan = cuda::make_launch_plan(pattern, sz, shapes, options);
   const std::string ptxas = cuda::find_cuda_tool("ptxas");
@@ -137,6 +148,38 @@ INSTANTIATE_TEST_SUITE_P(StandardLibrary, CudaCodegen, ::testing::ValuesIn(kPatt
   for (char c : info.param) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
   return name;
 });
+
+// Kernels instantiated for V holding Inf or NaN (the guarded variant: kept pairs add their keys' non-finite
+// values after P V, across the quad by shfl.sync.idx) compile through NVRTC and ptxas on both architectures.
+TEST(CudaCodegen, GuardedValueKernelsCompile) {
+  const std::string ptxas = cuda::find_cuda_tool("ptxas");
+  // One pattern per architecture (each NVRTC compile takes ~13 s here): a weight on sm_80, hardmax on sm_90a.
+  for (const auto& [expression, wgmma] : {std::pair{"causal & luong_local_p(half_width=64)", false},
+                                          std::pair{"causal & alibi & sample(seed=1)", true}}) {
+    const ir::Pattern pattern = test::instantiate(expression);
+    const ir::AttentionSizes sz = codegen_sizes();
+    const cuda::LaunchPlan plan = cuda::make_launch_plan(pattern, sz, tensor_shapes(pattern, sz), {});
+    {
+      SCOPED_TRACE(testing::Message() << expression << (wgmma ? " sm_90a" : " sm_80"));
+      cuda::KernelConfig config =
+          cuda::kernel_config(sz, {.block_m = plan.block_m, .block_n = plan.block_n}, cuda::Element::BFloat16, wgmma);
+      config.guard_values = true;
+      const cuda::KernelSource source = cuda::attention_source(pattern, plan, config);
+      EXPECT_NE(source.text.find("::Traits, true>(p)"), std::string::npos);
+      cuda::NvrtcSource nvrtc{"tessera_attention.cu", source.text, {}, {}};
+      for (const cuda::KernelHeader& header : cuda::kernel_headers())
+        nvrtc.headers.emplace_back(header.name, header.text);
+      const cuda::CudaArch arch = cuda::parse_cuda_arch(wgmma ? "sm_90a" : "sm_80");
+      const cuda::NvrtcResult result = cuda::compile_to_ptx(nvrtc, arch, "");
+      EXPECT_NE(result.ptx.find("shfl.sync.idx.b32"), std::string::npos);
+      if (!ptxas.empty()) {
+        const cuda::PtxasReport report = cuda::assemble_ptx(result.ptx, arch, ptxas);
+        EXPECT_TRUE(report.ok) << report.log;
+        std::cout << "ptxas (guarded values) for " << expression << ":\n" << report.log << "\n";
+      }
+    }
+  }
+}
 
 }  // namespace
 }  // namespace tessera

@@ -121,6 +121,51 @@ TEST(CudaEmulated, HardmaxTiesGoToTheLowestAllowedKey) {
   }
 }
 
+// NaN and Inf in V propagate as in the reference: through kept pairs (a hardmax row's choice, a weighted pair
+// times its weight's sign), never through masked keys or keys a hardmax row did not choose, where the tensor-core
+// product alone would give 0 * Inf = NaN. Re-indexed views, GQA and both kernels.
+TEST(CudaEmulated, NanAndInfInValuesPropagateOnlyThroughKeptPairs) {
+  const Shape s{1, 4, 2, 100, 130, 64, 64};
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  cuda::CudaAttentionOptions options;
+  options.schedule.block_n = 32;
+  for (bool wgmma : {false, true}) {
+    options.schedule.block_m = 64;
+    for (const char* expression : {"causal", "sliding_window(window=20) | strided(stride=16)", "causal & hardmax",
+                                   "luong_local_p(half_width=6)"}) {
+      SCOPED_TRACE(testing::Message() << expression << (wgmma ? " sm_90a" : " sm_80"));
+      const ir::Pattern pattern = test::instantiate(expression);
+      test::RandomProblem problem(
+          pattern, s, 21, [](const runtime::Tensor& t) { return cuda::element_values(t, cuda::Element::BFloat16); });
+      float* v = problem.v.data<float>();
+      for (int64_t g = 0; g < s.Hkv; ++g) {
+        v[(g * s.M + 120) * s.Dv + 3] = nan;  // a late key: masked for most causal rows
+        v[(g * s.M + 70) * s.Dv + 5] = inf;
+        v[(g * s.M + 70) * s.Dv + 9] = -inf;
+        v[(g * s.M + 33) * s.Dv + 0] = inf;
+        v[(g * s.M + 33) * s.Dv + 1] = nan;
+      }
+      const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+      const runtime::Tensor got = cuda::run_attention(device(wgmma), pattern, problem.inputs, options);
+      int64_t nan_elements = 0, inf_elements = 0;
+      for (size_t e = 0; e < expected.size(); ++e) {
+        const double g = got.data<float>()[e], x = expected[e];
+        ASSERT_EQ(std::isnan(g), std::isnan(x)) << "element " << e << ": got " << g << ", reference " << x;
+        if (std::isnan(x)) {
+          ++nan_elements;
+        } else if (std::isinf(x)) {
+          ++inf_elements;
+          ASSERT_EQ(g, x) << "element " << e;
+        } else {
+          ASSERT_LE(std::abs(g - x), kBf16Tolerance) << "element " << e;
+        }
+      }
+      EXPECT_GT(nan_elements, 0);
+      EXPECT_GT(inf_elements, 0);
+    }
+  }
+}
+
 // Additive scoring replaces Q and K by their projections, so any head dimension D works (the projections' A up to
 // 128 is the kernel's limit), and fp16 V as well.
 TEST(CudaEmulated, AdditiveScoringAtAnyHeadDimension) {

@@ -279,7 +279,7 @@ TEST(WarpEmulator, PrimitivesForwardTheRest) {
   }
 }
 
-// ---- shfl.sync.bfly ----
+// ---- shfl.sync.bfly and .idx ----
 
 TEST(WarpEmulator, ShflXorReadsLaneXorMaskWithinTheWarp) {
   std::vector<float> single(64), masked(64), sums(64);
@@ -299,6 +299,22 @@ TEST(WarpEmulator, ShflXorReadsLaneXorMaskWithinTheWarp) {
     float expected = 0;
     for (unsigned l = 0; l < 32; ++l) expected += static_cast<float>(warp + l) * 3.0f + 0.5f;
     EXPECT_EQ(sums[t], expected) << t;
+  }
+}
+
+// shfl.sync.idx: lane l reads the value of lane b[4:0] of its own warp.
+TEST(WarpEmulator, ShflIndexReadsTheGivenLaneOfItsWarp) {
+  std::vector<float> quad(64), masked(64);
+  em::launch(block_of(64), [&] {
+    const unsigned t = em::thread_index();
+    const float mine = static_cast<float>(t) * 3.0f + 0.5f;
+    quad[t] = em::shfl_index(mine, static_cast<int>((t % 32 & ~3u) | 2u));  // lane 2 of the quad
+    masked[t] = em::shfl_index(mine, 32 + 7);
+  });
+  for (unsigned t = 0; t < 64; ++t) {
+    const unsigned warp = t / 32 * 32, lane = t % 32;
+    EXPECT_EQ(quad[t], static_cast<float>(warp + ((lane & ~3u) | 2u)) * 3.0f + 0.5f) << t;
+    EXPECT_EQ(masked[t], static_cast<float>(warp + 7) * 3.0f + 0.5f) << t;
   }
 }
 

@@ -11,7 +11,8 @@
 //     elements" (thread l receives row l / 4, columns 2 * (l % 4) and + 1; .trans loads the matrix column-major);
 //   - "cp.async", "cp.async.commit_group", "cp.async.wait_group";
 //   - "cvt" (.rn.f16x2.f32 / .rn.bf16x2.f32: input a goes to the upper half, b to the lower half);
-//   - "shfl.sync" (.bfly: source lane = laneid ^ b[4:0]; with c = 0x1f every lane is in range);
+//   - "shfl.sync" (.bfly: source lane = laneid ^ b[4:0]; .idx: source lane = b[4:0]; with c = 0x1f and membermask
+//     0xffffffff every lane is in range);
 //   - "bar.sync" (barrier 0 with no thread count: every thread of the CTA);
 //   - "ex2.approx.ftz.f32";
 //   - 9.7.15 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions" (wgmma): 9.7.15.5.1.1.1
@@ -52,13 +53,14 @@ constexpr size_t kStackBytes = 256 * 1024;
 constexpr size_t kSharedAlignment = 128;
 constexpr unsigned char kPoison = 0xFF;  // 0xFFFF is a NaN in f16 and bf16, 0xFFFFFFFF a NaN in f32
 
-enum class Op { None, BlockSync, Shfl, Mma, Ldmatrix, WgmmaFence, Wgmma, WgmmaCommit, WgmmaWait };
+enum class Op { None, BlockSync, Shfl, ShflIndex, Mma, Ldmatrix, WgmmaFence, Wgmma, WgmmaCommit, WgmmaWait };
 
 const char* op_name(Op op) {
   switch (op) {
     case Op::None: return "nothing";
     case Op::BlockSync: return "block_sync (bar.sync)";
     case Op::Shfl: return "shfl_xor (shfl.sync.bfly)";
+    case Op::ShflIndex: return "shfl_index (shfl.sync.idx)";
     case Op::Mma: return "mma_m16n8k16 (mma.sync)";
     case Op::Ldmatrix: return "ldmatrix_x4 (ldmatrix.sync)";
     case Op::WgmmaFence: return "wgmma_fence (wgmma.fence)";
@@ -69,7 +71,7 @@ const char* op_name(Op op) {
   return "?";
 }
 
-bool is_warp_op(Op op) { return op == Op::Shfl || op == Op::Mma || op == Op::Ldmatrix; }
+bool is_warp_op(Op op) { return op == Op::Shfl || op == Op::ShflIndex || op == Op::Mma || op == Op::Ldmatrix; }
 bool is_warpgroup_op(Op op) {
   return op == Op::WgmmaFence || op == Op::Wgmma || op == Op::WgmmaCommit || op == Op::WgmmaWait;
 }
@@ -229,7 +231,7 @@ void release_barrier_if_complete(Launch& launch) {
   }
 }
 
-void compute_shfl(Launch& launch, unsigned first);
+void compute_shfl(Launch& launch, unsigned first, bool butterfly);
 void compute_mma(Launch& launch, unsigned first);
 void compute_ldmatrix(Launch& launch, unsigned first);
 void compute_wgmma(Launch& launch, unsigned first);
@@ -283,7 +285,8 @@ void arrive_at_collective(Launch& launch, Op op) {
     return;
   }
   switch (op) {
-    case Op::Shfl: compute_shfl(launch, first); break;
+    case Op::Shfl: compute_shfl(launch, first, true); break;
+    case Op::ShflIndex: compute_shfl(launch, first, false); break;
     case Op::Mma: compute_mma(launch, first); break;
     case Op::Ldmatrix: compute_ldmatrix(launch, first); break;
     case Op::Wgmma: compute_wgmma(launch, first); break;
@@ -296,11 +299,13 @@ void arrive_at_collective(Launch& launch, Op op) {
   }
 }
 
-// shfl.sync.bfly.b32 with membermask 0xffffffff and c = 0x1f: lane l reads the value of lane l ^ b[4:0].
-void compute_shfl(Launch& launch, unsigned first) {
+// shfl.sync.{bfly,idx}.b32 with membermask 0xffffffff and c = 0x1f: lane l reads the value of lane l ^ b[4:0]
+// (bfly) or of lane b[4:0] (idx).
+void compute_shfl(Launch& launch, unsigned first, bool butterfly) {
   for (unsigned lane = 0; lane < kWarpSize; ++lane) {
     Fiber& fiber = *launch.fibers[first + lane];
-    const unsigned source = lane ^ (static_cast<unsigned>(fiber.shfl_mask) & 0x1fu);
+    const unsigned b = static_cast<unsigned>(fiber.shfl_mask) & 0x1fu;
+    const unsigned source = butterfly ? lane ^ b : b;
     fiber.shfl_result = launch.fibers[first + source]->shfl_value;
   }
 }
@@ -815,6 +820,15 @@ float shfl_xor(float value, int lane_mask) {
   me.shfl_value = value;
   me.shfl_mask = lane_mask;
   arrive_at_collective(launch, Op::Shfl);
+  return me.shfl_result;
+}
+
+float shfl_index(float value, int source_lane) {
+  Launch& launch = active("shfl_index()");
+  Fiber& me = self(launch);
+  me.shfl_value = value;
+  me.shfl_mask = source_lane;
+  arrive_at_collective(launch, Op::ShflIndex);
   return me.shfl_result;
 }
 

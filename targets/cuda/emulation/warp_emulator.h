@@ -5,7 +5,7 @@
 // launch() runs a grid block by block; a block's threads run as fibers (one stack each) on the calling thread,
 // switched only at the collective operations. Collectives follow the PTX ISA:
 //   - block_sync (bar.sync 0): every thread of the block;
-//   - shfl_xor, mma_m16n8k16, ldmatrix_x4: every lane of one warp (threads 32w .. 32w+31), which must all
+//   - shfl_xor, shfl_index, mma_m16n8k16, ldmatrix_x4: every lane of one warp (threads 32w .. 32w+31), which must all
 //     reach the same operation (a divergent warp is reported as an error);
 //   - wgmma_fence, wgmma_m64k16, wgmma_commit_group, wgmma_wait_group: every thread of one warpgroup (threads
 //     128g .. 128g+127), which must all reach the same operation (.sync.aligned);
@@ -42,6 +42,7 @@ unsigned thread_index();         // threadIdx.x
 unsigned block_index(int axis);  // blockIdx.x / y / z for axis 0 / 1 / 2
 void block_sync();
 float shfl_xor(float value, int lane_mask);
+float shfl_index(float value, int source_lane);
 char* dynamic_shared_memory();  // 128-byte aligned, shape.shared_bytes long
 
 enum class Element { BFloat16, Float16 };

@@ -50,6 +50,11 @@ struct KernelParams {
   const i32* tiles = nullptr;         // tile list entries
   // PatternArgs::symbols indices that take the view's query / key origin, or -1.
   i32 query_origin_symbol = -1, key_origin_symbol = -1;
+  // Kernels instantiated to guard non-finite values (attention_block's GuardValues): v holds V with every Inf and
+  // NaN element replaced by 0, v_raw the values as given, and value_flags [B, Hkv, M] is 1 for a key whose row of
+  // V holds one. Unused (null) otherwise.
+  const void* v_raw = nullptr;
+  const unsigned char* value_flags = nullptr;
   PatternArgs pattern;  // N and M are set per view by the kernel
 };
 

@@ -261,7 +261,45 @@ TESSERA_DEVICE void hardmax_update(float (*s)[4], float (*o)[4], float row_max[2
   }
 }
 
-template <class Pattern, class Traits>
+// Non-finite values in V (kernels instantiated with GuardValues). P V on tensor cores sums p * v over every key of
+// the tile, so a key whose P is 0 (masked, or not a hardmax row's choice) would still turn an Inf or NaN of its
+// value row into 0 * Inf = NaN, where the reference leaves it out. The V tile therefore holds those elements as 0,
+// and here each kept pair of a flagged key adds its key's non-finite elements to O: Inf or NaN times a positive
+// p is the element itself (times the sign of a pattern weight; a weight of 0 gives NaN, as 0 * Inf does), which is
+// what the reference's sum gets. `kept` says which of this thread's S elements were kept (hardmax: chosen);
+// `sign` holds the weights' signs. Flags are uniform over the warp, so every lane takes the same shuffles.
+template <class T, int KeyBlocks, int ValueBlocks>
+TESSERA_DEVICE void add_nonfinite_values(float (*o)[4], const bool (*kept)[4], const float (*sign)[4], const u16* v_raw,
+                                         const unsigned char* flags, const IndexView& keys, i32 j0, int lane) {
+  const int quad = lane & ~3;
+  TESSERA_UNROLL for (int n = 0; n < KeyBlocks; ++n) {
+    TESSERA_UNROLL for (int c = 0; c < 8; ++c) {
+      const i32 j = j0 + 8 * n + c;
+      if (j >= keys.count) continue;
+      const i32 key = original_index(keys, j);
+      if (flags[key] == 0) continue;
+      const u16* row = v_raw + static_cast<i64>(key) * T::kValueDim;
+      TESSERA_UNROLL for (int r = 0; r < 2; ++r) {
+        // The lane of the quad holding (row r, column c) of this n8 block: fragments::accumulator_col.
+        const int e = 2 * r + (c & 1);
+        const float keep = shfl_index(kept[n][e] ? 1.0f : 0.0f, quad | (c >> 1));
+        const float factor = shfl_index(sign[n][e], quad | (c >> 1));
+        if (keep == 0.0f) continue;
+        TESSERA_UNROLL for (int d = 0; d < ValueBlocks; ++d) {
+          TESSERA_UNROLL for (int x = 0; x < 2; ++x) {
+            const u16 bits = row[8 * d + fragments::accumulator_col(lane, 2 * r + x)];
+            const float value =
+                T::kElement == ElementKind::BFloat16 ? bf16_bits_to_float(bits) : f16_bits_to_float(bits);
+            if (value - value != 0.0f) o[d][2 * r + x] += value * factor;  // Inf - Inf and NaN - NaN are NaN
+          }
+        }
+      }
+    }
+  }
+}
+
+// GuardValues: V holds non-finite values (see add_nonfinite_values); the host instantiates it only then.
+template <class Pattern, class Traits, bool GuardValues = false>
 TESSERA_DEVICE void attention_block(const KernelParams& p) {
   using T = Traits;
   using Mma = typename T::MmaPolicy;
@@ -360,6 +398,14 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
     const bool ragged = j0 + T::kBlockN > view.keys.count;
     // The pattern's weights of the kept pairs: they scale P in P V after the row sums have taken P unweighted.
     float weights[Pattern::kHasWeight ? kKeyBlocks : 1][4];
+    // GuardValues only: which pairs are kept, and the signs of their weights.
+    [[maybe_unused]] bool kept[GuardValues ? kKeyBlocks : 1][4];
+    [[maybe_unused]] float sign[GuardValues ? kKeyBlocks : 1][4];
+    if constexpr (GuardValues) {
+      TESSERA_UNROLL for (int n = 0; n < kKeyBlocks; ++n) {
+        TESSERA_UNROLL for (int e = 0; e < 4; ++e) sign[n][e] = 1.0f;
+      }
+    }
     TESSERA_UNROLL for (int n = 0; n < kKeyBlocks; ++n) {
       TESSERA_UNROLL for (int e = 0; e < 4; ++e) {
         const i32 i = rows[e >> 1];
@@ -376,6 +422,13 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
         if constexpr (Pattern::kHasWeight) weights[n][e] = keep ? Pattern::weight(args, b, h, i, j, q_row) : 0.0f;
         // Hardmax only compares scores: the log2 scaling could round two different ones into a tie.
         s[n][e] = keep ? (Pattern::kHardmax ? x : x * kLog2e) : minus_infinity();
+        if constexpr (GuardValues) {
+          kept[n][e] = keep;
+          if constexpr (Pattern::kHasWeight) {
+            const float w = weights[n][e];
+            sign[n][e] = w > 0.0f ? 1.0f : w < 0.0f ? -1.0f : w;  // 0 and NaN stay themselves
+          }
+        }
       }
     }
 
@@ -392,6 +445,17 @@ TESSERA_DEVICE void attention_block(const KernelParams& p) {
 
     // O += P V, P straight from the S accumulators (fragments.cuh).
     Mma::template pv<T>(o, s, v_tile, lane);
+    if constexpr (GuardValues) {
+      // A hardmax row keeps only its choice in this tile (P is 1 there), if any.
+      if constexpr (Pattern::kHardmax) {
+        TESSERA_UNROLL for (int n = 0; n < kKeyBlocks; ++n) {
+          TESSERA_UNROLL for (int e = 0; e < 4; ++e) kept[n][e] = s[n][e] != 0.0f;
+        }
+      }
+      add_nonfinite_values<T, kKeyBlocks, kValueBlocks>(
+          o, kept, sign, static_cast<const u16*>(p.v_raw) + static_cast<i64>(b * p.Hkv + kv_head) * p.M * T::kValueDim,
+          p.value_flags + static_cast<i64>(b * p.Hkv + kv_head) * p.M, view.keys, j0, lane);
+    }
     // The next iteration loads into the stage this one read.
     block_sync();
   }

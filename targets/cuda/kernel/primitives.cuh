@@ -25,6 +25,7 @@ TESSERA_DEVICE void block_sync() { __syncthreads(); }
 
 // Every lane of the warp takes part.
 TESSERA_DEVICE float shfl_xor(float value, int lane_mask) { return __shfl_xor_sync(0xffffffffu, value, lane_mask); }
+TESSERA_DEVICE float shfl_index(float value, int source_lane) { return __shfl_sync(0xffffffffu, value, source_lane); }
 
 TESSERA_DEVICE char* dynamic_shared_memory() {
   extern __shared__ __align__(128) char tessera_shared[];
@@ -144,6 +145,7 @@ TESSERA_DEVICE u32 block_index_y() { return emulation::block_index(1); }
 TESSERA_DEVICE u32 block_index_z() { return emulation::block_index(2); }
 TESSERA_DEVICE void block_sync() { emulation::block_sync(); }
 TESSERA_DEVICE float shfl_xor(float value, int lane_mask) { return emulation::shfl_xor(value, lane_mask); }
+TESSERA_DEVICE float shfl_index(float value, int source_lane) { return emulation::shfl_index(value, source_lane); }
 TESSERA_DEVICE char* dynamic_shared_memory() { return emulation::dynamic_shared_memory(); }
 TESSERA_DEVICE void mma_m16n8k16_bf16(float d[4], const u32 a[4], const u32 b[2]) {
   emulation::mma_m16n8k16(emulation::Element::BFloat16, d, a, b);
