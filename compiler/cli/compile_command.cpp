@@ -55,12 +55,18 @@ int run_compile_cuda(const CompileOptions& o, const cpu::AotRequest& common) {
     throw UserError(e.what());
   }
   if (o.dtype == "f32") throw UserError("--target cuda takes --dtype bf16 (the default there) or f16");
-  if (!o.schedule.empty()) throw UserError("--schedule is a CPU schedule; the CUDA target uses its defaults");
+  if (!o.schedule.empty())
+    throw UserError("--schedule is a CPU schedule; the CUDA target uses the tuning cache or its defaults");
   request.element = o.dtype == "f16" ? cuda::Element::Float16 : cuda::Element::BFloat16;
   request.pattern = common.pattern;
   request.name = common.name;
   request.sizes = common.sizes;
   request.tensor_sizes = common.tensor_sizes;
+  // Schedules tuned on a GPU of this architecture (`tessera tune --target cuda` there) are baked in.
+  const CudaScheduleChoice tuned =
+      tuned_cuda_library_schedule(o.tune_cache, request.pattern, request.sizes, request.element, request.arch);
+  request.schedule = tuned.schedule;
+  request.schedule_source = tuned.source;
   request.output_dir = o.output_dir;
   request.nvcc = cuda::find_cuda_tool("nvcc");
   if (request.nvcc.empty()) throw UserError("--target cuda needs nvcc: install the CUDA toolkit or set CUDA_HOME");
@@ -71,9 +77,9 @@ int run_compile_cuda(const CompileOptions& o, const cpu::AotRequest& common) {
     throw UserError(e.what());
   }
   std::cout << fmt::format(
-      "compiled {} for {} (schedule: {})\n  library: {}\n  header:  {}\n  ptx:     {}\n  ptxas:   {}\n",
-      request.pattern.name, cuda::arch_name(request.arch), cuda::describe(result.schedule), result.library,
-      result.header, result.ptx, result.ptxas_log);
+      "compiled {} for {} (schedule: {}, {})\n  library: {}\n  header:  {}\n  ptx:     {}\n  ptxas:   {}\n",
+      request.pattern.name, cuda::arch_name(request.arch), cuda::describe(result.schedule), request.schedule_source,
+      result.library, result.header, result.ptx, result.ptxas_log);
   std::cout << result.ptxas_report;
   return 0;
 }

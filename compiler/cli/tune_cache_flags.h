@@ -10,6 +10,7 @@
 #include "targets/cpu/tuned_schedules.h"
 #include "targets/cuda/kernel_source.h"
 #include "targets/cuda/launch_plan.h"
+#include "targets/cuda/nvrtc_compiler.h"
 
 namespace tessera::cli {
 
@@ -32,5 +33,14 @@ struct CudaScheduleChoice {
 };
 CudaScheduleChoice tuned_cuda_schedule(const TuneCacheFlags& flags, const ir::Pattern& pattern,
                                        const targets::AttentionInputs& inputs, cuda::Element element);
+
+// For a library compiled ahead of time for `arch` (no GPU needed): the schedule the cache holds for `pattern` at
+// sizes `sz` with `element` on a GPU of that architecture, with the GPU it was tuned on in `source` ("tuned on
+// sm_90a NVIDIA H100 80GB HBM3", or "tuned for <bucket> on …" for the nearest bucket). Where the cache holds
+// entries from several such GPUs, the one present here is preferred, else the first in the file. The defaults
+// and "default" otherwise or with --no-tune-cache.
+CudaScheduleChoice tuned_cuda_library_schedule(const TuneCacheFlags& flags, const ir::Pattern& pattern,
+                                               const ir::AttentionSizes& sz, cuda::Element element,
+                                               const cuda::CudaArch& arch);
 
 }  // namespace tessera::cli

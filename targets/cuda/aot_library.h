@@ -22,6 +22,7 @@ struct CudaAotRequest {
   ir::AttentionSizes sizes;                     // everything but B, which each call chooses
   std::map<std::string, int64_t> tensor_sizes;  // run-time tensor dimensions that are not attention sizes (R)
   CudaSchedule schedule;                        // block_m / block_n 0: the defaults for the head dimension
+  std::string schedule_source = "default";      // where the schedule came from, for the header ("tuned on …")
   Element element = Element::BFloat16;
   CudaArch arch;
   std::string output_dir;
