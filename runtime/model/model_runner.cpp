@@ -169,6 +169,7 @@ struct ModelRunner::State {
   struct KvCache {
     Tensor k, v;  // [B, kv_heads, capacity, head_dim]
     int64_t capacity = 0;
+    bool finite_values = true;  // every value row appended so far is finite: attention skips its per-call scan
   };
   std::map<int, KvCache> caches;                      // streamed self-attention nodes
   std::map<int, std::pair<Tensor, Tensor>> fixed_kv;  // streamed queries over a static context: K, V heads
@@ -563,6 +564,8 @@ struct ModelRunner::State {
     std::vector<int> scratch{q_slot};
     Tensor q = Tensor::borrow(DType::Float32, {batch, H, n, d}, arena.data(q_slot));
     Tensor k, v;
+    int64_t cache_keys = -1;     // >= 0: k and v are a KV cache holding this many keys per head
+    bool values_finite = false;  // known without a scan (the cache's appended rows were checked)
     if (pass == Pass::Step && !streams[ctx]) {
       // Queries streamed over a fixed context: its keys and values were projected once in begin_decoding.
       const auto& [fk, fv] = fixed_kv.at(static_cast<int>(i));
@@ -587,19 +590,31 @@ struct ModelRunner::State {
           std::memcpy(cache.v.data<float>() + (bg * cache.capacity + position) * d, arena.data(v_slot) + bg * m * d,
                       static_cast<size_t>(m * d) * sizeof(float));
         }
-        // The kernels read K and V densely: gather the cache's first `total` rows per head.
-        const int gk = arena.acquire(batch * G * total * d);
-        const int gv = arena.acquire(batch * G * total * d);
-        scratch.push_back(gk);
-        scratch.push_back(gv);
-        for (int64_t bg = 0; bg < batch * G; ++bg) {
-          std::memcpy(arena.data(gk) + bg * total * d, cache.k.data<float>() + bg * cache.capacity * d,
-                      static_cast<size_t>(total * d) * sizeof(float));
-          std::memcpy(arena.data(gv) + bg * total * d, cache.v.data<float>() + bg * cache.capacity * d,
-                      static_cast<size_t>(total * d) * sizeof(float));
+        const float* appended = arena.data(v_slot);
+        cache.finite_values = cache.finite_values && std::all_of(appended, appended + batch * G * m * d,
+                                                                 [](float x) { return std::isfinite(x); });
+        values_finite = cache.finite_values;
+        // The kernels read the cache's first `total` rows per head where they lie (attention_over_cache_into).
+        cache_keys = total;
+        if (node.evolving) {
+          // Evolving attention reads K and V densely: gather those rows.
+          const int gk = arena.acquire(batch * G * total * d);
+          const int gv = arena.acquire(batch * G * total * d);
+          scratch.push_back(gk);
+          scratch.push_back(gv);
+          for (int64_t bg = 0; bg < batch * G; ++bg) {
+            std::memcpy(arena.data(gk) + bg * total * d, cache.k.data<float>() + bg * cache.capacity * d,
+                        static_cast<size_t>(total * d) * sizeof(float));
+            std::memcpy(arena.data(gv) + bg * total * d, cache.v.data<float>() + bg * cache.capacity * d,
+                        static_cast<size_t>(total * d) * sizeof(float));
+          }
+          k = Tensor::borrow(DType::Float32, {batch, G, total, d}, arena.data(gk));
+          v = Tensor::borrow(DType::Float32, {batch, G, total, d}, arena.data(gv));
+          cache_keys = -1;
+        } else {
+          k = Tensor::borrow(DType::Float32, {batch, G, cache.capacity, d}, cache.k.data<float>());
+          v = Tensor::borrow(DType::Float32, {batch, G, cache.capacity, d}, cache.v.data<float>());
         }
-        k = Tensor::borrow(DType::Float32, {batch, G, total, d}, arena.data(gk));
-        v = Tensor::borrow(DType::Float32, {batch, G, total, d}, arena.data(gv));
       } else {
         k = Tensor::borrow(DType::Float32, {batch, G, m, d}, arena.data(k_slot));
         v = Tensor::borrow(DType::Float32, {batch, G, m, d}, arena.data(v_slot));
@@ -622,10 +637,10 @@ struct ModelRunner::State {
     scratch.push_back(o_slot);
     Tensor heads_out = Tensor::borrow(DType::Float32, {batch, H, n, d}, arena.data(o_slot));
     const auto kernel_start = std::chrono::steady_clock::now();
-    // A decoding step has a few queries: a 128-row query tile would compute mostly padding. 16 rows (one vector
-    // of queries) measured 4.3x faster for one query over 2048 keys (GPT-2 small's heads, bench/RESULTS.md).
+    // A decoding step has a few queries: a 128-row query tile would compute mostly padding.
     cpu::CpuOptions attention_options = options.attention;
-    if (n <= 16) attention_options.schedule.block_q = std::min<int64_t>(attention_options.schedule.block_q, 16);
+    attention_options.schedule = cpu::few_query_schedule(attention_options.schedule, n);
+    attention_options.values_finite = values_finite;
     if (node.evolving) {
       // The layer reads the map of the evolving layer before it and keeps its own for the next one.
       targets::EvolvingAttentionInputs evolving;
@@ -641,6 +656,8 @@ struct ModelRunner::State {
       // Each map has one reader, the next layer of its chain: it is dropped once read.
       if (node.evolving_previous >= 0) evolving_maps.erase(node.evolving_previous);
       evolving_maps[static_cast<int>(i)] = std::move(result.map);
+    } else if (cache_keys >= 0) {
+      cpu::attention_over_cache_into(*node.pattern, inputs, cache_keys, heads_out, attention_options);
     } else {
       cpu::attention_into(*node.pattern, inputs, heads_out, attention_options);
     }

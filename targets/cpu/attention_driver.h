@@ -81,6 +81,7 @@ struct Problem {
   halide_type_t qkv_type = halide_type_t(halide_type_float, 32);  // or uint16: bf16 bits
   float* out = nullptr;                                           // [B,H,N,Dv]
   int64_t B = 0, H = 0, Hkv = 0, N = 0, M = 0, D = 0, Dv = 0;
+  int64_t key_rows = 0;  // rows per K/V head in memory, M of them keys (a KV cache with room to grow); 0: M
   float scale = 1.0f;
   std::vector<const halide_buffer_t*> tensors;  // ordered by name
   int64_t block_q = 128;                        // the kernels' query tile
@@ -243,8 +244,9 @@ inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, cons
   ViewArgs a;
   a.q = Buffer::rows(p.q, p.B, p.H, p.N, p.D, view.queries, p.qkv_type);
   const IndexView all_keys{0, 1, p.M, 1};  // the kernels address a view's keys themselves
-  a.k = Buffer::rows(p.k, p.B, p.Hkv, p.M, p.D, all_keys, p.qkv_type);
-  a.v = Buffer::rows(p.v, p.B, p.Hkv, p.M, p.Dv, all_keys, p.qkv_type);
+  const int64_t key_rows = p.key_rows > 0 ? p.key_rows : p.M;
+  a.k = Buffer::rows(p.k, p.B, p.Hkv, key_rows, p.D, all_keys, p.qkv_type);
+  a.v = Buffer::rows(p.v, p.B, p.Hkv, key_rows, p.Dv, all_keys, p.qkv_type);
   a.acc = Buffer::rows(acc, p.B, p.H, p.N, p.Dv, view.queries);
   a.max = Buffer::rows(max, p.B, p.H, p.N, 0, view.queries);
   a.sum = Buffer::rows(sum, p.B, p.H, p.N, 0, view.queries);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -185,7 +186,7 @@ bool exponentiate_additive_projections(targets::AdditiveProjection& projected) {
 void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& projected, const ir::AttentionSizes& sz,
                  double scale, const targets::RuntimeTensorViews& tensors,
                  const std::map<std::string, std::vector<int64_t>>& shapes, Tensor& out, const CpuOptions& options,
-                 bool additive_exponentials = false) {
+                 bool additive_exponentials = false, int64_t key_rows = 0) {
   const CpuSchedule sched =
       options.tuned ? options.tuned->choose(pattern, sz, options.storage, options.schedule).schedule : options.schedule;
   validate_schedule(sched);
@@ -197,6 +198,8 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   const Tensor* k = projected.k;
   const Tensor* v = projected.v;
   const bool bf16 = options.storage == StorageType::BFloat16;
+  if (key_rows > 0 && (bf16 || pattern.normalizer == ir::Normalizer::Hardmax))
+    throw std::logic_error("tessera internal error: a KV cache view reaches a kernel that reads dense K and V");
   // bf16 storage: Q, K, V rounded to bfloat16 (runtime::to_bfloat16); the kernels widen them by a shift and
   // accumulate in float32.
   Tensor q_bf16, k_bf16, v_bf16;
@@ -235,8 +238,17 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   const ExecutionPlan& execution = per_call ? *per_call : *cached;
   const std::vector<tessera_cpu_driver::ComponentPlan> components = driver_components(execution, pattern, sz, shapes);
 
-  const bool values_finite = bf16 ? tessera_cpu_driver::all_finite(v_bf16.data<uint16_t>(), v_bf16.numel())
-                                  : tessera_cpu_driver::all_finite(v->data<float>(), v->numel());
+  bool values_finite = true;
+  if (options.values_finite) {
+    // known to the caller
+  } else if (bf16) {
+    values_finite = tessera_cpu_driver::all_finite(v_bf16.data<uint16_t>(), v_bf16.numel());
+  } else if (key_rows > 0) {
+    for (int64_t head = 0; head < sz.B * sz.Hkv && values_finite; ++head)
+      values_finite = tessera_cpu_driver::all_finite(v->data<float>() + head * key_rows * sz.Dv, sz.M * sz.Dv);
+  } else {
+    values_finite = tessera_cpu_driver::all_finite(v->data<float>(), v->numel());
+  }
   std::vector<tessera_cpu_driver::Kernel> kernels;
   for (const planner::Component& component : execution.plan.components) {
     AttentionPipelineKey key =
@@ -274,6 +286,7 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   problem.M = sz.M;
   problem.D = sz.D;
   problem.Dv = sz.Dv;
+  problem.key_rows = key_rows;
   problem.scale = static_cast<float>(scale);
   for (const tessera_cpu_driver::Buffer& b : tensor_buffers) problem.tensors.push_back(&b.buf);
   problem.block_q = sched.block_q;
@@ -284,11 +297,10 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   }
 }
 
-}  // namespace
-
-void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& given, Tensor& out,
-                    const CpuOptions& options) {
-  const ir::AttentionSizes sz = targets::validate_attention_inputs(given);
+// attention_into with the sizes given: K and V hold key_rows >= sz.M rows per head, the first sz.M of them keys
+// (0: exactly sz.M).
+void attention_into_sizes(const ir::Pattern& pattern, const targets::AttentionInputs& given,
+                          const ir::AttentionSizes& sz, int64_t key_rows, Tensor& out, const CpuOptions& options) {
   const double scale = targets::attention_scale(pattern, given, sz);
   const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, given);
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
@@ -304,11 +316,64 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
     // The hardmax kernel scores with the exp per pair.
     const bool exponentials =
         pattern.normalizer == ir::Normalizer::Softmax && exponentiate_additive_projections(additive);
+    if (key_rows > 0)
+      throw std::logic_error("tessera internal error: additive scoring projects dense K, not a KV cache view");
     run_kernels(with_head_dim(pattern, sz.D), additive.inputs, additive.sizes, scale, tensors, shapes, out, options,
                 exponentials);
   } else {
-    run_kernels(pattern, projected, sz, scale, tensors, shapes, out, options);
+    run_kernels(pattern, projected, sz, scale, tensors, shapes, out, options, false, key_rows);
   }
+}
+
+// The first `rows` rows of each head of a [B, heads, capacity, width] tensor, densely.
+Tensor first_rows(const Tensor& t, int64_t rows) {
+  const std::vector<int64_t>& shape = t.shape();
+  Tensor dense(runtime::DType::Float32, {shape[0], shape[1], rows, shape[3]});
+  const int64_t row_elements = rows * shape[3], head_elements = shape[2] * shape[3];
+  for (int64_t head = 0; head < shape[0] * shape[1]; ++head)
+    std::copy_n(t.data<float>() + head * head_elements, row_elements, dense.data<float>() + head * row_elements);
+  return dense;
+}
+
+}  // namespace
+
+void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& given, Tensor& out,
+                    const CpuOptions& options) {
+  attention_into_sizes(pattern, given, targets::validate_attention_inputs(given), 0, out, options);
+}
+
+void attention_over_cache_into(const ir::Pattern& pattern, const targets::AttentionInputs& inputs, int64_t keys,
+                               Tensor& out, const CpuOptions& options) {
+  ir::AttentionSizes sz = targets::validate_attention_inputs(inputs);  // M: the cache's capacity
+  if (keys < 0 || keys > sz.M) {
+    throw runtime::TensorError(fmt::format("a KV cache of {} rows per head (k{}) cannot hold {} keys", sz.M,
+                                           runtime::shape_string(inputs.k->shape()), keys));
+  }
+  const bool fused = pattern.normalizer == ir::Normalizer::Softmax && pattern.scoring != ir::Scoring::Additive &&
+                     pattern.query_projection.empty() && options.storage == StorageType::Float32;
+  if (keys == sz.M) return attention_into(pattern, inputs, out, options);
+  if (!fused) {
+    const Tensor k = first_rows(*inputs.k, keys), v = first_rows(*inputs.v, keys);
+    targets::AttentionInputs dense = inputs;
+    dense.k = &k;
+    dense.v = &v;
+    return attention_into(pattern, dense, out, options);
+  }
+  const int64_t capacity = sz.M;
+  sz.M = keys;
+  attention_into_sizes(pattern, inputs, sz, capacity, out, options);
+}
+
+CpuSchedule few_query_schedule(CpuSchedule schedule, int64_t queries) {
+  if (queries >= schedule.block_q) return schedule;
+  if (queries <= 4) {
+    schedule.block_q = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(queries, 1))));
+    schedule.vector_width = schedule.block_q;
+  } else {
+    schedule.block_q = std::min<int64_t>(schedule.block_q, 16);
+    schedule.vector_width = std::min(schedule.vector_width, schedule.block_q);
+  }
+  return schedule;
 }
 
 }  // namespace tessera::cpu

@@ -63,6 +63,10 @@ struct CpuOptions {
   // When set, each call runs the schedule the tuning cache holds for its pattern and shape (threads are kept from
   // `schedule`); calls the cache knows nothing about run `schedule`.
   std::shared_ptr<const TunedSchedules> tuned;
+  // The caller knows V holds no Inf or NaN (a KV cache that checked each row as it was appended), so the per-call
+  // scan that picks the kernels guarding non-finite values is skipped. Wrong when set for a V that holds one:
+  // masked keys' values then reach rows as 0 * Inf = NaN.
+  bool values_finite = false;
 };
 
 // Computes attention with `pattern` on the CPU. Same contract and errors as reference::attention.
@@ -81,6 +85,19 @@ CpuSchedule parse_schedule(const std::string& text, const CpuSchedule& base = {}
 
 // Throws std::invalid_argument naming the sizes when the kernels cannot run `schedule`.
 void validate_schedule(const CpuSchedule& schedule);
+
+// `schedule` for a call with `queries` queries per head, fewer than its query tile (a decoding step): the kernels
+// vectorise over query rows, so a tile of block_q rows would compute mostly padding. One query runs in a one-row
+// tile without vectors, up to 4 in a tile of that many rows and lanes, more in tiles of at most 16 rows (measured
+// for 1-16 queries over 2048 keys in bench/RESULTS.md). Unchanged for `queries` >= block_q.
+CpuSchedule few_query_schedule(CpuSchedule schedule, int64_t queries);
+
+// Attention over a KV cache: K [B, Hkv, capacity, D] and V [B, Hkv, capacity, Dv] in `inputs` hold `keys` valid
+// rows per head (keys <= capacity) followed by room to grow. The kernels read the first `keys` rows of each head
+// where they lie (a decoding step no longer copies the cache into dense tensors); patterns the fused softmax
+// kernels do not run (hardmax, additive or bilinear scoring) and bf16 storage get a dense copy first.
+void attention_over_cache_into(const ir::Pattern& pattern, const targets::AttentionInputs& inputs, int64_t keys,
+                               runtime::Tensor& out, const CpuOptions& options = {});
 
 // The Halide target string the kernels are compiled for on this machine (explicit features, see cpu_target.cpp).
 std::string halide_target_string();

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <bit>
 
 #include "compiler/ir/printer.h"
 #include "compiler/tuner/schedule_space.h"
@@ -36,11 +35,7 @@ TunedSchedules::Choice TunedSchedules::choose(const ir::Pattern& pattern, const 
       CpuSchedule tuned = to_cpu_schedule(found->entry.schedule, base);
       // A schedule tuned for more queries than this call has (a prefill's, used for a decoding step) would compute
       // mostly padding in its query tiles: they shrink to the queries there are, a vector at least.
-      if (found->match == tuner::Match::Nearest) {
-        const int64_t rows = std::max<int64_t>(
-            tuned.vector_width, static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(sz.N, 1)))));
-        tuned.block_q = std::min(tuned.block_q, rows);
-      }
+      if (found->match == tuner::Match::Nearest) tuned = few_query_schedule(tuned, sz.N);
       validate_schedule(tuned);
       choice.schedule = tuned;
       if (found->match == tuner::Match::Exact) {

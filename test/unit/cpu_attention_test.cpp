@@ -284,6 +284,73 @@ TEST(CpuAttention, NanAndInfPropagateOnlyThroughAllowedPairs) {
   }
 }
 
+// Decoding over a KV cache: the kernels read the first `keys` rows per head where they lie; the rows past them
+// (room to grow, NaN here) are never read. Patterns the fused kernels do not run take a dense copy. A NaN value at
+// a key masked for some rows still reaches only the rows that see it.
+TEST(CpuAttention, KvCacheViewsReadOnlyTheirKeys) {
+  const Shape s{2, 4, 2, 3, 70, 32, 32};
+  constexpr int64_t kCapacity = 128;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const char* expression :
+       {"causal", "causal & document", "causal & alibi & softcap(cap=5)",
+        "strided(stride=4) | sliding_window(window=3)", "causal & hardmax", "causal & bilinear"}) {
+    // A NaN value compiles the guarded kernels: checked on two plans, a dense and a re-indexed one.
+    const bool guarded_too = std::string(expression) == "causal" || std::string(expression).starts_with("strided");
+    for (bool nan_value : {false, true}) {
+      if (nan_value && !guarded_too) continue;
+      SCOPED_TRACE(testing::Message() << expression << (nan_value ? ", NaN value" : ""));
+      const ir::Pattern pattern = instantiate(expression);
+      test::RandomProblem problem(pattern, s, 31);
+      if (nan_value) problem.v.data<float>()[(1 * s.M + 69) * s.Dv + 4] = nan;  // head 1, the last key
+      auto cache_of = [&](const runtime::Tensor& dense) {
+        runtime::Tensor cache(runtime::DType::Float32, {s.B, s.Hkv, kCapacity, s.D});
+        std::fill(cache.data<float>(), cache.data<float>() + cache.numel(), nan);
+        for (int64_t head = 0; head < s.B * s.Hkv; ++head)
+          std::copy_n(dense.data<float>() + head * s.M * s.D, s.M * s.D, cache.data<float>() + head * kCapacity * s.D);
+        return cache;
+      };
+      const runtime::Tensor k_cache = cache_of(problem.k), v_cache = cache_of(problem.v);
+      targets::AttentionInputs inputs = problem.inputs;
+      inputs.k = &k_cache;
+      inputs.v = &v_cache;
+      const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+      cpu::CpuOptions options;
+      options.schedule = cpu::few_query_schedule(options.schedule, s.N);
+      runtime::Tensor got(runtime::DType::Float32, {s.B, s.H, s.N, s.Dv});
+      cpu::attention_over_cache_into(pattern, inputs, s.M, got, options);
+      int64_t nan_elements = 0;
+      for (size_t e = 0; e < expected.size(); ++e) {
+        const double g = got.data<float>()[e], x = expected[e];
+        ASSERT_EQ(std::isnan(g), std::isnan(x)) << "element " << e << ": got " << g << ", reference " << x;
+        if (std::isnan(x)) {
+          ++nan_elements;
+        } else {
+          ASSERT_LE(std::abs(g - x), 2e-4) << "element " << e;
+        }
+      }
+      EXPECT_EQ(nan_elements > 0, nan_value);
+    }
+  }
+  const ir::Pattern causal = instantiate("causal");
+  test::RandomProblem problem(causal, s, 32);
+  runtime::Tensor out(runtime::DType::Float32, {s.B, s.H, s.N, s.Dv});
+  EXPECT_THROW(cpu::attention_over_cache_into(causal, problem.inputs, s.M + 1, out), runtime::TensorError);
+}
+
+// Few queries (decoding steps) get query tiles of their size: scalar for one query, one vector of up to 4 lanes,
+// else at most 16 rows; a call with a full tile of queries keeps the schedule.
+TEST(CpuAttention, FewQuerySchedulesShrinkTheQueryTile) {
+  const cpu::CpuSchedule base;
+  EXPECT_EQ(cpu::few_query_schedule(base, 1).block_q, 1);
+  EXPECT_EQ(cpu::few_query_schedule(base, 1).vector_width, 1);
+  EXPECT_EQ(cpu::few_query_schedule(base, 3).block_q, 4);
+  EXPECT_EQ(cpu::few_query_schedule(base, 3).vector_width, 4);
+  EXPECT_EQ(cpu::few_query_schedule(base, 9).block_q, 16);
+  EXPECT_EQ(cpu::few_query_schedule(base, 9).vector_width, 16);
+  EXPECT_EQ(cpu::describe(cpu::few_query_schedule(base, 128)), cpu::describe(base));
+  for (int64_t n : {1, 2, 3, 5, 16}) EXPECT_NO_THROW(cpu::validate_schedule(cpu::few_query_schedule(base, n))) << n;
+}
+
 TEST(CpuAttention, BFloat16StorageStaysWithinItsPrecision) {
   cpu::CpuOptions options;
   options.storage = cpu::StorageType::BFloat16;

@@ -192,11 +192,16 @@ TEST(CpuTuning, CallsRunTheExactBucketThenTheNearestThenTheDefaults) {
   EXPECT_EQ(c.schedule.block_k, 16);
   EXPECT_EQ(c.schedule.threads, 2);  // threads are the caller's
 
-  // Another length: the nearest bucket, with query tiles no larger than the queries there are.
+  // Another length: the nearest bucket, with query tiles no larger than the queries there are
+  // (cpu::few_query_schedule: one query runs in a one-row tile without vectors).
   c = tuned.choose(causal, sizes(1, 8, 8, 1, 4096, 64), cpu::StorageType::Float32, base);
   EXPECT_EQ(c.source, "tuned for BH=8,D=64,Dv=64,G=1,M=4096,N=4096");
-  EXPECT_EQ(c.schedule.block_q, 16);
+  EXPECT_EQ(c.schedule.block_q, 1);
+  EXPECT_EQ(c.schedule.vector_width, 1);
   EXPECT_EQ(c.schedule.block_k, 16);
+  c = tuned.choose(causal, sizes(1, 8, 8, 12, 4096, 64), cpu::StorageType::Float32, base);
+  EXPECT_EQ(c.schedule.block_q, 16);
+  EXPECT_EQ(c.schedule.vector_width, 16);
 
   // Another pattern or dtype: the defaults.
   c = tuned.choose(instantiate("sliding_window(window=64)"), sizes(1, 8, 8, 4096, 4096, 64), cpu::StorageType::Float32,
