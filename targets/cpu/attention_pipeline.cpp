@@ -270,6 +270,31 @@ void schedule_register_tiled(Func consumer, Func sum, Var rows, Var columns, Hal
   sum.update().reorder(rows, columns, r).vectorize(rows, vec).unroll(rows).unroll(columns);
 }
 
+// One query row per tile (a decoding step): there are no rows to vectorise across, and a scalar dot product per key
+// is one 64-long chain of dependent FMAs. The vectors run across each key's features instead (K is [key][feature],
+// so contiguous loads), four keys at a time for independent chains; scores, the maximum, probabilities and the row
+// sum across the chunk's keys; and P.V accumulates value-column vectors held in registers across the chunk.
+void schedule_single_row_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key, int lanes) {
+  const int Dv = static_cast<int>(key.Dv);
+  Var jo{"jo"}, ji{"ji"}, eo{"eo"}, ei{"ei"};
+  f.score.compute_at(a.state, f.rc).vectorize(a.j, lanes);
+  f.dot.compute_at(a.state, f.rc).vectorize(a.j, lanes);
+  f.dot.update().split(a.j, jo, ji, 4).reorder(f.rd.x, ji, jo).atomic().vectorize(f.rd.x, lanes).unroll(ji);
+  f.chunk_max.compute_at(a.state, f.rc);
+  f.chunk_max.update().atomic().vectorize(f.rj.x, lanes);
+  f.prob.compute_at(a.state, f.rc).vectorize(a.j, lanes);
+  if (f.weighted.name() != f.prob.name()) f.weighted.compute_at(a.state, f.rc).vectorize(a.j, lanes);
+  f.row_sum.compute_at(a.state, f.rc);
+  f.row_sum.update().atomic().vectorize(f.rj.x, lanes);
+  f.pv_tile.compute_at(a.state, f.rc).vectorize(a.e, lanes, TailStrategy::GuardWithIf);
+  f.pv.compute_at(a.state, f.rc).vectorize(a.e, lanes, TailStrategy::GuardWithIf);
+  if (Dv % lanes == 0) {
+    f.pv.update().split(a.e, eo, ei, lanes).reorder(ei, eo, f.rj.x).vectorize(ei).unroll(eo);
+  } else {
+    f.pv.update().reorder(a.e, f.rj.x).vectorize(a.e, lanes, TailStrategy::GuardWithIf);
+  }
+}
+
 // The schedule: how it runs on an AVX-512 CPU.
 void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key) {
   const int vec = static_cast<int>(key.schedule.vector_width);
@@ -302,8 +327,14 @@ void schedule(Algorithm& a, const AttentionPipelineKey& key) {
   a.state.compute_root().align_bounds(a.i, BQ).vectorize(a.i, vec, TailStrategy::GuardWithIf);
   a.state.update(0).reorder(a.i, a.e, a.full.rc).vectorize(a.i, vec, TailStrategy::GuardWithIf);
   a.state.update(1).reorder(a.i, a.e, a.partial.rc).vectorize(a.i, vec, TailStrategy::GuardWithIf);
-  schedule_chunk(a, a.full, key);
-  schedule_chunk(a, a.partial, key);
+  if (BQ == 1) {
+    const int lanes = Halide::Target(key.target).natural_vector_size<float>();  // the target compiled for
+    schedule_single_row_chunk(a, a.full, key, lanes);
+    schedule_single_row_chunk(a, a.partial, key, lanes);
+  } else {
+    schedule_chunk(a, a.full, key);
+    schedule_chunk(a, a.partial, key);
+  }
   // Query-table dot products: a small matrix product per call, in register tiles across the head dimension.
   for (auto& [name, t] : a.query_table_dots) {
     Var io{"io"}, ii{"ii"}, ro{"ro"}, ri{"ri"};

@@ -44,6 +44,30 @@ TEST_P(CpuAttentionPatterns, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(StandardLibrary, CpuAttentionPatterns, ::testing::ValuesIn(test::standard_pattern_cases()),
                          [](const auto& info) { return test::case_name(info.param); });
 
+// Decoding steps: one-row query tiles (their own schedule, vectorised across features, keys and value columns), as
+// cpu::few_query_schedule picks them for one query, for every pattern; value widths that are and are not a multiple
+// of the vector. (Tiles of a few lanes: KvCacheViewsReadOnlyTheirKeys.)
+class CpuAttentionFewQueries : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CpuAttentionFewQueries, MatchesReference) {
+  cpu::CpuOptions options;
+  options.schedule = cpu::few_query_schedule(options.schedule, 1);
+  EXPECT_LE(max_difference(GetParam(), Shape{2, 4, 2, 1, 150, 32, 32}, 3, options), 2e-4);
+  EXPECT_LE(max_difference(GetParam(), Shape{1, 2, 1, 3, 90, 32, 20}, 4, options), 2e-4);
+}
+
+std::vector<std::string> few_query_cases() {
+  std::vector<std::string> cases = test::standard_pattern_cases();
+  for (const std::string& variant : test::variant_pattern_cases()) {
+    if (variant.find("hardmax") == std::string::npos && variant.find("sample") == std::string::npos)
+      cases.push_back(variant);  // hardmax and sample run in their own kernel
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(StandardLibrary, CpuAttentionFewQueries, ::testing::ValuesIn(few_query_cases()),
+                         [](const auto& info) { return test::case_name(info.param); });
+
 // Other normalisers and weights (the CPU and the reference run them; the CUDA kernels do not yet).
 class CpuAttentionVariants : public ::testing::TestWithParam<std::string> {};
 
