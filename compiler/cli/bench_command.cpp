@@ -59,6 +59,8 @@ cpu::CpuOptions cpu_options_for(const BenchOptions& o) {
   // An explicit --schedule is what is timed; otherwise the tuning cache's schedule for this pattern and shape.
   // Only the CPU target's: --target cuda reads the cache for its own schedule (once, with one warning if damaged).
   if (o.schedule.empty() && o.target == "cpu") cpu_options.tuned = load_tuned_schedules(o.tune_cache);
+  // The defaults' query tile shrinks for a few queries (decoding); an explicit --schedule is timed as given.
+  if (o.schedule.empty()) cpu_options.schedule = cpu::few_query_schedule(cpu_options.schedule, o.seq);
   return cpu_options;
 }
 

@@ -94,6 +94,8 @@ int run_eval(const EvalOptions& options) {
     cpu::CpuOptions cpu_options;
     if (options.dtype == "bf16") cpu_options.storage = cpu::StorageType::BFloat16;
     cpu_options.tuned = load_tuned_schedules(options.tune_cache);
+    // The defaults' query tile shrinks for a few queries (decoding).
+    cpu_options.schedule = cpu::few_query_schedule(cpu_options.schedule, q.shape().size() == 4 ? q.shape()[2] : 0);
     return cpu::attention(pattern, inputs, cpu_options);
   }();
   runtime::write_npy(options.out_path, out);

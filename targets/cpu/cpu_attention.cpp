@@ -366,12 +366,15 @@ void attention_over_cache_into(const ir::Pattern& pattern, const targets::Attent
 
 CpuSchedule few_query_schedule(CpuSchedule schedule, int64_t queries) {
   if (queries >= schedule.block_q) return schedule;
+  const auto rows = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(queries, 1))));
   if (queries <= 4) {
-    schedule.block_q = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(queries, 1))));
-    schedule.vector_width = schedule.block_q;
-  } else {
+    schedule.block_q = rows;
+    schedule.vector_width = rows;
+  } else if (queries <= 16) {
     schedule.block_q = std::min<int64_t>(schedule.block_q, 16);
     schedule.vector_width = std::min(schedule.vector_width, schedule.block_q);
+  } else {
+    schedule.block_q = std::min(schedule.block_q, std::max(schedule.vector_width, rows));
   }
   return schedule;
 }
