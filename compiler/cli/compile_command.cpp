@@ -121,6 +121,8 @@ int run_compile(const CompileOptions& o) {
   }
   request.storage = o.dtype == "bf16" ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32;
   request.schedule_source = o.schedule.empty() ? "default" : "--schedule";
+  // A library for a few queries (decoding) gets query tiles of their size, as eval and bench do.
+  if (o.schedule.empty()) request.schedule = cpu::few_query_schedule(request.schedule, request.sizes.N);
   // The tuning cache holds schedules timed on this machine: they apply to libraries for its own features.
   if (o.schedule.empty() && o.target == "cpu") {
     if (auto tuned = load_tuned_schedules(o.tune_cache)) {

@@ -184,7 +184,9 @@ INSTANTIATE_TEST_SUITE_P(Patterns, AotLibraryCases,
                                            Case{"causal & document", 3, 2, 2, 200, 300, 32, 16, "", true},
                                            Case{"causal & relative", 2, 2, 1, 150, 150, 16, 16, "--size R=9"},
                                            Case{"strided(stride=16) & alibi", 2, 4, 2, 500, 520, 32, 32, "", false,
-                                                true}),
+                                                true},
+                                           // A decoding step: one query, the one-row tile schedule
+                                           Case{"causal & alibi", 2, 4, 2, 1, 300, 32, 40, ""}),
                          [](const auto& info) { return "case" + std::to_string(info.index); });
 
 }  // namespace
