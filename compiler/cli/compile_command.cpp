@@ -115,7 +115,9 @@ int run_compile(const CompileOptions& o) {
   if (o.target == "cuda" || o.target.rfind("cuda:", 0) == 0) return run_compile_cuda(o, request);
   if (o.dtype == "f16") throw UserError("--dtype f16 applies to --target cuda; the CPU takes f32 or bf16");
   try {
-    request.schedule = cpu::parse_schedule(o.schedule);
+    // The defaults of the instruction set compiled for: this machine's, or those that cpu-FEATURE-... names.
+    request.schedule = cpu::parse_schedule(
+        o.schedule, o.target == "cpu" ? cpu::host_default_schedule() : cpu::default_schedule(o.target));
   } catch (const std::invalid_argument& e) {
     throw UserError(e.what());
   }

@@ -89,6 +89,23 @@ std::string halide_target_string() {
   return target;
 }
 
+CpuSchedule default_schedule(const std::string& halide_target) {
+  CpuSchedule schedule;
+  if (halide_target.find("avx512") == std::string::npos) {
+    schedule.block_q = 64;
+    schedule.vector_width = 8;
+    schedule.row_vectors = 2;
+    schedule.qk_tile = 12;
+    schedule.pv_tile = 8;
+  }
+  return schedule;
+}
+
+const CpuSchedule& host_default_schedule() {
+  static const CpuSchedule schedule = default_schedule(halide_target_string());
+  return schedule;
+}
+
 int64_t* schedule_field(CpuSchedule& schedule, std::string_view name) {
   for (const ScheduleField& f : kScheduleFields) {
     if (name == f.name) return &(schedule.*f.member);

@@ -20,6 +20,7 @@ namespace tessera::cpu {
 class TunedSchedules;
 
 // How the kernels run: explicit values with measured defaults; cpu_schedule_space.h declares them to the tuner.
+// The member defaults are AVX-512's; default_schedule() gives each instruction set its own.
 struct CpuSchedule {
   int64_t block_q = 128;  // queries per tile
   int64_t block_k = 64;   // keys per tile (the granularity of tile classification)
@@ -55,10 +56,21 @@ int64_t* schedule_field(CpuSchedule& schedule, std::string_view name);
 // (every field but threads): what --schedule parses, what bench and the AOT header print.
 std::string describe(const CpuSchedule& schedule);
 
+// The Halide target string the kernels are compiled for on this machine (explicit features, see cpu_target.cpp).
+std::string halide_target_string();
+
+// The default schedule for a Halide target string ("x86-64-linux-avx2-fma-..."): CpuSchedule's member defaults
+// with AVX-512, else register tiles for 16 vector registers of 8 floats (vector_width 8, 2 row vectors, 12 Q.K and
+// 8 P.V accumulators) in 64-row query tiles; 16-lane vectors and 4 x 24 tiles spill there (causal at N=4096 ran at
+// 53 GFLOP/s against 85-99 with these, on the AVX2 VM of bench/RESULTS.md).
+CpuSchedule default_schedule(const std::string& halide_target);
+// default_schedule(halide_target_string()): this machine's.
+const CpuSchedule& host_default_schedule();
+
 enum class StorageType { Float32, BFloat16 };
 
 struct CpuOptions {
-  CpuSchedule schedule;
+  CpuSchedule schedule = host_default_schedule();
   StorageType storage = StorageType::Float32;  // BFloat16: Q, K, V stored as bf16 (rounded), fp32 accumulation
   // When set, each call runs the schedule the tuning cache holds for its pattern and shape (threads are kept from
   // `schedule`); calls the cache knows nothing about run `schedule`.
@@ -81,7 +93,7 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
 
 // Parses "block_q=128,chunk_k=512" (any subset; the rest keep their values in `base`). Throws
 // std::invalid_argument.
-CpuSchedule parse_schedule(const std::string& text, const CpuSchedule& base = {});
+CpuSchedule parse_schedule(const std::string& text, const CpuSchedule& base = host_default_schedule());
 
 // Throws std::invalid_argument naming the sizes when the kernels cannot run `schedule`.
 void validate_schedule(const CpuSchedule& schedule);
@@ -99,8 +111,5 @@ CpuSchedule few_query_schedule(CpuSchedule schedule, int64_t queries);
 // kernels do not run (hardmax, additive or bilinear scoring) and bf16 storage get a dense copy first.
 void attention_over_cache_into(const ir::Pattern& pattern, const targets::AttentionInputs& inputs, int64_t keys,
                                runtime::Tensor& out, const CpuOptions& options = {});
-
-// The Halide target string the kernels are compiled for on this machine (explicit features, see cpu_target.cpp).
-std::string halide_target_string();
 
 }  // namespace tessera::cpu

@@ -34,7 +34,7 @@ bool reindexing_possible(const ir::Pattern& pattern, const ir::AttentionSizes& s
 
 tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
                                         const std::string& halide_target) {
-  const CpuSchedule defaults;
+  const CpuSchedule defaults = default_schedule(halide_target);
   tuner::ScheduleSpace space;
   space.target = "cpu";
   space.parameters.push_back({"block_q", kBlockQ, defaults.block_q, "queries per tile"});
@@ -43,16 +43,20 @@ tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::At
   // 8 lanes (AVX2 registers) is a candidate on AVX-512 too: on CPUs that split 512-bit operations it can win.
   const bool avx512 = halide_target.find("avx512") != std::string::npos;
   space.parameters.push_back({"vector_width", avx512 ? std::vector<int64_t>{16, 8} : std::vector<int64_t>{8},
-                              avx512 ? 16 : 8, "float lanes per vector"});
+                              defaults.vector_width, "float lanes per vector"});
   space.parameters.push_back({"reindex",
                               reindexing_possible(pattern, sz) ? std::vector<int64_t>{1, 0} : std::vector<int64_t>{1},
                               defaults.reindex, "1: residue classes and column sets re-indexed; 0: tile-sparse"});
   // Code generation the cost model cannot rank: register tiles (a tile's columns are the largest divisor of the
   // chunk or of Dv that fits, so 24 accumulators over 4 row vectors make a 4x4 tile on a 128-key chunk; 32
   // accumulators may spill) and the parallel grain. The search refines them by measurement around its winner.
-  space.parameters.push_back({"row_vectors", {4, 2, 1}, defaults.row_vectors, "row vectors per register tile", true});
-  space.parameters.push_back({"qk_tile", {24, 32}, defaults.qk_tile, "Q.K accumulators per register tile", true});
-  space.parameters.push_back({"pv_tile", {16, 8, 32}, defaults.pv_tile, "P.V accumulators per register tile", true});
+  // Without AVX-512 there are 16 vector registers, not 32: smaller tiles (default_schedule).
+  space.parameters.push_back({"row_vectors", avx512 ? std::vector<int64_t>{4, 2, 1} : std::vector<int64_t>{2, 4, 1},
+                              defaults.row_vectors, "row vectors per register tile", true});
+  space.parameters.push_back({"qk_tile", avx512 ? std::vector<int64_t>{24, 32} : std::vector<int64_t>{12, 8, 24},
+                              defaults.qk_tile, "Q.K accumulators per register tile", true});
+  space.parameters.push_back({"pv_tile", avx512 ? std::vector<int64_t>{16, 8, 32} : std::vector<int64_t>{8, 12, 16},
+                              defaults.pv_tile, "P.V accumulators per register tile", true});
   space.parameters.push_back({"grain", {4, 1, 16}, defaults.grain, "query tiles per kernel call, at most", true});
   const int64_t rows = std::max<int64_t>(sz.N, 1);
   space.invalid = [rows](const tuner::Schedule& point) -> std::optional<std::string> {

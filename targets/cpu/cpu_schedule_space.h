@@ -25,7 +25,7 @@ tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::At
 
 // A tuner point as a CpuSchedule: the named fields replaced in `base`. Throws std::invalid_argument for a name
 // the CPU schedule does not have (a cache written by a newer Tessera is refused by its version first).
-CpuSchedule to_cpu_schedule(const tuner::Schedule& point, CpuSchedule base = {});
+CpuSchedule to_cpu_schedule(const tuner::Schedule& point, CpuSchedule base = host_default_schedule());
 tuner::Schedule to_tuner_schedule(const CpuSchedule& schedule);  // every tunable field (not threads)
 
 // The key under which the tuning cache holds the schedule of `pattern` at `sz` with `storage` on this machine.

@@ -20,6 +20,14 @@ config.substitutions.append(("FileCheck", config.filecheck))
 config.substitutions.append(("%python", config.python))
 config.substitutions.append(("%nvcc", config.nvcc))
 config.substitutions.append(("%examples", os.path.join(config.tessera_source_dir, "examples")))
+# The instruction set the CPU defaults are chosen for (cpu::default_schedule): "avx512" or "avx2", for check
+# prefixes of lines that name default register tiles.
+try:
+    with open("/proc/cpuinfo") as cpuinfo:
+        isa = "avx512" if " avx512f" in cpuinfo.read() else "avx2"
+except OSError:
+    isa = "avx2"
+config.substitutions.append(("%isa", isa))
 config.environment["TERM"] = "dumb"
 # Commands read the tuning cache under $XDG_CACHE_HOME: the user's own tuned schedules must not reach the tests.
 config.environment["XDG_CACHE_HOME"] = os.path.join(config.test_exec_root, "xdg-cache")

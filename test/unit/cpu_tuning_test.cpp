@@ -41,11 +41,16 @@ TEST(CpuTuning, TheSpaceHoldsTheDefaultsAndPrunesWhatTheKernelsCannotRun) {
   const ir::AttentionSizes sz = sizes(1, 2, 2, 512, 512, 64);
   const std::string target = cpu::halide_target_string();
   const tuner::ScheduleSpace space = cpu::cpu_schedule_space(instantiate("causal"), sz, target);
-  EXPECT_EQ(cpu::to_cpu_schedule(space.defaults()).block_q, cpu::CpuSchedule{}.block_q);
-  // The defaults, with 8-lane vectors where the host has no AVX-512.
-  cpu::CpuSchedule expected;
-  if (target.find("avx512") == std::string::npos) expected.vector_width = 8;
-  EXPECT_EQ(space.defaults(), cpu::to_tuner_schedule(expected));
+  // The space's defaults are the target's: AVX-512 keeps CpuSchedule's member defaults; AVX2 has 8-lane vectors and
+  // register tiles for 16 registers.
+  EXPECT_EQ(space.defaults(), cpu::to_tuner_schedule(cpu::default_schedule(target)));
+  EXPECT_EQ(cpu::describe(cpu::default_schedule("x86-64-linux-avx512_skylake")), cpu::describe(cpu::CpuSchedule{}));
+  const cpu::CpuSchedule avx2 = cpu::default_schedule("x86-64-linux-avx-avx2-f16c-fma-sse41");
+  EXPECT_EQ(avx2.vector_width, 8);
+  EXPECT_LE(avx2.qk_tile, 12);  // Q.K accumulators within 16 registers, with room for operands
+  EXPECT_NO_THROW(cpu::validate_schedule(avx2));
+  const tuner::ScheduleSpace avx2_space = cpu::cpu_schedule_space(instantiate("causal"), sz, "x86-64-linux-avx2-fma");
+  EXPECT_EQ(avx2_space.defaults(), cpu::to_tuner_schedule(avx2));
   int64_t pruned = 0;
   const std::vector<tuner::Schedule> points = space.valid_points(&pruned);
   EXPECT_GT(pruned, 0);
