@@ -814,23 +814,21 @@ void block_sync() {
   if (me.state == State::Waiting) suspend(launch, me);
 }
 
-float shfl_xor(float value, int lane_mask) {
-  Launch& launch = active("shfl_xor()");
+namespace {
+// shfl.sync in either mode: b is the lane mask (Op::Shfl) or the source lane (Op::ShflIndex).
+float shuffle(const char* caller, float value, int b, Op op) {
+  Launch& launch = active(caller);
   Fiber& me = self(launch);
   me.shfl_value = value;
-  me.shfl_mask = lane_mask;
-  arrive_at_collective(launch, Op::Shfl);
+  me.shfl_mask = b;
+  arrive_at_collective(launch, op);
   return me.shfl_result;
 }
+}  // namespace
 
-float shfl_index(float value, int source_lane) {
-  Launch& launch = active("shfl_index()");
-  Fiber& me = self(launch);
-  me.shfl_value = value;
-  me.shfl_mask = source_lane;
-  arrive_at_collective(launch, Op::ShflIndex);
-  return me.shfl_result;
-}
+float shfl_xor(float value, int lane_mask) { return shuffle("shfl_xor()", value, lane_mask, Op::Shfl); }
+
+float shfl_index(float value, int source_lane) { return shuffle("shfl_index()", value, source_lane, Op::ShflIndex); }
 
 char* dynamic_shared_memory() { return active("dynamic_shared_memory()").shared; }
 
