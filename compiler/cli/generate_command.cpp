@@ -110,7 +110,13 @@ int run_generate(const GenerateOptions& options) {
   gen.top_k = options.top_k;
   gen.seed = options.seed;
   ProgressBar progress(fmt::format("{} generate", graph.name), options.max_new);
-  gen.on_token = [&](int64_t done, int64_t) { progress.update(done); };
+  // When each token was done: the first comes from the prompt's pass, the second from the first decoding step;
+  // both compile their kernels on first use, so the steady rate is taken after them.
+  std::vector<std::chrono::steady_clock::time_point> done_at;
+  gen.on_token = [&](int64_t done, int64_t) {
+    done_at.push_back(std::chrono::steady_clock::now());
+    progress.update(done);
+  };
   const auto start = std::chrono::steady_clock::now();
   const runtime::Tensor tokens = runtime::generate(runner, prompt, gen, fixed);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -119,9 +125,16 @@ int run_generate(const GenerateOptions& options) {
     std::vector<int32_t> generated(tokens.data<int32_t>() + b * total + N, tokens.data<int32_t>() + (b + 1) * total);
     std::cout << fmt::format("{}\n", fmt::join(generated, " "));
   }
-  std::cerr << fmt::format("generated {} token{} x {} in {:.2f} s ({:.1f} tokens/s, prompt of {} included)\n",
+  std::string steady;
+  if (done_at.size() > 2) {
+    const double rest = std::chrono::duration<double>(done_at.back() - done_at[1]).count();
+    const auto steps = static_cast<double>(done_at.size() - 2);
+    steady = fmt::format("; after the first decoding step {:.1f} tokens/s, {:.1f} ms per step",
+                         rest > 0 ? steps * static_cast<double>(B) / rest : 0.0, 1e3 * rest / steps);
+  }
+  std::cerr << fmt::format("generated {} token{} x {} in {:.2f} s ({:.1f} tokens/s, prompt of {} included{})\n",
                            options.max_new, options.max_new == 1 ? "" : "s", B, seconds,
-                           seconds > 0 ? static_cast<double>(options.max_new * B) / seconds : 0.0, N);
+                           seconds > 0 ? static_cast<double>(options.max_new * B) / seconds : 0.0, N, steady);
   if (!options.out.empty()) runtime::write_npy(options.out, tokens);
   return 0;
 }
