@@ -24,29 +24,43 @@ std::shared_ptr<const cpu::TunedSchedules> load_tuned_schedules(const TuneCacheF
       [](const std::string& message) { std::cerr << fmt::format("tessera: warning: {}\n", message); });
 }
 
-CudaScheduleChoice tuned_cuda_schedule(const TuneCacheFlags& flags, const ir::Pattern& pattern,
-                                       const targets::AttentionInputs& inputs, cuda::Element element) {
-  CudaScheduleChoice choice;
-  const std::shared_ptr<const cpu::TunedSchedules> tuned = load_tuned_schedules(flags);
-  if (!tuned) return choice;
+namespace {
+
+// GPU 0 as tuning keys name it (cuda_tune_key): "<arch> <device name>".
+std::string present_device() {
   cuda::CudaContext& context = cuda::CudaContext::get();
-  const std::string device = cuda::arch_name(context.arch()) + " " + context.device_name();
-  const ir::AttentionSizes sz = targets::validate_attention_inputs(inputs);
-  if (auto found = tuned->cache().lookup(cuda::cuda_tune_key(pattern, sz, element, device))) {
+  return cuda::arch_name(context.arch()) + " " + context.device_name();
+}
+
+// The cache's schedule for `key`, if any: "tuned" or "tuned for <bucket>", followed by `where`.
+CudaScheduleChoice cached_cuda_schedule(const cpu::TunedSchedules& tuned, const tuner::TuneKey& key,
+                                        const std::string& where = "") {
+  CudaScheduleChoice choice;
+  if (auto found = tuned.cache().lookup(key)) {
     choice.schedule = cuda::to_cuda_schedule(found->entry.schedule);
-    choice.source = found->match == tuner::Match::Exact
-                        ? "tuned"
-                        : fmt::format("tuned for {}", tuner::describe(found->entry.key.bucket));
+    choice.source =
+        (found->match == tuner::Match::Exact ? std::string("tuned")
+                                             : fmt::format("tuned for {}", tuner::describe(found->entry.key.bucket))) +
+        where;
   }
   return choice;
+}
+
+}  // namespace
+
+CudaScheduleChoice tuned_cuda_schedule(const TuneCacheFlags& flags, const ir::Pattern& pattern,
+                                       const targets::AttentionInputs& inputs, cuda::Element element) {
+  const std::shared_ptr<const cpu::TunedSchedules> tuned = load_tuned_schedules(flags);
+  if (!tuned) return {};
+  const ir::AttentionSizes sz = targets::validate_attention_inputs(inputs);
+  return cached_cuda_schedule(*tuned, cuda::cuda_tune_key(pattern, sz, element, present_device()));
 }
 
 CudaScheduleChoice tuned_cuda_library_schedule(const TuneCacheFlags& flags, const ir::Pattern& pattern,
                                                const ir::AttentionSizes& sz, cuda::Element element,
                                                const cuda::CudaArch& arch) {
-  CudaScheduleChoice choice;
   const std::shared_ptr<const cpu::TunedSchedules> tuned = load_tuned_schedules(flags);
-  if (!tuned) return choice;
+  if (!tuned) return {};
   // Tuning keys name the device as "cuda:<arch> <device name>" (cuda_tune_key): the GPUs of this architecture
   // the cache has entries from for this pattern and element type, in file order.
   const tuner::TuneKey probe = cuda::cuda_tune_key(pattern, sz, element, "");
@@ -59,20 +73,13 @@ CudaScheduleChoice tuned_cuda_library_schedule(const TuneCacheFlags& flags, cons
     const std::string device = key.target.substr(5);  // "<arch> <device name>"
     if (std::find(devices.begin(), devices.end(), device) == devices.end()) devices.push_back(device);
   }
-  if (devices.empty()) return choice;
+  if (devices.empty()) return {};
   std::string device = devices.front();
   if (devices.size() > 1 && cuda::cuda_device_available()) {
-    cuda::CudaContext& context = cuda::CudaContext::get();
-    const std::string here = cuda::arch_name(context.arch()) + " " + context.device_name();
+    const std::string here = present_device();
     if (std::find(devices.begin(), devices.end(), here) != devices.end()) device = here;
   }
-  if (auto found = tuned->cache().lookup(cuda::cuda_tune_key(pattern, sz, element, device))) {
-    choice.schedule = cuda::to_cuda_schedule(found->entry.schedule);
-    choice.source = found->match == tuner::Match::Exact
-                        ? fmt::format("tuned on {}", device)
-                        : fmt::format("tuned for {} on {}", tuner::describe(found->entry.key.bucket), device);
-  }
-  return choice;
+  return cached_cuda_schedule(*tuned, cuda::cuda_tune_key(pattern, sz, element, device), " on " + device);
 }
 
 }  // namespace tessera::cli

@@ -594,8 +594,6 @@ struct ModelRunner::State {
         cache.finite_values = cache.finite_values && std::all_of(appended, appended + batch * G * m * d,
                                                                  [](float x) { return std::isfinite(x); });
         values_finite = cache.finite_values;
-        // The kernels read the cache's first `total` rows per head where they lie (attention_over_cache_into).
-        cache_keys = total;
         if (node.evolving) {
           // Evolving attention reads K and V densely: gather those rows.
           const int gk = arena.acquire(batch * G * total * d);
@@ -610,8 +608,9 @@ struct ModelRunner::State {
           }
           k = Tensor::borrow(DType::Float32, {batch, G, total, d}, arena.data(gk));
           v = Tensor::borrow(DType::Float32, {batch, G, total, d}, arena.data(gv));
-          cache_keys = -1;
         } else {
+          // The kernels read the cache's first `total` rows per head where they lie (attention_over_cache_into).
+          cache_keys = total;
           k = Tensor::borrow(DType::Float32, {batch, G, cache.capacity, d}, cache.k.data<float>());
           v = Tensor::borrow(DType::Float32, {batch, G, cache.capacity, d}, cache.v.data<float>());
         }

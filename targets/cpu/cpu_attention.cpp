@@ -366,9 +366,9 @@ void attention_over_cache_into(const ir::Pattern& pattern, const targets::Attent
     throw runtime::TensorError(fmt::format("a KV cache of {} rows per head (k{}) cannot hold {} keys", sz.M,
                                            runtime::shape_string(inputs.k->shape()), keys));
   }
+  if (keys == sz.M) return attention_into(pattern, inputs, out, options);
   const bool fused = pattern.normalizer == ir::Normalizer::Softmax && pattern.scoring != ir::Scoring::Additive &&
                      pattern.query_projection.empty() && options.storage == StorageType::Float32;
-  if (keys == sz.M) return attention_into(pattern, inputs, out, options);
   if (!fused) {
     const Tensor k = first_rows(*inputs.k, keys), v = first_rows(*inputs.v, keys);
     targets::AttentionInputs dense = inputs;
