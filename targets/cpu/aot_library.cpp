@@ -423,7 +423,7 @@ AotResult write_aot_library(const AotRequest& r) {
     const planner::Component& component = execution.plan.components[c];
     for (bool guarded : {false, true}) {
       const AttentionPipelineKey key =
-          component_kernel_key(component, r.pattern, s, r.schedule, r.storage, result.halide_target, guarded);
+          component_kernel_key(execution, c, r.pattern, s, r.schedule, r.storage, result.halide_target, guarded);
       std::shared_ptr<AttentionPipeline> kernel = build_attention_pipeline(component.local, key);
       const std::string fn = fmt::format("{}_component{}{}", names.prefix, c, guarded ? "_guarded" : "");
       const fs::path object = dir / "obj" / (fn + ".o");

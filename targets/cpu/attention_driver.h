@@ -295,11 +295,15 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
     // Waves run one after another, as they merge into the same rows.
     for (const std::vector<size_t>& wave : component.waves) {
       std::vector<detail::WorkItem> items;
+      // A few query tiles per call amortise the call and let its tiles share the keys they read while warm in
+      // cache; enough calls remain to balance the threads: either each (view, batch, head) is split in 8 or
+      // more, or there are that many of them (a plan's residue classes: many views of a few tiles each).
+      const bool many_views = static_cast<int64_t>(wave.size()) * p.B * p.H >= 8 * max_threads;
       for (size_t vi : wave) {
         const int64_t count = component.views[vi].queries.count;
         const int64_t tile_rows = (count + p.block_q - 1) / p.block_q;
-        // A few query tiles per call amortise the call; enough calls remain to balance the threads.
-        const int64_t tiles_per_item = std::max<int64_t>(1, std::min<int64_t>(p.max_tiles_per_call, tile_rows / 8));
+        const int64_t tiles_per_item =
+            std::max<int64_t>(1, std::min<int64_t>(p.max_tiles_per_call, many_views ? tile_rows : tile_rows / 8));
         for (int64_t b = 0; b < p.B; ++b) {
           for (int64_t h = 0; h < p.H; ++h) {
             for (int64_t first = 0; first < count; first += tiles_per_item * p.block_q) {

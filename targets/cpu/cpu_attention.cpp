@@ -267,11 +267,11 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
     values_finite = tessera_cpu_driver::all_finite(v->data<float>(), v->numel());
   }
   std::vector<tessera_cpu_driver::Kernel> kernels;
-  for (const planner::Component& component : execution.plan.components) {
+  for (size_t c = 0; c < execution.plan.components.size(); ++c) {
     AttentionPipelineKey key =
-        component_kernel_key(component, pattern, sz, sched, options.storage, halide_target_string(), !values_finite);
+        component_kernel_key(execution, c, pattern, sz, sched, options.storage, halide_target_string(), !values_finite);
     key.additive_exponentials = additive_exponentials;
-    kernels.push_back(jit_kernel(attention_pipeline(component.local, key)));
+    kernels.push_back(jit_kernel(attention_pipeline(execution.plan.components[c].local, key)));
   }
 
   // Run-time tensors as Halide sees them: dimensions innermost first, ordered by name like the kernels' inputs.

@@ -18,6 +18,7 @@ tessera_cpu_driver::ChunkTables ViewTables::driver_tables() const {
 
 ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles_per_chunk) {
   std::vector<std::vector<std::pair<int32_t, int32_t>>> runs[2];  // [full, partial][row] -> (first, count)
+  int64_t longest = 0;
   for (auto& r : runs) r.resize(static_cast<size_t>(tiles.rows));
   for (int64_t row = 0; row < tiles.rows; ++row) {
     for (int64_t c = 0; c < tiles.cols;) {
@@ -32,11 +33,13 @@ ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles
       int64_t last = std::min(end * tiles.block_k, M);
       runs[kind == analysis::TileKind::Full ? 0 : 1][static_cast<size_t>(row)].emplace_back(
           static_cast<int32_t>(first), static_cast<int32_t>(last - first));
+      longest = std::max(longest, last - first);
       c = end;
     }
   }
   ViewTables t;
   t.tile_rows = static_cast<int32_t>(tiles.rows);
+  t.longest_run = longest;
   int32_t* max_slots[2] = {&t.max_full, &t.max_partial};
   std::vector<int32_t>* table[2] = {&t.full, &t.partial};
   std::vector<int32_t>* counts[2] = {&t.full_counts, &t.partial_counts};
@@ -57,6 +60,13 @@ ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles
   return t;
 }
 
+int64_t chunk_keys_for_runs(int64_t longest_run, const CpuSchedule& sched) {
+  int64_t keys = sched.block_k;
+  while (keys < longest_run && keys < sched.chunk_k) keys *= 2;
+  keys = std::min(keys, sched.chunk_k);
+  return (keys + sched.vector_width - 1) / sched.vector_width * sched.vector_width;
+}
+
 ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz, const CpuSchedule& sched,
                                   analysis::ClassifyOptions classify) {
   // Exact enumeration of undecided tiles would only turn PARTIAL into EMPTY or FULL for masks the intervals
@@ -70,12 +80,15 @@ ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::Attentio
   execution.plan = planner::plan_pattern(pattern, sz.N, sz.M, options);
   for (const planner::Component& component : execution.plan.components) {
     std::vector<ViewTables>& tables = execution.tables.emplace_back();
+    int64_t longest_run = 0;
     for (const planner::View& view : component.views) {
       ir::Pattern bound = planner::bind_view(component, view, sz.N, sz.M);
       analysis::TileMap tiles =
           analysis::classify_tiles(bound, view.queries.count, view.keys.count, sched.block_q, sched.block_k, classify);
-      tables.push_back(chunk_tables(tiles, view.keys.count, sched.chunk_k / sched.block_k));
+      const ViewTables& t = tables.emplace_back(chunk_tables(tiles, view.keys.count, sched.chunk_k / sched.block_k));
+      longest_run = std::max(longest_run, t.longest_run);
     }
+    execution.chunk_keys.push_back(chunk_keys_for_runs(longest_run, sched));
   }
   return execution;
 }
@@ -101,9 +114,12 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
   return cache.emplace(key, std::move(execution)).first->second;
 }
 
-AttentionPipelineKey component_kernel_key(const planner::Component& component, const ir::Pattern& pattern,
+AttentionPipelineKey component_kernel_key(const ExecutionPlan& execution, size_t c, const ir::Pattern& pattern,
                                           const ir::AttentionSizes& sz, const CpuSchedule& schedule,
                                           StorageType storage, const std::string& target, bool guard_values) {
+  const planner::Component& component = execution.plan.components.at(c);
+  CpuSchedule component_schedule = schedule;
+  component_schedule.chunk_k = execution.chunk_keys.at(c);
   AttentionPipelineKey key{ir::to_string(component.local),
                            sz.D,
                            sz.Dv,
@@ -111,7 +127,7 @@ AttentionPipelineKey component_kernel_key(const planner::Component& component, c
                            component.key_group,
                            {},
                            targets::kernel_symbols(component.local),
-                           schedule,
+                           component_schedule,
                            storage,
                            target,
                            guard_values};

@@ -22,6 +22,7 @@ struct ViewTables {
   std::vector<int32_t> full, partial;                // [tile_rows][max(1, max_*)][2]
   std::vector<int32_t> full_counts, partial_counts;  // [tile_rows]
   int32_t max_full = 0, max_partial = 0, tile_rows = 0;
+  int64_t longest_run = 0;  // keys in the longest run
 
   tessera_cpu_driver::ChunkTables driver_tables() const;
 };
@@ -33,7 +34,15 @@ ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles
 struct ExecutionPlan {
   planner::Plan plan;
   std::vector<std::vector<ViewTables>> tables;  // [component][view]
+  // [component] keys per chunk that component's kernel is compiled for: the schedule's chunk_k, or fewer where no
+  // run of tiles is that long. The kernels loop over whole chunks, so a 64-key run in a 128-key chunk computes
+  // twice its pairs: sparse components (strided's band and residue classes) have only short runs.
+  std::vector<int64_t> chunk_keys;
 };
+
+// Keys per chunk for runs of at most `longest_run` keys: block_k times a power of two, at most chunk_k, and a
+// multiple of the vector width (a few kernel variants per schedule, not one per run length).
+int64_t chunk_keys_for_runs(int64_t longest_run, const CpuSchedule& sched);
 
 // Plans `pattern` for sizes `sz` and classifies every tile of every view with the schedule's tile sizes.
 ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz, const CpuSchedule& sched,
@@ -45,8 +54,8 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
                                                            const CpuSchedule& sched,
                                                            const analysis::ClassifyOptions& classify);
 
-// The kernel key of one component of `pattern` (the kernel reads every run-time tensor the pattern declares).
-AttentionPipelineKey component_kernel_key(const planner::Component& component, const ir::Pattern& pattern,
+// The kernel key of component c of `execution` (the kernel reads every run-time tensor the pattern declares).
+AttentionPipelineKey component_kernel_key(const ExecutionPlan& execution, size_t c, const ir::Pattern& pattern,
                                           const ir::AttentionSizes& sz, const CpuSchedule& schedule,
                                           StorageType storage, const std::string& target, bool guard_values);
 

@@ -11,6 +11,7 @@
 
 #include "compiler/planner/sparsity_plan.h"
 #include "compiler/sema/pattern_library.h"
+#include "targets/cpu/execution_plan.h"
 #include "targets/reference/reference_attention.h"
 #include "test/unit/attention_test_inputs.h"
 #include "test/unit/prelude_patterns.h"
@@ -236,6 +237,44 @@ TEST(CpuAttention, ScheduleParametersDoNotChangeResults) {
   options.schedule.chunk_k = 96;
   options.schedule.threads = 1;
   EXPECT_LE(max_difference("causal & softcap(cap=5)", Shape{1, 2, 2, 90, 120, 32, 32}, 4, options), 2e-4);
+}
+
+// A component's kernel holds chunks no longer than its longest run of tiles: strided's band and residue classes
+// have runs of one 64-key tile, which 128-key chunks would compute twice over; causal keeps the schedule's chunks.
+TEST(CpuAttention, ChunksAreNoLongerThanTheLongestRun) {
+  cpu::CpuSchedule sched;
+  sched.block_q = 64;
+  sched.block_k = 64;
+  sched.chunk_k = 128;
+  sched.vector_width = 8;
+  const ir::AttentionSizes sz{.B = 1, .H = 1, .Hkv = 1, .N = 4096, .M = 4096, .D = 64, .Dv = 64};
+  for (const char* expression : {"causal", "strided(stride=128)", "sliding_window(window=1000)"}) {
+    const cpu::ExecutionPlan execution = cpu::make_execution_plan(instantiate(expression), sz, sched, {});
+    ASSERT_EQ(execution.chunk_keys.size(), execution.plan.components.size()) << expression;
+    for (size_t c = 0; c < execution.chunk_keys.size(); ++c) {
+      int64_t longest = 0;
+      for (const cpu::ViewTables& t : execution.tables[c]) {
+        for (size_t n = 1; n < t.full.size(); n += 2) longest = std::max<int64_t>(longest, t.full[n]);
+        for (size_t n = 1; n < t.partial.size(); n += 2) longest = std::max<int64_t>(longest, t.partial[n]);
+      }
+      EXPECT_GE(execution.chunk_keys[c], longest) << expression << " component " << c;
+      EXPECT_LE(execution.chunk_keys[c], sched.chunk_k) << expression << " component " << c;
+      EXPECT_EQ(execution.chunk_keys[c] % sched.vector_width, 0) << expression << " component " << c;
+      if (std::string(expression) == "causal") {
+        EXPECT_EQ(execution.chunk_keys[c], 128);
+      } else if (std::string(expression).starts_with("strided")) {
+        EXPECT_EQ(execution.chunk_keys[c], 64) << c;
+      }
+    }
+  }
+  EXPECT_EQ(cpu::chunk_keys_for_runs(0, sched), 64);
+  EXPECT_EQ(cpu::chunk_keys_for_runs(65, sched), 128);
+  sched.block_k = 24;
+  sched.chunk_k = 96;
+  EXPECT_EQ(cpu::chunk_keys_for_runs(30, sched), 48);
+  EXPECT_EQ(cpu::chunk_keys_for_runs(50, sched), 96);
+  sched.block_k = 4;
+  EXPECT_EQ(cpu::chunk_keys_for_runs(3, sched), 8) << "a multiple of the vector width";
 }
 
 // Tiles of a mask over run-time segment ids are classified per call from the ids each tile holds: with many
