@@ -80,15 +80,18 @@ ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::Attentio
   execution.plan = planner::plan_pattern(pattern, sz.N, sz.M, options);
   for (const planner::Component& component : execution.plan.components) {
     std::vector<ViewTables>& tables = execution.tables.emplace_back();
-    int64_t longest_run = 0;
+    int64_t longest_run = 0, tile_rows = 0;
     for (const planner::View& view : component.views) {
       ir::Pattern bound = planner::bind_view(component, view, sz.N, sz.M);
       analysis::TileMap tiles =
           analysis::classify_tiles(bound, view.queries.count, view.keys.count, sched.block_q, sched.block_k, classify);
       const ViewTables& t = tables.emplace_back(chunk_tables(tiles, view.keys.count, sched.chunk_k / sched.block_k));
       longest_run = std::max(longest_run, t.longest_run);
+      tile_rows += t.tile_rows;
     }
-    execution.chunk_keys.push_back(chunk_keys_for_runs(longest_run, sched));
+    // A single row of query tiles is a decoding step: its runs grow with the context, and shrinking its chunks
+    // would compile a new kernel each time the context passes a chunk size.
+    execution.chunk_keys.push_back(tile_rows > 1 ? chunk_keys_for_runs(longest_run, sched) : sched.chunk_k);
   }
   return execution;
 }

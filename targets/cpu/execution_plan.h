@@ -36,7 +36,8 @@ struct ExecutionPlan {
   std::vector<std::vector<ViewTables>> tables;  // [component][view]
   // [component] keys per chunk that component's kernel is compiled for: the schedule's chunk_k, or fewer where no
   // run of tiles is that long. The kernels loop over whole chunks, so a 64-key run in a 128-key chunk computes
-  // twice its pairs: sparse components (strided's band and residue classes) have only short runs.
+  // twice its pairs: sparse components (strided's band and residue classes) have only short runs. Components
+  // with one row of query tiles (decoding steps) keep chunk_k.
   std::vector<int64_t> chunk_keys;
 };
 

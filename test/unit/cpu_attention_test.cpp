@@ -267,6 +267,9 @@ TEST(CpuAttention, ChunksAreNoLongerThanTheLongestRun) {
       }
     }
   }
+  // One query: the context's runs grow step by step, and the kernel keeps its chunks rather than recompiling.
+  const ir::AttentionSizes step{.B = 1, .H = 1, .Hkv = 1, .N = 1, .M = 40, .D = 64, .Dv = 64};
+  EXPECT_EQ(cpu::make_execution_plan(instantiate("causal"), step, sched, {}).chunk_keys.at(0), 128);
   EXPECT_EQ(cpu::chunk_keys_for_runs(0, sched), 64);
   EXPECT_EQ(cpu::chunk_keys_for_runs(65, sched), 128);
   sched.block_k = 24;
