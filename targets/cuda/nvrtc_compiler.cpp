@@ -22,6 +22,9 @@
 #include <system_error>
 #include <thread>
 
+#include "targets/common/cache_entry.h"
+#include "targets/common/sha256.h"
+
 extern char** environ;
 
 namespace tessera::cuda {
@@ -32,9 +35,8 @@ namespace fs = std::filesystem;
 
 constexpr int kMinimumMajor = 8;
 
-// The comment line that ends every cache file: which key the file was written for and a checksum of the PTX
-// above it, so that a truncated, edited or misnamed file is recognised and recompiled. A PTX comment keeps the
-// file valid PTX for anyone who wants to feed it to ptxas by hand.
+// The start of the comment line that ends every cache file (see targets/common/cache_entry.h). A PTX comment
+// keeps the file valid PTX for anyone who wants to feed it to ptxas by hand.
 constexpr std::string_view kCacheTrailer = "// tessera-ptx-cache v1 ";
 
 std::string error_text(int error) { return std::generic_category().message(error); }
@@ -137,180 +139,6 @@ NvrtcResult compile_uncached(const NvrtcSource& source, const CudaArch& arch) {
   }
   return NvrtcResult{program.ptx(), std::move(log), false};
 }
-
-// --- the cache -------------------------------------------------------------------------------------------------
-
-std::string cache_trailer(const std::string& key, const std::string& ptx) {
-  return fmt::format("{}key={} sha256={}\n", kCacheTrailer, key, sha256_hex(ptx));
-}
-
-// An owned file descriptor.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int close() {
-    const int result = ::close(fd_) == 0 ? 0 : errno;
-    fd_ = -1;
-    return result;
-  }
-
- private:
-  int fd_;
-};
-
-// The content of the regular file `path`, or nullopt if it cannot be read whole (missing, a directory,
-// permissions, an I/O error). Plain POSIX reads: libstdc++ streams throw on some of these.
-std::optional<std::string> read_regular_file(const fs::path& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  struct stat info {};
-  if (fd.get() < 0 || ::fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode)) return std::nullopt;
-  std::string content;
-  std::array<char, 65536> buffer{};
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return std::nullopt;
-    if (n == 0) return content;
-    content.append(buffer.data(), static_cast<size_t>(n));
-  }
-}
-
-// The PTX in `path` if it is a complete entry for `key`; nullopt for a missing, unreadable or damaged file.
-std::optional<std::string> read_cache_entry(const fs::path& path, const std::string& key) {
-  const std::optional<std::string> content = read_regular_file(path);
-  if (!content) return std::nullopt;
-  const size_t trailer = content->rfind(kCacheTrailer);
-  if (trailer == std::string::npos || (trailer != 0 && (*content)[trailer - 1] != '\n')) return std::nullopt;
-  std::string ptx = content->substr(0, trailer);
-  // The trailer must be the whole rest of the file, byte for byte, so appended garbage is caught too.
-  if (content->compare(trailer, std::string::npos, cache_trailer(key, ptx)) != 0) return std::nullopt;
-  return ptx;
-}
-
-// Writes `content` to a fresh temporary file in `directory` and returns its path; throws std::system_error.
-// The name is unique per process, thread and call (O_EXCL besides), and starts with a dot to keep listings quiet.
-fs::path write_temp_file(const fs::path& directory, const std::string& name, const std::string& content) {
-  static std::atomic<uint64_t> counter{0};
-  const fs::path temp =
-      directory / fmt::format(".{}.{}.{:x}.{}.tmp", name, ::getpid(),
-                              std::hash<std::thread::id>{}(std::this_thread::get_id()), counter.fetch_add(1));
-  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (fd.get() < 0) throw std::system_error(errno, std::generic_category(), "cannot create " + temp.string());
-  auto fail = [&](int error, const char* what) {
-    fd.close();
-    ::unlink(temp.c_str());
-    throw std::system_error(error, std::generic_category(), fmt::format("cannot {} {}", what, temp.string()));
-  };
-  for (size_t written = 0; written < content.size();) {
-    const ssize_t n = ::write(fd.get(), content.data() + written, content.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail(errno, "write");
-    written += static_cast<size_t>(n);
-  }
-  // No fsync: after a crash the entry may be empty or short, which read_cache_entry() rejects and the next
-  // compile repairs. A cache is not worth a disk flush per kernel.
-  if (const int error = fd.close(); error != 0) fail(error, "close");
-  return temp;
-}
-
-// Stores an entry; returns "" or why it could not.
-std::string write_cache_entry(const fs::path& directory, const std::string& key, const std::string& ptx) {
-  try {
-    fs::create_directories(directory);
-    const fs::path temp = write_temp_file(directory, key, ptx + cache_trailer(key, ptx));
-    std::error_code error;
-    fs::rename(temp, directory / key, error);
-    if (error) {
-      ::unlink(temp.c_str());
-      return fmt::format("cannot rename {} to {}: {}", temp.string(), (directory / key).string(), error.message());
-    }
-    return "";
-  } catch (const std::system_error& e) {
-    return e.what();
-  }
-}
-
-// --- SHA-256 (FIPS 180-4) ---------------------------------------------------------------------------------------
-
-class Sha256 {
- public:
-  void update(std::string_view data) {
-    for (const char c : data) {
-      block_[block_size_++] = static_cast<uint8_t>(c);
-      if (block_size_ == 64) {
-        compress();
-        block_size_ = 0;
-      }
-    }
-    length_ += data.size();
-  }
-
-  std::string hex() {
-    const uint64_t bits = length_ * 8;
-    const uint8_t one = 0x80;
-    update(std::string_view(reinterpret_cast<const char*>(&one), 1));
-    while (block_size_ != 56) update(std::string_view("\0", 1));
-    for (int i = 7; i >= 0; --i) {
-      const auto byte = static_cast<char>((bits >> (8 * i)) & 0xff);
-      update(std::string_view(&byte, 1));
-    }
-    std::string result;
-    for (const uint32_t word : state_) result += fmt::format("{:08x}", word);
-    return result;
-  }
-
- private:
-  static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
-
-  void compress() {
-    static constexpr std::array<uint32_t, 64> k = {
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-    std::array<uint32_t, 64> w{};
-    for (int i = 0; i < 16; ++i) {
-      w[i] = uint32_t{block_[4 * i]} << 24 | uint32_t{block_[4 * i + 1]} << 16 | uint32_t{block_[4 * i + 2]} << 8 |
-             uint32_t{block_[4 * i + 3]};
-    }
-    for (int i = 16; i < 64; ++i) {
-      const uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-      const uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
-      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    auto [a, b, c, d, e, f, g, h] = state_;
-    for (int i = 0; i < 64; ++i) {
-      const uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
-      const uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-      h = g;
-      g = f;
-      f = e;
-      e = d + t1;
-      d = c;
-      c = b;
-      b = a;
-      a = t1 + t2;
-    }
-    const std::array<uint32_t, 8> add = {a, b, c, d, e, f, g, h};
-    for (int i = 0; i < 8; ++i) state_[i] += add[i];
-  }
-
-  std::array<uint32_t, 8> state_ = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  std::array<uint8_t, 64> block_{};
-  size_t block_size_ = 0;
-  uint64_t length_ = 0;
-};
 
 // --- running a program ------------------------------------------------------------------------------------------
 
@@ -444,16 +272,10 @@ std::string nvrtc_version() {
   return fmt::format("{}.{}", major, minor);
 }
 
-std::string sha256_hex(std::string_view data) {
-  Sha256 sha;
-  sha.update(data);
-  return sha.hex();
-}
-
 std::string kernel_cache_key(const NvrtcSource& source, const CudaArch& arch) {
   // Every field is length-prefixed, so no two different inputs serialise alike (moving text between the
   // source and a header, or between two options, changes the key).
-  Sha256 sha;
+  targets::Sha256 sha;
   auto field = [&](std::string_view text) {
     sha.update(fmt::format("{}:", text.size()));
     sha.update(text);
@@ -478,26 +300,19 @@ NvrtcResult compile_to_ptx(const NvrtcSource& source, const CudaArch& arch, cons
   if (cache_dir.empty()) return compile_uncached(source, arch);
   const fs::path directory(cache_dir);
   const std::string key = kernel_cache_key(source, arch);
-  if (std::optional<std::string> ptx = read_cache_entry(directory / key, key)) {
+  if (std::optional<std::string> ptx = targets::read_cache_entry(directory / key, key, kCacheTrailer)) {
     return NvrtcResult{std::move(*ptx), "", true};
   }
   NvrtcResult result = compile_uncached(source, arch);
-  if (const std::string failure = write_cache_entry(directory, key, result.ptx); !failure.empty()) {
+  if (const std::string failure = targets::write_cache_entry(directory, key, key, result.ptx, kCacheTrailer);
+      !failure.empty()) {
     result.log += fmt::format("{}note: the PTX was not cached: {}\n",
                               result.log.empty() || result.log.ends_with('\n') ? "" : "\n", failure);
   }
   return result;
 }
 
-std::string default_kernel_cache_dir() {
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
-    return (fs::path(xdg) / "tessera" / "cuda").string();
-  }
-  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-    return (fs::path(home) / ".cache" / "tessera" / "cuda").string();
-  }
-  return "";
-}
+std::string default_kernel_cache_dir() { return targets::default_cache_dir("cuda"); }
 
 std::string quote_error_lines(const std::string& log, const NvrtcSource& source) {
   std::map<std::string_view, std::vector<std::string_view>> files;
@@ -530,7 +345,7 @@ PtxasReport assemble_ptx(const std::string& ptx, const CudaArch& arch, const std
                                  output);
   PtxasReport report;
   report.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  report.log = read_regular_file(output).value_or("");
+  report.log = targets::read_regular_file(output).value_or("");
   if (WIFSIGNALED(status)) report.log += fmt::format("{} was killed by signal {}\n", ptxas_path, WTERMSIG(status));
   return report;
 }

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "targets/common/sha256.h"
+
 namespace tessera::cuda {
 
 // A GPU architecture Tessera generates code for: sm_<major><minor>, with `accelerated` for the "a" variants
@@ -75,8 +77,7 @@ std::string default_kernel_cache_dir();
 // NVRTC 13 quotes lines itself, older versions do not.
 std::string quote_error_lines(const std::string& log, const NvrtcSource& source);
 
-// SHA-256 of `data` as 64 lower-case hex digits. Exposed for tests.
-std::string sha256_hex(std::string_view data);
+using targets::sha256_hex;  // the cache keys' hash (targets/common/sha256.h)
 
 struct PtxasReport {
   bool ok = false;
