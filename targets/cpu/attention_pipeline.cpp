@@ -24,10 +24,6 @@ using Halide::Var;
 
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 
-// Intermediate buffers come from the driver's per-thread block cache (see attention_driver.h).
-void* reusing_malloc(Halide::JITUserContext*, size_t size) { return tessera_cpu_driver::block_cache::allocate(size); }
-void reusing_free(Halide::JITUserContext*, void* data) { tessera_cpu_driver::block_cache::release(data); }
-
 // The Funcs of one kind of chunk (FULL or PARTIAL). Every Func is indexed by the chunk's slot c and the
 // query tile (t, h, b) so that it can be computed inside the state's loop over chunks. Query rows i are the
 // innermost dimension everywhere: the kernels vectorise over rows, so row reductions (max, sum) and the
@@ -433,21 +429,6 @@ std::vector<Halide::Argument> kernel_arguments(const AttentionPipeline& p) {
   for (const auto& [name, img] : p.tensors) args.emplace_back(img);
   for (const auto& [name, param] : p.symbols) args.emplace_back(param);
   return args;
-}
-
-std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& pattern,
-                                                            const AttentionPipelineKey& key) {
-  static std::mutex mutex;
-  static std::map<std::string, std::shared_ptr<const AttentionPipeline>> cache;
-  const std::string cache_key = key.str();
-  std::lock_guard<std::mutex> lock(mutex);
-  if (auto it = cache.find(cache_key); it != cache.end()) return it->second;
-  std::shared_ptr<AttentionPipeline> p = build_attention_pipeline(pattern, key);
-  p->pipeline.jit_handlers().custom_malloc = reusing_malloc;
-  p->pipeline.jit_handlers().custom_free = reusing_free;
-  p->pipeline.compile_jit(cpu_target());
-  cache.emplace(cache_key, p);
-  return p;
 }
 
 }  // namespace tessera::cpu

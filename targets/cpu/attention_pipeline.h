@@ -67,10 +67,6 @@ std::shared_ptr<AttentionPipeline> build_attention_pipeline(const ir::Pattern& p
 // the signature of an ahead-of-time compiled kernel.
 std::vector<Halide::Argument> kernel_arguments(const AttentionPipeline& p);
 
-// Builds, schedules and JIT-compiles the pipeline of `pattern` (once per key, then cached).
-std::shared_ptr<const AttentionPipeline> attention_pipeline(const ir::Pattern& pattern,
-                                                            const AttentionPipelineKey& key);
-
 // The Halide target the kernels are compiled for.
 Halide::Target cpu_target();
 

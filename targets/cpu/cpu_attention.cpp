@@ -17,6 +17,7 @@
 #include "targets/common/tensor_index_bounds.h"
 #include "targets/cpu/attention_driver.h"
 #include "targets/cpu/attention_pipeline.h"
+#include "targets/cpu/compiled_kernel.h"
 #include "targets/cpu/execution_plan.h"
 #include "targets/cpu/hardmax_attention.h"
 #include "targets/cpu/tuned_schedules.h"
@@ -31,55 +32,6 @@ std::map<std::string, std::vector<int64_t>> tensor_shapes(const targets::Runtime
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, view] : tensors.views) shapes[name] = view.shape;
   return shapes;
-}
-
-// Runs a JIT pipeline for the driver's calls of one attention() call. Halide::Buffer wraps the driver's
-// halide_buffer_t without copying. The inputs of a view are the same for all its calls, so their ParamMap is
-// built once per view (measured: rebuilding it per call cost ~10% on strided(128) at N=16384, 128 views).
-tessera_cpu_driver::Kernel jit_kernel(std::shared_ptr<const AttentionPipeline> kernel) {
-  struct PerView {
-    std::mutex mutex;
-    std::vector<std::unique_ptr<Halide::ParamMap>> params;
-  };
-  auto state = std::make_shared<PerView>();
-  return [kernel, state, target = cpu_target()](const tessera_cpu_driver::KernelCall& c) {
-    const AttentionPipeline& k = *kernel;
-    const Halide::ParamMap* view_params = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(state->mutex);
-      if (state->params.size() <= c.view) state->params.resize(c.view + 1);
-      std::unique_ptr<Halide::ParamMap>& params = state->params[c.view];
-      if (!params) {
-        params = std::make_unique<Halide::ParamMap>();
-        params->set(k.q, Halide::Buffer<>(*c.q));
-        params->set(k.k, Halide::Buffer<>(*c.k));
-        params->set(k.v, Halide::Buffer<>(*c.v));
-        params->set(k.acc_in, Halide::Buffer<>(*c.acc_in));
-        params->set(k.max_in, Halide::Buffer<>(*c.max_in));
-        params->set(k.sum_in, Halide::Buffer<>(*c.sum_in));
-        params->set(k.full_chunks, Halide::Buffer<>(*c.full_chunks));
-        params->set(k.partial_chunks, Halide::Buffer<>(*c.partial_chunks));
-        params->set(k.full_counts, Halide::Buffer<>(*c.full_counts));
-        params->set(k.partial_counts, Halide::Buffer<>(*c.partial_counts));
-        params->set(k.max_full, c.max_full);
-        params->set(k.max_partial, c.max_partial);
-        params->set(k.heads, c.heads);
-        params->set(k.group, c.group);
-        params->set(k.n_queries, c.n_queries);
-        params->set(k.m_keys, c.m_keys);
-        params->set(k.key_origin, c.key_origin);
-        params->set(k.scale, c.scale);
-        size_t n = 0;
-        for (const auto& [name, img] : k.tensors) params->set(img, Halide::Buffer<>(*c.tensors[n++]));
-        n = 0;
-        for (const auto& [name, param] : k.symbols) params->set(param, c.symbols[n++]);
-      }
-      view_params = params.get();
-    }
-    Halide::Buffer<float> acc(*c.acc_out), max(*c.max_out), sum(*c.sum_out);
-    const_cast<Halide::Pipeline&>(k.pipeline).realize(Halide::Realization({acc, max, sum}), target, *view_params);
-    return 0;
-  };
 }
 
 }  // namespace
@@ -271,7 +223,7 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
     AttentionPipelineKey key =
         component_kernel_key(execution, c, pattern, sz, sched, options.storage, halide_target_string(), !values_finite);
     key.additive_exponentials = additive_exponentials;
-    kernels.push_back(jit_kernel(attention_pipeline(execution.plan.components[c].local, key)));
+    kernels.push_back(driver_kernel(compiled_kernel(execution.plan.components[c].local, key)));
   }
 
   // Run-time tensors as Halide sees them: dimensions innermost first, ordered by name like the kernels' inputs.

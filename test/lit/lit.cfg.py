@@ -31,6 +31,8 @@ config.substitutions.append(("%isa", isa))
 config.environment["TERM"] = "dumb"
 # Commands read the tuning cache under $XDG_CACHE_HOME: the user's own tuned schedules must not reach the tests.
 config.environment["XDG_CACHE_HOME"] = os.path.join(config.test_exec_root, "xdg-cache")
+# CPU kernels compiled by one test are loaded by the next: the cache the unit tests share (test/CMakeLists.txt).
+config.environment["TESSERA_CPU_KERNEL_CACHE"] = config.kernel_cache
 
 # A machine with an NVIDIA GPU and driver: the GPU-only tests run there, the "no CUDA device" tests elsewhere.
 if os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0"):

@@ -1,0 +1,184 @@
+#include "targets/cpu/kernel_disk_cache.h"
+
+#include <dlfcn.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+
+#include "targets/common/build_steps.h"
+#include "targets/common/cache_entry.h"
+#include "targets/common/sha256.h"
+#include "targets/cpu/attention_driver.h"
+
+namespace tessera::cpu {
+
+// The SHA-256 of the sources that generate kernels (targets/cpu, targets/common), written by CMake: a kernel
+// built by a different version of them is never loaded.
+extern const char kKernelSourceFingerprint[];
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view kEntryTag = "tessera-cpu-kernel-cache v1 ";
+constexpr const char* kEntryFunction = "tessera_kernel";
+
+using HalideMalloc = void* (*)(void*, size_t);
+using HalideFree = void (*)(void*, void*);
+
+// Intermediate buffers come from the driver's per-thread block cache, as for JIT kernels (attention_driver.h).
+void* reusing_malloc(void*, size_t size) { return tessera_cpu_driver::block_cache::allocate(size); }
+void reusing_free(void*, void* data) { tessera_cpu_driver::block_cache::release(data); }
+
+std::string c_compiler() {
+  if (const char* cc = std::getenv("CC"); cc != nullptr && *cc != '\0') return cc;
+  return TESSERA_C_COMPILER;
+}
+
+// Whether `program` (a path, or a name looked up on $PATH) can be run: without a compiler to link with, a kernel
+// is compiled in memory right away rather than compiled for the cache first and then again.
+bool runnable(const std::string& program) {
+  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  for (std::string_view rest = path != nullptr ? path : ""; !rest.empty();) {
+    const size_t colon = rest.find(':');
+    const std::string dir(rest.substr(0, colon));
+    if (!dir.empty() && ::access((fs::path(dir) / program).c_str(), X_OK) == 0) return true;
+    rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+  }
+  return false;
+}
+
+// A directory removed with everything in it.
+class BuildDirectory {
+ public:
+  explicit BuildDirectory(const fs::path& parent) {
+    std::string pattern = (parent / ".build-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr)
+      throw std::runtime_error("cannot create a directory in " + parent.string());
+    path_ = pattern;
+  }
+  ~BuildDirectory() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  BuildDirectory(const BuildDirectory&) = delete;
+  BuildDirectory& operator=(const BuildDirectory&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// Halide's runtime for the kernels' target, compiled once per cache (compiling it costs as much as a kernel).
+fs::path runtime_object(const fs::path& dir) {
+  const std::string target = cpu_target().to_string();
+  const std::string name = "runtime-" + targets::sha256_hex(std::string(kEntryTag) + target).substr(0, 16) + ".o";
+  const fs::path path = dir / name;
+  if (targets::read_cache_entry(path, name, kEntryTag)) return path;
+  const BuildDirectory work(dir);
+  const fs::path object = work.path() / "runtime.o";
+  Halide::compile_standalone_runtime(object.string(), cpu_target());
+  const std::optional<std::string> bytes = targets::read_regular_file(object);
+  if (!bytes) throw std::runtime_error("cannot read " + object.string());
+  if (std::string failure = targets::write_cache_entry(dir, name, name, *bytes + "\n", kEntryTag); !failure.empty()) {
+    throw std::runtime_error(failure);
+  }
+  return path;
+}
+
+// Compiles the pipeline with its Halide runtime into a shared object and stores it as the entry `name`.
+void build_entry(const std::function<std::shared_ptr<AttentionPipeline>()>& build, const fs::path& dir,
+                 const std::string& name) {
+  fs::create_directories(dir);
+  const BuildDirectory work(dir);
+  const fs::path object = work.path() / "kernel.o", library = work.path() / "kernel.so", log = work.path() / "log";
+  const fs::path runtime = runtime_object(dir);
+  std::shared_ptr<AttentionPipeline> kernel = build();
+  kernel->pipeline.compile_to_object(object.string(), kernel_arguments(*kernel), kEntryFunction,
+                                     cpu_target().with_feature(Halide::Target::NoRuntime));
+  // Each library carries its own copy of the runtime and binds to it (-Bsymbolic), whatever else is loaded.
+  targets::run_build_step(fmt::format("{} -shared -Wl,-Bsymbolic -o {} {} {} -lm -lpthread -ldl > {} 2>&1",
+                                      targets::shell_quote(c_compiler()), targets::shell_quote(library.string()),
+                                      targets::shell_quote(object.string()), targets::shell_quote(runtime.string()),
+                                      targets::shell_quote(log.string())),
+                          "linking a CPU kernel", log);
+  const std::optional<std::string> bytes = targets::read_regular_file(library);
+  if (!bytes) throw std::runtime_error("cannot read " + library.string());
+  // An entry's content ends with a newline before its trailer; the loader ignores bytes past the ELF sections.
+  if (std::string failure = targets::write_cache_entry(dir, name, name, *bytes + "\n", kEntryTag); !failure.empty()) {
+    throw std::runtime_error(failure);
+  }
+}
+
+// The kernel of a verified entry, or nullptr (`why` says why) when the entry is missing, damaged or unloadable.
+std::shared_ptr<const SharedObjectKernel> load_entry(const fs::path& path, const std::string& name, std::string& why) {
+  if (!targets::read_cache_entry(path, name, kEntryTag)) {
+    why = "no valid entry " + path.string();
+    return nullptr;
+  }
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* error = ::dlerror();
+    why = fmt::format("cannot load {}: {}", path.string(), error != nullptr ? error : "unknown error");
+    return nullptr;
+  }
+  std::shared_ptr<void> library(handle, [](void* h) { ::dlclose(h); });
+  const std::string argv_name = std::string(kEntryFunction) + "_argv";
+  auto entry = reinterpret_cast<SharedObjectKernel::Entry>(::dlsym(handle, argv_name.c_str()));
+  auto set_malloc = reinterpret_cast<HalideMalloc (*)(HalideMalloc)>(::dlsym(handle, "halide_set_custom_malloc"));
+  auto set_free = reinterpret_cast<HalideFree (*)(HalideFree)>(::dlsym(handle, "halide_set_custom_free"));
+  if (entry == nullptr || set_malloc == nullptr || set_free == nullptr) {
+    why = fmt::format("{} lacks {} or Halide's runtime", path.string(), argv_name);
+    return nullptr;
+  }
+  set_malloc(reusing_malloc);
+  set_free(reusing_free);
+  return std::make_shared<const SharedObjectKernel>(std::move(library), entry);
+}
+
+}  // namespace
+
+std::string default_cpu_kernel_cache_dir() {
+  if (const char* dir = std::getenv("TESSERA_CPU_KERNEL_CACHE"); dir != nullptr) return dir;
+  return targets::default_cache_dir("cpu");
+}
+
+std::string cpu_kernel_cache_name(const AttentionPipelineKey& key) {
+  const std::string key_text = key.str();
+  targets::Sha256 sha;
+  for (const std::string_view field :
+       {kEntryTag, std::string_view(kKernelSourceFingerprint), std::string_view(key_text)}) {
+    sha.update(fmt::format("{}:", field.size()));  // length-prefixed: no two different inputs serialise alike
+    sha.update(field);
+  }
+  return sha.hex() + ".so";
+}
+
+std::shared_ptr<const SharedObjectKernel> load_or_build_cached_kernel(
+    const AttentionPipelineKey& key, const std::function<std::shared_ptr<AttentionPipeline>()>& build,
+    const std::string& dir, std::string& why) {
+  if (dir.empty()) {
+    why = "no kernel cache directory";
+    return nullptr;
+  }
+  const std::string name = cpu_kernel_cache_name(key);
+  const fs::path path = fs::path(dir) / name;
+  if (auto kernel = load_entry(path, name, why)) return kernel;
+  if (!runnable(c_compiler())) {
+    why = fmt::format("no C compiler ({}) to link kernels with", c_compiler());
+    return nullptr;
+  }
+  try {
+    build_entry(build, dir, name);
+  } catch (const std::exception& e) {  // a compiler, directory or disk problem: the caller compiles in memory
+    why = e.what();
+    return nullptr;
+  }
+  return load_entry(path, name, why);
+}
+
+}  // namespace tessera::cpu

@@ -1,0 +1,124 @@
+// The on-disk cache of CPU kernels: an entry is built once and loaded afterwards, a damaged one is rebuilt, a cache
+// that cannot be used falls back (to Halide's JIT) without compiling twice, and kernels loaded from the cache
+// compute what the float64 reference does.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "compiler/ir/printer.h"
+#include "targets/cpu/cpu_attention.h"
+#include "targets/cpu/kernel_disk_cache.h"
+#include "targets/reference/reference_attention.h"
+#include "test/unit/attention_test_inputs.h"
+#include "test/unit/prelude_patterns.h"
+#include "test/unit/scoped_resources.h"
+
+namespace tessera {
+namespace {
+
+namespace fs = std::filesystem;
+using test::instantiate;
+
+cpu::AttentionPipelineKey causal_key(const ir::Pattern& pattern, int64_t D) {
+  cpu::AttentionPipelineKey key{ir::to_string(pattern), D, D};
+  key.schedule = cpu::host_default_schedule();
+  key.storage = cpu::StorageType::Float32;
+  key.target = cpu::halide_target_string();
+  return key;
+}
+
+TEST(CpuKernelDiskCache, AnEntryIsBuiltOnceLoadedAfterwardsAndRebuiltWhenDamaged) {
+  const test::TempDir dir;
+  const ir::Pattern pattern = instantiate("causal");
+  const cpu::AttentionPipelineKey key = causal_key(pattern, 16);
+  int builds = 0;
+  auto build = [&] {
+    ++builds;
+    return cpu::build_attention_pipeline(pattern, key);
+  };
+  std::string why;
+  ASSERT_NE(cpu::load_or_build_cached_kernel(key, build, dir.str(), why), nullptr) << why;
+  EXPECT_EQ(builds, 1);
+  const fs::path entry = dir.path() / cpu::cpu_kernel_cache_name(key);
+  ASSERT_TRUE(fs::is_regular_file(entry));
+  const auto size = fs::file_size(entry);
+
+  ASSERT_NE(cpu::load_or_build_cached_kernel(key, build, dir.str(), why), nullptr) << why;
+  EXPECT_EQ(builds, 1) << "a valid entry is loaded, not rebuilt";
+
+  {
+    std::ofstream(entry, std::ios::app) << "x";  // appended garbage
+  }
+  ASSERT_NE(cpu::load_or_build_cached_kernel(key, build, dir.str(), why), nullptr) << why;
+  EXPECT_EQ(builds, 2);
+  EXPECT_EQ(fs::file_size(entry), size) << "the damaged entry is replaced";
+
+  fs::resize_file(entry, size / 2);  // a torn write
+  ASSERT_NE(cpu::load_or_build_cached_kernel(key, build, dir.str(), why), nullptr) << why;
+  EXPECT_EQ(builds, 3);
+
+  // Another key (here another schedule) is another entry.
+  cpu::AttentionPipelineKey other = key;
+  other.schedule.chunk_k = key.schedule.chunk_k / 2;
+  EXPECT_NE(cpu::cpu_kernel_cache_name(other), cpu::cpu_kernel_cache_name(key));
+  EXPECT_EQ(cpu::cpu_kernel_cache_name(causal_key(pattern, 16)), cpu::cpu_kernel_cache_name(key));
+}
+
+TEST(CpuKernelDiskCache, AnUnusableCacheFallsBackWithoutCompiling) {
+  const test::TempDir dir;
+  const ir::Pattern pattern = instantiate("causal");
+  const cpu::AttentionPipelineKey key = causal_key(pattern, 16);
+  int builds = 0;
+  auto build = [&] {
+    ++builds;
+    return cpu::build_attention_pipeline(pattern, key);
+  };
+  std::string why;
+  EXPECT_EQ(cpu::load_or_build_cached_kernel(key, build, "", why), nullptr);
+  EXPECT_FALSE(why.empty());
+
+  // A directory that cannot be created: below a regular file.
+  std::ofstream(dir.path() / "file") << "not a directory";
+  why.clear();
+  EXPECT_EQ(cpu::load_or_build_cached_kernel(key, build, (dir.path() / "file" / "cache").string(), why), nullptr);
+  EXPECT_FALSE(why.empty());
+
+  // No C compiler to link with.
+  {
+    const test::ScopedEnv cc("CC", "/nonexistent/cc");
+    why.clear();
+    EXPECT_EQ(cpu::load_or_build_cached_kernel(key, build, dir.str(), why), nullptr);
+    EXPECT_NE(why.find("/nonexistent/cc"), std::string::npos) << why;
+  }
+  EXPECT_EQ(builds, 0) << "nothing is compiled for a cache that cannot take it";
+}
+
+// Through cpu::attention, with shapes no other test uses (the process keeps the kernels it compiled): the kernels
+// come from the directory given by TESSERA_CPU_KERNEL_CACHE, or from the JIT when it is empty.
+TEST(CpuKernelDiskCache, KernelsFromTheCacheAndFromTheJitMatchTheReference) {
+  const test::TempDir dir;
+  // Long enough to be re-indexed (as in CpuAttentionReindexed): two plan components, two kernels.
+  const std::string expression = "strided(stride=16) & alibi";
+  const ir::Pattern pattern = instantiate(expression);
+  {
+    const test::ScopedEnv cache("TESSERA_CPU_KERNEL_CACHE", dir.str().c_str());
+    const test::Shape s{1, 2, 1, 600, 600, 24, 40};
+    test::RandomProblem problem(pattern, s, 11);
+    const runtime::Tensor got = cpu::attention(pattern, problem.inputs);
+    EXPECT_LE(test::max_abs_difference(got, reference::attention_f64(pattern, problem.inputs)), 2e-4);
+    int entries = 0;
+    for (const auto& file : fs::directory_iterator(dir.path())) entries += file.path().extension() == ".so";
+    EXPECT_EQ(entries, 2);
+  }
+  {
+    const test::ScopedEnv cache("TESSERA_CPU_KERNEL_CACHE", "");
+    const test::Shape s{1, 2, 1, 600, 600, 24, 24};
+    test::RandomProblem problem(pattern, s, 12);
+    const runtime::Tensor got = cpu::attention(pattern, problem.inputs);
+    EXPECT_LE(test::max_abs_difference(got, reference::attention_f64(pattern, problem.inputs)), 2e-4);
+  }
+}
+
+}  // namespace
+}  // namespace tessera
