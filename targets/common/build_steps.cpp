@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
@@ -32,6 +34,19 @@ void run_build_step(const std::string& command, const std::string& what, const s
     throw std::runtime_error(fmt::format("{} failed; the command was:\n  {}{}", what, command,
                                          log.empty() ? "" : "\n" + read_text_file(log)));
   }
+}
+
+ScratchDirectory::ScratchDirectory(const std::filesystem::path& prefix) {
+  std::string pattern = prefix.string() + "XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    throw std::runtime_error(fmt::format("cannot create a directory {}: {}", pattern, std::strerror(errno)));
+  }
+  path_ = pattern;
+}
+
+ScratchDirectory::~ScratchDirectory() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
 }
 
 std::string upper_case(std::string s) {

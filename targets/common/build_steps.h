@@ -19,6 +19,20 @@ std::string read_text_file(const std::filesystem::path& path);
 // followed by the contents of `log` when one is given (where the command's output went).
 void run_build_step(const std::string& command, const std::string& what, const std::filesystem::path& log = {});
 
+// A fresh directory (mkdtemp of `prefix` + "XXXXXX") removed with everything in it; throws std::runtime_error
+// when it cannot be created.
+class ScratchDirectory {
+ public:
+  explicit ScratchDirectory(const std::filesystem::path& prefix);
+  ~ScratchDirectory();
+  ScratchDirectory(const ScratchDirectory&) = delete;
+  ScratchDirectory& operator=(const ScratchDirectory&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
 // An identifier in upper case (header guards, macro prefixes).
 std::string upper_case(std::string s);
 

@@ -52,34 +52,13 @@ bool runnable(const std::string& program) {
   return false;
 }
 
-// A directory removed with everything in it.
-class BuildDirectory {
- public:
-  explicit BuildDirectory(const fs::path& parent) {
-    std::string pattern = (parent / ".build-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr)
-      throw std::runtime_error("cannot create a directory in " + parent.string());
-    path_ = pattern;
-  }
-  ~BuildDirectory() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  BuildDirectory(const BuildDirectory&) = delete;
-  BuildDirectory& operator=(const BuildDirectory&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
 // Halide's runtime for the kernels' target, compiled once per cache (compiling it costs as much as a kernel).
 fs::path runtime_object(const fs::path& dir) {
   const std::string target = cpu_target().to_string();
   const std::string name = "runtime-" + targets::sha256_hex(std::string(kEntryTag) + target).substr(0, 16) + ".o";
   const fs::path path = dir / name;
   if (targets::read_cache_entry(path, name, kEntryTag)) return path;
-  const BuildDirectory work(dir);
+  const targets::ScratchDirectory work(dir / ".build-");
   const fs::path object = work.path() / "runtime.o";
   Halide::compile_standalone_runtime(object.string(), cpu_target());
   const std::optional<std::string> bytes = targets::read_regular_file(object);
@@ -94,7 +73,7 @@ fs::path runtime_object(const fs::path& dir) {
 void build_entry(const std::function<std::shared_ptr<AttentionPipeline>()>& build, const fs::path& dir,
                  const std::string& name) {
   fs::create_directories(dir);
-  const BuildDirectory work(dir);
+  const targets::ScratchDirectory work(dir / ".build-");
   const fs::path object = work.path() / "kernel.o", library = work.path() / "kernel.so", log = work.path() / "log";
   const fs::path runtime = runtime_object(dir);
   std::shared_ptr<AttentionPipeline> kernel = build();

@@ -22,6 +22,7 @@
 #include <system_error>
 #include <thread>
 
+#include "targets/common/build_steps.h"
 #include "targets/common/cache_entry.h"
 #include "targets/common/sha256.h"
 
@@ -141,28 +142,6 @@ NvrtcResult compile_uncached(const NvrtcSource& source, const CudaArch& arch) {
 }
 
 // --- running a program ------------------------------------------------------------------------------------------
-
-// A temporary directory removed with everything in it.
-class TempDirectory {
- public:
-  TempDirectory() {
-    std::string pattern = (fs::temp_directory_path() / "tessera-ptxas-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      throw std::runtime_error(fmt::format("cannot create a temporary directory {}: {}", pattern, error_text(errno)));
-    }
-    path_ = pattern;
-  }
-  ~TempDirectory() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDirectory(const TempDirectory&) = delete;
-  TempDirectory& operator=(const TempDirectory&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void write_file(const fs::path& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary);
@@ -336,7 +315,7 @@ std::string quote_error_lines(const std::string& log, const NvrtcSource& source)
 
 PtxasReport assemble_ptx(const std::string& ptx, const CudaArch& arch, const std::string& ptxas_path) {
   if (ptxas_path.empty()) throw std::runtime_error("cannot assemble PTX: no ptxas was given");
-  const TempDirectory temp;
+  const targets::ScratchDirectory temp(fs::temp_directory_path() / "tessera-ptxas-");
   const fs::path input = temp.path() / "kernel.ptx";
   const fs::path output = temp.path() / "ptxas.log";
   write_file(input, ptx);

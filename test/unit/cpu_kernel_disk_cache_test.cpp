@@ -28,15 +28,23 @@ cpu::AttentionPipelineKey causal_key(const ir::Pattern& pattern, int64_t D) {
   return key;
 }
 
-TEST(CpuKernelDiskCache, AnEntryIsBuiltOnceLoadedAfterwardsAndRebuiltWhenDamaged) {
-  const test::TempDir dir;
-  const ir::Pattern pattern = instantiate("causal");
-  const cpu::AttentionPipelineKey key = causal_key(pattern, 16);
+// The pipeline of causal attention, counting how often the cache asks for it.
+struct CountedBuild {
+  ir::Pattern pattern = instantiate("causal");
+  cpu::AttentionPipelineKey key = causal_key(pattern, 16);
   int builds = 0;
-  auto build = [&] {
+  std::shared_ptr<cpu::AttentionPipeline> operator()() {
     ++builds;
     return cpu::build_attention_pipeline(pattern, key);
-  };
+  }
+};
+
+TEST(CpuKernelDiskCache, AnEntryIsBuiltOnceLoadedAfterwardsAndRebuiltWhenDamaged) {
+  const test::TempDir dir;
+  CountedBuild counted;
+  const cpu::AttentionPipelineKey& key = counted.key;
+  const int& builds = counted.builds;
+  auto build = [&] { return counted(); };
   std::string why;
   ASSERT_NE(cpu::load_or_build_cached_kernel(key, build, dir.str(), why), nullptr) << why;
   EXPECT_EQ(builds, 1);
@@ -62,18 +70,14 @@ TEST(CpuKernelDiskCache, AnEntryIsBuiltOnceLoadedAfterwardsAndRebuiltWhenDamaged
   cpu::AttentionPipelineKey other = key;
   other.schedule.chunk_k = key.schedule.chunk_k / 2;
   EXPECT_NE(cpu::cpu_kernel_cache_name(other), cpu::cpu_kernel_cache_name(key));
-  EXPECT_EQ(cpu::cpu_kernel_cache_name(causal_key(pattern, 16)), cpu::cpu_kernel_cache_name(key));
+  EXPECT_EQ(cpu::cpu_kernel_cache_name(causal_key(counted.pattern, 16)), cpu::cpu_kernel_cache_name(key));
 }
 
 TEST(CpuKernelDiskCache, AnUnusableCacheFallsBackWithoutCompiling) {
   const test::TempDir dir;
-  const ir::Pattern pattern = instantiate("causal");
-  const cpu::AttentionPipelineKey key = causal_key(pattern, 16);
-  int builds = 0;
-  auto build = [&] {
-    ++builds;
-    return cpu::build_attention_pipeline(pattern, key);
-  };
+  CountedBuild counted;
+  const cpu::AttentionPipelineKey& key = counted.key;
+  auto build = [&] { return counted(); };
   std::string why;
   EXPECT_EQ(cpu::load_or_build_cached_kernel(key, build, "", why), nullptr);
   EXPECT_FALSE(why.empty());
@@ -91,7 +95,7 @@ TEST(CpuKernelDiskCache, AnUnusableCacheFallsBackWithoutCompiling) {
     EXPECT_EQ(cpu::load_or_build_cached_kernel(key, build, dir.str(), why), nullptr);
     EXPECT_NE(why.find("/nonexistent/cc"), std::string::npos) << why;
   }
-  EXPECT_EQ(builds, 0) << "nothing is compiled for a cache that cannot take it";
+  EXPECT_EQ(counted.builds, 0) << "nothing is compiled for a cache that cannot take it";
 }
 
 // Through cpu::attention, with shapes no other test uses (the process keeps the kernels it compiled): the kernels
