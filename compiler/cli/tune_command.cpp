@@ -139,8 +139,9 @@ class ProblemTuner {
                   const tuner::Schedule& point) { return (*m)(point); };
     } else {
       space = cpu::cpu_schedule_space(problem_.pattern, sizes_, cpu::halide_target_string());
-      model = [m = std::make_shared<cpu::CpuCostModel>(problem_.pattern, sizes_, o_.threads.value_or(0))](
-                  const tuner::Schedule& point) { return (*m)(point); };
+      auto cost = std::make_shared<cpu::CpuCostModel>(problem_.pattern, sizes_, o_.threads.value_or(0));
+      model = [cost](const tuner::Schedule& point) { return (*cost)(point); };
+      space.kernel_identity = [cost](const tuner::Schedule& point) { return cost->kernel_identity(point); };
     }
     const int64_t pairs = count_allowed_pairs(problem_.pattern, sizes_, timed_.inputs);
     const double flops = 2.0 * static_cast<double>(sizes_.D + sizes_.Dv) * static_cast<double>(pairs);

@@ -29,6 +29,9 @@ struct ScheduleSpace {
   // Why the backend cannot run `schedule` (its constraints), or nullopt when it can. Checked before anything is
   // compiled.
   std::function<std::optional<std::string>(const Schedule&)> invalid;
+  // What a point runs (its kernels and plan) as a key, where the backend knows that different points can run the
+  // same: the search measures only the best-ranked point of each key. Unset: every point is distinct.
+  std::function<std::string(const Schedule&)> kernel_identity;
 
   Schedule defaults() const;
   // Every valid point, in the order of the parameters' candidate lists (the first parameter varies slowest).

@@ -45,6 +45,11 @@ std::vector<Candidate> plan_candidates(const ScheduleSpace& space,
     // what every entry point runs without a tuned schedule.
     chosen.push_back({defaults, true, predict(defaults), 0});
   }
+  if (space.kernel_identity) {
+    // Points that run what the default or a better-ranked point runs would only measure it again.
+    std::set<std::string> seen{space.kernel_identity(chosen.front().schedule)};
+    std::erase_if(ranked, [&](const Candidate& c) { return !seen.insert(space.kernel_identity(c.schedule)).second; });
+  }
   const size_t others = static_cast<size_t>(std::max<int64_t>(0, options.max_candidates - 1));
   const size_t explored =
       std::min(ranked.size(), static_cast<size_t>(static_cast<double>(others) * options.explore_fraction));

@@ -1,6 +1,7 @@
 #include "targets/cpu/cpu_schedule_space.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -113,13 +114,17 @@ const CpuCostModel::PlanWork& CpuCostModel::work(const CpuSchedule& s) const {
   // may hold a pair counts as PARTIAL, which ranks tilings the same way.
   const ExecutionPlan plan = make_execution_plan(pattern_, sz_, s, classify);
   PlanWork w;
+  w.chunk_keys = plan.chunk_keys;
   for (size_t c = 0; c < plan.plan.components.size(); ++c) {
+    const double keys = static_cast<double>(plan.chunk_keys[c]);
     for (const ViewTables& t : plan.tables[c]) {
       w.calls += 1;
       w.tile_rows += t.tile_rows;
       for (int32_t r = 0; r < t.tile_rows; ++r) {
         w.full_chunks += t.full_counts[static_cast<size_t>(r)];
         w.partial_chunks += t.partial_counts[static_cast<size_t>(r)];
+        w.full_keys += keys * t.full_counts[static_cast<size_t>(r)];
+        w.partial_keys += keys * t.partial_counts[static_cast<size_t>(r)];
       }
     }
   }
@@ -142,9 +147,8 @@ double CpuCostModel::operator()(const tuner::Schedule& point) const {
   const double spill = 1.0 + 0.15 * std::max(0.0, std::log2(buffer_kib / 32.0));
   const double pair_ns = 2.0 * static_cast<double>(sz_.D + sz_.Dv) / flops_per_ns * 1.25 * spill;
   const double merge_ns = (3.0 * static_cast<double>(sz_.Dv) + 40.0) / lanes_rate;
-  const double chunk_pairs = static_cast<double>(s.block_q * s.chunk_k);
   const double chunks = w.full_chunks + w.partial_chunks;
-  const double per_head = pair_ns * chunk_pairs * (w.full_chunks + 1.3 * w.partial_chunks) +
+  const double per_head = pair_ns * static_cast<double>(s.block_q) * (w.full_keys + 1.3 * w.partial_keys) +
                           (merge_ns * static_cast<double>(s.block_q) + 200.0) * chunks + 3000.0 * w.calls;
   const double heads = static_cast<double>(sz_.B * sz_.H);
   // Work is split over (batch, head, query tile): a few large tiles leave threads idle.
@@ -152,6 +156,14 @@ double CpuCostModel::operator()(const tuner::Schedule& point) const {
   const double t = static_cast<double>(threads_);
   const double balance = units / (std::ceil(units / t) * t);
   return heads * per_head / (t * balance);
+}
+
+std::string CpuCostModel::kernel_identity(const tuner::Schedule& point) const {
+  CpuSchedule s = to_cpu_schedule(point);
+  const PlanWork& w = work(s);
+  // Equal chunk lengths mean equal tables too: no run reached either chunk_k, so neither split one.
+  s.chunk_k = 0;
+  return fmt::format("{}|chunks={}", describe(s), fmt::join(w.chunk_keys, ","));
 }
 
 }  // namespace tessera::cpu

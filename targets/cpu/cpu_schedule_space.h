@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "compiler/ir/evaluate.h"
 #include "compiler/ir/pattern.h"
@@ -32,18 +33,24 @@ tuner::Schedule to_tuner_schedule(const CpuSchedule& schedule);  // every tunabl
 tuner::TuneKey cpu_tune_key(const ir::Pattern& pattern, const ir::AttentionSizes& sz, StorageType storage);
 
 // An estimate of a schedule's run time in nanoseconds, used only to rank points: the work of every chunk the
-// execution plan would visit (a whole query tile by a whole chunk: the kernels' loops run over chunk_k keys
-// whatever the run's length, with the mask's cost on PARTIAL chunks), the merge per chunk and query row, a fixed
+// execution plan would visit (a whole query tile by a whole chunk: the kernels' loops run over their component's
+// chunk length, chunk_k or its longest run where shorter, whatever each run's length, with the mask's cost on
+// PARTIAL chunks), the merge per chunk and query row, a fixed
 // cost per kernel call, all spread over the threads with the imbalance of the query tiles. Plans are memoised by
 // their tile sizes, so ranking a whole space plans each tiling once.
 class CpuCostModel {
  public:
   CpuCostModel(ir::Pattern pattern, ir::AttentionSizes sz, int64_t threads);
   double operator()(const tuner::Schedule& point) const;
+  // What `point` runs: its schedule with each plan component's chunk length (which may be shorter than chunk_k,
+  // see ExecutionPlan::chunk_keys) in place of chunk_k. For ScheduleSpace::kernel_identity.
+  std::string kernel_identity(const tuner::Schedule& point) const;
 
  private:
   struct PlanWork {
     double full_chunks = 0, partial_chunks = 0, calls = 0, tile_rows = 0;
+    double full_keys = 0, partial_keys = 0;  // keys the kernels loop over: chunks times their component's length
+    std::vector<int64_t> chunk_keys;         // per component
   };
   const PlanWork& work(const CpuSchedule& schedule) const;
 

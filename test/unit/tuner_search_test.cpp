@@ -72,6 +72,28 @@ TEST(TunerSearch, TheDefaultComesFirstThenTheBestRankedThenSamples) {
   for (size_t i = 0; i < c.size(); ++i) EXPECT_EQ(again[i].schedule, c[i].schedule);
 }
 
+// Points the backend knows to run the same kernels (here: b = 3 runs what b = 2 does) are measured once, the
+// best-ranked of them, and never again beside the default.
+TEST(TunerSearch, PointsThatRunTheSameKernelsAreMeasuredOnce) {
+  ScheduleSpace space = small_space();
+  space.kernel_identity = [](const Schedule& s) {
+    return std::to_string(s.at("a")) + "," + std::to_string(std::min<int64_t>(s.at("b"), 2));
+  };
+  SearchOptions options;
+  options.max_candidates = 20;
+  options.seed = 3;
+  std::vector<Candidate> c = plan_candidates(space, predicted, options);
+  std::set<std::string> identities;
+  for (const Candidate& candidate : c) {
+    EXPECT_TRUE(identities.insert(space.kernel_identity(candidate.schedule)).second)
+        << describe(candidate.schedule, space);
+    EXPECT_FALSE(!candidate.is_default && candidate.schedule == Schedule({{"a", 2}, {"b", 3}}))
+        << "(2, 3) runs what the default (2, 2) runs";
+  }
+  EXPECT_EQ(c.size(), 8u);  // 4 values of a by 2 distinct b, (4, 3) being invalid anyway
+  EXPECT_EQ(plan_candidates(small_space(), predicted, options).size(), 11u) << "without identities, every point";
+}
+
 TEST(TunerSearch, MaxCandidatesBoundsTheListAndTheSpaceBoundsItToo) {
   SearchOptions options;
   options.seed = 1;
