@@ -4,9 +4,11 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
+#include <vector>
 
 #include "targets/common/build_steps.h"
 #include "targets/common/cache_entry.h"
@@ -116,6 +118,8 @@ std::shared_ptr<const SharedObjectKernel> load_entry(const fs::path& path, const
   }
   set_malloc(reusing_malloc);
   set_free(reusing_free);
+  std::error_code ignored;  // recently used: the last to be trimmed
+  fs::last_write_time(path, fs::file_time_type::clock::now(), ignored);
   return std::make_shared<const SharedObjectKernel>(std::move(library), entry);
 }
 
@@ -137,6 +141,33 @@ std::string cpu_kernel_cache_name(const AttentionPipelineKey& key) {
   return sha.hex() + ".so";
 }
 
+void trim_cpu_kernel_cache(const std::string& dir, uintmax_t max_bytes) {
+  struct Entry {
+    fs::file_time_type used;
+    uintmax_t bytes;
+    fs::path path;
+  };
+  std::vector<Entry> entries;
+  uintmax_t total = 0;
+  std::error_code error;
+  for (const fs::directory_entry& file : fs::directory_iterator(dir, error)) {
+    std::error_code e;
+    if (file.path().extension() != ".so" || !file.is_regular_file(e)) continue;
+    const uintmax_t bytes = file.file_size(e);
+    const fs::file_time_type used = file.last_write_time(e);
+    if (e) continue;
+    entries.push_back({used, bytes, file.path()});
+    total += bytes;
+  }
+  if (error || total <= max_bytes) return;
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.used < b.used; });
+  for (const Entry& entry : entries) {
+    if (total <= max_bytes / 4 * 3) break;
+    // A library another process has loaded stays mapped there; that process's next load rebuilds it.
+    if (fs::remove(entry.path, error)) total -= entry.bytes;
+  }
+}
+
 std::shared_ptr<const SharedObjectKernel> load_or_build_cached_kernel(
     const AttentionPipelineKey& key, const std::function<std::shared_ptr<AttentionPipeline>()>& build,
     const std::string& dir, std::string& why) {
@@ -153,6 +184,7 @@ std::shared_ptr<const SharedObjectKernel> load_or_build_cached_kernel(
   }
   try {
     build_entry(build, dir, name);
+    trim_cpu_kernel_cache(dir, kCpuKernelCacheBytes);
   } catch (const std::exception& e) {  // a compiler, directory or disk problem: the caller compiles in memory
     why = e.what();
     return nullptr;

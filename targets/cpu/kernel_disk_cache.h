@@ -9,6 +9,7 @@
 // cache never makes a call fail.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -38,6 +39,13 @@ std::string default_cpu_kernel_cache_dir();
 
 // The file name of `key`'s entry: the SHA-256 of the key, the kernel sources' fingerprint and the cache format.
 std::string cpu_kernel_cache_name(const AttentionPipelineKey& key);
+
+// Entries of a cache directory beyond this many bytes are removed, least recently used first, after each build.
+inline constexpr uintmax_t kCpuKernelCacheBytes = uintmax_t{1} << 30;
+
+// Removes the least recently used kernel entries of `dir` (by modification time, which loading refreshes) until
+// they take at most 3/4 of `max_bytes`, when they take more than `max_bytes`. Other files are left alone.
+void trim_cpu_kernel_cache(const std::string& dir, uintmax_t max_bytes);
 
 // The kernel of `key` loaded from `dir`, built there first (with `build`) when missing or damaged. nullptr
 // when it cannot be built or loaded; `why` then says why (for a note, never an error).

@@ -3,6 +3,7 @@
 // compute what the float64 reference does.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -52,8 +53,11 @@ TEST(CpuKernelDiskCache, AnEntryIsBuiltOnceLoadedAfterwardsAndRebuiltWhenDamaged
   ASSERT_TRUE(fs::is_regular_file(entry));
   const auto size = fs::file_size(entry);
 
+  const auto long_ago = fs::file_time_type::clock::now() - std::chrono::hours(24);
+  fs::last_write_time(entry, long_ago);
   ASSERT_NE(cpu::load_or_build_cached_kernel(key, build, dir.str(), why), nullptr) << why;
   EXPECT_EQ(builds, 1) << "a valid entry is loaded, not rebuilt";
+  EXPECT_GT(fs::last_write_time(entry), long_ago + std::chrono::hours(23)) << "loading marks the entry as used";
 
   {
     std::ofstream(entry, std::ios::app) << "x";  // appended garbage
@@ -96,6 +100,24 @@ TEST(CpuKernelDiskCache, AnUnusableCacheFallsBackWithoutCompiling) {
     EXPECT_NE(why.find("/nonexistent/cc"), std::string::npos) << why;
   }
   EXPECT_EQ(counted.builds, 0) << "nothing is compiled for a cache that cannot take it";
+}
+
+TEST(CpuKernelDiskCache, TrimmingRemovesTheLeastRecentlyUsedKernelsOnly) {
+  const test::TempDir dir;
+  const auto now = fs::file_time_type::clock::now();
+  for (int n = 0; n < 8; ++n) {  // k0.so oldest ... k7.so newest, 1000 bytes each
+    const fs::path path = dir.path() / ("k" + std::to_string(n) + ".so");
+    std::ofstream(path) << std::string(1000, 'x');
+    fs::last_write_time(path, now - std::chrono::hours(8 - n));
+  }
+  std::ofstream(dir.path() / "runtime-0123.o") << std::string(5000, 'r');
+  cpu::trim_cpu_kernel_cache(dir.str(), 8000);  // within the bound: nothing goes
+  EXPECT_TRUE(fs::exists(dir.path() / "k0.so"));
+  cpu::trim_cpu_kernel_cache(dir.str(), 6000);  // down to 4500 bytes: the four oldest go
+  for (int n = 0; n < 8; ++n) {
+    EXPECT_EQ(fs::exists(dir.path() / ("k" + std::to_string(n) + ".so")), n >= 4) << n;
+  }
+  EXPECT_TRUE(fs::exists(dir.path() / "runtime-0123.o")) << "only kernel entries are trimmed";
 }
 
 // Through cpu::attention, with shapes no other test uses (the process keeps the kernels it compiled): the kernels
