@@ -1,6 +1,7 @@
 #include "targets/common/build_steps.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
+#include <string_view>
 
 namespace tessera::targets {
 
@@ -34,6 +36,22 @@ void run_build_step(const std::string& command, const std::string& what, const s
     throw std::runtime_error(fmt::format("{} failed; the command was:\n  {}{}", what, command,
                                          log.empty() ? "" : "\n" + read_text_file(log)));
   }
+}
+
+std::vector<std::filesystem::path> path_directories() {
+  std::vector<std::filesystem::path> directories;
+  const char* path = std::getenv("PATH");
+  for (std::string_view rest = path != nullptr ? path : ""; !rest.empty();) {
+    const size_t colon = rest.find(':');
+    if (const std::string_view entry = rest.substr(0, colon); !entry.empty()) directories.emplace_back(entry);
+    rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+  }
+  return directories;
+}
+
+bool is_executable_file(const std::filesystem::path& path) {
+  std::error_code error;
+  return std::filesystem::is_regular_file(path, error) && ::access(path.c_str(), X_OK) == 0;
 }
 
 ScratchDirectory::ScratchDirectory(const std::filesystem::path& prefix) {

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace tessera::targets {
 
@@ -18,6 +19,13 @@ std::string read_text_file(const std::filesystem::path& path);
 // Runs `command` through the shell; on failure throws std::runtime_error "<what> failed; the command was: …",
 // followed by the contents of `log` when one is given (where the command's output went).
 void run_build_step(const std::string& command, const std::string& what, const std::filesystem::path& log = {});
+
+// The directories of $PATH in order, empty entries (the current directory to a shell) left out: a tool found
+// there by accident is not wanted.
+std::vector<std::filesystem::path> path_directories();
+
+// Whether `path` is a regular file this process may execute.
+bool is_executable_file(const std::filesystem::path& path);
 
 // A fresh directory (mkdtemp of `prefix` + "XXXXXX") removed with everything in it; throws std::runtime_error
 // when it cannot be created.

@@ -43,15 +43,20 @@ std::string c_compiler() {
 // Whether `program` (a path, or a name looked up on $PATH) can be run: without a compiler to link with, a kernel
 // is compiled in memory right away rather than compiled for the cache first and then again.
 bool runnable(const std::string& program) {
-  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
-  const char* path = std::getenv("PATH");
-  for (std::string_view rest = path != nullptr ? path : ""; !rest.empty();) {
-    const size_t colon = rest.find(':');
-    const std::string dir(rest.substr(0, colon));
-    if (!dir.empty() && ::access((fs::path(dir) / program).c_str(), X_OK) == 0) return true;
-    rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+  if (program.find('/') != std::string::npos) return targets::is_executable_file(program);
+  const std::vector<fs::path> directories = targets::path_directories();
+  return std::any_of(directories.begin(), directories.end(),
+                     [&](const fs::path& dir) { return targets::is_executable_file(dir / program); });
+}
+
+// Stores the file `built` as the cache entry `name` of `dir`. An entry's content ends with a newline before its
+// trailer; a linker or loader ignores bytes past an object's sections.
+void store_entry(const fs::path& built, const fs::path& dir, const std::string& name) {
+  const std::optional<std::string> bytes = targets::read_regular_file(built);
+  if (!bytes) throw std::runtime_error("cannot read " + built.string());
+  if (std::string failure = targets::write_cache_entry(dir, name, name, *bytes + "\n", kEntryTag); !failure.empty()) {
+    throw std::runtime_error(failure);
   }
-  return false;
 }
 
 // Halide's runtime for the kernels' target, compiled once per cache (compiling it costs as much as a kernel).
@@ -63,11 +68,7 @@ fs::path runtime_object(const fs::path& dir) {
   const targets::ScratchDirectory work(dir / ".build-");
   const fs::path object = work.path() / "runtime.o";
   Halide::compile_standalone_runtime(object.string(), cpu_target());
-  const std::optional<std::string> bytes = targets::read_regular_file(object);
-  if (!bytes) throw std::runtime_error("cannot read " + object.string());
-  if (std::string failure = targets::write_cache_entry(dir, name, name, *bytes + "\n", kEntryTag); !failure.empty()) {
-    throw std::runtime_error(failure);
-  }
+  store_entry(object, dir, name);
   return path;
 }
 
@@ -87,12 +88,7 @@ void build_entry(const std::function<std::shared_ptr<AttentionPipeline>()>& buil
                                       targets::shell_quote(object.string()), targets::shell_quote(runtime.string()),
                                       targets::shell_quote(log.string())),
                           "linking a CPU kernel", log);
-  const std::optional<std::string> bytes = targets::read_regular_file(library);
-  if (!bytes) throw std::runtime_error("cannot read " + library.string());
-  // An entry's content ends with a newline before its trailer; the loader ignores bytes past the ELF sections.
-  if (std::string failure = targets::write_cache_entry(dir, name, name, *bytes + "\n", kEntryTag); !failure.empty()) {
-    throw std::runtime_error(failure);
-  }
+  store_entry(library, dir, name);
 }
 
 // The kernel of a verified entry, or nullptr (`why` says why) when the entry is missing, damaged or unloadable.

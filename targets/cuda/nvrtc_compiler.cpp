@@ -170,11 +170,6 @@ int run_program(const std::vector<std::string>& argv, const fs::path& output) {
   return status;
 }
 
-bool is_executable_file(const fs::path& path) {
-  std::error_code error;
-  return fs::is_regular_file(path, error) && ::access(path.c_str(), X_OK) == 0;
-}
-
 std::string_view trim(std::string_view text) {
   const size_t begin = text.find_first_not_of(" \t\r");
   if (begin == std::string_view::npos) return {};
@@ -337,18 +332,10 @@ std::string find_cuda_tool(const std::string& name) {
     }
   }
   directories.emplace_back("/usr/local/cuda/bin");
-  if (const char* path = std::getenv("PATH"); path != nullptr) {
-    std::string_view rest(path);
-    while (!rest.empty()) {
-      const size_t colon = rest.find(':');
-      // An empty entry means the current directory to a shell; a tool found there by accident is not wanted.
-      if (const std::string_view entry = rest.substr(0, colon); !entry.empty()) directories.emplace_back(entry);
-      rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
-    }
-  }
+  for (fs::path& directory : targets::path_directories()) directories.push_back(std::move(directory));
   for (const fs::path& directory : directories) {
     const fs::path candidate = directory / name;
-    if (is_executable_file(candidate)) return candidate.string();
+    if (targets::is_executable_file(candidate)) return candidate.string();
   }
   return "";
 }
