@@ -1,5 +1,6 @@
-// fma_peak: this machine's fp32 FMA peak (AVX-512 vfmadd) and bf16 dot-product peak (AVX512-BF16 vdpbf16ps),
-// on one thread and on every hardware thread: the roofline a CPU kernel's GFLOP/s are measured against.
+// fma_peak: this machine's fp32 FMA peak (AVX-512 vfmadd on zmm, and AVX2 vfmadd on ymm: the ceiling of kernels
+// compiled for a CPU without AVX-512) and bf16 dot-product peak (AVX512-BF16 vdpbf16ps), on one thread and on every
+// hardware thread: the roofline a CPU kernel's GFLOP/s are measured against.
 //
 // Each thread runs kChains independent accumulator chains, enough to cover the FMA latency (4 cycles) times
 // the FMA ports (2 on a core with two 512-bit FMA units) with margin, so the loop is throughput-bound. The
@@ -57,6 +58,30 @@ __attribute__((target("avx512f,fma"))) float fma_f32_kernel(int64_t iterations, 
   return horizontal_sum(sum);
 }
 constexpr double kF32FlopsPerIter = kChains * 16 * 2;
+
+__attribute__((target("avx"))) float horizontal_sum(__m256 v) {
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, v);
+  float sum = 0;
+  for (float lane : lanes) sum += lane;
+  return sum;
+}
+
+// fp32 on 256-bit vectors: each iteration issues kChains vfmadd231ps ymm, 8 lanes x 2 flops each.
+__attribute__((target("avx2,fma"))) float fma_f32_ymm_kernel(int64_t iterations, float seed) {
+  __m256 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm256_set1_ps(seed + 0.01f * static_cast<float>(c + 1));
+  const __m256 a = _mm256_set1_ps(0.999f);
+  const __m256 b = _mm256_set1_ps(0.001f);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
+  }
+  __m256 sum = acc[0];
+  for (int c = 1; c < kChains; ++c) sum = _mm256_add_ps(sum, acc[c]);
+  return horizontal_sum(sum);
+}
+constexpr double kF32YmmFlopsPerIter = kChains * 8 * 2;
 
 // bf16: each vdpbf16ps zmm multiplies 32 bf16 pairs and adds them, two per fp32 lane, into 16 fp32 lanes:
 // 32 multiplies + 32 adds = 64 flops.
@@ -162,6 +187,15 @@ int main(int argc, char** argv) {
     for (int threads : thread_counts) {
       double gflops = best_of(3, fma_f32_kernel, kF32FlopsPerIter, threads, seconds);
       fmt::print("fp32 FMA zmm, {} thread(s): {:.1f} GFLOP/s ({:.1f} per thread, {:.1f} flops/cycle/thread)\n", threads,
+                 gflops, gflops / threads, gflops / threads / ghz);
+    }
+  }
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    fmt::print("fp32 AVX2 FMA: skipped, this CPU lacks avx2 or fma\n");
+  } else {
+    for (int threads : thread_counts) {
+      double gflops = best_of(3, fma_f32_ymm_kernel, kF32YmmFlopsPerIter, threads, seconds);
+      fmt::print("fp32 FMA ymm, {} thread(s): {:.1f} GFLOP/s ({:.1f} per thread, {:.1f} flops/cycle/thread)\n", threads,
                  gflops, gflops / threads, gflops / threads / ghz);
     }
   }
