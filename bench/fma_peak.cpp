@@ -67,21 +67,23 @@ __attribute__((target("avx"))) float horizontal_sum(__m256 v) {
   return sum;
 }
 
-// fp32 on 256-bit vectors: each iteration issues kChains vfmadd231ps ymm, 8 lanes x 2 flops each.
+// fp32 on 256-bit vectors: each iteration issues kYmmChains vfmadd231ps ymm, 8 lanes x 2 flops each. Without
+// AVX-512 there are 16 vector registers: 16 chains and their two operands would spill, and measure the spills.
+constexpr int kYmmChains = 12;
 __attribute__((target("avx2,fma"))) float fma_f32_ymm_kernel(int64_t iterations, float seed) {
-  __m256 acc[kChains];
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm256_set1_ps(seed + 0.01f * static_cast<float>(c + 1));
+  __m256 acc[kYmmChains];
+  for (int c = 0; c < kYmmChains; ++c) acc[c] = _mm256_set1_ps(seed + 0.01f * static_cast<float>(c + 1));
   const __m256 a = _mm256_set1_ps(0.999f);
   const __m256 b = _mm256_set1_ps(0.001f);
   for (int64_t it = 0; it < iterations; ++it) {
-#pragma GCC unroll 16
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
+#pragma GCC unroll 12
+    for (int c = 0; c < kYmmChains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
   }
   __m256 sum = acc[0];
-  for (int c = 1; c < kChains; ++c) sum = _mm256_add_ps(sum, acc[c]);
+  for (int c = 1; c < kYmmChains; ++c) sum = _mm256_add_ps(sum, acc[c]);
   return horizontal_sum(sum);
 }
-constexpr double kF32YmmFlopsPerIter = kChains * 8 * 2;
+constexpr double kF32YmmFlopsPerIter = kYmmChains * 8 * 2;
 
 // bf16: each vdpbf16ps zmm multiplies 32 bf16 pairs and adds them, two per fp32 lane, into 16 fp32 lanes:
 // 32 multiplies + 32 adds = 64 flops.
