@@ -61,8 +61,8 @@ std::string halide_target_string();
 
 // The default schedule for a Halide target string ("x86-64-linux-avx2-fma-..."): CpuSchedule's member defaults
 // with AVX-512, else register tiles for 16 vector registers of 8 floats (vector_width 8, 2 row vectors, 12 Q.K and
-// 8 P.V accumulators) in 64-row query tiles; 16-lane vectors and 4 x 24 tiles spill there (causal at N=4096 ran at
-// 53 GFLOP/s against 85-99 with these, on the AVX2 VM of bench/RESULTS.md).
+// 8 P.V accumulators) in 64-row query tiles and 64-key chunks; 16-lane vectors and 4 x 24 tiles spill there (causal
+// at N=4096 ran at 53 GFLOP/s against 85-99 with these, on the AVX2 VM of bench/RESULTS.md).
 CpuSchedule default_schedule(const std::string& halide_target);
 // default_schedule(halide_target_string()): this machine's.
 const CpuSchedule& host_default_schedule();
