@@ -61,6 +61,7 @@ struct Algorithm {
   // rows: their rows lie in other pages, and the chunks read every key row many times (residue classes of
   // strided(128) at N=16384: 0.172 -> 0.115 ms per call; fixed(128, 8) 10-20% faster, single-thread AOT).
   bool pack_keys = false;
+  StateSlots slots{0};
   Func q_t{"q_t"};  // one query tile, transposed to (row, feature)
   ChunkFuncs full, partial;
   Func state{"state"};  // (i, slot, t, h, b): the running state of each query row, slots as in StateSlots
@@ -137,8 +138,9 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   Expr kv_head = a.h / p.group;
 
   f.dot(a.i, a.j, a.c, a.t, a.h, a.b) = 0.0f;
-  // Packed keys are computed over the region read: the key index is clamped here (as inside k and v) to bound it.
-  auto key_row = [&](Expr x) { return a.pack_keys ? Halide::clamp(first + x, 0, p.m_keys - 1) : first + x; };
+  // The view's key read for chunk key x, clamped (keys past the chunk's end are masked): k and v are read over the
+  // view's keys only, which also bounds the region packed keys are computed over.
+  auto key_row = [&](Expr x) { return Halide::clamp(first + x, 0, p.m_keys - 1); };
   Expr q_feature = a.q_t(a.i, f.rd, a.t, a.h, a.b), k_feature = a.k(f.rd, key_row(a.j), kv_head, a.b);
   if (pattern.scoring == ir::Scoring::Additive) {
     // Q and K arrive projected (targets::project_for_additive), D is their length A: v[h] . tanh(q + k), with
@@ -198,15 +200,15 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   f.pv_tile = f.pv.in();
 
   Halide::ImageParam& counts = masked ? p.partial_counts : p.full_counts;
-  const StateSlots slots{static_cast<int>(key.Dv)};
-  f.merge = RDom({{0, slots.count()}, {0, masked ? p.max_partial : p.max_full}}, name("merge"));
+  f.merge = RDom({{0, a.slots.count()}, {0, masked ? p.max_partial : p.max_full}}, name("merge"));
   f.merge.where(f.merge.y < counts(a.t));
   f.rc = f.merge.y;
 }
 
 // The merge of one chunk into the running state, by log-sum-exp rescaling, for the slot the merge domain is at. One
 // of the two factors is always exp(0) = 1, so a single exp of -|m_old - chunk max| gives both.
-Expr merged(Algorithm& a, ChunkFuncs& f, const StateSlots& slots) {
+Expr merged(Algorithm& a, ChunkFuncs& f) {
+  const StateSlots& slots = a.slots;
   Expr slot = f.merge.x;
   auto state = [&](Expr s) { return a.state(a.i, s, a.t, a.h, a.b); };
   Expr m_old = state(slots.max());
@@ -242,25 +244,26 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
     return Halide::reinterpret(Halide::Float(32), Halide::cast<uint32_t>(x) << 16);
   };
   a.q(a.d, a.n, a.h, a.b) = to_f32(p.q(a.d, Halide::clamp(a.n, 0, p.n_queries - 1), a.h, a.b));
-  // Keys are addressed through the view: local key x is original key origin + stride * (x / group) + x % group.
-  Expr x = Halide::clamp(a.n, 0, p.m_keys - 1);
+  // Keys are addressed through the view: local key n is original key origin + stride * (n / group) + n % group.
+  // The chunks read only the view's keys (define_chunk clamps n).
   const int ks = static_cast<int>(key.key_stride), kg = static_cast<int>(key.key_group);
-  Expr key_row = kg == 1 ? p.key_origin + ks * x : p.key_origin + ks * (x / kg) + x % kg;
+  Expr key_row = kg == 1 ? p.key_origin + ks * a.n : p.key_origin + ks * (a.n / kg) + a.n % kg;
   a.pack_keys = ks > 1;
   a.k(a.d, a.n, a.h, a.b) = to_f32(p.k(a.d, key_row, a.h, a.b));
   a.v(a.d, a.n, a.h, a.b) = to_f32(p.v(a.d, key_row, a.h, a.b));
   a.q_t(a.i, a.d, a.t, a.h, a.b) = a.q(a.d, a.t * BQ + a.i, a.h, a.b);
+  a.slots = StateSlots{static_cast<int>(key.Dv)};
+  const StateSlots& slots = a.slots;
   define_chunk(a, a.full, p, pattern, key, false);
   define_chunk(a, a.partial, p, pattern, key, true);
 
-  const StateSlots slots{static_cast<int>(key.Dv)};
   Expr in_row = Halide::clamp(a.t * BQ + a.i, 0, p.n_queries - 1);
   Expr column = Halide::clamp(a.s - slots.acc(), 0, slots.Dv - 1);
   a.state(a.i, a.s, a.t, a.h, a.b) =
       Halide::select(a.s < slots.acc(), 0.0f, a.s < slots.sum(), p.acc_in(column, in_row, a.h, a.b), a.s == slots.sum(),
                      p.sum_in(in_row, a.h, a.b), p.max_in(in_row, a.h, a.b));
-  a.state(a.i, a.full.merge.x, a.t, a.h, a.b) = merged(a, a.full, slots);
-  a.state(a.i, a.partial.merge.x, a.t, a.h, a.b) = merged(a, a.partial, slots);
+  a.state(a.i, a.full.merge.x, a.t, a.h, a.b) = merged(a, a.full);
+  a.state(a.i, a.partial.merge.x, a.t, a.h, a.b) = merged(a, a.partial);
 
   Expr t = a.n / BQ;
   Expr i = a.n % BQ;
@@ -365,7 +368,7 @@ void schedule(Algorithm& a, const AttentionPipelineKey& key) {
   a.q_t.compute_root().align_bounds(a.i, BQ).reorder(a.d, a.i).vectorize(a.d, vec, TailStrategy::GuardWithIf);
   a.state.compute_root()
       .align_bounds(a.i, BQ)
-      .bound(a.s, 0, StateSlots{static_cast<int>(key.Dv)}.count())
+      .bound(a.s, 0, a.slots.count())
       .reorder(a.s, a.i)
       .vectorize(a.s, vec, TailStrategy::GuardWithIf);
   for (int u : {0, 1}) {

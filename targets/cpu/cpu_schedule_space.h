@@ -35,9 +35,9 @@ tuner::TuneKey cpu_tune_key(const ir::Pattern& pattern, const ir::AttentionSizes
 // An estimate of a schedule's run time in nanoseconds, used only to rank points: the work of every chunk the
 // execution plan would visit (a whole query tile by a whole chunk: the kernels' loops run over their component's
 // chunk length, chunk_k or its longest run where shorter, whatever each run's length, with the mask's cost on
-// PARTIAL chunks), the merge per chunk and query row, a fixed
-// cost per kernel call, all spread over the threads with the imbalance of the query tiles. Plans are memoised by
-// their tile sizes, so ranking a whole space plans each tiling once.
+// PARTIAL chunks), the merge per chunk and query row, a fixed cost per kernel call, all spread over the threads
+// with the imbalance of the query tiles. Plans are memoised by their tile sizes, so ranking a whole space plans
+// each tiling once.
 class CpuCostModel {
  public:
   CpuCostModel(ir::Pattern pattern, ir::AttentionSizes sz, int64_t threads);
