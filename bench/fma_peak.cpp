@@ -183,31 +183,30 @@ int main(int argc, char** argv) {
 
   double ghz = core_ghz();
   fmt::print("core clock (dependent integer adds): {:.2f} GHz\n", ghz);
-  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("fma")) {
-    fmt::print("fp32 AVX-512 FMA: skipped, this CPU lacks avx512f\n");
-  } else {
-    for (int threads : thread_counts) {
-      double gflops = best_of(3, fma_f32_kernel, kF32FlopsPerIter, threads, seconds);
-      fmt::print("fp32 FMA zmm, {} thread(s): {:.1f} GFLOP/s ({:.1f} per thread, {:.1f} flops/cycle/thread)\n", threads,
-                 gflops, gflops / threads, gflops / threads / ghz);
+  struct Measurement {
+    const char* name;
+    bool supported;
+    const char* skipped;  // printed instead when the CPU lacks what the kernel needs
+    Kernel kernel;
+    double flops_per_iter;
+  };
+  const Measurement measurements[] = {
+      {"fp32 FMA zmm", __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"),
+       "fp32 AVX-512 FMA: skipped, this CPU lacks avx512f", fma_f32_kernel, kF32FlopsPerIter},
+      {"fp32 FMA ymm", __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"),
+       "fp32 AVX2 FMA: skipped, this CPU lacks avx2 or fma", fma_f32_ymm_kernel, kF32YmmFlopsPerIter},
+      {"bf16 vdpbf16ps zmm", static_cast<bool>(__builtin_cpu_supports("avx512bf16")),
+       "bf16 vdpbf16ps zmm: skipped, this CPU lacks avx512_bf16", dpbf16_kernel, kBf16FlopsPerIter},
+  };
+  for (const Measurement& m : measurements) {
+    if (!m.supported) {
+      fmt::print("{}\n", m.skipped);
+      continue;
     }
-  }
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
-    fmt::print("fp32 AVX2 FMA: skipped, this CPU lacks avx2 or fma\n");
-  } else {
     for (int threads : thread_counts) {
-      double gflops = best_of(3, fma_f32_ymm_kernel, kF32YmmFlopsPerIter, threads, seconds);
-      fmt::print("fp32 FMA ymm, {} thread(s): {:.1f} GFLOP/s ({:.1f} per thread, {:.1f} flops/cycle/thread)\n", threads,
+      double gflops = best_of(3, m.kernel, m.flops_per_iter, threads, seconds);
+      fmt::print("{}, {} thread(s): {:.1f} GFLOP/s ({:.1f} per thread, {:.1f} flops/cycle/thread)\n", m.name, threads,
                  gflops, gflops / threads, gflops / threads / ghz);
-    }
-  }
-  if (!__builtin_cpu_supports("avx512bf16")) {
-    fmt::print("bf16 vdpbf16ps zmm: skipped, this CPU lacks avx512_bf16\n");
-  } else {
-    for (int threads : thread_counts) {
-      double gflops = best_of(3, dpbf16_kernel, kBf16FlopsPerIter, threads, seconds);
-      fmt::print("bf16 vdpbf16ps zmm, {} thread(s): {:.1f} GFLOP/s ({:.1f} per thread, {:.1f} flops/cycle/thread)\n",
-                 threads, gflops, gflops / threads, gflops / threads / ghz);
     }
   }
   fmt::print("(sink {:g})\n", static_cast<double>(g_sink));
