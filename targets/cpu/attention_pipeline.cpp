@@ -31,7 +31,8 @@ constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 struct ChunkFuncs {
   std::string kind;
   Func dot, score, chunk_max, prob, row_sum, pv, pv_tile;
-  Func weighted;  // prob times the pattern's weight, what P.V sums (the row sum is not weighted); prob if none
+  Func keys, values;  // (feature, chunk key, ...): the chunk's key and value rows (inline unless widened per chunk)
+  Func weighted;      // prob times the pattern's weight, what P.V sums (the row sum is not weighted); prob if none
   // The merge's domain: (slot, chunk) over the state's slots (see StateSlots) for each chunk of one query tile
   // (where chunk < count). rc is its chunk dimension, the loop every per-chunk Func is computed in.
   RDom merge;
@@ -61,6 +62,10 @@ struct Algorithm {
   // rows: their rows lie in other pages, and the chunks read every key row many times (residue classes of
   // strided(128) at N=16384: 0.172 -> 0.115 ms per call; fixed(128, 8) 10-20% faster, single-thread AOT).
   bool pack_keys = false;
+  // bf16 keys and values not packed are widened to float32 once per chunk: widened at each read, every broadcast
+  // of a key or value feature took a scalar load, shift and move to a vector register (on the FMA port), and bf16
+  // ran 15-30% slower than float32 (causal, N=4096, single-thread AOT on the AVX-512 VM).
+  bool widen_per_chunk = false;
   StateSlots slots{0};
   Func q_t{"q_t"};  // one query tile, transposed to (row, feature)
   ChunkFuncs full, partial;
@@ -141,7 +146,11 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   // The view's key read for chunk key x, clamped (keys past the chunk's end are masked): k and v are read over the
   // view's keys only, which also bounds the region packed keys are computed over.
   auto key_row = [&](Expr x) { return Halide::clamp(first + x, 0, p.m_keys - 1); };
-  Expr q_feature = a.q_t(a.i, f.rd, a.t, a.h, a.b), k_feature = a.k(f.rd, key_row(a.j), kv_head, a.b);
+  f.keys = Func(name("keys"));
+  f.values = Func(name("values"));
+  f.keys(a.d, a.j, a.c, a.t, a.h, a.b) = a.k(a.d, key_row(a.j), kv_head, a.b);
+  f.values(a.d, a.j, a.c, a.t, a.h, a.b) = a.v(a.d, key_row(a.j), kv_head, a.b);
+  Expr q_feature = a.q_t(a.i, f.rd, a.t, a.h, a.b), k_feature = f.keys(f.rd, a.j, a.c, a.t, a.h, a.b);
   if (pattern.scoring == ir::Scoring::Additive) {
     // Q and K arrive projected (targets::project_for_additive), D is their length A: v[h] . tanh(q + k), with
     // e^(2(q + k)) a product when they arrive exponentiated.
@@ -193,9 +202,9 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
     // (or Inf) in its value row would be NaN. The select costs ~20% on strided(128) at N=16384 (not folded
     // into a masked FMA), so it is compiled only for calls whose V holds a non-finite value.
     f.pv(a.i, a.e, a.c, a.t, a.h, a.b) =
-        Halide::select(prob != 0.0f, pv + prob * a.v(a.e, key_row(f.rj), kv_head, a.b), pv);
+        Halide::select(prob != 0.0f, pv + prob * f.values(a.e, f.rj, a.c, a.t, a.h, a.b), pv);
   } else {
-    f.pv(a.i, a.e, a.c, a.t, a.h, a.b) = pv + prob * a.v(a.e, key_row(f.rj), kv_head, a.b);
+    f.pv(a.i, a.e, a.c, a.t, a.h, a.b) = pv + prob * f.values(a.e, f.rj, a.c, a.t, a.h, a.b);
   }
   f.pv_tile = f.pv.in();
 
@@ -249,6 +258,7 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
   const int ks = static_cast<int>(key.key_stride), kg = static_cast<int>(key.key_group);
   Expr key_row = kg == 1 ? p.key_origin + ks * a.n : p.key_origin + ks * (a.n / kg) + a.n % kg;
   a.pack_keys = ks > 1;
+  a.widen_per_chunk = key.storage == StorageType::BFloat16 && !a.pack_keys;
   a.k(a.d, a.n, a.h, a.b) = to_f32(p.k(a.d, key_row, a.h, a.b));
   a.v(a.d, a.n, a.h, a.b) = to_f32(p.v(a.d, key_row, a.h, a.b));
   a.q_t(a.i, a.d, a.t, a.h, a.b) = a.q(a.d, a.t * BQ + a.i, a.h, a.b);
@@ -352,6 +362,11 @@ void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key
   // P.V: row vectors x value columns of accumulators across the chunk's keys.
   schedule_register_tiled(f.pv_tile, f.pv, a.i, a.e, f.rj.x,
                           register_tile(BQ, vec, Dv, rv, static_cast<int>(key.schedule.pv_tile)), vec, a.state, f.rc);
+  if (a.widen_per_chunk) {
+    for (Func* rows : {&f.keys, &f.values}) {
+      rows->compute_at(a.state, f.rc).vectorize(a.d, vec, TailStrategy::GuardWithIf);
+    }
+  }
 }
 
 void schedule(Algorithm& a, const AttentionPipelineKey& key) {
