@@ -49,10 +49,6 @@ CpuSchedule default_schedule(const std::string& halide_target) {
     schedule.row_vectors = 2;
     schedule.qk_tile = 12;
     schedule.pv_tile = 8;
-    // 64-key chunks since the merge takes one exp per row (not per value column): the chunk's score and probability
-    // tiles then stay in L1. Single-thread AOT timings at N=4096 against 128: causal, full 5-10% faster, fixed 22%,
-    // sliding_window 12-40%, strided the same (bench/RESULTS.md, 2026-12-03).
-    schedule.chunk_k = 64;
   }
   return schedule;
 }

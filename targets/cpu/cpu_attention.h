@@ -24,7 +24,10 @@ class TunedSchedules;
 struct CpuSchedule {
   int64_t block_q = 128;  // queries per tile
   int64_t block_k = 64;   // keys per tile (the granularity of tile classification)
-  int64_t chunk_k = 128;  // keys per chunk: runs of consecutive tiles of one kind, up to this many keys
+  // Keys per chunk: runs of consecutive tiles of one kind, up to this many keys. 64 rather than 128 since a merge
+  // takes one exp per row: the chunk's score and probability tiles stay in L1. Against 128, single-thread AOT at
+  // N=4096 (bench/RESULTS.md, 2026-12-03): fixed 18-22% faster on AVX2 and AVX-512, causal and full 1-10%.
+  int64_t chunk_k = 64;
   int64_t vector_width = 16;
   int64_t reindex = 1;  // 1: the planner may re-index (residue classes, column sets); 0: tile-sparse only
   // Register tiles of the two small matrix products: at most `row_vectors` vectors of query rows by as many
@@ -52,7 +55,7 @@ inline constexpr ScheduleField kScheduleFields[] = {
 // The field called `name`, or nullptr.
 int64_t* schedule_field(CpuSchedule& schedule, std::string_view name);
 
-// "block_q=128,block_k=64,chunk_k=128,vector_width=16,reindex=1,row_vectors=4,qk_tile=24,pv_tile=16,grain=4"
+// "block_q=128,block_k=64,chunk_k=64,vector_width=16,reindex=1,row_vectors=4,qk_tile=24,pv_tile=16,grain=4"
 // (every field but threads): what --schedule parses, what bench and the AOT header print.
 std::string describe(const CpuSchedule& schedule);
 
@@ -61,8 +64,8 @@ std::string halide_target_string();
 
 // The default schedule for a Halide target string ("x86-64-linux-avx2-fma-..."): CpuSchedule's member defaults
 // with AVX-512, else register tiles for 16 vector registers of 8 floats (vector_width 8, 2 row vectors, 12 Q.K and
-// 8 P.V accumulators) in 64-row query tiles and 64-key chunks; 16-lane vectors and 4 x 24 tiles spill there (causal
-// at N=4096 ran at 53 GFLOP/s against 85-99 with these, on the AVX2 VM of bench/RESULTS.md).
+// 8 P.V accumulators) in 64-row query tiles; 16-lane vectors and 4 x 24 tiles spill there (causal at N=4096 ran at
+// 53 GFLOP/s against 85-99 with these, on the AVX2 VM of bench/RESULTS.md). Chunks are 64 keys on both.
 CpuSchedule default_schedule(const std::string& halide_target);
 // default_schedule(halide_target_string()): this machine's.
 const CpuSchedule& host_default_schedule();
