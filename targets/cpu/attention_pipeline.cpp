@@ -68,7 +68,10 @@ struct Algorithm {
   // ran 15-30% slower than float32 (causal, N=4096, single-thread AOT on the AVX-512 VM).
   bool widen_per_chunk = false;
   StateSlots slots{0};
-  Func q_t{"q_t"};  // one query tile, transposed to (row, feature)
+  Func q_t{"q_t"};        // one query tile, transposed to (row, feature)
+  Func q_rows{"q_rows"};  // the same tile as rows of features, as Q holds it
+  // The state's initial values by row (slot innermost), as acc_in holds them; `state` transposes them.
+  Func state_rows{"state_rows"};
   ChunkFuncs full, partial;
   Func state{"state"};  // (i, slot, t, h, b): the running state of each query row, slots as in StateSlots
   Func acc_out{"acc_out"}, max_out{"max_out"}, sum_out{"sum_out"};
@@ -262,7 +265,8 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
   a.widen_per_chunk = key.storage == StorageType::BFloat16 && !a.pack_keys;
   a.k(a.d, a.n, a.h, a.b) = to_f32(p.k(a.d, key_row, a.h, a.b));
   a.v(a.d, a.n, a.h, a.b) = to_f32(p.v(a.d, key_row, a.h, a.b));
-  a.q_t(a.i, a.d, a.t, a.h, a.b) = a.q(a.d, a.t * BQ + a.i, a.h, a.b);
+  a.q_rows(a.d, a.i, a.t, a.h, a.b) = a.q(a.d, a.t * BQ + a.i, a.h, a.b);
+  a.q_t(a.i, a.d, a.t, a.h, a.b) = a.q_rows(a.d, a.i, a.t, a.h, a.b);
   a.slots = StateSlots{static_cast<int>(key.Dv)};
   const StateSlots& slots = a.slots;
   define_chunk(a, a.full, p, pattern, key, false);
@@ -270,9 +274,10 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
 
   Expr in_row = Halide::clamp(a.t * BQ + a.i, 0, p.n_queries - 1);
   Expr column = Halide::clamp(a.s - slots.acc(), 0, slots.Dv - 1);
-  a.state(a.i, a.s, a.t, a.h, a.b) =
+  a.state_rows(a.s, a.i, a.t, a.h, a.b) =
       Halide::select(a.s < slots.acc(), 0.0f, a.s < slots.sum(), p.acc_in(column, in_row, a.h, a.b), a.s == slots.sum(),
                      p.sum_in(in_row, a.h, a.b), p.max_in(in_row, a.h, a.b));
+  a.state(a.i, a.s, a.t, a.h, a.b) = a.state_rows(a.s, a.i, a.t, a.h, a.b);
   a.state(a.i, a.full.merge.x, a.t, a.h, a.b) = merged(a, a.full);
   a.state(a.i, a.partial.merge.x, a.t, a.h, a.b) = merged(a, a.partial);
 
@@ -378,15 +383,23 @@ void schedule(Algorithm& a, const AttentionPipelineKey& key) {
     for (Func* f : {&a.k, &a.v}) f->compute_root().vectorize(a.d, vec, TailStrategy::GuardWithIf);
   }
   // Whole query tiles: the register tiles cover BQ rows; rows past the view's end read clamped inputs.
-  // The query tile and the state's initial values are read row by row, in vectors across a row's features: vectors
-  // across rows gathered from as many rows, which in a residue class lie in as many pages (the state's init took
-  // 37 of 115 us per call there, 8 this way).
-  a.q_t.compute_root().align_bounds(a.i, BQ).reorder(a.d, a.i).vectorize(a.d, vec, TailStrategy::GuardWithIf);
-  a.state.compute_root()
-      .align_bounds(a.i, BQ)
-      .bound(a.s, 0, a.slots.count())
-      .reorder(a.s, a.i)
-      .vectorize(a.s, vec, TailStrategy::GuardWithIf);
+  // The query tile and the state's initial values are copied row by row first, in vectors across a row's features
+  // (contiguous loads from rows that, in a residue class, lie in as many pages), then transposed from that L1-resident
+  // copy by gathers. Transposed in one step, either vectors gathered across those rows (37 of 115 us per call in the
+  // state's init, AVX2) or were stored across them, element by element (q_t and the state's init 43 of 103 us per
+  // residue-class call of strided(128) at N=16384; 14 of 66 us this way, AVX-512).
+  // A single-row tile (decoding) has nothing to transpose: its one row is read in vectors across it.
+  a.q_t.compute_root().align_bounds(a.i, BQ);
+  a.state.compute_root().align_bounds(a.i, BQ).bound(a.s, 0, a.slots.count());
+  if (BQ == 1) {
+    a.q_t.vectorize(a.d, vec, TailStrategy::GuardWithIf);
+    a.state.vectorize(a.s, vec, TailStrategy::GuardWithIf);
+  } else {
+    a.q_t.vectorize(a.i, vec, TailStrategy::GuardWithIf);
+    a.q_rows.compute_at(a.q_t, a.t).vectorize(a.d, vec, TailStrategy::GuardWithIf);
+    a.state.vectorize(a.i, vec, TailStrategy::GuardWithIf);
+    a.state_rows.compute_at(a.state, a.t).vectorize(a.s, vec, TailStrategy::GuardWithIf);
+  }
   // Chunks outside query tiles: a call's tiles take the same chunk one after another, while its keys and values are
   // warm in L1 and L2 (causal's chunks are the same keys for every tile), instead of each tile streaming every key
   // from L3. Causal at N=4096 with two threads: 3-4% faster on the AVX-512 VM, whose L3 other tenants share.
