@@ -65,7 +65,7 @@ struct Algorithm {
   bool pack_keys = false;
   // bf16 keys and values not packed are widened to float32 once per chunk: widened at each read, every broadcast
   // of a key or value feature took a scalar load, shift and move to a vector register (on the FMA port), and bf16
-  // ran 15-30% slower than float32 (causal, N=4096, single-thread AOT on the AVX-512 VM).
+  // ran 8% slower than float32 (causal, N=4096, single-thread AOT, min of 5 rounds; now 3% faster: RESULTS.md).
   bool widen_per_chunk = false;
   StateSlots slots{0};
   Func q_t{"q_t"};        // one query tile, transposed to (row, feature)
