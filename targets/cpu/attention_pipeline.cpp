@@ -383,11 +383,11 @@ void schedule(Algorithm& a, const AttentionPipelineKey& key) {
     for (Func* f : {&a.k, &a.v}) f->compute_root().vectorize(a.d, vec, TailStrategy::GuardWithIf);
   }
   // Whole query tiles: the register tiles cover BQ rows; rows past the view's end read clamped inputs.
-  // The query tile and the state's initial values are copied row by row first, in vectors across a row's features
-  // (contiguous loads from rows that, in a residue class, lie in as many pages), then transposed from that L1-resident
-  // copy by gathers. Transposed in one step, either vectors gathered across those rows (37 of 115 us per call in the
-  // state's init, AVX2) or were stored across them, element by element (q_t and the state's init 43 of 103 us per
-  // residue-class call of strided(128) at N=16384; 14 of 66 us this way, AVX-512).
+  // The query tile and the state's initial values are first copied row by row, in vectors across a row's features
+  // (contiguous loads, though in a residue class each row lies in another page), then transposed from that
+  // L1-resident copy by gathers. A one-step transpose either gathered across the rows themselves (the state's init:
+  // 37 of 115 us per residue-class call, AVX2) or stored across them element by element (query tile and state init:
+  // 43 of 103 us per residue-class call of strided(128) at N=16384, AVX-512; 14 of 66 us this way).
   // A single-row tile (decoding) has nothing to transpose: its one row is read in vectors across it.
   a.q_t.compute_root().align_bounds(a.i, BQ);
   a.state.compute_root().align_bounds(a.i, BQ).bound(a.s, 0, a.slots.count());
@@ -402,7 +402,7 @@ void schedule(Algorithm& a, const AttentionPipelineKey& key) {
   }
   // Chunks outside query tiles: a call's tiles take the same chunk one after another, while its keys and values are
   // warm in L1 and L2 (causal's chunks are the same keys for every tile), instead of each tile streaming every key
-  // from L3. Causal at N=4096 with two threads: 3-4% faster on the AVX-512 VM, whose L3 other tenants share.
+  // from L3. Causal at N=4096 with two threads: 2-4% faster on the AVX-512 VM, whose L3 other tenants share.
   // The tile loop gets a name per stage, for the chunk's Funcs to be computed in.
   for (int u : {0, 1}) {
     ChunkFuncs& f = u == 0 ? a.full : a.partial;
