@@ -34,10 +34,10 @@ struct ChunkFuncs {
   Func keys, values;  // (feature, chunk key, ...): the chunk's key and value rows (inline unless widened per chunk)
   Func weighted;      // prob times the pattern's weight, what P.V sums (the row sum is not weighted); prob if none
   // The merge's domain: (slot, chunk) over the state's slots (see StateSlots) for each chunk of one query tile
-  // (where chunk < count). rc is its chunk dimension, the loop every per-chunk Func is computed in.
+  // (where chunk < count). rc is its chunk dimension.
   RDom merge;
   Halide::RVar rc;
-  Halide::LoopLevel at;  // the loop every per-chunk Func is computed in (set by the schedule)
+  Halide::LoopLevel at;  // the loop every per-chunk Func is computed in: the tile loop inside rc (see schedule())
   RDom rj;               // over a chunk's keys
   RDom rd;               // over the head dimension, for Q.K
 };
@@ -66,6 +66,7 @@ struct Algorithm {
   // bf16 keys and values not packed are widened to float32 once per chunk: widened at each read, every broadcast
   // of a key or value feature took a scalar load, shift and move to a vector register (on the FMA port), and bf16
   // ran 8% slower than float32 (causal, N=4096, single-thread AOT, min of 5 rounds; now 3% faster: RESULTS.md).
+  // Not for single-row tiles, whose chunks read each key once.
   bool widen_per_chunk = false;
   StateSlots slots{0};
   Func q_t{"q_t"};        // one query tile, transposed to (row, feature)
@@ -262,7 +263,7 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
   const int ks = static_cast<int>(key.key_stride), kg = static_cast<int>(key.key_group);
   Expr key_row = kg == 1 ? p.key_origin + ks * a.n : p.key_origin + ks * (a.n / kg) + a.n % kg;
   a.pack_keys = ks > 1;
-  a.widen_per_chunk = key.storage == StorageType::BFloat16 && !a.pack_keys;
+  a.widen_per_chunk = key.storage == StorageType::BFloat16 && !a.pack_keys && BQ > 1;
   a.k(a.d, a.n, a.h, a.b) = to_f32(p.k(a.d, key_row, a.h, a.b));
   a.v(a.d, a.n, a.h, a.b) = to_f32(p.v(a.d, key_row, a.h, a.b));
   a.q_rows(a.d, a.i, a.t, a.h, a.b) = a.q(a.d, a.t * BQ + a.i, a.h, a.b);
@@ -382,24 +383,6 @@ void schedule(Algorithm& a, const AttentionPipelineKey& key) {
   if (a.pack_keys) {
     for (Func* f : {&a.k, &a.v}) f->compute_root().vectorize(a.d, vec, TailStrategy::GuardWithIf);
   }
-  // Whole query tiles: the register tiles cover BQ rows; rows past the view's end read clamped inputs.
-  // The query tile and the state's initial values are first copied row by row, in vectors across a row's features
-  // (contiguous loads, though in a residue class each row lies in another page), then transposed from that
-  // L1-resident copy by gathers. A one-step transpose either gathered across the rows themselves (the state's init:
-  // 37 of 115 us per residue-class call, AVX2) or stored across them element by element (query tile and state init:
-  // 43 of 103 us per residue-class call of strided(128) at N=16384, AVX-512; 14 of 66 us this way).
-  // A single-row tile (decoding) has nothing to transpose: its one row is read in vectors across it.
-  a.q_t.compute_root().align_bounds(a.i, BQ);
-  a.state.compute_root().align_bounds(a.i, BQ).bound(a.s, 0, a.slots.count());
-  if (BQ == 1) {
-    a.q_t.vectorize(a.d, vec, TailStrategy::GuardWithIf);
-    a.state.vectorize(a.s, vec, TailStrategy::GuardWithIf);
-  } else {
-    a.q_t.vectorize(a.i, vec, TailStrategy::GuardWithIf);
-    a.q_rows.compute_at(a.q_t, a.t).vectorize(a.d, vec, TailStrategy::GuardWithIf);
-    a.state.vectorize(a.i, vec, TailStrategy::GuardWithIf);
-    a.state_rows.compute_at(a.state, a.t).vectorize(a.s, vec, TailStrategy::GuardWithIf);
-  }
   // Chunks outside query tiles: a call's tiles take the same chunk one after another, while its keys and values are
   // warm in L1 and L2 (causal's chunks are the same keys for every tile), instead of each tile streaming every key
   // from L3. Causal at N=4096 with two threads: 2-4% faster on the AVX-512 VM, whose L3 other tenants share.
@@ -413,11 +396,26 @@ void schedule(Algorithm& a, const AttentionPipelineKey& key) {
         .vectorize(a.i, vec, TailStrategy::GuardWithIf);
     f.at = Halide::LoopLevel(a.state, tile);
   }
+  // Whole query tiles: the register tiles cover BQ rows; rows past the view's end read clamped inputs.
+  // The query tile and the state's initial values are first copied row by row, in vectors across a row's features
+  // (contiguous loads, though in a residue class each row lies in another page), then transposed from that
+  // L1-resident copy by gathers. A one-step transpose either gathered across the rows themselves (the state's init:
+  // 37 of 115 us per residue-class call, AVX2) or stored across them element by element (query tile and state init:
+  // 43 of 103 us per residue-class call of strided(128) at N=16384, AVX-512; 14 of 66 us this way).
+  // A single-row tile (decoding) has nothing to transpose: its one row is read in vectors across it.
+  a.q_t.compute_root().align_bounds(a.i, BQ);
+  a.state.compute_root().align_bounds(a.i, BQ).bound(a.s, 0, a.slots.count());
   if (BQ == 1) {
+    a.q_t.vectorize(a.d, vec, TailStrategy::GuardWithIf);
+    a.state.vectorize(a.s, vec, TailStrategy::GuardWithIf);
     const int lanes = Halide::Target(key.target).natural_vector_size<float>();  // the target compiled for
     schedule_single_row_chunk(a, a.full, key, lanes);
     schedule_single_row_chunk(a, a.partial, key, lanes);
   } else {
+    a.q_t.vectorize(a.i, vec, TailStrategy::GuardWithIf);
+    a.q_rows.compute_at(a.q_t, a.t).vectorize(a.d, vec, TailStrategy::GuardWithIf);
+    a.state.vectorize(a.i, vec, TailStrategy::GuardWithIf);
+    a.state_rows.compute_at(a.state, a.t).vectorize(a.s, vec, TailStrategy::GuardWithIf);
     schedule_chunk(a, a.full, key);
     schedule_chunk(a, a.partial, key);
   }
