@@ -2,7 +2,8 @@
 // stored [out, in] (PyTorch's nn.Linear), at all-MiniLM-L6-v2's shapes on a batch of 32 × 128 tokens:
 // rows 4096, in → out 384 → 384 (Q/K/V/output projections), 384 → 1536 and 1536 → 384 (the FFN).
 //
-// It times (a) runtime::linear, i.e. OpenBLAS cblas_sgemm plus a bias pass, and (b) a register-tiled Halide
+// It times (a) runtime::linear, i.e. OpenBLAS cblas_sgemm on each thread's rows with the bias as its initial
+// value, (a') one cblas_sgemm that OpenBLAS threads itself, and (b) a register-tiled Halide
 // JIT matmul written here, for a few tile choices, on the same number of threads. Each result is checked
 // against a float64 naive product. The question it answers is which one runtime::linear should use.
 //
@@ -29,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/blas_kernels.h"
 #include "runtime/linear.h"
 
 namespace {
@@ -162,7 +164,9 @@ int main(int argc, char** argv) {
 
   // Halide's JIT thread pool reads HL_NUM_THREADS when it starts, i.e. at the first realize.
   setenv("HL_NUM_THREADS", std::to_string(threads).c_str(), 1);
+  tessera::runtime::select_blas_kernels();  // before openblas_get_config() names the kernels
   openblas_set_num_threads(threads);
+  tessera::runtime::gemm_threads();  // linear()'s threads: --threads; OpenBLAS itself now runs on one
   fmt::print("OpenBLAS {}; Halide JIT target {}; {} threads\n", openblas_get_config(),
              Halide::get_jit_target_from_environment().to_string(), threads);
 
@@ -216,17 +220,19 @@ int main(int argc, char** argv) {
     report(
         "openblas", "linear", y,
         [&] { tessera::runtime::linear(x.data(), s.rows, s.in, w.data(), b.data(), s.out, y.data()); }, true);
-    // The same without the bias pass: how much of linear()'s time is the separate bias add.
+    // The same without the bias: how much of linear()'s time the bias costs.
     report(
         "openblas", "sgemm only", y,
         [&] { tessera::runtime::linear(x.data(), s.rows, s.in, w.data(), nullptr, s.out, y.data()); }, false);
-    // The bias written first and sgemm accumulating onto it (beta = 1): the alternative to linear()'s bias pass.
+    // One sgemm threaded by OpenBLAS, as linear() did before splitting rows itself (runtime/blas_kernels.h).
     report(
-        "openblas", "bias first, beta=1", y,
+        "openblas", "openblas threads", y,
         [&] {
+          openblas_set_num_threads(threads);
           for (int r = 0; r < s.rows; ++r) std::copy(b.begin(), b.end(), y.begin() + static_cast<ptrdiff_t>(r) * s.out);
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.rows, s.out, s.in, 1.0f, x.data(), s.in, w.data(),
                       s.in, 1.0f, y.data(), s.out);
+          openblas_set_num_threads(1);
         },
         true);
     for (size_t i = 0; i < kernels.size(); ++i) {

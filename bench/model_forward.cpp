@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "compiler/sema/model_elaboration.h"
+#include "runtime/blas_kernels.h"
 #include "runtime/model/model_runner.h"
 #include "runtime/model/random_weights.h"
 
@@ -132,6 +133,7 @@ int main(int argc, char** argv) {
                             {"min_ms", times.front()},
                             {"tokens_per_s", 1000.0 * static_cast<double>(batch * seq) / times[times.size() / 2]},
                             {"peak_rss_mib", peak_rss_mib()},
+                            {"blas", runtime::blas_kernels()},
                             {"ms_by_op", split}};
   std::cout << forward.dump() << std::endl;
 

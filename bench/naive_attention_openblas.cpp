@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/blas_kernels.h"
+
 namespace {
 
 struct Shape {
@@ -173,6 +175,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (s.M == 0) s.M = s.N;
   s.causal = mask == "causal";
+  // The same kernel set the runtime's GEMMs use: a baseline on OpenBLAS's SSE3 fallback would flatter Tessera.
+  tessera::runtime::select_blas_kernels();
   openblas_set_num_threads(threads);
   if (run_check) return check(threads) ? 0 : 1;
 

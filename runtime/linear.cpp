@@ -7,12 +7,18 @@
 #include <limits>
 #include <stdexcept>
 
+#include "runtime/blas_kernels.h"
+#include "runtime/parallel_rows.h"
+
 namespace tessera::runtime {
 
 namespace {
 
 // Up to this many rows go through one matrix-vector product per row.
 constexpr int64_t kGemvRows = 4;
+// Below these a product stays on fewer threads: a thread's start costs tens of microseconds.
+constexpr int64_t kMinRowsPerThread = 64;
+constexpr int64_t kMinFeaturesPerThread = 256;
 
 void check_size(const char* name, int64_t value, int64_t minimum) {
   if (value < minimum || value > std::numeric_limits<int32_t>::max()) {
@@ -28,31 +34,46 @@ void linear(const float* x, int64_t rows, int64_t in, const float* weight, const
   check_size("in", in, 1);
   check_size("out", out, 1);
   if (rows == 0) return;
+  select_blas_kernels();
   if (x == nullptr) throw std::invalid_argument("linear: x is null");
   if (weight == nullptr) throw std::invalid_argument("linear: weight is null");
   if (y == nullptr) throw std::invalid_argument("linear: y is null");
 
-  const auto m = static_cast<int>(rows);
   const auto k = static_cast<int>(in);
   const auto n = static_cast<int>(out);
+  const int64_t threads = gemm_threads();
   if (rows <= kGemvRows) {
     // A decoding step's few rows: sgemm would pack (copy) the whole weight matrix on every call, which measured
-    // as the largest single cost of GPT-2 decoding; matrix-vector products read it once, in place.
-    for (int64_t r = 0; r < rows; ++r) {
-      float* yr = y + r * out;
-      if (bias) std::memcpy(yr, bias, static_cast<size_t>(out) * sizeof(float));
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0f, weight, k, x + r * in, 1, bias ? 1.0f : 0.0f, yr, 1);
-    }
+    // as the largest single cost of GPT-2 decoding; matrix-vector products read it once, in place. The threads
+    // take disjoint output features, so each reads its own rows of the weight.
+    parallel_rows(
+        out,
+        [&](int64_t begin, int64_t end) {
+          const auto features = static_cast<int>(end - begin);
+          for (int64_t r = 0; r < rows; ++r) {
+            float* yr = y + r * out + begin;
+            if (bias) std::memcpy(yr, bias + begin, static_cast<size_t>(features) * sizeof(float));
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, features, k, 1.0f, weight + begin * in, k, x + r * in, 1,
+                        bias ? 1.0f : 0.0f, yr, 1);
+          }
+        },
+        threads, kMinFeaturesPerThread);
     return;
   }
-  if (bias == nullptr) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, weight, k, 0.0f, y, n);
-    return;
-  }
-  // The bias is written first and the product accumulated onto it (beta = 1): measured within noise of sgemm
-  // alone, where adding the bias in a second sweep over y cost up to 20% at 384 -> 1536 (bench/RESULTS.md).
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * out, bias, static_cast<size_t>(out) * sizeof(float));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, weight, k, 1.0f, y, n);
+  parallel_rows(
+      rows,
+      [&](int64_t begin, int64_t end) {
+        const auto m = static_cast<int>(end - begin);
+        float* yb = y + begin * out;
+        // The bias is written first and the product accumulated onto it (beta = 1): measured within noise of
+        // sgemm alone, where adding the bias in a second sweep over y cost up to 20% at 384 -> 1536.
+        if (bias) {
+          for (int64_t r = 0; r < m; ++r) std::memcpy(yb + r * out, bias, static_cast<size_t>(out) * sizeof(float));
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x + begin * in, k, weight, k,
+                    bias ? 1.0f : 0.0f, yb, n);
+      },
+      threads, kMinRowsPerThread);
 }
 
 }  // namespace tessera::runtime

@@ -2,9 +2,9 @@
 // projections and feed-forward layers of the encoder models the runtime runs.
 //
 // The product goes through OpenBLAS's cblas_sgemm (row-major, W transposed), which measured faster than a
-// register-tiled Halide matmul at the MiniLM shapes (bench/gemm_compare.cpp, bench/RESULTS.md). OpenBLAS picks
-// its own thread count: every core by default, or OPENBLAS_NUM_THREADS (OMP_NUM_THREADS) when set, or what the
-// program set with openblas_set_num_threads. linear() leaves that setting alone.
+// register-tiled Halide matmul at the MiniLM shapes (bench/gemm_compare.cpp, bench/RESULTS.md). The rows are split
+// across gemm_threads() threads (OpenBLAS's own thread count, read once), each calling OpenBLAS on the calling
+// thread: see runtime/blas_kernels.h for why, and for the kernel set the first call may correct.
 #pragma once
 
 #include <cstdint>

@@ -14,7 +14,7 @@
 #include "runtime/linear.h"
 #include "runtime/model/activation_functions.h"
 #include "runtime/model/model_error.h"
-#include "runtime/model/parallel_rows.h"
+#include "runtime/parallel_rows.h"
 #include "targets/cpu/evolving_attention.h"
 
 namespace tessera::runtime {
@@ -396,7 +396,9 @@ struct ModelRunner::State {
         const float* x = values[a].data;
         const int64_t rows = rows_of(a);
         float* out = allocate(i, n, W);
+        const auto gemm_start = std::chrono::steady_clock::now();
         linear(x, rows, in.width, weight(node, "weight"), node.has_bias ? weight(node, "bias") : nullptr, W, out);
+        if (options.profile) profile["linear.gemm"] += milliseconds_since(gemm_start);
         // A following activation in one parallel pass over the product, while it is fresh.
         const std::optional<OpKind> act = epilogue_activation(i);
         if (act) {
@@ -528,8 +530,10 @@ struct ModelRunner::State {
     const Tensor& w = it->second.first;
     const int64_t n = values[source].n, rows = batch * n, width = w.dim(0), d = node.head_dim;
     const int flat = arena.acquire(std::max<int64_t>(1, rows * width));
+    const auto gemm_start = std::chrono::steady_clock::now();
     linear(values[source].data, rows, w.dim(1), w.data<float>(),
            node.has_bias ? it->second.second.data<float>() : nullptr, width, arena.data(flat));
+    if (options.profile) profile["attention.qkv_gemm"] += milliseconds_since(gemm_start);
     const int64_t offsets[3] = {0, node.heads * d, (node.heads + node.kv_heads) * d};
     const int64_t heads[3] = {node.heads, node.kv_heads, node.kv_heads};
     std::array<int, 3> slots{};
@@ -668,8 +672,10 @@ struct ModelRunner::State {
     merge_heads(arena.data(o_slot), arena.data(merged), batch, n, H, d);
     if (options.profile) profile["attention.heads_layout"] += milliseconds_since(merge_start);
     float* out = allocate(i, n, node.width);
+    const auto gemm_start = std::chrono::steady_clock::now();
     linear(arena.data(merged), batch * n, H * d, weight(node, "output.weight"),
            node.has_bias ? weight(node, "output.bias") : nullptr, node.width, out);
+    if (options.profile) profile["attention.out_gemm"] += milliseconds_since(gemm_start);
     for (int s : scratch) arena.release(s);
   }
 

@@ -1,4 +1,4 @@
-#include "runtime/model/parallel_rows.h"
+#include "runtime/parallel_rows.h"
 
 #include <algorithm>
 #include <exception>
