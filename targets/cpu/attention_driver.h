@@ -31,6 +31,23 @@ struct IndexView {
   int64_t origin = 0, stride = 1, count = 0, group = 1;
 };
 
+// Where the rows of a [B, heads, rows, width] operand lie, in elements from the pointer given for it; its width is
+// contiguous. A model's projections write [B, rows, heads, width] (row stride heads * width, head stride width),
+// Q, K and V side by side in each row (K starts heads * width in), which the kernels read in place through these.
+// Strides all zero: dense [B, heads, rows, width] from `start`.
+struct RowStrides {
+  int64_t row = 0, head = 0, batch = 0, start = 0;
+
+  bool dense() const { return row == 0 && head == 0 && batch == 0 && start == 0; }
+  // These strides, or the dense ones of a [B, heads, rows, width] tensor where the strides are all zero.
+  RowStrides or_dense(int64_t heads, int64_t rows, int64_t width) const {
+    if (row != 0 || head != 0 || batch != 0) return *this;
+    const int64_t w = width > 0 ? width : 1;
+    return {w, rows * w, heads * rows * w, start};
+  }
+  int64_t offset(int64_t b, int64_t h, int64_t r) const { return start + b * batch + h * head + r * row; }
+};
+
 // One view's chunk tables in the layout the kernels read: per query tile, the runs of FULL and of PARTIAL key
 // tiles as (first key, key count) pairs, `max_*` slots per tile (at least one, zero-filled), and the counts.
 struct ChunkTables {
@@ -82,6 +99,7 @@ struct Problem {
   float* out = nullptr;                                           // [B,H,N,Dv]
   int64_t B = 0, H = 0, Hkv = 0, N = 0, M = 0, D = 0, Dv = 0;
   int64_t key_rows = 0;  // rows per K/V head in memory, M of them keys (a KV cache with room to grow); 0: M
+  RowStrides q_strides, k_strides, v_strides, out_strides;  // zero: dense (K and V: key_rows rows per head)
   float scale = 1.0f;
   std::vector<const halide_buffer_t*> tensors;  // ordered by name
   int64_t block_q = 128;                        // the kernels' query tile
@@ -122,19 +140,19 @@ struct Buffer {
     return b;
   }
 
-  // Rows origin + stride * x (x < count) of a C-ordered [B, heads, rows, width] tensor, width innermost;
-  // width 0 drops that dimension ([B, heads, rows]).
+  // Rows origin + stride * x (x < count) of a [B, heads, rows, width] tensor laid out as `strides` say (zero:
+  // C-ordered), width innermost; width 0 drops that dimension ([B, heads, rows]).
   static Buffer rows(const void* data, int64_t B, int64_t heads, int64_t rows, int64_t width, const IndexView& view,
-                     halide_type_t type = halide_type_t(halide_type_float, 32)) {
+                     halide_type_t type = halide_type_t(halide_type_float, 32), RowStrides strides = {}) {
+    const RowStrides s = strides.or_dense(heads, rows, width);
     Buffer b;
     int d = 0;
     if (width > 0) b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(width), 1, 0};
-    const int64_t row_stride = std::max<int64_t>(width, 1);
-    b.dims[d++] =
-        halide_dimension_t{0, static_cast<int32_t>(view.count), static_cast<int32_t>(view.stride * row_stride), 0};
-    b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(heads), static_cast<int32_t>(rows * row_stride), 0};
-    b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(B), static_cast<int32_t>(heads * rows * row_stride), 0};
-    b.init(static_cast<uint8_t*>(const_cast<void*>(data)) + view.origin * row_stride * ((type.bits + 7) / 8), type, d);
+    b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(view.count), static_cast<int32_t>(view.stride * s.row), 0};
+    b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(heads), static_cast<int32_t>(s.head), 0};
+    b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(B), static_cast<int32_t>(s.batch), 0};
+    b.init(static_cast<uint8_t*>(const_cast<void*>(data)) + (s.start + view.origin * s.row) * ((type.bits + 7) / 8),
+           type, d);
     return b;
   }
 
@@ -242,12 +260,12 @@ struct ViewArgs {
 inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, const ViewPlan& view, float* acc,
                           float* max, float* sum) {
   ViewArgs a;
-  a.q = Buffer::rows(p.q, p.B, p.H, p.N, p.D, view.queries, p.qkv_type);
+  a.q = Buffer::rows(p.q, p.B, p.H, p.N, p.D, view.queries, p.qkv_type, p.q_strides);
   const IndexView all_keys{0, 1, p.M, 1};  // the kernels address a view's keys themselves
   const int64_t key_rows = p.key_rows > 0 ? p.key_rows : p.M;
-  a.k = Buffer::rows(p.k, p.B, p.Hkv, key_rows, p.D, all_keys, p.qkv_type);
-  a.v = Buffer::rows(p.v, p.B, p.Hkv, key_rows, p.Dv, all_keys, p.qkv_type);
-  a.acc = Buffer::rows(acc, p.B, p.H, p.N, p.Dv, view.queries);
+  a.k = Buffer::rows(p.k, p.B, p.Hkv, key_rows, p.D, all_keys, p.qkv_type, p.k_strides);
+  a.v = Buffer::rows(p.v, p.B, p.Hkv, key_rows, p.Dv, all_keys, p.qkv_type, p.v_strides);
+  a.acc = Buffer::rows(acc, p.B, p.H, p.N, p.Dv, view.queries, halide_type_t(halide_type_float, 32), p.out_strides);
   a.max = Buffer::rows(max, p.B, p.H, p.N, 0, view.queries);
   a.sum = Buffer::rows(sum, p.B, p.H, p.N, 0, view.queries);
   const ChunkTables& t = view.tables;
@@ -313,8 +331,21 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
   // Zeroing and normalising the output run on every thread: on one, they took ~3% of causal's time (N=4096, H=8).
   const size_t Dv = static_cast<size_t>(p.Dv);
   constexpr size_t kMinFloatsPerThread = size_t{1} << 16;
-  detail::parallel_ranges(rows * Dv, kMinFloatsPerThread, max_threads,
-                          [&](size_t begin, size_t end) { std::fill(acc + begin, acc + end, 0.0f); });
+  // Output row r = (b * H + h) * N + i, wherever out_strides put it.
+  const RowStrides out_strides = p.out_strides.or_dense(p.H, p.N, p.Dv);
+  const auto out_row = [&](size_t r) {
+    const auto i = static_cast<int64_t>(r) % p.N, bh = static_cast<int64_t>(r) / p.N;
+    return acc + out_strides.offset(bh / p.H, bh % p.H, i);
+  };
+  if (p.out_strides.dense()) {
+    detail::parallel_ranges(rows * Dv, kMinFloatsPerThread, max_threads,
+                            [&](size_t begin, size_t end) { std::fill(acc + begin, acc + end, 0.0f); });
+  } else {
+    detail::parallel_ranges(rows, kMinFloatsPerThread / std::max<size_t>(Dv, 1), max_threads,
+                            [&](size_t begin, size_t end) {
+                              for (size_t r = begin; r < end; ++r) std::fill_n(out_row(r), Dv, 0.0f);
+                            });
+  }
   std::vector<float> row_max(rows, -std::numeric_limits<float>::infinity());
   std::vector<float> row_sum(rows, 0.0f);
 
@@ -417,7 +448,7 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
                             for (size_t r = begin; r < end; ++r) {
                               const float sum = row_sum[r];
                               const bool empty = !(sum > 0) && !std::isnan(sum);
-                              float* row = acc + r * Dv;
+                              float* row = out_row(r);
                               for (size_t e = 0; e < Dv; ++e) row[e] = empty ? 0.0f : row[e] / sum;
                             }
                           });

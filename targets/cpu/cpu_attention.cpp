@@ -155,7 +155,7 @@ bool exponentiate_additive_projections(targets::AdditiveProjection& projected) {
 void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& projected, const ir::AttentionSizes& sz,
                  double scale, const targets::RuntimeTensorViews& tensors,
                  const std::map<std::string, std::vector<int64_t>>& shapes, Tensor& out, const CpuOptions& options,
-                 bool additive_exponentials = false, int64_t key_rows = 0) {
+                 bool additive_exponentials = false, int64_t key_rows = 0, const OperandStrides& strides = {}) {
   const CpuSchedule sched =
       options.tuned ? options.tuned->choose(pattern, sz, options.storage, options.schedule).schedule : options.schedule;
   validate_schedule(sched);
@@ -183,7 +183,10 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
         fmt::format("attention output is {}, expected float32{}", out.type_string(), runtime::shape_string(out_shape)));
   }
   if (sz.N == 0 || sz.M == 0) {  // no queries, or nothing to attend to: zeros
-    std::fill(out.data<float>(), out.data<float>() + out.numel(), 0.0f);
+    const RowStrides o = strides.out.or_dense(sz.H, sz.N, sz.Dv);
+    for (int64_t b = 0; b < sz.B; ++b)
+      for (int64_t h = 0; h < sz.H; ++h)
+        for (int64_t i = 0; i < sz.N; ++i) std::fill_n(out.data<float>() + o.offset(b, h, i), sz.Dv, 0.0f);
     return;
   }
   analysis::ClassifyOptions classify;
@@ -215,6 +218,11 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   } else if (key_rows > 0) {
     for (int64_t head = 0; head < sz.B * sz.Hkv && values_finite; ++head)
       values_finite = tessera_cpu_driver::all_finite(v->data<float>() + head * key_rows * sz.Dv, sz.M * sz.Dv);
+  } else if (!strides.v.dense()) {
+    for (int64_t b = 0; b < sz.B && values_finite; ++b)
+      for (int64_t h = 0; h < sz.Hkv && values_finite; ++h)
+        for (int64_t j = 0; j < sz.M && values_finite; ++j)
+          values_finite = tessera_cpu_driver::all_finite(v->data<float>() + strides.v.offset(b, h, j), sz.Dv);
   } else {
     values_finite = tessera_cpu_driver::all_finite(v->data<float>(), v->numel());
   }
@@ -256,6 +264,10 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   problem.D = sz.D;
   problem.Dv = sz.Dv;
   problem.key_rows = key_rows;
+  problem.q_strides = strides.q;
+  problem.k_strides = strides.k;
+  problem.v_strides = strides.v;
+  problem.out_strides = strides.out;
   problem.scale = static_cast<float>(scale);
   for (const tessera_cpu_driver::Buffer& b : tensor_buffers) problem.tensors.push_back(&b.buf);
   problem.block_q = sched.block_q;
@@ -331,6 +343,53 @@ void attention_over_cache_into(const ir::Pattern& pattern, const targets::Attent
   const int64_t capacity = sz.M;
   sz.M = keys;
   attention_into_sizes(pattern, inputs, sz, capacity, out, options);
+}
+
+void attention_strided_into(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
+                            const OperandStrides& strides, Tensor& out, const CpuOptions& options) {
+  const ir::AttentionSizes sz = targets::validate_attention_inputs(inputs);
+  if (strides.q.dense() && strides.k.dense() && strides.v.dense() && strides.out.dense()) {
+    return attention_into(pattern, inputs, out, options);
+  }
+  const std::vector<int64_t> out_shape{sz.B, sz.H, sz.N, sz.Dv};
+  if (out.dtype() != runtime::DType::Float32 || out.shape() != out_shape) {
+    throw runtime::TensorError(
+        fmt::format("attention output is {}, expected float32{}", out.type_string(), runtime::shape_string(out_shape)));
+  }
+  const double scale = targets::attention_scale(pattern, inputs, sz);
+  const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, inputs);
+  const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
+  const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
+  const bool in_place = pattern.normalizer == ir::Normalizer::Softmax && pattern.scoring != ir::Scoring::Additive &&
+                        pattern.query_projection.empty() && options.storage == StorageType::Float32 &&
+                        targets::tensor_indices_proven(pattern, sz, shapes, nullptr);
+  if (in_place) return run_kernels(pattern, inputs, sz, scale, tensors, shapes, out, options, false, 0, strides);
+
+  // The other cases read dense operands: gather them, compute, scatter the output.
+  const auto gather = [&](const Tensor& t, const RowStrides& s) {
+    const std::vector<int64_t>& shape = t.shape();
+    const RowStrides from = s.or_dense(shape[1], shape[2], shape[3]);
+    Tensor dense(runtime::DType::Float32, shape);
+    for (int64_t b = 0; b < shape[0]; ++b)
+      for (int64_t h = 0; h < shape[1]; ++h)
+        for (int64_t r = 0; r < shape[2]; ++r)
+          std::copy_n(t.data<float>() + from.offset(b, h, r), shape[3],
+                      dense.data<float>() + ((b * shape[1] + h) * shape[2] + r) * shape[3]);
+    return dense;
+  };
+  const Tensor q = gather(*inputs.q, strides.q), k = gather(*inputs.k, strides.k), v = gather(*inputs.v, strides.v);
+  targets::AttentionInputs dense = inputs;
+  dense.q = &q;
+  dense.k = &k;
+  dense.v = &v;
+  Tensor result(runtime::DType::Float32, out_shape);
+  attention_into(pattern, dense, result, options);
+  const RowStrides to = strides.out.or_dense(sz.H, sz.N, sz.Dv);
+  for (int64_t b = 0; b < sz.B; ++b)
+    for (int64_t h = 0; h < sz.H; ++h)
+      for (int64_t i = 0; i < sz.N; ++i)
+        std::copy_n(result.data<float>() + ((b * sz.H + h) * sz.N + i) * sz.Dv, sz.Dv,
+                    out.data<float>() + to.offset(b, h, i));
 }
 
 CpuSchedule few_query_schedule(CpuSchedule schedule, int64_t queries) {

@@ -14,6 +14,7 @@
 #include "compiler/ir/pattern.h"
 #include "runtime/tensor.h"
 #include "targets/common/attention_problem.h"
+#include "targets/cpu/attention_driver.h"
 
 namespace tessera::cpu {
 
@@ -93,6 +94,23 @@ runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionIn
 // `out` if its shape or dtype is wrong.
 void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& inputs, runtime::Tensor& out,
                     const CpuOptions& options = {});
+
+// Where Q, K, V and the output of attention_strided_into lie: each a [B, heads, rows, width] operand whose width
+// is contiguous, with free row, head and batch strides (all zero: dense).
+using RowStrides = tessera_cpu_driver::RowStrides;
+struct OperandStrides {
+  RowStrides q, k, v, out;
+};
+
+// attention_into over operands laid out as `strides` say: the tensors of `inputs` and `out` carry the logical
+// shapes ([B, H, N, D], ...) and point at the storage the strides start from. FlashAttention's layout, [B, N, heads,
+// D] (a fused projection's output read in place), is one such. Plain softmax attention on float32 storage reads
+// the operands where they lie; other cases (bf16 storage, hardmax, additive or bilinear scoring, run-time tensor
+// indices not proven in bounds) compute on dense copies. Not faster than transposing first where keys are re-read
+// from far-apart rows: MiniLM's layers (N = 128, 12 heads of 32) took as long either way (bench/RESULTS.md,
+// 2026-12-03 fifth session), so the model runtime still transposes.
+void attention_strided_into(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
+                            const OperandStrides& strides, runtime::Tensor& out, const CpuOptions& options = {});
 
 // Parses "block_q=128,chunk_k=512" (any subset; the rest keep their values in `base`). Throws
 // std::invalid_argument.
