@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -16,9 +17,10 @@ namespace {
 
 // Up to this many rows go through one matrix-vector product per row.
 constexpr int64_t kGemvRows = 4;
-// Below these a product stays on fewer threads: a thread's start costs tens of microseconds.
+// Below these a product stays on fewer threads: starting a thread, and waking an idle core of a VM, cost tens of
+// microseconds each, as much as a matrix-vector product over a 768 x 768 weight.
 constexpr int64_t kMinRowsPerThread = 64;
-constexpr int64_t kMinFeaturesPerThread = 256;
+constexpr int64_t kMinWeightFloatsPerThread = int64_t{1} << 20;
 
 void check_size(const char* name, int64_t value, int64_t minimum) {
   if (value < minimum || value > std::numeric_limits<int32_t>::max()) {
@@ -57,7 +59,7 @@ void linear(const float* x, int64_t rows, int64_t in, const float* weight, const
                         bias ? 1.0f : 0.0f, yr, 1);
           }
         },
-        threads, kMinFeaturesPerThread);
+        threads, std::max<int64_t>(1, kMinWeightFloatsPerThread / in));
     return;
   }
   parallel_rows(

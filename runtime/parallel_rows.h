@@ -1,6 +1,12 @@
-// Splits the rows of an elementwise or row-wise step (LayerNorm, GELU, residual adds, head transposes) across the
-// cores. OpenBLAS parallelises the GEMMs between these steps; run on one core, the steps left the other idle and
-// took a third of a MiniLM forward pass.
+// Splits the rows of a row-wise step (the GEMMs of runtime::linear, LayerNorm, GELU, residual adds, head
+// transposes) across the cores. Run on one core, the elementwise steps left the other idle and took a third of a
+// MiniLM forward pass.
+//
+// The threads are kept between calls and spin briefly before they sleep: a decoding step runs hundreds of
+// steps of a few microseconds each, and starting a thread per call, or waking a halted core of a VM, cost tens of
+// microseconds each (GPT-2 decoding: a third of each token's time in the head transposes alone). The spin is
+// short (kSpinMicroseconds) so that idle workers leave the cores to the attention kernels, which run on their own
+// threads.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +16,8 @@ namespace tessera::runtime {
 
 // Calls body(begin, end) on disjoint ranges covering [0, rows), on up to `threads` threads (0: every core), the
 // calling thread included. Work below `min_rows_per_thread` rows per thread stays on fewer threads. Exceptions
-// from any range are rethrown after all have finished.
+// from any range are rethrown after all have finished. Safe to call from several threads at once (a call that
+// finds the kept threads busy starts its own) and from inside a body (which runs its ranges inline).
 void parallel_rows(int64_t rows, const std::function<void(int64_t, int64_t)>& body, int64_t threads = 0,
                    int64_t min_rows_per_thread = 64);
 

@@ -42,6 +42,10 @@ std::string describe(const Node& node) {
 
 // Copies [B, n, heads, d] (columns `column`.. of a projection whose rows hold `row_width` values) into
 // [B, heads, n, d] (the kernels' layout), or back.
+// Below this many floats per thread a copy stays on fewer threads: a decoding step's heads are a few hundred
+// floats, less than starting a thread costs.
+constexpr int64_t kMinFloatsPerThread = int64_t{1} << 16;
+
 void split_heads(const float* in, int64_t row_width, int64_t column, float* out, int64_t B, int64_t n, int64_t heads,
                  int64_t d) {
   parallel_rows(
@@ -55,7 +59,7 @@ void split_heads(const float* in, int64_t row_width, int64_t column, float* out,
           }
         }
       },
-      0, 4);
+      0, std::max<int64_t>(4, kMinFloatsPerThread / std::max<int64_t>(1, n * d)));
 }
 
 void merge_heads(const float* in, float* out, int64_t B, int64_t n, int64_t heads, int64_t d) {
@@ -70,7 +74,7 @@ void merge_heads(const float* in, float* out, int64_t B, int64_t n, int64_t head
           }
         }
       },
-      0, 4);
+      0, std::max<int64_t>(4, kMinFloatsPerThread / std::max<int64_t>(1, n * d)));
 }
 
 void apply_activation(OpKind op, float* x, int64_t count) {

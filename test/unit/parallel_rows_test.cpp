@@ -1,0 +1,82 @@
+// runtime::parallel_rows: every row exactly once, whatever the split; exceptions reach the caller; calls from a
+// body and from several threads at once (which share the kept worker threads) complete with the same guarantees.
+#include "runtime/parallel_rows.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace tessera::runtime {
+namespace {
+
+// Counts how often each row was visited by one call.
+std::vector<int> visits(int64_t rows, int64_t threads, int64_t min_rows) {
+  std::vector<std::atomic<int>> counts(static_cast<size_t>(rows));
+  parallel_rows(
+      rows,
+      [&](int64_t begin, int64_t end) {
+        EXPECT_LE(0, begin);
+        EXPECT_LE(begin, end);
+        EXPECT_LE(end, rows);
+        for (int64_t r = begin; r < end; ++r) counts[static_cast<size_t>(r)].fetch_add(1);
+      },
+      threads, min_rows);
+  std::vector<int> result;
+  for (const auto& c : counts) result.push_back(c.load());
+  return result;
+}
+
+TEST(ParallelRows, EveryRowExactlyOnce) {
+  for (int64_t rows : {1, 2, 3, 63, 64, 65, 1000, 4097}) {
+    for (int64_t threads : {0, 1, 2, 3, 8}) {
+      for (int64_t min_rows : {1, 4, 64}) {
+        SCOPED_TRACE(testing::Message() << rows << " rows, " << threads << " threads, min " << min_rows);
+        EXPECT_EQ(visits(rows, threads, min_rows), std::vector<int>(static_cast<size_t>(rows), 1));
+      }
+    }
+  }
+  EXPECT_TRUE(visits(0, 2, 1).empty());
+}
+
+TEST(ParallelRows, RethrowsAnExceptionFromAnyRange) {
+  for (int repeat = 0; repeat < 20; ++repeat) {
+    EXPECT_THROW(parallel_rows(
+                     100,
+                     [](int64_t begin, int64_t) {
+                       if (begin > 0) throw std::runtime_error("late range");
+                     },
+                     2, 1),
+                 std::runtime_error);
+  }
+  // The kept threads still work afterwards.
+  EXPECT_EQ(visits(100, 2, 1), std::vector<int>(100, 1));
+}
+
+TEST(ParallelRows, NestedAndConcurrentCallsComplete) {
+  std::atomic<int64_t> total{0};
+  auto nested = [&] {
+    parallel_rows(
+        8,
+        [&](int64_t begin, int64_t end) {
+          for (int64_t r = begin; r < end; ++r) {
+            parallel_rows(
+                16, [&](int64_t b, int64_t e) { total.fetch_add(e - b); }, 2, 1);
+          }
+        },
+        2, 1);
+  };
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 4; ++c) {
+    callers.emplace_back([&] {
+      for (int repeat = 0; repeat < 50; ++repeat) nested();
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  EXPECT_EQ(total.load(), 4 * 50 * 8 * 16);
+}
+
+}  // namespace
+}  // namespace tessera::runtime
