@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 namespace tessera::runtime {
 
@@ -16,5 +17,12 @@ namespace tessera::runtime {
 // at most INT32_MAX (the BLAS interface takes 32-bit ints). Throws std::invalid_argument naming the bad size or
 // the null pointer.
 void linear(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out, float* y);
+
+// The same, then epilogue(row, out) on every row of y once its bias is added (an activation, say), by the thread
+// that computed the row, right after its GEMM: the bias add and the activation take one pass over y together,
+// where writing the bias first and activating after took two more (of 24 MiB each at MiniLM's FFN).
+using RowEpilogue = std::function<void(float* row, int64_t count)>;
+void linear(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out, float* y,
+            const RowEpilogue& epilogue);
 
 }  // namespace tessera::runtime

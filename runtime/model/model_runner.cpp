@@ -401,14 +401,13 @@ struct ModelRunner::State {
         const int64_t rows = rows_of(a);
         float* out = allocate(i, n, W);
         const auto gemm_start = std::chrono::steady_clock::now();
-        linear(x, rows, in.width, weight(node, "weight"), node.has_bias ? weight(node, "bias") : nullptr, W, out);
-        if (options.profile) profile["linear.gemm"] += milliseconds_since(gemm_start);
-        // A following activation in one parallel pass over the product, while it is fresh.
+        // A following activation in the GEMM's epilogue, on each row as its thread finishes it.
         const std::optional<OpKind> act = epilogue_activation(i);
-        if (act) {
-          parallel_rows(
-              rows, [&](int64_t begin, int64_t end) { apply_activation(*act, out + begin * W, (end - begin) * W); });
-        }
+        RowEpilogue epilogue;
+        if (act) epilogue = [op = *act](float* row, int64_t count) { apply_activation(op, row, count); };
+        linear(x, rows, in.width, weight(node, "weight"), node.has_bias ? weight(node, "bias") : nullptr, W, out,
+               epilogue);
+        if (options.profile) profile["linear.gemm"] += milliseconds_since(gemm_start);
         activated[i] = act.has_value();
         return;
       }

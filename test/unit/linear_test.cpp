@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -28,16 +29,34 @@ std::vector<float> random_values(size_t n, std::mt19937& rng) {
   return v;
 }
 
-void check_against_float64(const Case& c, bool with_bias) {
+// with_epilogue: through the epilogue overload, with an epilogue that negates each row (undone before checking)
+// and must see every row once, bias included.
+void check_against_float64(const Case& c, bool with_bias, bool with_epilogue = false) {
   SCOPED_TRACE(testing::Message() << c.rows << "x" << c.in << " -> " << c.out << (with_bias ? " with" : " without")
-                                  << " bias");
+                                  << " bias" << (with_epilogue ? ", epilogue" : ""));
   std::mt19937 rng(static_cast<unsigned>(c.rows * 10007 + c.in * 101 + c.out));
   const std::vector<float> x = random_values(static_cast<size_t>(c.rows * c.in), rng);
   const std::vector<float> w = random_values(static_cast<size_t>(c.out * c.in), rng);
   const std::vector<float> b = random_values(static_cast<size_t>(c.out), rng);
   // NaN first: every element must be written, none may be read (beta = 0).
   std::vector<float> y(static_cast<size_t>(c.rows * c.out), std::numeric_limits<float>::quiet_NaN());
-  linear(x.data(), c.rows, c.in, w.data(), with_bias ? b.data() : nullptr, c.out, y.data());
+  if (with_epilogue) {
+    std::vector<int> calls(static_cast<size_t>(c.rows), 0);
+    std::mutex mutex;
+    linear(x.data(), c.rows, c.in, w.data(), with_bias ? b.data() : nullptr, c.out, y.data(),
+           [&](float* row, int64_t count) {
+             ASSERT_EQ(count, c.out);
+             const int64_t r = (row - y.data()) / c.out;
+             ASSERT_TRUE(r >= 0 && r < c.rows && row == y.data() + r * c.out);
+             for (int64_t e = 0; e < count; ++e) row[e] = -row[e];
+             std::lock_guard lock(mutex);
+             ++calls[static_cast<size_t>(r)];
+           });
+    EXPECT_EQ(calls, std::vector<int>(static_cast<size_t>(c.rows), 1));
+    for (float& e : y) e = -e;
+  } else {
+    linear(x.data(), c.rows, c.in, w.data(), with_bias ? b.data() : nullptr, c.out, y.data());
+  }
 
   // Any summation order of an n-term fp32 dot product (blocked, FMA or not) is within γ_n · Σ|x_k·w_k| of the
   // exact value, γ_n = n·u / (1 − n·u), u = 2^-24 (Higham, Accuracy and Stability, §3.1); the bias add is one
@@ -62,11 +81,19 @@ void check_against_float64(const Case& c, bool with_bias) {
 }
 
 TEST(Linear, MatchesFloat64OnOddSizes) {
-  // Up to 4 rows take the matrix-vector path, more the GEMM: both sides of the switch.
+  // Up to 4 rows take the matrix-vector path, more the GEMM: both sides of the switch. 300 rows split across
+  // threads; a 3 x 1200 -> 2000 product splits its matrix-vector products across threads by output feature.
   for (const Case& c : {Case{1, 1, 1}, Case{1, 385, 97}, Case{3, 130, 7}, Case{4, 64, 33}, Case{5, 64, 33},
-                        Case{7, 13, 5}, Case{33, 64, 17}}) {
+                        Case{7, 13, 5}, Case{33, 64, 17}, Case{300, 70, 41}, Case{3, 1200, 2000}}) {
     check_against_float64(c, /*with_bias=*/false);
     check_against_float64(c, /*with_bias=*/true);
+  }
+}
+
+TEST(Linear, EpilogueSeesEachRowOnceWithItsBias) {
+  for (const Case& c : {Case{1, 385, 97}, Case{4, 64, 33}, Case{33, 64, 17}, Case{300, 70, 41}}) {
+    check_against_float64(c, /*with_bias=*/false, /*with_epilogue=*/true);
+    check_against_float64(c, /*with_bias=*/true, /*with_epilogue=*/true);
   }
 }
 
