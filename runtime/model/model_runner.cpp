@@ -40,41 +40,45 @@ std::string describe(const Node& node) {
                            : fmt::format("{} '{}'", graph::op_name(node.op), node.name);
 }
 
-// Copies [B, n, heads, d] (columns `column`.. of a projection whose rows hold `row_width` values) into
-// [B, heads, n, d] (the kernels' layout), or back.
 // Below this many floats per thread a copy stays on fewer threads: a decoding step's heads are a few hundred
 // floats, less than starting a thread costs.
 constexpr int64_t kMinFloatsPerThread = int64_t{1} << 16;
 
+// Copies [B, n, heads, d] (columns `column`.. of a projection whose rows hold `row_width` values) into
+// [B, heads, n, d] (the kernels' layout), or back. Both walk the token-major side row by row, so that it is read
+// (or written) in order and only the head-major side jumps; walking head by head read rows 4.6 KB apart and ran at
+// a third of the speed (MiniLM).
 void split_heads(const float* in, int64_t row_width, int64_t column, float* out, int64_t B, int64_t n, int64_t heads,
                  int64_t d) {
   parallel_rows(
-      B * heads,
+      B * n,
       [&](int64_t begin, int64_t end) {
-        for (int64_t bh = begin; bh < end; ++bh) {
-          const int64_t b = bh / heads, h = bh % heads;
-          for (int64_t i = 0; i < n; ++i) {
-            std::memcpy(out + (bh * n + i) * d, in + (b * n + i) * row_width + column + h * d,
-                        static_cast<size_t>(d) * sizeof(float));
+        for (int64_t row = begin; row < end; ++row) {
+          const int64_t b = row / n, i = row % n;
+          const float* from = in + row * row_width + column;
+          for (int64_t h = 0; h < heads; ++h) {
+            float* to = out + ((b * heads + h) * n + i) * d;
+            for (int64_t e = 0; e < d; ++e) to[e] = from[h * d + e];
           }
         }
       },
-      0, std::max<int64_t>(4, kMinFloatsPerThread / std::max<int64_t>(1, n * d)));
+      0, std::max<int64_t>(1, kMinFloatsPerThread / std::max<int64_t>(1, heads * d)));
 }
 
 void merge_heads(const float* in, float* out, int64_t B, int64_t n, int64_t heads, int64_t d) {
   parallel_rows(
-      B * heads,
+      B * n,
       [&](int64_t begin, int64_t end) {
-        for (int64_t bh = begin; bh < end; ++bh) {
-          const int64_t b = bh / heads, h = bh % heads;
-          for (int64_t i = 0; i < n; ++i) {
-            std::memcpy(out + ((b * n + i) * heads + h) * d, in + (bh * n + i) * d,
-                        static_cast<size_t>(d) * sizeof(float));
+        for (int64_t row = begin; row < end; ++row) {
+          const int64_t b = row / n, i = row % n;
+          float* to = out + row * heads * d;
+          for (int64_t h = 0; h < heads; ++h) {
+            const float* from = in + ((b * heads + h) * n + i) * d;
+            for (int64_t e = 0; e < d; ++e) to[h * d + e] = from[e];
           }
         }
       },
-      0, std::max<int64_t>(4, kMinFloatsPerThread / std::max<int64_t>(1, n * d)));
+      0, std::max<int64_t>(1, kMinFloatsPerThread / std::max<int64_t>(1, heads * d)));
 }
 
 void apply_activation(OpKind op, float* x, int64_t count) {
