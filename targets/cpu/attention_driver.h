@@ -32,8 +32,8 @@ struct IndexView {
 };
 
 // Where the rows of a [B, heads, rows, width] operand lie, in elements from the pointer given for it; its width is
-// contiguous. A model's projections write [B, rows, heads, width] (row stride heads * width, head stride width),
-// Q, K and V side by side in each row (K starts heads * width in), which the kernels read in place through these.
+// contiguous. FlashAttention's layout, [B, rows, heads, width], has row stride heads * width and head stride
+// width; a fused projection that writes Q, K and V side by side in each row puts K's `start` at heads * width.
 // Strides all zero: dense [B, heads, rows, width] from `start`.
 struct RowStrides {
   int64_t row = 0, head = 0, batch = 0, start = 0;
