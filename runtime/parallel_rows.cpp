@@ -1,5 +1,7 @@
 #include "runtime/parallel_rows.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -34,20 +36,16 @@ struct Job {
 
 thread_local bool inside_body = false;
 
+// A child of fork() has none of the pool's threads: a call there waiting for them would never return.
+std::atomic<bool> forked_child{false};
+
 // Workers 1..n-1 of a call take ranges 1..count-1 (worker w takes range w); the caller takes range 0.
 class Pool {
  public:
+  // Never destroyed (see pool()), so the workers never stop.
   explicit Pool(int64_t workers) {
+    pthread_atfork(nullptr, nullptr, [] { forked_child.store(true); });
     for (int64_t w = 1; w <= workers; ++w) threads_.emplace_back([this, w] { work(w); });
-  }
-  ~Pool() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-      generation_.fetch_add(1);
-    }
-    wake_.notify_all();
-    for (std::thread& t : threads_) t.join();
   }
   int64_t workers() const { return static_cast<int64_t>(threads_.size()); }
 
@@ -82,7 +80,6 @@ class Pool {
         std::unique_lock lock(mutex_);
         wake_.wait(lock, [&] { return generation_.load() != seen; });
         seen = generation_.load();
-        if (stopping_) return;
         job = job_;
       }
       if (w < job.count) {
@@ -101,12 +98,14 @@ class Pool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int64_t> pending_{0};
   Job job_;
-  bool stopping_ = false;
 };
 
+// Deliberately never destroyed: at exit the workers are still blocked on its condition variable, and a forked
+// child that exits normally would otherwise join threads that exist only in its parent.
 Pool& pool() {
-  static Pool p(std::max<int64_t>(1, std::thread::hardware_concurrency()) - 1);
-  return p;
+  static Pool* const p =
+      std::make_unique<Pool>(std::max<int64_t>(1, std::thread::hardware_concurrency()) - 1).release();
+  return *p;
 }
 
 }  // namespace
@@ -122,7 +121,7 @@ void parallel_rows(int64_t rows, const std::function<void(int64_t, int64_t)>& bo
   }
   std::vector<std::exception_ptr> failures(static_cast<size_t>(count));
   const Job job{&body, rows, count, &failures};
-  if (count - 1 > pool().workers() || !pool().try_run(job)) {
+  if (forked_child.load() || count - 1 > pool().workers() || !pool().try_run(job)) {
     // More threads than the pool keeps, or the pool is busy with another caller's call: threads of its own.
     std::vector<std::thread> workers;
     for (int64_t t = 1; t < count; ++t) workers.emplace_back([&job, t] { job.run(t); });

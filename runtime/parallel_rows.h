@@ -17,7 +17,8 @@ namespace tessera::runtime {
 // Calls body(begin, end) on disjoint ranges covering [0, rows), on up to `threads` threads (0: every core), the
 // calling thread included. Work below `min_rows_per_thread` rows per thread stays on fewer threads. Exceptions
 // from any range are rethrown after all have finished. Safe to call from several threads at once (a call that
-// finds the kept threads busy starts its own) and from inside a body (which runs its ranges inline).
+// finds the kept threads busy starts its own), from inside a body (which runs its ranges inline) and in a child of
+// fork() (which starts its own threads: the kept ones stayed in the parent).
 void parallel_rows(int64_t rows, const std::function<void(int64_t, int64_t)>& body, int64_t threads = 0,
                    int64_t min_rows_per_thread = 64);
 

@@ -1,10 +1,15 @@
 // runtime::parallel_rows: every row exactly once, whatever the split; exceptions reach the caller; calls from a
-// body and from several threads at once (which share the kept worker threads) complete with the same guarantees.
+// body, from several threads at once (which share the kept worker threads) and from a forked child (which has none
+// of them) complete with the same guarantees.
 #include "runtime/parallel_rows.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -76,6 +81,25 @@ TEST(ParallelRows, NestedAndConcurrentCallsComplete) {
   }
   for (std::thread& t : callers) t.join();
   EXPECT_EQ(total.load(), 4 * 50 * 8 * 16);
+}
+
+TEST(ParallelRows, WorksInAForkedChild) {
+  EXPECT_EQ(visits(100, 2, 1), std::vector<int>(100, 1));  // the kept threads exist in this process now
+  std::fflush(nullptr);  // or the child's exit would write the parent's buffered output again
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0) << "fork failed";
+  if (pid == 0) {
+    // The child has none of those threads; it reports through its exit status.
+    std::atomic<int64_t> total{0};
+    parallel_rows(
+        100, [&](int64_t begin, int64_t end) { total.fetch_add(end - begin); }, 2, 1);
+    // A normal exit: static destructors run in the child too.
+    std::exit(total.load() == 100 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace
