@@ -10,6 +10,10 @@
 // Every failure — a spec error (with file:line:col), a missing or mis-shaped weight, bad token ids — throws
 // tessera::Error, whose message says what and where. A Model is not safe to use from two threads at once (it
 // reuses its buffers between calls); a moved-from Model throws tessera::Error when used.
+//
+// Threads: the attention kernels take LoadOptions::threads; the GEMMs split their rows across OpenBLAS's thread
+// count (every core, or OPENBLAS_NUM_THREADS), each thread calling OpenBLAS, and the first GEMM sets OpenBLAS
+// itself to one thread for the whole process: an application's own BLAS calls then run single-threaded.
 #pragma once
 
 #include <cstdint>
