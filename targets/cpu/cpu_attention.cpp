@@ -152,6 +152,36 @@ bool exponentiate_additive_projections(targets::AdditiveProjection& projected) {
   return true;
 }
 
+// Throws TensorError naming `out` unless it is float32 [B, H, N, Dv].
+void check_output(const Tensor& out, const ir::AttentionSizes& sz) {
+  const std::vector<int64_t> out_shape{sz.B, sz.H, sz.N, sz.Dv};
+  if (out.dtype() != runtime::DType::Float32 || out.shape() != out_shape) {
+    throw runtime::TensorError(
+        fmt::format("attention output is {}, expected float32{}", out.type_string(), runtime::shape_string(out_shape)));
+  }
+}
+
+// Whether the fused softmax kernels read Q, K and V where they lie (a KV cache's rows, strided operands); hardmax,
+// additive or bilinear scoring and bf16 storage read dense (converted or projected) copies.
+bool reads_operands_in_place(const ir::Pattern& pattern, const CpuOptions& options) {
+  return pattern.normalizer == ir::Normalizer::Softmax && pattern.scoring != ir::Scoring::Additive &&
+         pattern.query_projection.empty() && options.storage == StorageType::Float32;
+}
+
+// A dense [B, heads, rows, width] copy of `shape`'s rows of t laid out as `strides` say (zero: t's own dense
+// layout, whose row count may exceed rows, as a KV cache's capacity does).
+Tensor dense_copy(const Tensor& t, const std::vector<int64_t>& shape, const RowStrides& strides) {
+  const std::vector<int64_t>& own = t.shape();
+  const RowStrides from = strides.or_dense(own[1], own[2], own[3]);
+  Tensor dense(runtime::DType::Float32, shape);
+  for (int64_t b = 0; b < shape[0]; ++b)
+    for (int64_t h = 0; h < shape[1]; ++h)
+      for (int64_t r = 0; r < shape[2]; ++r)
+        std::copy_n(t.data<float>() + from.offset(b, h, r), shape[3],
+                    dense.data<float>() + ((b * shape[1] + h) * shape[2] + r) * shape[3]);
+  return dense;
+}
+
 void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& projected, const ir::AttentionSizes& sz,
                  double scale, const targets::RuntimeTensorViews& tensors,
                  const std::map<std::string, std::vector<int64_t>>& shapes, Tensor& out, const CpuOptions& options,
@@ -177,11 +207,7 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
     k_bf16 = runtime::to_bfloat16(*k);
     v_bf16 = runtime::to_bfloat16(*v);
   }
-  const std::vector<int64_t> out_shape{sz.B, sz.H, sz.N, sz.Dv};
-  if (out.dtype() != runtime::DType::Float32 || out.shape() != out_shape) {
-    throw runtime::TensorError(
-        fmt::format("attention output is {}, expected float32{}", out.type_string(), runtime::shape_string(out_shape)));
-  }
+  check_output(out, sz);
   if (sz.N == 0 || sz.M == 0) {  // no queries, or nothing to attend to: zeros
     const RowStrides o = strides.out.or_dense(sz.H, sz.N, sz.Dv);
     for (int64_t b = 0; b < sz.B; ++b)
@@ -306,16 +332,6 @@ void attention_into_sizes(const ir::Pattern& pattern, const targets::AttentionIn
   }
 }
 
-// The first `rows` rows of each head of a [B, heads, capacity, width] tensor, densely.
-Tensor first_rows(const Tensor& t, int64_t rows) {
-  const std::vector<int64_t>& shape = t.shape();
-  Tensor dense(runtime::DType::Float32, {shape[0], shape[1], rows, shape[3]});
-  const int64_t row_elements = rows * shape[3], head_elements = shape[2] * shape[3];
-  for (int64_t head = 0; head < shape[0] * shape[1]; ++head)
-    std::copy_n(t.data<float>() + head * head_elements, row_elements, dense.data<float>() + head * row_elements);
-  return dense;
-}
-
 }  // namespace
 
 void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& given, Tensor& out,
@@ -331,10 +347,11 @@ void attention_over_cache_into(const ir::Pattern& pattern, const targets::Attent
                                            runtime::shape_string(inputs.k->shape()), keys));
   }
   if (keys == sz.M) return attention_into(pattern, inputs, out, options);
-  const bool fused = pattern.normalizer == ir::Normalizer::Softmax && pattern.scoring != ir::Scoring::Additive &&
-                     pattern.query_projection.empty() && options.storage == StorageType::Float32;
-  if (!fused) {
-    const Tensor k = first_rows(*inputs.k, keys), v = first_rows(*inputs.v, keys);
+  if (!reads_operands_in_place(pattern, options)) {
+    const auto first_rows = [&](const Tensor& t) {  // each head's first `keys` rows, densely
+      return dense_copy(t, {t.dim(0), t.dim(1), keys, t.dim(3)}, {});
+    };
+    const Tensor k = first_rows(*inputs.k), v = first_rows(*inputs.v);
     targets::AttentionInputs dense = inputs;
     dense.k = &k;
     dense.v = &v;
@@ -351,38 +368,24 @@ void attention_strided_into(const ir::Pattern& pattern, const targets::Attention
   if (strides.q.dense() && strides.k.dense() && strides.v.dense() && strides.out.dense()) {
     return attention_into(pattern, inputs, out, options);
   }
-  const std::vector<int64_t> out_shape{sz.B, sz.H, sz.N, sz.Dv};
-  if (out.dtype() != runtime::DType::Float32 || out.shape() != out_shape) {
-    throw runtime::TensorError(
-        fmt::format("attention output is {}, expected float32{}", out.type_string(), runtime::shape_string(out_shape)));
-  }
+  check_output(out, sz);
   const double scale = targets::attention_scale(pattern, inputs, sz);
   const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, inputs);
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
   const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
-  const bool in_place = pattern.normalizer == ir::Normalizer::Softmax && pattern.scoring != ir::Scoring::Additive &&
-                        pattern.query_projection.empty() && options.storage == StorageType::Float32 &&
-                        targets::tensor_indices_proven(pattern, sz, shapes, nullptr);
+  const bool in_place =
+      reads_operands_in_place(pattern, options) && targets::tensor_indices_proven(pattern, sz, shapes, nullptr);
   if (in_place) return run_kernels(pattern, inputs, sz, scale, tensors, shapes, out, options, false, 0, strides);
 
   // The other cases read dense operands: gather them, compute, scatter the output.
-  const auto gather = [&](const Tensor& t, const RowStrides& s) {
-    const std::vector<int64_t>& shape = t.shape();
-    const RowStrides from = s.or_dense(shape[1], shape[2], shape[3]);
-    Tensor dense(runtime::DType::Float32, shape);
-    for (int64_t b = 0; b < shape[0]; ++b)
-      for (int64_t h = 0; h < shape[1]; ++h)
-        for (int64_t r = 0; r < shape[2]; ++r)
-          std::copy_n(t.data<float>() + from.offset(b, h, r), shape[3],
-                      dense.data<float>() + ((b * shape[1] + h) * shape[2] + r) * shape[3]);
-    return dense;
-  };
-  const Tensor q = gather(*inputs.q, strides.q), k = gather(*inputs.k, strides.k), v = gather(*inputs.v, strides.v);
+  const Tensor q = dense_copy(*inputs.q, inputs.q->shape(), strides.q);
+  const Tensor k = dense_copy(*inputs.k, inputs.k->shape(), strides.k);
+  const Tensor v = dense_copy(*inputs.v, inputs.v->shape(), strides.v);
   targets::AttentionInputs dense = inputs;
   dense.q = &q;
   dense.k = &k;
   dense.v = &v;
-  Tensor result(runtime::DType::Float32, out_shape);
+  Tensor result(runtime::DType::Float32, {sz.B, sz.H, sz.N, sz.Dv});
   attention_into(pattern, dense, result, options);
   const RowStrides to = strides.out.or_dense(sz.H, sz.N, sz.Dv);
   for (int64_t b = 0; b < sz.B; ++b)
