@@ -171,7 +171,7 @@ class ProblemTuner {
 
     std::cout << fmt::format(
         "space: {} valid points ranked by the cost model ({} pruned by the backend's constraints), {} measured "
-        "(rank -: refinements of register tiles and grain)\n",
+        "(rank -: refinements of register tiles, grain and min_block_q)\n",
         result.space_points, result.pruned, result.trials.size());
     std::cout << fmt::format("  {:>3} {:>5}  {:<112} {:<7} {:>10} {:>9}\n", "#", "rank", "schedule", "status",
                              "median ms", "GFLOP/s");

@@ -88,9 +88,11 @@ SearchResult search(const ScheduleSpace& space, const Evaluator& evaluator, cons
   result.stop_reason = "all candidates";
   int64_t without_gain = 0;
   std::set<Schedule> visited;
+  std::set<std::string> visited_kernels;
   // Checks and times one candidate; returns whether it became the best.
   auto visit = [&](const Candidate& candidate, size_t planned) {
     visited.insert(candidate.schedule);
+    if (space.kernel_identity) visited_kernels.insert(space.kernel_identity(candidate.schedule));
     Trial trial;
     trial.schedule = candidate.schedule;
     trial.is_default = candidate.is_default;
@@ -165,6 +167,8 @@ SearchResult search(const ScheduleSpace& space, const Evaluator& evaluator, cons
         Schedule s = center;
         s[p.name] = value;
         if (visited.count(s) || (space.invalid && space.invalid(s))) continue;
+        // A value that changes nothing the kernels run (a min_block_q no component reaches) is not measured again.
+        if (space.kernel_identity && visited_kernels.count(space.kernel_identity(s))) continue;
         if (visit({s, false, evaluator.predict(s), 0}, planned) && !options.seed) center = s;
       }
     }

@@ -194,7 +194,9 @@ std::string source_text(const AotRequest& r, const Names& n, const ExecutionPlan
     kernel_list += fmt::format("kernel{}, ", c);
     guarded_list += fmt::format("kernel{}_guarded, ", c);
     const tessera_cpu_driver::ComponentPlan& component = components[c];
-    plan += fmt::format("  {{\n    tcd::ComponentPlan& c = components.emplace_back();\n    c.kernel = {};\n", c);
+    plan += fmt::format(
+        "  {{\n    tcd::ComponentPlan& c = components.emplace_back();\n    c.kernel = {};\n    c.block_q = {};\n", c,
+        components[c].block_q);
     for (size_t v = 0; v < component.views.size(); ++v) {
       const ViewTables& t = execution.tables[c][v];
       const std::string id = fmt::format("c{}v{}", c, v);
@@ -308,7 +310,6 @@ extern "C" int {prefix}_v(const {qkv}* q, const {qkv}* k, const {qkv}* v, const 
     p.Dv = kDv;
     p.scale = scale != 0.0f ? scale : {default_scale}f;
     for (const tcd::Buffer& b : tensor_buffers) p.tensors.push_back(&b.buf);
-    p.block_q = {block_q};
     p.max_tiles_per_call = {grain};
     p.threads = threads;
     return tcd::run(p, components, kernels) == 0 ? TESSERA_OK : TESSERA_ERROR_KERNEL;
@@ -352,7 +353,7 @@ extern "C" const char* {prefix}_error_string(int code) {{
                  return a;
                }()),
       fmt::arg("default_scale", fmt::format("{:.9g}", targets::natural_scale(r.pattern, s.D))),
-      fmt::arg("block_q", r.schedule.block_q), fmt::arg("grain", r.schedule.grain));
+      fmt::arg("grain", r.schedule.grain));
 }
 
 }  // namespace

@@ -75,6 +75,7 @@ struct ComponentPlan {
   std::vector<std::vector<size_t>> waves;  // views whose query rows are disjoint, run in parallel
   std::vector<SymbolValue> symbols;        // in the order the kernel takes them
   size_t kernel = 0;                       // index into the kernels given to run()
+  int64_t block_q = 0;                     // the query tile its kernel is compiled for
 };
 
 // The arguments of one kernel call, in the order every kernel takes them.
@@ -102,7 +103,6 @@ struct Problem {
   RowStrides q_strides, k_strides, v_strides, out_strides;  // zero: dense (K and V: key_rows rows per head)
   float scale = 1.0f;
   std::vector<const halide_buffer_t*> tensors;  // ordered by name
-  int64_t block_q = 128;                        // the kernels' query tile
   int64_t max_tiles_per_call = 4;               // the parallel grain: query tiles one kernel call computes, at most
   int64_t threads = 0;                          // 0: every hardware thread
 };
@@ -363,18 +363,20 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
       // cache; enough calls remain to balance the threads: either each (view, batch, head) is split in 8 or
       // more, or there are that many of them (a plan's residue classes: many views of a few tiles each).
       const bool many_views = static_cast<int64_t>(wave.size()) * p.B * p.H >= 8 * max_threads;
+      const int64_t bq = component.block_q;
+      if (bq < 1) throw std::invalid_argument("tessera_cpu_driver::run: a component plan without a query tile");
       for (size_t vi : wave) {
         const int64_t count = component.views[vi].queries.count;
-        const int64_t tile_rows = (count + p.block_q - 1) / p.block_q;
+        const int64_t tile_rows = (count + bq - 1) / bq;
         const int64_t tiles_per_item =
             std::max<int64_t>(1, std::min<int64_t>(p.max_tiles_per_call, many_views ? tile_rows : tile_rows / 8));
         for (int64_t b = 0; b < p.B; ++b) {
           for (int64_t h = 0; h < p.H; ++h) {
-            for (int64_t first = 0; first < count; first += tiles_per_item * p.block_q) {
-              const int64_t first_tile = first / p.block_q;
+            for (int64_t first = 0; first < count; first += tiles_per_item * bq) {
+              const int64_t first_tile = first / bq;
               items.push_back(
-                  {vi, b, h, first, std::min(tiles_per_item * p.block_q, count - first),
-                   detail::item_cost(component.views[vi].tables, first_tile, first_tile + tiles_per_item, p.block_q)});
+                  {vi, b, h, first, std::min(tiles_per_item * bq, count - first),
+                   detail::item_cost(component.views[vi].tables, first_tile, first_tile + tiles_per_item, bq)});
             }
           }
         }

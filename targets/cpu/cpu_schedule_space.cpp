@@ -39,6 +39,11 @@ tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::At
   tuner::ScheduleSpace space;
   space.target = "cpu";
   space.parameters.push_back({"block_q", kBlockQ, defaults.block_q, "queries per tile"});
+  // How far a plan component's query tile may shrink below block_q (execution_plan.h): the pairs that saves are
+  // counted, but what a narrower tile costs per pair is not; it is measured (128: never below the default tile).
+  // Listed here so that the tuner prints schedules in describe()'s order.
+  space.parameters.push_back(
+      {"min_block_q", {64, 32, 128}, defaults.min_block_q, "narrowest query tile a plan component may take", true});
   space.parameters.push_back({"block_k", kBlockK, defaults.block_k, "keys per tile (classification grain)"});
   space.parameters.push_back({"chunk_k", kChunkK, defaults.chunk_k, "keys per chunk of consecutive tiles"});
   // 8 lanes (AVX2 registers) is a candidate on AVX-512 too: on CPUs that split 512-bit operations it can win.
@@ -104,7 +109,7 @@ CpuCostModel::CpuCostModel(ir::Pattern pattern, ir::AttentionSizes sz, int64_t t
 
 const CpuCostModel::PlanWork& CpuCostModel::work(const CpuSchedule& s) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto key = std::make_tuple(s.block_q, s.block_k, s.chunk_k, s.reindex);
+  auto key = std::make_tuple(s.block_q, s.min_block_q, s.block_k, s.chunk_k, s.vector_width, s.reindex);
   if (auto it = plans_.find(key); it != plans_.end()) return it->second;
   analysis::ClassifyOptions classify;
   classify.B = sz_.B;
@@ -114,15 +119,18 @@ const CpuCostModel::PlanWork& CpuCostModel::work(const CpuSchedule& s) const {
   // may hold a pair counts as PARTIAL, which ranks tilings the same way.
   const ExecutionPlan plan = make_execution_plan(pattern_, sz_, s, classify);
   PlanWork w;
-  w.chunk_keys = plan.chunk_keys;
+  w.tiling = plan.tiling;
   for (size_t c = 0; c < plan.plan.components.size(); ++c) {
-    const double keys = static_cast<double>(plan.chunk_keys[c]);
+    // Keys the kernels loop over, weighted by the component's query tile relative to the schedule's: what
+    // operator() multiplies by block_q.
+    const double rows = static_cast<double>(plan.tiling[c].block_q) / static_cast<double>(s.block_q);
+    const double keys = static_cast<double>(plan.tiling[c].chunk_k) * rows;
     for (const ViewTables& t : plan.tables[c]) {
       w.calls += 1;
       w.tile_rows += t.tile_rows;
       for (int32_t r = 0; r < t.tile_rows; ++r) {
-        w.full_chunks += t.full_counts[static_cast<size_t>(r)];
-        w.partial_chunks += t.partial_counts[static_cast<size_t>(r)];
+        w.full_chunks += rows * t.full_counts[static_cast<size_t>(r)];
+        w.partial_chunks += rows * t.partial_counts[static_cast<size_t>(r)];
         w.full_keys += keys * t.full_counts[static_cast<size_t>(r)];
         w.partial_keys += keys * t.partial_counts[static_cast<size_t>(r)];
       }
@@ -161,9 +169,13 @@ double CpuCostModel::operator()(const tuner::Schedule& point) const {
 std::string CpuCostModel::kernel_identity(const tuner::Schedule& point) const {
   CpuSchedule s = to_cpu_schedule(point);
   const PlanWork& w = work(s);
-  // Equal chunk lengths mean equal tables too: no run reached either chunk_k, so neither split one.
+  // Equal tilings mean equal tables too: no run reached either chunk_k, so neither split one, and every component
+  // took the same query tile, whatever min_block_q allowed.
   s.chunk_k = 0;
-  return fmt::format("{}|chunks={}", describe(s), fmt::join(w.chunk_keys, ","));
+  s.min_block_q = 0;
+  std::vector<std::string> tiles;
+  for (const ComponentTiling& t : w.tiling) tiles.push_back(fmt::format("{}x{}", t.block_q, t.chunk_k));
+  return fmt::format("{}|tiles={}", describe(s), fmt::join(tiles, ","));
 }
 
 }  // namespace tessera::cpu

@@ -16,6 +16,7 @@
 #include "compiler/tuner/schedule_space.h"
 #include "compiler/tuner/tune_cache.h"
 #include "targets/cpu/cpu_attention.h"
+#include "targets/cpu/execution_plan.h"
 
 namespace tessera::cpu {
 
@@ -50,7 +51,7 @@ class CpuCostModel {
   struct PlanWork {
     double full_chunks = 0, partial_chunks = 0, calls = 0, tile_rows = 0;
     double full_keys = 0, partial_keys = 0;  // keys the kernels loop over: chunks times their component's length
-    std::vector<int64_t> chunk_keys;         // per component
+    std::vector<ComponentTiling> tiling;     // per component
   };
   const PlanWork& work(const CpuSchedule& schedule) const;
 
@@ -58,7 +59,7 @@ class CpuCostModel {
   ir::AttentionSizes sz_;
   int64_t threads_;
   mutable std::mutex mutex_;
-  mutable std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, PlanWork> plans_;
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>, PlanWork> plans_;
 };
 
 }  // namespace tessera::cpu

@@ -79,19 +79,42 @@ ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::Attentio
   ExecutionPlan execution;
   execution.plan = planner::plan_pattern(pattern, sz.N, sz.M, options);
   for (const planner::Component& component : execution.plan.components) {
-    std::vector<ViewTables>& tables = execution.tables.emplace_back();
-    int64_t longest_run = 0, tile_rows = 0;
-    for (const planner::View& view : component.views) {
-      ir::Pattern bound = planner::bind_view(component, view, sz.N, sz.M);
-      analysis::TileMap tiles =
-          analysis::classify_tiles(bound, view.queries.count, view.keys.count, sched.block_q, sched.block_k, classify);
-      const ViewTables& t = tables.emplace_back(chunk_tables(tiles, view.keys.count, sched.chunk_k / sched.block_k));
-      longest_run = std::max(longest_run, t.longest_run);
-      tile_rows += t.tile_rows;
+    // The component's views classified with `block_q`-row tiles, and the pairs its kernel then computes: every
+    // run of tiles costs a whole chunk.
+    struct Tiled {
+      std::vector<ViewTables> tables;
+      ComponentTiling tiling;
+      int64_t pairs = 0, tile_rows = 0;
+    };
+    auto tile = [&](int64_t block_q) {
+      Tiled t;
+      int64_t longest_run = 0, runs = 0;
+      for (const planner::View& view : component.views) {
+        ir::Pattern bound = planner::bind_view(component, view, sz.N, sz.M);
+        analysis::TileMap tiles =
+            analysis::classify_tiles(bound, view.queries.count, view.keys.count, block_q, sched.block_k, classify);
+        const ViewTables& v =
+            t.tables.emplace_back(chunk_tables(tiles, view.keys.count, sched.chunk_k / sched.block_k));
+        longest_run = std::max(longest_run, v.longest_run);
+        t.tile_rows += v.tile_rows;
+        for (int32_t row = 0; row < v.tile_rows; ++row)
+          runs += v.full_counts[static_cast<size_t>(row)] + v.partial_counts[static_cast<size_t>(row)];
+      }
+      // A single row of query tiles is a decoding step: its runs grow with the context, and shrinking its chunks
+      // would compile a new kernel each time the context passes a chunk size.
+      t.tiling = {block_q, t.tile_rows > 1 ? chunk_keys_for_runs(longest_run, sched) : sched.chunk_k};
+      t.pairs = runs * block_q * t.tiling.chunk_k;
+      return t;
+    };
+    Tiled best = tile(sched.block_q);
+    for (int64_t block_q = sched.block_q / 2;
+         best.tile_rows > 1 && block_q >= sched.min_block_q && block_q % sched.vector_width == 0; block_q /= 2) {
+      Tiled narrower = tile(block_q);
+      if (5 * narrower.pairs > 4 * best.pairs) break;
+      best = std::move(narrower);
     }
-    // A single row of query tiles is a decoding step: its runs grow with the context, and shrinking its chunks
-    // would compile a new kernel each time the context passes a chunk size.
-    execution.chunk_keys.push_back(tile_rows > 1 ? chunk_keys_for_runs(longest_run, sched) : sched.chunk_k);
+    execution.tables.push_back(std::move(best.tables));
+    execution.tiling.push_back(best.tiling);
   }
   return execution;
 }
@@ -104,9 +127,9 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
   constexpr size_t kMaxPlans = 512;
   static std::mutex mutex;
   static std::map<std::string, std::shared_ptr<const ExecutionPlan>> cache;
-  const std::string key =
-      fmt::format("{}|B={},H={},N={},M={},D={}|bq={},bk={},ck={},ri={}", ir::to_string(pattern), sz.B, sz.H, sz.N, sz.M,
-                  sz.D, sched.block_q, sched.block_k, sched.chunk_k, sched.reindex);
+  const std::string key = fmt::format(
+      "{}|B={},H={},N={},M={},D={}|bq={},mbq={},bk={},ck={},vw={},ri={}", ir::to_string(pattern), sz.B, sz.H, sz.N,
+      sz.M, sz.D, sched.block_q, sched.min_block_q, sched.block_k, sched.chunk_k, sched.vector_width, sched.reindex);
   {
     std::lock_guard<std::mutex> lock(mutex);
     if (auto it = cache.find(key); it != cache.end()) return it->second;
@@ -122,7 +145,8 @@ AttentionPipelineKey component_kernel_key(const ExecutionPlan& execution, size_t
                                           StorageType storage, const std::string& target, bool guard_values) {
   const planner::Component& component = execution.plan.components.at(c);
   CpuSchedule component_schedule = schedule;
-  component_schedule.chunk_k = execution.chunk_keys.at(c);
+  component_schedule.block_q = execution.tiling.at(c).block_q;
+  component_schedule.chunk_k = execution.tiling.at(c).chunk_k;
   AttentionPipelineKey key{ir::to_string(component.local),
                            sz.D,
                            sz.Dv,
@@ -148,6 +172,7 @@ std::vector<tessera_cpu_driver::ComponentPlan> driver_components(
     const planner::Component& component = execution.plan.components[c];
     tessera_cpu_driver::ComponentPlan& out = components.emplace_back();
     out.kernel = c;
+    out.block_q = execution.tiling[c].block_q;
     for (size_t v = 0; v < component.views.size(); ++v) {
       const planner::View& view = component.views[v];
       out.views.push_back({{view.queries.origin, view.queries.stride, view.queries.count, view.queries.group},

@@ -31,21 +31,31 @@ struct ViewTables {
 // tiles_per_chunk tiles long.
 ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles_per_chunk);
 
+// The tiles one component's kernel is compiled for.
+struct ComponentTiling {
+  // Queries per tile: the schedule's block_q, or a half, a quarter... of it (down to min_block_q) while each halving
+  // cuts the pairs the component computes by a fifth or more. A narrow band (strided's `q - k < 128` part) spans
+  // block_q + its width in keys per query tile, so 64-row tiles compute 3/4 of what 128-row tiles do; a dense
+  // causal component gains ~1% and keeps its tile.
+  int64_t block_q = 0;
+  // Keys per chunk: the schedule's chunk_k, or fewer where no run of tiles is that long. The kernels loop over
+  // whole chunks, so a 64-key run in a 128-key chunk computes twice its pairs: sparse components (strided's band
+  // and residue classes) have only short runs. Components with one row of query tiles (decoding steps) keep
+  // both block_q and chunk_k.
+  int64_t chunk_k = 0;
+};
+
 struct ExecutionPlan {
   planner::Plan plan;
-  std::vector<std::vector<ViewTables>> tables;  // [component][view]
-  // [component] keys per chunk that component's kernel is compiled for: the schedule's chunk_k, or fewer where no
-  // run of tiles is that long. The kernels loop over whole chunks, so a 64-key run in a 128-key chunk computes
-  // twice its pairs: sparse components (strided's band and residue classes) have only short runs. Components
-  // with one row of query tiles (decoding steps) keep chunk_k.
-  std::vector<int64_t> chunk_keys;
+  std::vector<std::vector<ViewTables>> tables;  // [component][view], classified with that component's tiling
+  std::vector<ComponentTiling> tiling;          // [component]
 };
 
 // Keys per chunk for runs of at most `longest_run` keys: block_k times a power of two, at most chunk_k, and a
 // multiple of the vector width (a few kernel variants per schedule, not one per run length).
 int64_t chunk_keys_for_runs(int64_t longest_run, const CpuSchedule& sched);
 
-// Plans `pattern` for sizes `sz` and classifies every tile of every view with the schedule's tile sizes.
+// Plans `pattern` for sizes `sz` and classifies every tile of every view with its component's tiling.
 ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz, const CpuSchedule& sched,
                                   analysis::ClassifyOptions classify);
 

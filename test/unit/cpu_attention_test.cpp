@@ -247,29 +247,31 @@ TEST(CpuAttention, ChunksAreNoLongerThanTheLongestRun) {
   sched.block_k = 64;
   sched.chunk_k = 128;
   sched.vector_width = 8;
+  sched.min_block_q = 64;
   const ir::AttentionSizes sz{.B = 1, .H = 1, .Hkv = 1, .N = 4096, .M = 4096, .D = 64, .Dv = 64};
   for (const char* expression : {"causal", "strided(stride=128)", "sliding_window(window=1000)"}) {
     const cpu::ExecutionPlan execution = cpu::make_execution_plan(instantiate(expression), sz, sched, {});
-    ASSERT_EQ(execution.chunk_keys.size(), execution.plan.components.size()) << expression;
-    for (size_t c = 0; c < execution.chunk_keys.size(); ++c) {
+    ASSERT_EQ(execution.tiling.size(), execution.plan.components.size()) << expression;
+    for (size_t c = 0; c < execution.tiling.size(); ++c) {
+      const int64_t chunk = execution.tiling[c].chunk_k;
       int64_t longest = 0;
       for (const cpu::ViewTables& t : execution.tables[c]) {
         for (size_t n = 1; n < t.full.size(); n += 2) longest = std::max<int64_t>(longest, t.full[n]);
         for (size_t n = 1; n < t.partial.size(); n += 2) longest = std::max<int64_t>(longest, t.partial[n]);
       }
-      EXPECT_GE(execution.chunk_keys[c], longest) << expression << " component " << c;
-      EXPECT_LE(execution.chunk_keys[c], sched.chunk_k) << expression << " component " << c;
-      EXPECT_EQ(execution.chunk_keys[c] % sched.vector_width, 0) << expression << " component " << c;
+      EXPECT_GE(chunk, longest) << expression << " component " << c;
+      EXPECT_LE(chunk, sched.chunk_k) << expression << " component " << c;
+      EXPECT_EQ(chunk % sched.vector_width, 0) << expression << " component " << c;
       if (std::string(expression) == "causal") {
-        EXPECT_EQ(execution.chunk_keys[c], 128);
+        EXPECT_EQ(chunk, 128);
       } else if (std::string(expression).starts_with("strided")) {
-        EXPECT_EQ(execution.chunk_keys[c], 64) << c;
+        EXPECT_EQ(chunk, 64) << c;
       }
     }
   }
   // One query: the context's runs grow step by step, and the kernel keeps its chunks rather than recompiling.
   const ir::AttentionSizes step{.B = 1, .H = 1, .Hkv = 1, .N = 1, .M = 40, .D = 64, .Dv = 64};
-  EXPECT_EQ(cpu::make_execution_plan(instantiate("causal"), step, sched, {}).chunk_keys.at(0), 128);
+  EXPECT_EQ(cpu::make_execution_plan(instantiate("causal"), step, sched, {}).tiling.at(0).chunk_k, 128);
   EXPECT_EQ(cpu::chunk_keys_for_runs(0, sched), 64);
   EXPECT_EQ(cpu::chunk_keys_for_runs(65, sched), 128);
   sched.block_k = 24;
@@ -278,6 +280,49 @@ TEST(CpuAttention, ChunksAreNoLongerThanTheLongestRun) {
   EXPECT_EQ(cpu::chunk_keys_for_runs(50, sched), 96);
   sched.block_k = 4;
   EXPECT_EQ(cpu::chunk_keys_for_runs(3, sched), 8) << "a multiple of the vector width";
+}
+
+// A component's query tile halves (down to min_block_q) while that cuts the pairs it computes by a fifth:
+// strided's band (q - k < 128 spans block_q + 128 keys per tile) and its residue classes (128 x 128 causal views)
+// take 64-row tiles, dense causal keeps 128 (a halving saves 1.5%), and so does a decoding step.
+TEST(CpuAttention, ComponentsNarrowTheirQueryTileWhereThatSavesPairs) {
+  cpu::CpuSchedule sched;  // block_q 128, min_block_q 64, block_k 64, chunk_k 64
+  sched.vector_width = 16;
+  const ir::AttentionSizes sz{.B = 1, .H = 1, .Hkv = 1, .N = 4096, .M = 4096, .D = 64, .Dv = 64};
+  const cpu::ExecutionPlan causal = cpu::make_execution_plan(instantiate("causal"), sz, sched, {});
+  ASSERT_EQ(causal.tiling.size(), 1u);
+  EXPECT_EQ(causal.tiling[0].block_q, 128);
+  EXPECT_EQ(causal.tables[0][0].tile_rows, 4096 / 128);
+  const cpu::ExecutionPlan strided = cpu::make_execution_plan(instantiate("strided(stride=128)"), sz, sched, {});
+  ASSERT_EQ(strided.tiling.size(), 2u);
+  for (size_t c = 0; c < 2; ++c) {
+    EXPECT_EQ(strided.tiling[c].block_q, 64) << "component " << c;
+    const int64_t queries = strided.plan.components[c].views[0].queries.count;
+    EXPECT_EQ(strided.tables[c][0].tile_rows, (queries + 63) / 64) << "tables classified with the narrower tile";
+  }
+  sched.min_block_q = 128;
+  for (const cpu::ComponentTiling& t :
+       cpu::make_execution_plan(instantiate("strided(stride=128)"), sz, sched, {}).tiling) {
+    EXPECT_EQ(t.block_q, 128) << "min_block_q bounds the narrowing";
+  }
+  sched.min_block_q = 16;
+  const ir::AttentionSizes step{.B = 1, .H = 1, .Hkv = 1, .N = 1, .M = 4096, .D = 64, .Dv = 64};
+  EXPECT_EQ(cpu::make_execution_plan(instantiate("sliding_window(window=64)"), step, sched, {}).tiling.at(0).block_q,
+            128);
+}
+
+// Components with different query tiles (and the driver's work items cut by each) give the reference's result.
+TEST(CpuAttention, NarrowedComponentTilesMatchReference) {
+  cpu::CpuOptions options;
+  options.schedule.block_q = 64;
+  options.schedule.min_block_q = 16;
+  options.schedule.vector_width = 8;
+  options.schedule.block_k = 16;
+  options.schedule.chunk_k = 64;
+  for (const char* expression :
+       {"strided(stride=24)", "sliding_window(window=20) & alibi", "fixed(block=32, summary=4)"}) {
+    EXPECT_LE(max_difference(expression, Shape{2, 2, 1, 400, 400, 32, 32}, 11, options), 2e-4) << expression;
+  }
 }
 
 // Tiles of a mask over run-time segment ids are classified per call from the ids each tile holds: with many

@@ -251,6 +251,23 @@ TEST(TunerSearch, RefinementTriesEachUnrankedValueAroundTheWinner) {
   EXPECT_EQ(search(space, e, options).trials.size(), 3u);
 }
 
+// A refinement that runs the kernels of a point already measured (here c = 1 changes nothing the backend runs,
+// like a min_block_q no plan component reaches) is skipped; c = 2 is still tried.
+TEST(TunerSearch, RefinementSkipsValuesThatRunTheSameKernels) {
+  ScheduleSpace space = space_with_refinement();
+  space.kernel_identity = [](const Schedule& s) {
+    return std::to_string(s.at("a")) + "," + std::to_string(s.at("b")) + (s.at("c") == 2 ? ",2" : ",0");
+  };
+  SearchOptions options;
+  options.max_candidates = 3;
+  options.explore_fraction = 0;
+  options.seed = 3;
+  FakeBackend backend;
+  SearchResult r = search(space, backend.evaluator(), options);
+  ASSERT_EQ(r.trials.size(), 4u);  // 3 ranked + c = 2 around the default
+  EXPECT_EQ(r.trials[3].schedule, (Schedule{{"a", 2}, {"b", 2}, {"c", 2}}));
+}
+
 TEST(TunerSearch, TheMedianOfTheRunsIsReported) {
   FakeBackend backend;
   int call = 0;
