@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -68,6 +69,12 @@ struct Algorithm {
   // ran 8% slower than float32 (causal, N=4096, single-thread AOT, min of 5 rounds; now 3% faster: RESULTS.md).
   // Not for single-row tiles, whose chunks read each key once.
   bool widen_per_chunk = false;
+  // bf16 Q.K as vdpbf16ps: each lane of a vector of query rows takes two adjacent features of its row against the
+  // same two of one key (a 32-bit broadcast straight from K's row), twice the fp32 FMA rate on Zen 4 (fma_peak:
+  // 465 against 232 GFLOP/s on 2 threads). Halide 14 emits it for a 2-wide atomic, vectorised sum of
+  // f32(bf16) * f32(bf16) on a target with avx512_sapphirerapids, which only these kernels get (bf16_dot_target()).
+  bool bf16_dot = false;
+  Func q_pairs{"q_pairs"};  // (feature in pair, row, pair, t, h, b): the query tile's bf16 features, pairs innermost
   StateSlots slots{0};
   Func q_t{"q_t"};        // one query tile, transposed to (row, feature)
   Func q_rows{"q_rows"};  // the same tile as rows of features, as Q holds it
@@ -162,6 +169,12 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
     Expr exp_2x = key.additive_exponentials ? q_feature * k_feature : Halide::exp(2.0f * (q_feature + k_feature));
     f.dot(a.i, a.j, a.c, a.t, a.h, a.b) +=
         p.tensors.at(pattern.additive.vector)(f.rd, a.h) * tanh_of_exponential(exp_2x);
+  } else if (a.bf16_dot) {
+    f.rd = RDom(0, 2, 0, D / 2, name("rd"));
+    const Expr kv =
+        Halide::reinterpret(Halide::BFloat(16), p.k(2 * f.rd.y + f.rd.x, p.key_origin + key_row(a.j), kv_head, a.b));
+    f.dot(a.i, a.j, a.c, a.t, a.h, a.b) +=
+        Halide::cast<float>(a.q_pairs(f.rd.x, a.i, f.rd.y, a.t, a.h, a.b)) * Halide::cast<float>(kv);
   } else {
     f.dot(a.i, a.j, a.c, a.t, a.h, a.b) += q_feature * k_feature;
   }
@@ -263,11 +276,19 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
   const int ks = static_cast<int>(key.key_stride), kg = static_cast<int>(key.key_group);
   Expr key_row = kg == 1 ? p.key_origin + ks * a.n : p.key_origin + ks * (a.n / kg) + a.n % kg;
   a.pack_keys = ks > 1;
+  a.bf16_dot = bf16_dot_applies(key, pattern);
   a.widen_per_chunk = key.storage == StorageType::BFloat16 && !a.pack_keys && BQ > 1;
   a.k(a.d, a.n, a.h, a.b) = to_f32(p.k(a.d, key_row, a.h, a.b));
   a.v(a.d, a.n, a.h, a.b) = to_f32(p.v(a.d, key_row, a.h, a.b));
   a.q_rows(a.d, a.i, a.t, a.h, a.b) = a.q(a.d, a.t * BQ + a.i, a.h, a.b);
   a.q_t(a.i, a.d, a.t, a.h, a.b) = a.q_rows(a.d, a.i, a.t, a.h, a.b);
+  if (a.bf16_dot) {
+    // From the transposed float32 tile, whose values are bf16 widened exactly: their top halves, in vectors (a
+    // gather of 16-bit elements would be vmovw, an AVX512-FP16 instruction Zen 4 lacks).
+    Expr bits = Halide::reinterpret(Halide::UInt(32), a.q_t(a.i, 2 * a.d + a.e, a.t, a.h, a.b));
+    a.q_pairs(a.e, a.i, a.d, a.t, a.h, a.b) =
+        Halide::reinterpret(Halide::BFloat(16), Halide::cast<uint16_t>(bits >> 16));
+  }
   a.slots = StateSlots{static_cast<int>(key.Dv)};
   const StateSlots& slots = a.slots;
   define_chunk(a, a.full, p, pattern, key, false);
@@ -309,8 +330,9 @@ RegisterTile register_tile(int rows, int vec, int columns_extent, int max_row_ve
 // A small matrix product `sum` (rows x columns, reduced over r) computed in register tiles: `consumer` walks
 // tiles of tile.row_vectors vectors of rows by tile.columns columns, and `sum` is computed per tile with r as
 // its outer loop, so the tile's accumulators stay in registers (the Halide matrix-multiply idiom).
+// With `pair`, `sum` reduces over it too, innermost, as one vector with the rows (see Algorithm::bf16_dot).
 void schedule_register_tiled(Func consumer, Func sum, Var rows, Var columns, Halide::RVar r, RegisterTile tile, int vec,
-                             const Halide::LoopLevel& at) {
+                             const Halide::LoopLevel& at, std::optional<Halide::RVar> pair = std::nullopt) {
   Var ro{"ro"}, ri{"ri"}, co{"co"}, ci{"ci"};
   consumer.compute_at(at)
       .split(rows, ro, ri, tile.row_vectors * vec, TailStrategy::RoundUp)
@@ -320,7 +342,17 @@ void schedule_register_tiled(Func consumer, Func sum, Var rows, Var columns, Hal
       .unroll(ri)
       .unroll(ci);
   sum.compute_at(consumer, ro).vectorize(rows, vec).unroll(rows).unroll(columns);
-  sum.update().reorder(rows, columns, r).vectorize(rows, vec).unroll(rows).unroll(columns);
+  if (pair) {
+    sum.update()
+        .reorder(*pair, rows, columns, r)
+        .atomic()
+        .vectorize(*pair)
+        .vectorize(rows, vec)
+        .unroll(rows)
+        .unroll(columns);
+  } else {
+    sum.update().reorder(rows, columns, r).vectorize(rows, vec).unroll(rows).unroll(columns);
+  }
 }
 
 // One query row per tile (a decoding step): there are no rows to vectorise across, and a scalar dot product per key
@@ -357,8 +389,14 @@ void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key
 
   // Q.K: row vectors x keys of accumulators held in registers across the D loop.
   const int rv = static_cast<int>(key.schedule.row_vectors);
-  schedule_register_tiled(f.score, f.dot, a.i, a.j, f.rd.x,
-                          register_tile(BQ, vec, CK, rv, static_cast<int>(key.schedule.qk_tile)), vec, f.at);
+  const RegisterTile qk = register_tile(BQ, vec, CK, rv, static_cast<int>(key.schedule.qk_tile));
+  if (a.bf16_dot) {
+    // The same register tiles over feature pairs: the pair (rd.x) and the rows make one 32-lane bf16 vector that
+    // the atomic sum over rd.x reduces to 16 fp32 lanes: one vdpbf16ps per accumulator and pair.
+    schedule_register_tiled(f.score, f.dot, a.i, a.j, f.rd.y, qk, vec, f.at, f.rd.x);
+  } else {
+    schedule_register_tiled(f.score, f.dot, a.i, a.j, f.rd.x, qk, vec, f.at);
+  }
   // Row reductions over the chunk: vector operations across rows.
   for (Func* reduction : {&f.chunk_max, &f.row_sum}) {
     reduction->compute_at(f.at).vectorize(a.i, vec);
@@ -367,10 +405,13 @@ void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key
   f.prob.compute_at(f.at).vectorize(a.i, vec);
   if (f.weighted.name() != f.prob.name()) f.weighted.compute_at(f.at).vectorize(a.i, vec);
   // P.V: row vectors x value columns of accumulators across the chunk's keys.
-  schedule_register_tiled(f.pv_tile, f.pv, a.i, a.e, f.rj.x,
-                          register_tile(BQ, vec, Dv, rv, static_cast<int>(key.schedule.pv_tile)), vec, f.at);
+  const RegisterTile pv = register_tile(BQ, vec, Dv, rv, static_cast<int>(key.schedule.pv_tile));
+  schedule_register_tiled(f.pv_tile, f.pv, a.i, a.e, f.rj.x, pv, vec, f.at);
   if (a.widen_per_chunk) {
-    for (Func* rows : {&f.keys, &f.values}) {
+    std::vector<Func*> widened;
+    if (!a.bf16_dot) widened.push_back(&f.keys);
+    widened.push_back(&f.values);
+    for (Func* rows : widened) {
       rows->compute_at(f.at).vectorize(a.d, vec, TailStrategy::GuardWithIf);
     }
   }
@@ -414,6 +455,14 @@ void schedule(Algorithm& a, const AttentionPipelineKey& key) {
   } else {
     a.q_t.vectorize(a.i, vec, TailStrategy::GuardWithIf);
     a.q_rows.compute_at(a.q_t, a.t).vectorize(a.d, vec, TailStrategy::GuardWithIf);
+    if (a.bf16_dot) {
+      a.q_pairs.compute_root()
+          .align_bounds(a.i, BQ)
+          .bound(a.e, 0, 2)
+          .reorder(a.e, a.i, a.d, a.t)
+          .vectorize(a.e)
+          .vectorize(a.i, vec, TailStrategy::GuardWithIf);
+    }
     a.state.vectorize(a.i, vec, TailStrategy::GuardWithIf);
     a.state_rows.compute_at(a.state, a.t).vectorize(a.s, vec, TailStrategy::GuardWithIf);
     schedule_chunk(a, a.full, key);
@@ -456,6 +505,22 @@ Halide::Target cpu_target() {
   // Detected once: every attention call asks (kernel keys, the tuning cache's key), and the answer cannot change.
   static const Halide::Target target = Halide::get_host_target().without_feature(Halide::Target::AVX512_SapphireRapids);
   return target;
+}
+
+bool bf16_dot_applies(const AttentionPipelineKey& key, const ir::Pattern& pattern) {
+  return key.storage == StorageType::BFloat16 && key.key_stride == 1 && key.key_group == 1 &&
+         key.schedule.block_q > 1 && key.D % 2 == 0 && key.schedule.vector_width == 16 &&
+         pattern.scoring != ir::Scoring::Additive &&
+         Halide::Target(key.target).has_feature(Halide::Target::AVX512_SapphireRapids) &&
+         Halide::Target(key.target).has_feature(Halide::Target::AVX512);
+}
+
+Halide::Target bf16_dot_target() {
+  // The x86 AVX-512 runtime module, which holds Halide's vdpbf16ps wrapper, is linked only with the generic
+  // avx512 feature.
+  static const bool host_bf16 = Halide::get_host_target().has_feature(Halide::Target::AVX512_SapphireRapids);
+  if (!host_bf16) return cpu_target();
+  return cpu_target().with_feature(Halide::Target::AVX512).with_feature(Halide::Target::AVX512_SapphireRapids);
 }
 
 std::shared_ptr<AttentionPipeline> build_attention_pipeline(const ir::Pattern& pattern,

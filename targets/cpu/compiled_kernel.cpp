@@ -20,13 +20,13 @@ void reusing_free(Halide::JITUserContext*, void* data) { tessera_cpu_driver::blo
 // Runs a JIT pipeline for the driver's calls of one attention() call. Halide::Buffer wraps the driver's
 // halide_buffer_t without copying. The inputs of a view are the same for all its calls, so their ParamMap is
 // built once per view (measured: rebuilding it per call cost ~10% on strided(128) at N=16384, 128 views).
-tessera_cpu_driver::Kernel jit_kernel(std::shared_ptr<const AttentionPipeline> kernel) {
+tessera_cpu_driver::Kernel jit_kernel(std::shared_ptr<const AttentionPipeline> kernel, const Halide::Target& target) {
   struct PerView {
     std::mutex mutex;
     std::vector<std::unique_ptr<Halide::ParamMap>> params;
   };
   auto state = std::make_shared<PerView>();
-  return [kernel, state, target = cpu_target()](const tessera_cpu_driver::KernelCall& c) {
+  return [kernel, state, target](const tessera_cpu_driver::KernelCall& c) {
     const AttentionPipeline& k = *kernel;
     const Halide::ParamMap* view_params = nullptr;
     {
@@ -117,7 +117,8 @@ std::shared_ptr<const CompiledKernel> compiled_kernel(const ir::Pattern& pattern
     std::shared_ptr<AttentionPipeline> p = build_attention_pipeline(pattern, key);
     p->pipeline.jit_handlers().custom_malloc = reusing_malloc;
     p->pipeline.jit_handlers().custom_free = reusing_free;
-    p->pipeline.compile_jit(cpu_target());
+    kernel->target = Halide::Target(key.target);
+    p->pipeline.compile_jit(kernel->target);
     kernel->jit = std::move(p);
   }
   return cache.emplace(cache_key, std::move(kernel)).first->second;
@@ -125,7 +126,7 @@ std::shared_ptr<const CompiledKernel> compiled_kernel(const ir::Pattern& pattern
 
 tessera_cpu_driver::Kernel driver_kernel(std::shared_ptr<const CompiledKernel> kernel) {
   if (kernel->loaded) return loaded_kernel(std::move(kernel));
-  return jit_kernel(kernel->jit);
+  return jit_kernel(kernel->jit, kernel->target);
 }
 
 }  // namespace tessera::cpu

@@ -15,6 +15,7 @@ namespace tessera::cpu {
 struct CompiledKernel {
   std::shared_ptr<const SharedObjectKernel> loaded;  // from the disk cache
   std::shared_ptr<const AttentionPipeline> jit;      // else compiled in memory
+  Halide::Target target;                             // what `jit` was compiled for (the key's target)
   size_t tensors = 0, symbols = 0;                   // the run-time tensors and symbols the kernel takes
 };
 

@@ -256,6 +256,11 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   for (size_t c = 0; c < execution.plan.components.size(); ++c) {
     AttentionPipelineKey key =
         component_kernel_key(execution, c, pattern, sz, sched, options.storage, halide_target_string(), !values_finite);
+    if (options.storage == StorageType::BFloat16) {
+      AttentionPipelineKey dot_key = key;
+      dot_key.target = bf16_dot_target().to_string();
+      if (bf16_dot_applies(dot_key, execution.plan.components[c].local)) key = std::move(dot_key);
+    }
     key.additive_exponentials = additive_exponentials;
     kernels.push_back(driver_kernel(compiled_kernel(execution.plan.components[c].local, key)));
   }

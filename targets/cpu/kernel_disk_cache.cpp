@@ -60,28 +60,28 @@ void store_entry(const fs::path& built, const fs::path& dir, const std::string& 
 }
 
 // Halide's runtime for the kernels' target, compiled once per cache (compiling it costs as much as a kernel).
-fs::path runtime_object(const fs::path& dir) {
-  const std::string target = cpu_target().to_string();
+fs::path runtime_object(const fs::path& dir, const Halide::Target& kernel_target) {
+  const std::string target = kernel_target.to_string();
   const std::string name = "runtime-" + targets::sha256_hex(std::string(kEntryTag) + target).substr(0, 16) + ".o";
   const fs::path path = dir / name;
   if (targets::read_cache_entry(path, name, kEntryTag)) return path;
   const targets::ScratchDirectory work(dir / ".build-");
   const fs::path object = work.path() / "runtime.o";
-  Halide::compile_standalone_runtime(object.string(), cpu_target());
+  Halide::compile_standalone_runtime(object.string(), kernel_target);
   store_entry(object, dir, name);
   return path;
 }
 
 // Compiles the pipeline with its Halide runtime into a shared object and stores it as the entry `name`.
-void build_entry(const std::function<std::shared_ptr<AttentionPipeline>()>& build, const fs::path& dir,
-                 const std::string& name) {
+void build_entry(const std::function<std::shared_ptr<AttentionPipeline>()>& build, const Halide::Target& target,
+                 const fs::path& dir, const std::string& name) {
   fs::create_directories(dir);
   const targets::ScratchDirectory work(dir / ".build-");
   const fs::path object = work.path() / "kernel.o", library = work.path() / "kernel.so", log = work.path() / "log";
-  const fs::path runtime = runtime_object(dir);
+  const fs::path runtime = runtime_object(dir, target);
   std::shared_ptr<AttentionPipeline> kernel = build();
   kernel->pipeline.compile_to_object(object.string(), kernel_arguments(*kernel), kEntryFunction,
-                                     cpu_target().with_feature(Halide::Target::NoRuntime));
+                                     target.with_feature(Halide::Target::NoRuntime));
   // Each library carries its own copy of the runtime and binds to it (-Bsymbolic), whatever else is loaded.
   targets::run_build_step(fmt::format("{} -shared -Wl,-Bsymbolic -o {} {} {} -lm -lpthread -ldl > {} 2>&1",
                                       targets::shell_quote(c_compiler()), targets::shell_quote(library.string()),
@@ -179,7 +179,7 @@ std::shared_ptr<const SharedObjectKernel> load_or_build_cached_kernel(
     return nullptr;
   }
   try {
-    build_entry(build, dir, name);
+    build_entry(build, Halide::Target(key.target), dir, name);
     trim_cpu_kernel_cache(dir, kCpuKernelCacheBytes);
   } catch (const std::exception& e) {  // a compiler, directory or disk problem: the caller compiles in memory
     why = e.what();

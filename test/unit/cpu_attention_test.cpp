@@ -5,16 +5,21 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <random>
 #include <string>
 
+#include "compiler/ir/printer.h"
 #include "compiler/planner/sparsity_plan.h"
 #include "compiler/sema/pattern_library.h"
+#include "targets/cpu/attention_pipeline.h"
 #include "targets/cpu/execution_plan.h"
 #include "targets/reference/reference_attention.h"
 #include "test/unit/attention_test_inputs.h"
 #include "test/unit/prelude_patterns.h"
+#include "test/unit/scoped_resources.h"
 #include "test/unit/standard_pattern_cases.h"
 
 namespace tessera {
@@ -469,6 +474,39 @@ TEST(CpuAttention, BFloat16StorageStaysWithinItsPrecision) {
   double diff = max_difference("causal", Shape{1, 2, 2, 64, 64, 64, 64}, 5, options);
   EXPECT_LE(diff, 3e-2);
   EXPECT_GT(diff, 2e-4);  // the rounding really happened
+}
+
+// bf16 Q.K runs as vdpbf16ps on a target with avx512_sapphirerapids (compiled here, not run: any host), and that
+// kernel moves no 16-bit element with vmovw (AVX512-FP16, which Zen 4 lacks: SIGILL there). Without the feature,
+// or for float32 storage, the kernel keeps float32 FMAs.
+TEST(CpuAttention, Bf16QueryKeyProductsCompileToVdpbf16ps) {
+  const ir::Pattern pattern = instantiate("causal");
+  cpu::AttentionPipelineKey key{ir::to_string(pattern), 64, 64};
+  key.schedule = cpu::CpuSchedule{};  // AVX-512's: 16 lanes
+  key.storage = cpu::StorageType::BFloat16;
+  const std::string avx512 = "x86-64-linux-avx512_cannonlake-avx512_skylake-avx2-avx-f16c-fma-sse41";
+  const std::string with_bf16 =
+      "x86-64-linux-avx512-avx512_sapphirerapids-avx512_cannonlake-avx512_skylake-avx2-avx-"
+      "f16c-fma-sse41";
+  auto assembly = [&](const cpu::AttentionPipelineKey& k) {
+    const test::TempDir dir;
+    const std::string path = (dir.path() / "kernel.s").string();
+    std::shared_ptr<cpu::AttentionPipeline> p = cpu::build_attention_pipeline(pattern, k);
+    p->pipeline.compile_to_assembly(path, cpu::kernel_arguments(*p), "kernel", Halide::Target(k.target));
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  key.target = with_bf16;
+  ASSERT_TRUE(cpu::bf16_dot_applies(key, pattern));
+  const std::string dot = assembly(key);
+  EXPECT_NE(dot.find("vdpbf16ps"), std::string::npos);
+  EXPECT_EQ(dot.find("vmovw"), std::string::npos);
+  key.target = avx512;
+  EXPECT_FALSE(cpu::bf16_dot_applies(key, pattern));
+  EXPECT_EQ(assembly(key).find("vdpbf16ps"), std::string::npos);
+  key.target = with_bf16;
+  key.storage = cpu::StorageType::Float32;
+  EXPECT_FALSE(cpu::bf16_dot_applies(key, pattern));
 }
 
 // bf16 storage is exact storage of the rounded values with float32 arithmetic: against the reference run on
