@@ -319,11 +319,7 @@ TEST(CpuAttention, ComponentsNarrowTheirQueryTileWhereThatSavesPairs) {
 // Components with different query tiles (and the driver's work items cut by each) give the reference's result.
 TEST(CpuAttention, NarrowedComponentTilesMatchReference) {
   cpu::CpuOptions options;
-  options.schedule.block_q = 64;
-  options.schedule.min_block_q = 16;
-  options.schedule.vector_width = 8;
-  options.schedule.block_k = 16;
-  options.schedule.chunk_k = 64;
+  options.schedule = cpu::parse_schedule("block_q=64,min_block_q=16,vector_width=8,block_k=16,chunk_k=64");
   for (const char* expression :
        {"strided(stride=24)", "sliding_window(window=20) & alibi", "fixed(block=32, summary=4)"}) {
     EXPECT_LE(max_difference(expression, Shape{2, 2, 1, 400, 400, 32, 32}, 11, options), 2e-4) << expression;
