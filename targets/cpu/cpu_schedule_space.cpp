@@ -117,7 +117,13 @@ const CpuCostModel::PlanWork& CpuCostModel::work(const CpuSchedule& s) const {
   classify.D = sz_.D;
   // Masks that read run-time tensors are classified per call from their values; without them every tile that
   // may hold a pair counts as PARTIAL, which ranks tilings the same way.
-  const ExecutionPlan plan = make_execution_plan(pattern_, sz_, s, classify);
+  const auto planner_key = std::make_tuple(s.block_q, s.block_k, s.reindex);
+  auto planned = planner_plans_.find(planner_key);
+  if (planned == planner_plans_.end()) {
+    planned =
+        planner_plans_.emplace(planner_key, planner::plan_pattern(pattern_, sz_.N, sz_.M, planner_options(s))).first;
+  }
+  const ExecutionPlan plan = make_execution_plan(planned->second, sz_, s, classify);
   PlanWork w;
   w.tiling = plan.tiling;
   for (size_t c = 0; c < plan.plan.components.size(); ++c) {

@@ -60,6 +60,8 @@ class CpuCostModel {
   int64_t threads_;
   mutable std::mutex mutex_;
   mutable std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>, PlanWork> plans_;
+  // The planner's plans by (block_q, block_k, reindex): what the points sharing them do not plan again.
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t>, planner::Plan> planner_plans_;
 };
 
 }  // namespace tessera::cpu

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <utility>
 
 #include "compiler/ir/printer.h"
 #include "targets/common/kernel_symbols.h"
@@ -67,17 +68,27 @@ int64_t chunk_keys_for_runs(int64_t longest_run, const CpuSchedule& sched) {
   return (keys + sched.vector_width - 1) / sched.vector_width * sched.vector_width;
 }
 
-ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz, const CpuSchedule& sched,
-                                  analysis::ClassifyOptions classify) {
-  // Exact enumeration of undecided tiles would only turn PARTIAL into EMPTY or FULL for masks the intervals
-  // cannot follow; a small limit keeps planning fast for long sequences.
-  classify.enumerate_limit = 256;
+planner::PlanOptions planner_options(const CpuSchedule& sched) {
   planner::PlanOptions options;
   options.block_q = sched.block_q;
   options.block_k = sched.block_k;
   options.allow_reindexing = sched.reindex != 0;
+  return options;
+}
+
+ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz, const CpuSchedule& sched,
+                                  analysis::ClassifyOptions classify) {
+  return make_execution_plan(planner::plan_pattern(pattern, sz.N, sz.M, planner_options(sched)), sz, sched,
+                             std::move(classify));
+}
+
+ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& sz, const CpuSchedule& sched,
+                                  analysis::ClassifyOptions classify) {
+  // Exact enumeration of undecided tiles would only turn PARTIAL into EMPTY or FULL for masks the intervals
+  // cannot follow; a small limit keeps planning fast for long sequences.
+  classify.enumerate_limit = 256;
   ExecutionPlan execution;
-  execution.plan = planner::plan_pattern(pattern, sz.N, sz.M, options);
+  execution.plan = std::move(plan);
   for (const planner::Component& component : execution.plan.components) {
     // The component's views classified with `block_q`-row tiles, and the pairs its kernel then computes: every
     // run of tiles costs a whole chunk.

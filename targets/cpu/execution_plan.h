@@ -55,8 +55,16 @@ struct ExecutionPlan {
 // multiple of the vector width (a few kernel variants per schedule, not one per run length).
 int64_t chunk_keys_for_runs(int64_t longest_run, const CpuSchedule& sched);
 
+// The planner's options for `sched`: its tiles (for the pairs each candidate plan would compute) and whether it may
+// re-index.
+planner::PlanOptions planner_options(const CpuSchedule& sched);
+
 // Plans `pattern` for sizes `sz` and classifies every tile of every view with its component's tiling.
 ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz, const CpuSchedule& sched,
+                                  analysis::ClassifyOptions classify);
+// The same for `plan`, made by planner::plan_pattern with planner_options(sched): planning costs most of the
+// time, and schedules that differ only in chunks or vectors share it (the tuner's cost model ranks hundreds).
+ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& sz, const CpuSchedule& sched,
                                   analysis::ClassifyOptions classify);
 
 // The same, cached by (pattern, sizes, tiles): planning costs more than a small attention call. The cache holds a
