@@ -508,19 +508,22 @@ Halide::Target cpu_target() {
 }
 
 bool bf16_dot_applies(const AttentionPipelineKey& key, const ir::Pattern& pattern) {
-  return key.storage == StorageType::BFloat16 && key.key_stride == 1 && key.key_group == 1 &&
-         key.schedule.block_q > 1 && key.D % 2 == 0 && key.schedule.vector_width == 16 &&
-         pattern.scoring != ir::Scoring::Additive &&
-         Halide::Target(key.target).has_feature(Halide::Target::AVX512_SapphireRapids) &&
-         Halide::Target(key.target).has_feature(Halide::Target::AVX512);
+  if (key.storage != StorageType::BFloat16 || key.key_stride != 1 || key.key_group != 1 || key.schedule.block_q <= 1 ||
+      key.D % 2 != 0 || key.schedule.vector_width != 16 || pattern.scoring == ir::Scoring::Additive) {
+    return false;
+  }
+  const Halide::Target target(key.target);
+  return target.has_feature(Halide::Target::AVX512_SapphireRapids) && target.has_feature(Halide::Target::AVX512);
 }
 
-Halide::Target bf16_dot_target() {
+const Halide::Target& bf16_dot_target() {
   // The x86 AVX-512 runtime module, which holds Halide's vdpbf16ps wrapper, is linked only with the generic
-  // avx512 feature.
-  static const bool host_bf16 = Halide::get_host_target().has_feature(Halide::Target::AVX512_SapphireRapids);
-  if (!host_bf16) return cpu_target();
-  return cpu_target().with_feature(Halide::Target::AVX512).with_feature(Halide::Target::AVX512_SapphireRapids);
+  // avx512 feature. Detected once, as cpu_target() is: every bf16 attention call asks.
+  static const Halide::Target target =
+      Halide::get_host_target().has_feature(Halide::Target::AVX512_SapphireRapids)
+          ? cpu_target().with_feature(Halide::Target::AVX512).with_feature(Halide::Target::AVX512_SapphireRapids)
+          : cpu_target();
+  return target;
 }
 
 std::shared_ptr<AttentionPipeline> build_attention_pipeline(const ir::Pattern& pattern,

@@ -74,7 +74,7 @@ Halide::Target cpu_target();
 // AVX512-BF16; else cpu_target(). Only for those kernels: with that feature LLVM 14 targets a Sapphire Rapids
 // (mcpu) and moves 16-bit elements with vmovw, an AVX512-FP16 instruction Zen 4 lacks (SIGILL), so a kernel
 // compiled for it must not gather bf16 elements one by one.
-Halide::Target bf16_dot_target();
+const Halide::Target& bf16_dot_target();
 
 // Whether the kernel of `key` computes Q.K with vdpbf16ps: bf16 storage, contiguous keys, query tiles of 16-lane
 // vectors, an even head dimension, dot-product scoring, and a target with avx512_sapphirerapids.

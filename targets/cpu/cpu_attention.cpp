@@ -257,8 +257,9 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
     AttentionPipelineKey key =
         component_kernel_key(execution, c, pattern, sz, sched, options.storage, halide_target_string(), !values_finite);
     if (options.storage == StorageType::BFloat16) {
+      static const std::string dot_target = bf16_dot_target().to_string();
       AttentionPipelineKey dot_key = key;
-      dot_key.target = bf16_dot_target().to_string();
+      dot_key.target = dot_target;
       if (bf16_dot_applies(dot_key, execution.plan.components[c].local)) key = std::move(dot_key);
     }
     key.additive_exponentials = additive_exponentials;
