@@ -12,6 +12,7 @@
 
 #include "targets/cpu/attention_driver.h"
 #include "targets/cpu/halide_lowering.h"
+#include "targets/cpu/halves_as_reinterpret.h"
 
 namespace tessera::cpu {
 
@@ -24,6 +25,7 @@ using Halide::TailStrategy;
 using Halide::Var;
 
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
+constexpr float kLog2E = 1.44269504088896341f;
 
 // The Funcs of one kind of chunk (FULL or PARTIAL). Every Func is indexed by the chunk's slot c and the
 // query tile (t, h, b) so that it can be computed inside the state's loop over chunks. Query rows i are the
@@ -41,6 +43,10 @@ struct ChunkFuncs {
   Halide::LoopLevel at;  // the loop every per-chunk Func is computed in: the tile loop inside rc (see schedule())
   RDom rj;               // over a chunk's keys
   RDom rd;               // over the head dimension, for Q.K
+  // bf16 P.V (Algorithm::bf16_pv): the chunk's probabilities rounded to bf16 and its value rows, in key pairs.
+  Func prob_pairs;   // (row, key pair, ...): a row's two probabilities as the halves of one uint32
+  Func value_pairs;  // (key in pair, value column, key pair, ...)
+  RDom rp;           // over a chunk's keys in pairs: rp.x within a pair, rp.y the pair
 };
 
 // The running state of a query row is one Func over slots, not an (acc, max, sum) tuple repeated over the value
@@ -75,6 +81,12 @@ struct Algorithm {
   // f32(bf16) * f32(bf16) on a target with avx512_sapphirerapids, which only these kernels get (bf16_dot_target()).
   bool bf16_dot = false;
   Func q_pairs{"q_pairs"};  // (feature in pair, row, pair, t, h, b): the query tile's bf16 features, pairs innermost
+  // P.V as vdpbf16ps too, on probabilities rounded to bf16 as FlashAttention's bf16 kernels (and this project's
+  // CUDA target) round them: each lane a row's pair of keys, against a value column's two values (a 32-bit
+  // broadcast from the chunk's value rows in key pairs). The row sums stay float32, so an output moves by at most
+  // 2^-8 max|V| from float32 arithmetic on the rounded inputs. Not where values may be non-finite (the guarded
+  // P.V) or where probabilities are weighted.
+  bool bf16_pv = false;
   StateSlots slots{0};
   Func q_t{"q_t"};        // one query tile, transposed to (row, feature)
   Func q_rows{"q_rows"};  // the same tile as rows of features, as Q holds it
@@ -129,6 +141,21 @@ Expr query_table_dot(Algorithm& a, AttentionPipeline& p, const std::string& tens
     t.dots(a.i, t.r, a.t, a.h, a.b) = t.sums(a.i, t.r, a.t, a.h, a.b);
   }
   return t.dots(a.i, Halide::clamp(indices.back(), 0, img.dim(1).extent() - 1), a.t, a.h, a.b);
+}
+
+// 2^x for x <= 0 (or -inf): a degree-5 polynomial on (-1, 0] (relative error 3e-7 in float32) scaled by the
+// exponent, which a truncating conversion gives (Halide's floor, in its exp, runs as two 256-bit halves here).
+// Causal f32 at N=4096 on the Zen 4: 95-96 ms against 100-101 with Halide::exp (bench/RESULTS.md, 2026-12-06).
+// x at or below -127 gives exactly +0 (exponent and mantissa fields both zero): masked keys weigh nothing.
+Expr exp2_of_nonpositive(Expr x) {
+  x = Halide::max(x, -127.0f);
+  Expr whole = Halide::cast<int32_t>(x);  // rounds towards zero: the fraction lies in (-1, 0]
+  Expr fraction = x - Halide::cast<float>(whole);
+  Expr p = 9.547549442e-04f;
+  for (float c : {9.229836595e-03f, 5.531787399e-02f, 2.401872196e-01f, 6.931445180e-01f, 1.0f}) {
+    p = p * fraction + c;
+  }
+  return Halide::reinterpret(Halide::Float(32), Halide::reinterpret(Halide::Int(32), p) + (whole << 23));
 }
 
 // The algorithm of one kind of chunk: scores, modifier (and mask), row max, probabilities, sums, P.V.
@@ -200,10 +227,10 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   // Probabilities relative to the chunk's own max: independent of the running state, so computable before
   // the merge. A chunk with no allowed key in a row contributes nothing (never exp(-inf - -inf) = NaN).
   // An allowed NaN score makes its row NaN, as in the reference. Neither max() (which drops NaN on x86) nor
-  // Halide's exp (which clamps its argument) passes it on, so it is passed on as the probability itself.
+  // exp2_of_nonpositive (which clamps its argument) passes it on, so it is passed on as the probability itself.
   Expr s = f.score(a.i, a.j, a.c, a.t, a.h, a.b);
-  f.prob(a.i, a.j, a.c, a.t, a.h, a.b) =
-      Halide::select(Halide::is_nan(s), s, Halide::select(cmax == kMinusInfinity, 0.0f, Halide::exp(s - cmax)));
+  f.prob(a.i, a.j, a.c, a.t, a.h, a.b) = Halide::select(
+      Halide::is_nan(s), s, Halide::select(cmax == kMinusInfinity, 0.0f, exp2_of_nonpositive((s - cmax) * kLog2E)));
   f.row_sum(a.i, a.c, a.t, a.h, a.b) = 0.0f;
   f.row_sum(a.i, a.c, a.t, a.h, a.b) += f.prob(a.i, f.rj, a.c, a.t, a.h, a.b);
   f.weighted = f.prob;
@@ -215,7 +242,27 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   f.pv(a.i, a.e, a.c, a.t, a.h, a.b) = 0.0f;
   Expr prob = f.weighted(a.i, f.rj, a.c, a.t, a.h, a.b);
   Expr pv = f.pv(a.i, a.e, a.c, a.t, a.h, a.b);
-  if (key.guard_values) {
+  if (a.bf16_pv) {
+    // Each probability rounded to the nearest bf16 (halves round up; probabilities are >= 0 or NaN), two keys of
+    // one row per 32-bit lane: lane by lane, two adds and one word shuffle per 32 probabilities. P.V reads the
+    // lanes as bf16 pairs (see HalvesAsReinterpret).
+    auto rounded = [&](Expr key) {
+      return Halide::reinterpret(Halide::UInt(32), f.weighted(a.i, key, a.c, a.t, a.h, a.b)) + Expr(uint32_t{0x8000});
+    };
+    f.prob_pairs = Func(name("prob_pairs"));
+    f.prob_pairs(a.i, a.d, a.c, a.t, a.h, a.b) =
+        (rounded(2 * a.d + 1) & Expr(uint32_t{0xffff0000})) | (rounded(2 * a.d) >> 16);
+    // The chunk's value rows in key pairs: (key in pair, value column, key pair), straight from V's bf16 rows.
+    Expr kv_head = a.h / p.group;
+    auto value_row = [&](Expr x) { return p.v(a.e, p.key_origin + key_row(x), kv_head, a.b); };
+    f.value_pairs = Func(name("value_pairs"));
+    f.value_pairs(a.s, a.e, a.d, a.c, a.t, a.h, a.b) =
+        Halide::reinterpret(Halide::BFloat(16), Halide::select(a.s == 0, value_row(2 * a.d), value_row(2 * a.d + 1)));
+    f.rp = RDom(0, 2, 0, CK / 2, name("rp"));
+    Expr half = Halide::cast<uint16_t>(f.prob_pairs(a.i, f.rp.y, a.c, a.t, a.h, a.b) >> (16 * f.rp.x));
+    f.pv(a.i, a.e, a.c, a.t, a.h, a.b) += Halide::cast<float>(Halide::reinterpret(Halide::BFloat(16), half)) *
+                                          Halide::cast<float>(f.value_pairs(f.rp.x, a.e, f.rp.y, a.c, a.t, a.h, a.b));
+  } else if (key.guard_values) {
     // A key that is masked (or past the chunk's end) must not contribute at all, as in the reference: 0 * NaN
     // (or Inf) in its value row would be NaN. The select costs ~20% on strided(128) at N=16384 (not folded
     // into a masked FMA), so it is compiled only for calls whose V holds a non-finite value.
@@ -277,6 +324,8 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
   Expr key_row = kg == 1 ? p.key_origin + ks * a.n : p.key_origin + ks * (a.n / kg) + a.n % kg;
   a.pack_keys = ks > 1;
   a.bf16_dot = bf16_dot_applies(key, pattern);
+  a.bf16_pv = a.bf16_dot && !key.guard_values && !pattern.has_weight() && key.schedule.chunk_k % 2 == 0 &&
+              key.Dv % key.schedule.vector_width == 0;
   a.widen_per_chunk = key.storage == StorageType::BFloat16 && !a.pack_keys && BQ > 1;
   a.k(a.d, a.n, a.h, a.b) = to_f32(p.k(a.d, key_row, a.h, a.b));
   a.v(a.d, a.n, a.h, a.b) = to_f32(p.v(a.d, key_row, a.h, a.b));
@@ -406,11 +455,17 @@ void schedule_chunk(Algorithm& a, ChunkFuncs& f, const AttentionPipelineKey& key
   if (f.weighted.name() != f.prob.name()) f.weighted.compute_at(f.at).vectorize(a.i, vec);
   // P.V: row vectors x value columns of accumulators across the chunk's keys.
   const RegisterTile pv = register_tile(BQ, vec, Dv, rv, static_cast<int>(key.schedule.pv_tile));
-  schedule_register_tiled(f.pv_tile, f.pv, a.i, a.e, f.rj.x, pv, vec, f.at);
+  if (a.bf16_pv) {
+    schedule_register_tiled(f.pv_tile, f.pv, a.i, a.e, f.rp.y, pv, vec, f.at, f.rp.x);
+    f.prob_pairs.compute_at(f.at).vectorize(a.i, vec);
+    f.value_pairs.compute_at(f.at).bound(a.s, 0, 2).reorder(a.s, a.e, a.d).vectorize(a.s).vectorize(a.e, vec);
+  } else {
+    schedule_register_tiled(f.pv_tile, f.pv, a.i, a.e, f.rj.x, pv, vec, f.at);
+  }
   if (a.widen_per_chunk) {
     std::vector<Func*> widened;
     if (!a.bf16_dot) widened.push_back(&f.keys);
-    widened.push_back(&f.values);
+    if (!a.bf16_pv) widened.push_back(&f.values);
     for (Func* rows : widened) {
       rows->compute_at(f.at).vectorize(a.d, vec, TailStrategy::GuardWithIf);
     }
@@ -569,6 +624,7 @@ std::shared_ptr<AttentionPipeline> build_attention_pipeline(const ir::Pattern& p
   a.max_out.output_buffer().dim(0).set_stride(Expr());
   a.sum_out.output_buffer().dim(0).set_stride(Expr());
   p->pipeline = Halide::Pipeline({a.acc_out, a.max_out, a.sum_out});
+  if (a.bf16_pv) add_halves_as_reinterpret(p->pipeline);
   return p;
 }
 
