@@ -112,6 +112,16 @@ class ProblemTuner {
         timed_(problem.shape, problem.pattern, 0),
         check_(check_shape(problem.shape), problem.pattern, 1) {
     sizes_ = targets::validate_attention_inputs(timed_.inputs);
+    // bf16 on the CPU: timed on bf16 tensors rounded once, as `tessera bench` times them.
+    timed_cpu_ = timed_.inputs;
+    if (!cuda_ && storage_ == cpu::StorageType::BFloat16) {
+      timed_q_bf16_ = runtime::to_bfloat16(*timed_.inputs.q);
+      timed_k_bf16_ = runtime::to_bfloat16(*timed_.inputs.k);
+      timed_v_bf16_ = runtime::to_bfloat16(*timed_.inputs.v);
+      timed_cpu_.q = &timed_q_bf16_;
+      timed_cpu_.k = &timed_k_bf16_;
+      timed_cpu_.v = &timed_v_bf16_;
+    }
     out_ = runtime::Tensor(runtime::DType::Float32, {sizes_.B, sizes_.H, sizes_.N, sizes_.Dv});
     // The reference the check compares with: on the rounded inputs the kernels store (bf16, or f16 on CUDA).
     // The CPU's bf16 storage rounds as the CUDA target's bf16 does.
@@ -313,7 +323,7 @@ class ProblemTuner {
     }
     const cpu::CpuOptions opts = options(s);
     const auto start = std::chrono::steady_clock::now();
-    cpu::attention_into(problem_.pattern, timed_.inputs, out_, opts);
+    cpu::attention_into(problem_.pattern, timed_cpu_, out_, opts);
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   }
 
@@ -327,6 +337,8 @@ class ProblemTuner {
   ir::AttentionSizes sizes_;
   runtime::Tensor out_;
   runtime::Tensor rounded_q_, rounded_k_, rounded_v_;
+  runtime::Tensor timed_q_bf16_, timed_k_bf16_, timed_v_bf16_;
+  targets::AttentionInputs timed_cpu_;  // what the CPU's timed runs read
   std::vector<double> expected_;
 };
 

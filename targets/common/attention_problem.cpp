@@ -16,13 +16,15 @@ using runtime::DType;
 using runtime::Tensor;
 using runtime::TensorError;
 
-const Tensor& require_float4d(const Tensor* t, const char* name, const char* layout) {
+const Tensor& require_float4d(const Tensor* t, const char* name, const char* layout, OperandTypes types) {
   if (t == nullptr) throw TensorError(fmt::format("attention input {} was not given", name));
   if (t->rank() != 4) {
     throw TensorError(fmt::format("attention input {} must have rank 4 {}, got {}", name, layout, t->type_string()));
   }
-  if (t->dtype() != DType::Float32) {
-    throw TensorError(fmt::format("attention input {} must be float32 {}, got {}", name, layout, t->type_string()));
+  const bool bf16 = types == OperandTypes::Float32OrBFloat16 && t->dtype() == DType::BFloat16;
+  if (t->dtype() != DType::Float32 && !bf16) {
+    throw TensorError(fmt::format("attention input {} must be float32{} {}, got {}", name,
+                                  types == OperandTypes::Float32 ? "" : " or bfloat16", layout, t->type_string()));
   }
   return *t;
 }
@@ -30,11 +32,15 @@ const Tensor& require_float4d(const Tensor* t, const char* name, const char* lay
 // Checks Q, K and V against each other and returns the attention sizes they define.
 }  // namespace
 
-ir::AttentionSizes validate_attention_inputs(const AttentionInputs& in) {
-  const Tensor& q = require_float4d(in.q, "Q", "[B, H, N, D]");
-  const Tensor& k = require_float4d(in.k, "K", "[B, Hkv, M, D]");
-  const Tensor& v = require_float4d(in.v, "V", "[B, Hkv, M, Dv]");
+ir::AttentionSizes validate_attention_inputs(const AttentionInputs& in, OperandTypes types) {
+  const Tensor& q = require_float4d(in.q, "Q", "[B, H, N, D]", types);
+  const Tensor& k = require_float4d(in.k, "K", "[B, Hkv, M, D]", types);
+  const Tensor& v = require_float4d(in.v, "V", "[B, Hkv, M, Dv]", types);
   const std::string shapes = fmt::format("(Q {}, K {}, V {})", q.shape_string(), k.shape_string(), v.shape_string());
+  if (k.dtype() != q.dtype() || v.dtype() != q.dtype()) {
+    throw TensorError(fmt::format("Q, K and V must share one element type, got Q {}, K {}, V {}", q.type_string(),
+                                  k.type_string(), v.type_string()));
+  }
 
   ir::AttentionSizes s;
   s.B = q.dim(0);

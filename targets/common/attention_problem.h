@@ -23,9 +23,12 @@ struct AttentionInputs {
   std::optional<double> scale;  // 1/sqrt(D) unless given
 };
 
+// The element types a target takes Q, K and V in: float32, or (the CPU target with bf16 storage) all three bf16.
+enum class OperandTypes { Float32, Float32OrBFloat16 };
+
 // Checks Q, K and V against each other (rank, dtype, B, D, Hkv, M, H % Hkv) and returns the sizes they define.
 // Throws runtime::TensorError naming the tensor and the shapes.
-ir::AttentionSizes validate_attention_inputs(const AttentionInputs& inputs);
+ir::AttentionSizes validate_attention_inputs(const AttentionInputs& inputs, OperandTypes types = OperandTypes::Float32);
 
 // The scale a pattern's logits take unless the caller gives one: 1 for `dot` and `additive` scoring, else
 // 1/sqrt(D).

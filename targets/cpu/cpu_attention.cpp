@@ -115,7 +115,7 @@ void validate_schedule(const CpuSchedule& sched) {
 
 runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
                           const CpuOptions& options) {
-  const ir::AttentionSizes sz = targets::validate_attention_inputs(inputs);
+  const ir::AttentionSizes sz = targets::validate_attention_inputs(inputs, targets::OperandTypes::Float32OrBFloat16);
   Tensor out(runtime::DType::Float32, {sz.B, sz.H, sz.N, sz.Dv});
   attention_into(pattern, inputs, out, options);
   return out;
@@ -199,14 +199,17 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   const bool bf16 = options.storage == StorageType::BFloat16;
   if (key_rows > 0 && (bf16 || pattern.normalizer == ir::Normalizer::Hardmax))
     throw std::logic_error("tessera internal error: a KV cache view reaches a kernel that reads dense K and V");
-  // bf16 storage: Q, K, V rounded to bfloat16 (runtime::to_bfloat16); the kernels widen them by a shift and
-  // accumulate in float32.
-  Tensor q_bf16, k_bf16, v_bf16;
-  if (bf16) {
-    q_bf16 = runtime::to_bfloat16(*q);
-    k_bf16 = runtime::to_bfloat16(*k);
-    v_bf16 = runtime::to_bfloat16(*v);
-  }
+  // bf16 storage: Q, K, V rounded to bfloat16 (runtime::to_bfloat16) unless given so; the kernels widen them by a
+  // shift and accumulate in float32.
+  Tensor q_rounded, k_rounded, v_rounded;
+  auto as_bf16 = [bf16](const Tensor* t, Tensor& rounded) {
+    if (!bf16 || t->dtype() == runtime::DType::BFloat16) return t;
+    rounded = runtime::to_bfloat16(*t);
+    return static_cast<const Tensor*>(&rounded);
+  };
+  const Tensor& q_bf16 = *as_bf16(q, q_rounded);
+  const Tensor& k_bf16 = *as_bf16(k, k_rounded);
+  const Tensor& v_bf16 = *as_bf16(v, v_rounded);
   check_output(out, sz);
   if (sz.N == 0 || sz.M == 0) {  // no queries, or nothing to attend to: zeros
     const RowStrides o = strides.out.or_dense(sz.H, sz.N, sz.Dv);
@@ -319,7 +322,14 @@ void attention_into_sizes(const ir::Pattern& pattern, const targets::AttentionIn
   Tensor projected_q;  // bilinear scoring: the kernels read the projected queries
   const targets::AttentionInputs projected = targets::project_queries(pattern, given, sz, projected_q);
   const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
-  targets::check_tensor_indices(pattern, sz, shapes, evaluator, projected.q->data<float>());
+  if (projected.q->dtype() == runtime::DType::BFloat16) {
+    if (!targets::tensor_indices_proven(pattern, sz, shapes)) {
+      const Tensor q = runtime::bfloat16_to_float32(*projected.q);
+      targets::check_tensor_indices(pattern, sz, shapes, evaluator, q.data<float>());
+    }
+  } else {
+    targets::check_tensor_indices(pattern, sz, shapes, evaluator, projected.q->data<float>());
+  }
   if (pattern.scoring == ir::Scoring::Additive) {
     // The kernels read Q and K projected once per row and run with D = A and Hkv = H; the D the pattern's
     // expressions may read stays the caller's.
@@ -341,7 +351,24 @@ void attention_into_sizes(const ir::Pattern& pattern, const targets::AttentionIn
 
 void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& given, Tensor& out,
                     const CpuOptions& options) {
-  attention_into_sizes(pattern, given, targets::validate_attention_inputs(given), 0, out, options);
+  const ir::AttentionSizes sz = targets::validate_attention_inputs(given, targets::OperandTypes::Float32OrBFloat16);
+  if (given.q->dtype() != runtime::DType::BFloat16) return attention_into_sizes(pattern, given, sz, 0, out, options);
+  if (options.storage != StorageType::BFloat16) {
+    throw runtime::TensorError(
+        fmt::format("bfloat16 Q, K and V need bf16 storage (--dtype bf16), got Q {}", given.q->type_string()));
+  }
+  // The kernels read bf16 operands as they are; what projects Q or K first (additive and bilinear scoring) reads
+  // float32, widened exactly.
+  if (pattern.scoring != ir::Scoring::Additive && pattern.query_projection.empty()) {
+    return attention_into_sizes(pattern, given, sz, 0, out, options);
+  }
+  const Tensor q = runtime::bfloat16_to_float32(*given.q), k = runtime::bfloat16_to_float32(*given.k),
+               v = runtime::bfloat16_to_float32(*given.v);
+  targets::AttentionInputs widened = given;
+  widened.q = &q;
+  widened.k = &k;
+  widened.v = &v;
+  attention_into_sizes(pattern, widened, sz, 0, out, options);
 }
 
 void attention_over_cache_into(const ir::Pattern& pattern, const targets::AttentionInputs& inputs, int64_t keys,

@@ -80,7 +80,9 @@ enum class StorageType { Float32, BFloat16 };
 
 struct CpuOptions {
   CpuSchedule schedule = host_default_schedule();
-  StorageType storage = StorageType::Float32;  // BFloat16: Q, K, V stored as bf16 (rounded), fp32 accumulation
+  // BFloat16: Q, K, V stored as bf16 (rounded, unless given as bf16 tensors), fp32 accumulation; where P.V runs as
+  // vdpbf16ps, probabilities are rounded to bf16 for it, as FlashAttention's bf16 kernels round them.
+  StorageType storage = StorageType::Float32;
   // When set, each call runs the schedule the tuning cache holds for its pattern and shape (threads are kept from
   // `schedule`); calls the cache knows nothing about run `schedule`.
   std::shared_ptr<const TunedSchedules> tuned;
@@ -90,7 +92,8 @@ struct CpuOptions {
   bool values_finite = false;
 };
 
-// Computes attention with `pattern` on the CPU. Same contract and errors as reference::attention.
+// Computes attention with `pattern` on the CPU. Same contract and errors as reference::attention, except that with
+// bf16 storage Q, K and V may also be bf16 tensors (all three), read as they are instead of rounded per call.
 runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
                           const CpuOptions& options = {});
 

@@ -18,6 +18,7 @@
 #include "targets/cpu/execution_plan.h"
 #include "targets/reference/reference_attention.h"
 #include "test/unit/attention_test_inputs.h"
+#include "test/unit/expect_error.h"
 #include "test/unit/prelude_patterns.h"
 #include "test/unit/scoped_resources.h"
 #include "test/unit/standard_pattern_cases.h"
@@ -590,6 +591,53 @@ TEST(CpuAttention, BFloat16StorageComputesOnTheRoundedInputs) {
     for (int64_t e = 0; e < vr.numel(); ++e) max_v = std::max(max_v, std::abs(double{vr.data<float>()[e]}));
     EXPECT_LE(worst, 2e-4 + std::ldexp(max_v, -8));
   }
+}
+
+// Q, K and V given as bf16 tensors are read as they are: the same outputs as float32 inputs holding the same
+// values, on the fused kernels, the hardmax kernel and (widened exactly) the scorings that project Q or K first.
+TEST(CpuAttention, Bf16TensorsComputeAsTheirFloat32Values) {
+  for (const char* expression : {"causal & alibi", "fixed(block=32, summary=3)", "causal & hardmax",
+                                 "causal & bilinear", "causal & additive", "causal & document"}) {
+    SCOPED_TRACE(expression);
+    const ir::Pattern pattern = instantiate(expression);
+    test::RandomProblem problem(pattern, Shape{2, 4, 2, 90, 110, 32, 16}, 23);
+    cpu::CpuOptions options;
+    options.storage = cpu::StorageType::BFloat16;
+    const runtime::Tensor q = runtime::to_bfloat16(problem.q), k = runtime::to_bfloat16(problem.k),
+                          v = runtime::to_bfloat16(problem.v);
+    const runtime::Tensor qf = runtime::bfloat16_to_float32(q), kf = runtime::bfloat16_to_float32(k),
+                          vf = runtime::bfloat16_to_float32(v);
+    targets::AttentionInputs float32 = problem.inputs;
+    float32.q = &qf;
+    float32.k = &kf;
+    float32.v = &vf;
+    const runtime::Tensor from_float32 = cpu::attention(pattern, float32, options);
+    targets::AttentionInputs bf16 = problem.inputs;
+    bf16.q = &q;
+    bf16.k = &k;
+    bf16.v = &v;
+    const runtime::Tensor got = cpu::attention(pattern, bf16, options);
+    ASSERT_EQ(got.shape(), from_float32.shape());
+    for (int64_t e = 0; e < got.numel(); ++e) ASSERT_EQ(got.data<float>()[e], from_float32.data<float>()[e]) << e;
+  }
+}
+
+TEST(CpuAttention, Bf16TensorsNeedBf16StorageAndOneElementType) {
+  const ir::Pattern pattern = instantiate("causal");
+  test::RandomProblem problem(pattern, Shape{1, 2, 2, 16, 16, 8, 8}, 3);
+  const runtime::Tensor q = runtime::to_bfloat16(problem.q), k = runtime::to_bfloat16(problem.k),
+                        v = runtime::to_bfloat16(problem.v);
+  targets::AttentionInputs bf16 = problem.inputs;
+  bf16.q = &q;
+  bf16.k = &k;
+  bf16.v = &v;
+  test::expect_error<runtime::TensorError>([&] { cpu::attention(pattern, bf16); }, {"need bf16 storage"});
+  targets::AttentionInputs mixed = problem.inputs;
+  mixed.k = &k;
+  cpu::CpuOptions options;
+  options.storage = cpu::StorageType::BFloat16;
+  test::expect_error<runtime::TensorError>([&] { cpu::attention(pattern, mixed, options); }, {"one element type"});
+  test::expect_error<runtime::TensorError>([&] { reference::attention(pattern, bf16); }, {"must be float32"});
 }
 
 TEST(CpuAttention, BadInputIsReportedNotComputed) {
