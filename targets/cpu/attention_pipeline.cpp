@@ -66,6 +66,9 @@ struct StateSlots {
 struct Algorithm {
   Var e{"e"}, n{"n"}, h{"h"}, b{"b"}, i{"i"}, t{"t"}, j{"j"}, c{"c"}, s{"s"}, d{"d"};
   Func q{"q"}, k{"k"}, v{"v"};  // the inputs, clamped at their edges
+  // bf16 keys and values as stored (uint16), by the view's local key: what vdpbf16ps reads (Algorithm::bf16_dot).
+  // Packed into contiguous rows once per call where the view steps over keys, as k and v are otherwise.
+  Func k_bits{"k_bits"}, v_bits{"v_bits"};
   // Keys read through a strided view (residue classes, column sets) are gathered once per call into contiguous
   // rows: their rows lie in other pages, and the chunks read every key row many times (residue classes of
   // strided(128) at N=16384: 0.172 -> 0.115 ms per call; fixed(128, 8) 10-20% faster, single-thread AOT).
@@ -198,8 +201,7 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
         p.tensors.at(pattern.additive.vector)(f.rd, a.h) * tanh_of_exponential(exp_2x);
   } else if (a.bf16_dot) {
     f.rd = RDom(0, 2, 0, D / 2, name("rd"));
-    const Expr kv =
-        Halide::reinterpret(Halide::BFloat(16), p.k(2 * f.rd.y + f.rd.x, p.key_origin + key_row(a.j), kv_head, a.b));
+    const Expr kv = Halide::reinterpret(Halide::BFloat(16), a.k_bits(2 * f.rd.y + f.rd.x, key_row(a.j), kv_head, a.b));
     f.dot(a.i, a.j, a.c, a.t, a.h, a.b) +=
         Halide::cast<float>(a.q_pairs(f.rd.x, a.i, f.rd.y, a.t, a.h, a.b)) * Halide::cast<float>(kv);
   } else {
@@ -254,7 +256,7 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
         (rounded(2 * a.d + 1) & Expr(uint32_t{0xffff0000})) | (rounded(2 * a.d) >> 16);
     // The chunk's value rows in key pairs: (key in pair, value column, key pair), straight from V's bf16 rows.
     Expr kv_head = a.h / p.group;
-    auto value_row = [&](Expr x) { return p.v(a.e, p.key_origin + key_row(x), kv_head, a.b); };
+    auto value_row = [&](Expr x) { return a.v_bits(a.e, key_row(x), kv_head, a.b); };
     f.value_pairs = Func(name("value_pairs"));
     f.value_pairs(a.s, a.e, a.d, a.c, a.t, a.h, a.b) =
         Halide::reinterpret(Halide::BFloat(16), Halide::select(a.s == 0, value_row(2 * a.d), value_row(2 * a.d + 1)));
@@ -329,6 +331,10 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
   a.widen_per_chunk = key.storage == StorageType::BFloat16 && !a.pack_keys && BQ > 1;
   a.k(a.d, a.n, a.h, a.b) = to_f32(p.k(a.d, key_row, a.h, a.b));
   a.v(a.d, a.n, a.h, a.b) = to_f32(p.v(a.d, key_row, a.h, a.b));
+  if (a.bf16_dot) {
+    a.k_bits(a.d, a.n, a.h, a.b) = p.k(a.d, key_row, a.h, a.b);
+    a.v_bits(a.d, a.n, a.h, a.b) = p.v(a.d, key_row, a.h, a.b);
+  }
   a.q_rows(a.d, a.i, a.t, a.h, a.b) = a.q(a.d, a.t * BQ + a.i, a.h, a.b);
   a.q_t(a.i, a.d, a.t, a.h, a.b) = a.q_rows(a.d, a.i, a.t, a.h, a.b);
   if (a.bf16_dot) {
@@ -476,7 +482,15 @@ void schedule(Algorithm& a, const AttentionPipelineKey& key) {
   const int vec = static_cast<int>(key.schedule.vector_width);
   const int BQ = static_cast<int>(key.schedule.block_q);
   a.acc_out.vectorize(a.e, vec, TailStrategy::GuardWithIf);
-  if (a.pack_keys) {
+  if (a.pack_keys && a.bf16_dot) {
+    // Rows of bf16 as stored, in vectors of 32: copies, no 16-bit element moved alone (see bf16_dot_target()).
+    a.k_bits.compute_root().vectorize(a.d, 2 * vec, TailStrategy::GuardWithIf);
+    if (a.bf16_pv) {
+      a.v_bits.compute_root().vectorize(a.d, 2 * vec, TailStrategy::GuardWithIf);
+    } else {
+      a.v.compute_root().vectorize(a.d, vec, TailStrategy::GuardWithIf);
+    }
+  } else if (a.pack_keys) {
     for (Func* f : {&a.k, &a.v}) f->compute_root().vectorize(a.d, vec, TailStrategy::GuardWithIf);
   }
   // Chunks outside query tiles: a call's tiles take the same chunk one after another, while its keys and values are
@@ -563,8 +577,8 @@ Halide::Target cpu_target() {
 }
 
 bool bf16_dot_applies(const AttentionPipelineKey& key, const ir::Pattern& pattern) {
-  if (key.storage != StorageType::BFloat16 || key.key_stride != 1 || key.key_group != 1 || key.schedule.block_q <= 1 ||
-      key.D % 2 != 0 || key.schedule.vector_width != 16 || pattern.scoring == ir::Scoring::Additive) {
+  if (key.storage != StorageType::BFloat16 || key.schedule.block_q <= 1 || key.D % 2 != 0 ||
+      key.schedule.vector_width != 16 || pattern.scoring == ir::Scoring::Additive) {
     return false;
   }
   const Halide::Target target(key.target);

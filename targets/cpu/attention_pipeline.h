@@ -76,8 +76,9 @@ Halide::Target cpu_target();
 // compiled for it must not gather bf16 elements one by one.
 const Halide::Target& bf16_dot_target();
 
-// Whether the kernel of `key` computes Q.K with vdpbf16ps: bf16 storage, contiguous keys, query tiles of 16-lane
-// vectors, an even head dimension, dot-product scoring, and a target with avx512_sapphirerapids.
+// Whether the kernel of `key` computes Q.K with vdpbf16ps: bf16 storage (a view stepping over keys packs them
+// first), query tiles of 16-lane vectors, an even head dimension, dot-product scoring, and a target with
+// avx512_sapphirerapids.
 bool bf16_dot_applies(const AttentionPipelineKey& key, const ir::Pattern& pattern);
 
 }  // namespace tessera::cpu

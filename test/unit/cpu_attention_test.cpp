@@ -525,6 +525,13 @@ TEST(CpuAttention, Bf16QueryKeyProductsCompileToVdpbf16ps) {
   const std::string dot = assembly(key);
   EXPECT_NE(dot.find("vdpbf16ps"), std::string::npos);
   EXPECT_EQ(dot.find("vmovw"), std::string::npos);
+  // A residue class's view steps over keys: they are packed as bf16 rows first, by whole vectors.
+  cpu::AttentionPipelineKey strided = key;
+  strided.key_stride = 4;
+  ASSERT_TRUE(cpu::bf16_dot_applies(strided, pattern));
+  const std::string packed = assembly(strided);
+  EXPECT_NE(packed.find("vdpbf16ps"), std::string::npos);
+  EXPECT_EQ(packed.find("vmovw"), std::string::npos);
   key.target = avx512;
   EXPECT_FALSE(cpu::bf16_dot_applies(key, pattern));
   EXPECT_EQ(assembly(key).find("vdpbf16ps"), std::string::npos);
