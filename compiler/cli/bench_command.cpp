@@ -160,16 +160,9 @@ int run_bench(const BenchOptions& o) {
   // bf16 on the CPU: Q, K and V are rounded to bf16 tensors once, before the runs, as an application holding bf16
   // activations passes them (and as FlashAttention's and PyTorch's benchmarks time bf16 tensors). Rounding float32
   // inputs inside each call cost causal at N=4096 ~4% of its time and dilated(32, 4) ~40% (allocations included).
-  targets::AttentionInputs timed = inputs;
-  runtime::Tensor q_bf16, k_bf16, v_bf16;
-  if (o.target == "cpu" && o.dtype == "bf16") {
-    q_bf16 = runtime::to_bfloat16(*inputs.q);
-    k_bf16 = runtime::to_bfloat16(*inputs.k);
-    v_bf16 = runtime::to_bfloat16(*inputs.v);
-    timed.q = &q_bf16;
-    timed.k = &k_bf16;
-    timed.v = &v_bf16;
-  }
+  std::optional<targets::ConvertedOperands> bf16;
+  if (o.target == "cpu" && o.dtype == "bf16") bf16.emplace(inputs, runtime::to_bfloat16);
+  const targets::AttentionInputs& timed = bf16 ? bf16->inputs : inputs;
   runtime::Tensor out;
   if (o.target != "cuda") {
     out = runtime::Tensor(runtime::DType::Float32, {sizes.B, sizes.H, sizes.N, sizes.Dv});

@@ -113,15 +113,7 @@ class ProblemTuner {
         check_(check_shape(problem.shape), problem.pattern, 1) {
     sizes_ = targets::validate_attention_inputs(timed_.inputs);
     // bf16 on the CPU: timed on bf16 tensors rounded once, as `tessera bench` times them.
-    timed_cpu_ = timed_.inputs;
-    if (!cuda_ && storage_ == cpu::StorageType::BFloat16) {
-      timed_q_bf16_ = runtime::to_bfloat16(*timed_.inputs.q);
-      timed_k_bf16_ = runtime::to_bfloat16(*timed_.inputs.k);
-      timed_v_bf16_ = runtime::to_bfloat16(*timed_.inputs.v);
-      timed_cpu_.q = &timed_q_bf16_;
-      timed_cpu_.k = &timed_k_bf16_;
-      timed_cpu_.v = &timed_v_bf16_;
-    }
+    if (!cuda_ && storage_ == cpu::StorageType::BFloat16) timed_bf16_.emplace(timed_.inputs, runtime::to_bfloat16);
     out_ = runtime::Tensor(runtime::DType::Float32, {sizes_.B, sizes_.H, sizes_.N, sizes_.Dv});
     // The reference the check compares with: on the rounded inputs the kernels store (bf16, or f16 on CUDA).
     // The CPU's bf16 storage rounds as the CUDA target's bf16 does.
@@ -129,14 +121,14 @@ class ProblemTuner {
       return cuda::element_values(t, cuda_ ? element_ : cuda::Element::BFloat16);
     };
     if (cuda_ || storage_ == cpu::StorageType::BFloat16) {
-      rounded_q_ = round(check_.data.q);
-      rounded_k_ = round(check_.data.k);
-      rounded_v_ = round(check_.data.v);
-      targets::AttentionInputs rounded = check_.inputs;
-      rounded.q = &rounded_q_;
-      rounded.k = &rounded_k_;
-      rounded.v = &rounded_v_;
-      expected_ = reference::attention_f64(problem.pattern, rounded);
+      const targets::ConvertedOperands rounded(check_.inputs, round);
+      expected_ = reference::attention_f64(problem.pattern, rounded.inputs);
+      // 16-bit P before P V on tensor cores (see test/gpu/) and in the CPU's bf16 P.V; float32 accumulation.
+      if (cuda_) {
+        tolerance_ = element_ == cuda::Element::Float16 ? 4e-3 : 1.5e-2;
+      } else {
+        tolerance_ += std::ldexp(max_abs(rounded.v), -8);
+      }
     } else {
       expected_ = reference::attention_f64(problem.pattern, check_.inputs);
     }
@@ -286,13 +278,6 @@ class ProblemTuner {
   std::optional<std::string> check(const tuner::Schedule& s) const {
     runtime::Tensor got = cuda_ ? cuda::attention(problem_.pattern, check_.inputs, cuda_options(s))
                                 : cpu::attention(problem_.pattern, check_.inputs, options(s));
-    // 16-bit P before P V on tensor cores (see test/gpu/) and in the CPU's bf16 P.V; float32 accumulation.
-    double tolerance = kTolerance;
-    if (cuda_) {
-      tolerance = element_ == cuda::Element::Float16 ? 4e-3 : 1.5e-2;
-    } else if (storage_ == cpu::StorageType::BFloat16) {
-      tolerance += std::ldexp(max_abs(rounded_v_), -8);
-    }
     const float* g = got.data<float>();
     double worst = 0;
     int64_t worst_at = 0;
@@ -304,8 +289,8 @@ class ProblemTuner {
         worst_at = i;
       }
     }
-    if (worst <= tolerance) return std::nullopt;
-    return fmt::format("max abs error {:.3g} > {:.1e} at flat index {} of the check output", worst, tolerance,
+    if (worst <= tolerance_) return std::nullopt;
+    return fmt::format("max abs error {:.3g} > {:.1e} at flat index {} of the check output", worst, tolerance_,
                        worst_at);
   }
 
@@ -323,7 +308,7 @@ class ProblemTuner {
     }
     const cpu::CpuOptions opts = options(s);
     const auto start = std::chrono::steady_clock::now();
-    cpu::attention_into(problem_.pattern, timed_cpu_, out_, opts);
+    cpu::attention_into(problem_.pattern, timed_bf16_ ? timed_bf16_->inputs : timed_.inputs, out_, opts);
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   }
 
@@ -336,9 +321,8 @@ class ProblemTuner {
   RandomAttentionInputs timed_, check_;
   ir::AttentionSizes sizes_;
   runtime::Tensor out_;
-  runtime::Tensor rounded_q_, rounded_k_, rounded_v_;
-  runtime::Tensor timed_q_bf16_, timed_k_bf16_, timed_v_bf16_;
-  targets::AttentionInputs timed_cpu_;  // what the CPU's timed runs read
+  std::optional<targets::ConvertedOperands> timed_bf16_;  // what the CPU's timed bf16 runs read
+  double tolerance_ = kTolerance;                         // of check() against expected_
   std::vector<double> expected_;
 };
 

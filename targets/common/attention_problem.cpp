@@ -32,6 +32,13 @@ const Tensor& require_float4d(const Tensor* t, const char* name, const char* lay
 // Checks Q, K and V against each other and returns the attention sizes they define.
 }  // namespace
 
+ConvertedOperands::ConvertedOperands(const AttentionInputs& given, const std::function<Tensor(const Tensor&)>& convert)
+    : q(convert(*given.q)), k(convert(*given.k)), v(convert(*given.v)), inputs(given) {
+  inputs.q = &q;
+  inputs.k = &k;
+  inputs.v = &v;
+}
+
 ir::AttentionSizes validate_attention_inputs(const AttentionInputs& in, OperandTypes types) {
   const Tensor& q = require_float4d(in.q, "Q", "[B, H, N, D]", types);
   const Tensor& k = require_float4d(in.k, "K", "[B, Hkv, M, D]", types);

@@ -2,6 +2,7 @@
 // the same way, so every target reports bad input with the same messages.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -21,6 +22,18 @@ struct AttentionInputs {
   // int32 (numpy's default integer type); their values must fit in int32.
   std::map<std::string, const runtime::Tensor*> tensors;
   std::optional<double> scale;  // 1/sqrt(D) unless given
+};
+
+// `inputs` with Q, K and V converted element-wise (runtime::to_bfloat16, runtime::bfloat16_to_float32), the run-time
+// tensors and scale kept. `inputs` points into the object itself, which therefore neither copies nor moves.
+struct ConvertedOperands {
+  ConvertedOperands(const AttentionInputs& given,
+                    const std::function<runtime::Tensor(const runtime::Tensor&)>& convert);
+  ConvertedOperands(const ConvertedOperands&) = delete;
+  ConvertedOperands& operator=(const ConvertedOperands&) = delete;
+
+  runtime::Tensor q, k, v;
+  AttentionInputs inputs;
 };
 
 // The element types a target takes Q, K and V in: float32, or (the CPU target with bf16 storage) all three bf16.

@@ -362,13 +362,8 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
   if (pattern.scoring != ir::Scoring::Additive && pattern.query_projection.empty()) {
     return attention_into_sizes(pattern, given, sz, 0, out, options);
   }
-  const Tensor q = runtime::bfloat16_to_float32(*given.q), k = runtime::bfloat16_to_float32(*given.k),
-               v = runtime::bfloat16_to_float32(*given.v);
-  targets::AttentionInputs widened = given;
-  widened.q = &q;
-  widened.k = &k;
-  widened.v = &v;
-  attention_into_sizes(pattern, widened, sz, 0, out, options);
+  const targets::ConvertedOperands widened(given, runtime::bfloat16_to_float32);
+  attention_into_sizes(pattern, widened.inputs, sz, 0, out, options);
 }
 
 void attention_over_cache_into(const ir::Pattern& pattern, const targets::AttentionInputs& inputs, int64_t keys,

@@ -610,20 +610,10 @@ TEST(CpuAttention, Bf16TensorsComputeAsTheirFloat32Values) {
     test::RandomProblem problem(pattern, Shape{2, 4, 2, 90, 110, 32, 16}, 23);
     cpu::CpuOptions options;
     options.storage = cpu::StorageType::BFloat16;
-    const runtime::Tensor q = runtime::to_bfloat16(problem.q), k = runtime::to_bfloat16(problem.k),
-                          v = runtime::to_bfloat16(problem.v);
-    const runtime::Tensor qf = runtime::bfloat16_to_float32(q), kf = runtime::bfloat16_to_float32(k),
-                          vf = runtime::bfloat16_to_float32(v);
-    targets::AttentionInputs float32 = problem.inputs;
-    float32.q = &qf;
-    float32.k = &kf;
-    float32.v = &vf;
-    const runtime::Tensor from_float32 = cpu::attention(pattern, float32, options);
-    targets::AttentionInputs bf16 = problem.inputs;
-    bf16.q = &q;
-    bf16.k = &k;
-    bf16.v = &v;
-    const runtime::Tensor got = cpu::attention(pattern, bf16, options);
+    const targets::ConvertedOperands bf16(problem.inputs, runtime::to_bfloat16);
+    const targets::ConvertedOperands float32(bf16.inputs, runtime::bfloat16_to_float32);
+    const runtime::Tensor from_float32 = cpu::attention(pattern, float32.inputs, options);
+    const runtime::Tensor got = cpu::attention(pattern, bf16.inputs, options);
     ASSERT_EQ(got.shape(), from_float32.shape());
     for (int64_t e = 0; e < got.numel(); ++e) ASSERT_EQ(got.data<float>()[e], from_float32.data<float>()[e]) << e;
   }
@@ -632,19 +622,14 @@ TEST(CpuAttention, Bf16TensorsComputeAsTheirFloat32Values) {
 TEST(CpuAttention, Bf16TensorsNeedBf16StorageAndOneElementType) {
   const ir::Pattern pattern = instantiate("causal");
   test::RandomProblem problem(pattern, Shape{1, 2, 2, 16, 16, 8, 8}, 3);
-  const runtime::Tensor q = runtime::to_bfloat16(problem.q), k = runtime::to_bfloat16(problem.k),
-                        v = runtime::to_bfloat16(problem.v);
-  targets::AttentionInputs bf16 = problem.inputs;
-  bf16.q = &q;
-  bf16.k = &k;
-  bf16.v = &v;
-  test::expect_error<runtime::TensorError>([&] { cpu::attention(pattern, bf16); }, {"need bf16 storage"});
+  const targets::ConvertedOperands bf16(problem.inputs, runtime::to_bfloat16);
+  test::expect_error<runtime::TensorError>([&] { cpu::attention(pattern, bf16.inputs); }, {"need bf16 storage"});
   targets::AttentionInputs mixed = problem.inputs;
-  mixed.k = &k;
+  mixed.k = &bf16.k;
   cpu::CpuOptions options;
   options.storage = cpu::StorageType::BFloat16;
   test::expect_error<runtime::TensorError>([&] { cpu::attention(pattern, mixed, options); }, {"one element type"});
-  test::expect_error<runtime::TensorError>([&] { reference::attention(pattern, bf16); }, {"must be float32"});
+  test::expect_error<runtime::TensorError>([&] { reference::attention(pattern, bf16.inputs); }, {"must be float32"});
 }
 
 TEST(CpuAttention, BadInputIsReportedNotComputed) {
