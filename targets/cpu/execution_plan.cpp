@@ -62,7 +62,9 @@ ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles
 }
 
 int64_t chunk_keys_for_runs(int64_t longest_run, const CpuSchedule& sched) {
-  int64_t keys = sched.block_k;
+  // Runs shorter than a tile are views with fewer keys than block_k (strided(128)'s residue classes at N=4096 hold
+  // 32): their chunks take only those keys, instead of a whole tile of which the rest is masked.
+  int64_t keys = longest_run > 0 ? std::min(sched.block_k, longest_run) : sched.block_k;
   while (keys < longest_run && keys < sched.chunk_k) keys *= 2;
   keys = std::min(keys, sched.chunk_k);
   return (keys + sched.vector_width - 1) / sched.vector_width * sched.vector_width;
@@ -117,9 +119,15 @@ ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& 
       t.pairs = runs * block_q * t.tiling.chunk_k;
       return t;
     };
+    // Below min_block_q a tile still narrows while it holds every query of each view: the rows it drops were
+    // past the views' ends, computed and thrown away (strided(128)'s residue classes at N=4096 are 32 x 32).
+    int64_t view_queries = 0;
+    for (const planner::View& view : component.views) view_queries = std::max(view_queries, view.queries.count);
     Tiled best = tile(sched.block_q);
     for (int64_t block_q = sched.block_q / 2;
-         best.tile_rows > 1 && block_q >= sched.min_block_q && block_q % sched.vector_width == 0; block_q /= 2) {
+         best.tile_rows > 1 && (block_q >= sched.min_block_q || block_q >= view_queries) &&
+         block_q % sched.vector_width == 0;
+         block_q /= 2) {
       Tiled narrower = tile(block_q);
       if (5 * narrower.pairs > 4 * best.pairs) break;
       best = std::move(narrower);

@@ -33,12 +33,13 @@ ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles
 
 // The tiles one component's kernel is compiled for.
 struct ComponentTiling {
-  // Queries per tile: the schedule's block_q, or a half, a quarter... of it (down to min_block_q) while each halving
-  // cuts the pairs the component computes by a fifth or more. A narrow band (strided's `q - k < 128` part) spans
-  // block_q + its width in keys per query tile, so 64-row tiles compute 3/4 of what 128-row tiles do; a dense
-  // causal component gains ~1% and keeps its tile.
+  // Queries per tile: the schedule's block_q, or a half, a quarter... of it (down to min_block_q, or further while
+  // a tile still holds a whole view) while each halving cuts the pairs the component computes by a fifth or more.
+  // A narrow band (strided's `q - k < 128` part) spans block_q + its width in keys per query tile, so 64-row tiles
+  // compute 3/4 of what 128-row tiles do; a dense causal component gains ~1% and keeps its tile.
   int64_t block_q = 0;
-  // Keys per chunk: the schedule's chunk_k, or fewer where no run of tiles is that long. The kernels loop over
+  // Keys per chunk: the schedule's chunk_k, or fewer where no run of tiles is that long (fewer than block_k where
+  // the views hold fewer keys than a tile). The kernels loop over
   // whole chunks, so a 64-key run in a 128-key chunk computes twice its pairs: sparse components (strided's band
   // and residue classes) have only short runs. Components with one row of query tiles (decoding steps) keep
   // both block_q and chunk_k.

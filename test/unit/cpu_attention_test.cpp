@@ -245,8 +245,9 @@ TEST(CpuAttention, ScheduleParametersDoNotChangeResults) {
   EXPECT_LE(max_difference("causal & softcap(cap=5)", Shape{1, 2, 2, 90, 120, 32, 32}, 4, options), 2e-4);
 }
 
-// A component's kernel holds chunks no longer than its longest run of tiles: strided's band and residue classes
-// have runs of one 64-key tile, which 128-key chunks would compute twice over; causal keeps the schedule's chunks.
+// A component's kernel holds chunks no longer than its longest run of tiles: strided's band has runs of one 64-key
+// tile, which 128-key chunks would compute twice over, and its residue classes (32 keys each at N=4096) runs shorter
+// than a tile; causal keeps the schedule's chunks.
 TEST(CpuAttention, ChunksAreNoLongerThanTheLongestRun) {
   cpu::CpuSchedule sched;
   sched.block_q = 64;
@@ -271,7 +272,7 @@ TEST(CpuAttention, ChunksAreNoLongerThanTheLongestRun) {
       if (std::string(expression) == "causal") {
         EXPECT_EQ(chunk, 128);
       } else if (std::string(expression).starts_with("strided")) {
-        EXPECT_EQ(chunk, 64) << c;
+        EXPECT_EQ(chunk, c == 0 ? 64 : 32) << c;
       }
     }
   }
@@ -280,6 +281,7 @@ TEST(CpuAttention, ChunksAreNoLongerThanTheLongestRun) {
   EXPECT_EQ(cpu::make_execution_plan(instantiate("causal"), step, sched, {}).tiling.at(0).chunk_k, 128);
   EXPECT_EQ(cpu::chunk_keys_for_runs(0, sched), 64);
   EXPECT_EQ(cpu::chunk_keys_for_runs(65, sched), 128);
+  EXPECT_EQ(cpu::chunk_keys_for_runs(20, sched), 24) << "views shorter than a tile: their keys, in whole vectors";
   sched.block_k = 24;
   sched.chunk_k = 96;
   EXPECT_EQ(cpu::chunk_keys_for_runs(30, sched), 48);
@@ -289,8 +291,9 @@ TEST(CpuAttention, ChunksAreNoLongerThanTheLongestRun) {
 }
 
 // A component's query tile halves (down to min_block_q) while that cuts the pairs it computes by a fifth:
-// strided's band (q - k < 128 spans block_q + 128 keys per tile) and its residue classes (128 x 128 causal views)
-// take 64-row tiles, dense causal keeps 128 (a halving saves 1.5%), and so does a decoding step.
+// strided's band (q - k < 128 spans block_q + 128 keys per tile) takes 64-row tiles, its residue classes (32 x 32
+// causal views at N=4096) 32-row tiles whatever min_block_q, as those still hold a whole view; dense causal keeps
+// 128 (a halving saves 1.5%), and so does a decoding step.
 TEST(CpuAttention, ComponentsNarrowTheirQueryTileWhereThatSavesPairs) {
   cpu::CpuSchedule sched;  // block_q 128, min_block_q 64, block_k 64, chunk_k 64
   sched.vector_width = 16;
@@ -301,16 +304,22 @@ TEST(CpuAttention, ComponentsNarrowTheirQueryTileWhereThatSavesPairs) {
   EXPECT_EQ(causal.tables[0][0].tile_rows, 4096 / 128);
   const cpu::ExecutionPlan strided = cpu::make_execution_plan(instantiate("strided(stride=128)"), sz, sched, {});
   ASSERT_EQ(strided.tiling.size(), 2u);
+  ASSERT_EQ(strided.plan.components[1].views.size(), 128u);
   for (size_t c = 0; c < 2; ++c) {
-    EXPECT_EQ(strided.tiling[c].block_q, 64) << "component " << c;
+    const int64_t block_q = c == 0 ? 64 : 32;
+    EXPECT_EQ(strided.tiling[c].block_q, block_q) << "component " << c;
     const int64_t queries = strided.plan.components[c].views[0].queries.count;
-    EXPECT_EQ(strided.tables[c][0].tile_rows, (queries + 63) / 64) << "tables classified with the narrower tile";
+    EXPECT_EQ(strided.tables[c][0].tile_rows, (queries + block_q - 1) / block_q)
+        << "tables classified with the narrower tile";
   }
+  EXPECT_EQ(strided.plan.components[1].views[0].queries.count, 32);
   sched.min_block_q = 128;
-  for (const cpu::ComponentTiling& t :
-       cpu::make_execution_plan(instantiate("strided(stride=128)"), sz, sched, {}).tiling) {
-    EXPECT_EQ(t.block_q, 128) << "min_block_q bounds the narrowing";
-  }
+  const cpu::ExecutionPlan bounded = cpu::make_execution_plan(instantiate("strided(stride=128)"), sz, sched, {});
+  EXPECT_EQ(bounded.tiling.at(0).block_q, 128) << "min_block_q bounds the narrowing";
+  EXPECT_EQ(bounded.tiling.at(1).block_q, 32) << "but not of tiles that still hold a whole view";
+  const ir::AttentionSizes longer{.B = 1, .H = 1, .Hkv = 1, .N = 16384, .M = 16384, .D = 64, .Dv = 64};
+  EXPECT_EQ(cpu::make_execution_plan(instantiate("strided(stride=128)"), longer, sched, {}).tiling.at(1).block_q, 128)
+      << "residue classes of 128 queries keep min_block_q";
   sched.min_block_q = 16;
   const ir::AttentionSizes step{.B = 1, .H = 1, .Hkv = 1, .N = 1, .M = 4096, .D = 64, .Dv = 64};
   EXPECT_EQ(cpu::make_execution_plan(instantiate("sliding_window(window=64)"), step, sched, {}).tiling.at(0).block_q,
@@ -325,6 +334,14 @@ TEST(CpuAttention, NarrowedComponentTilesMatchReference) {
        {"strided(stride=24)", "sliding_window(window=20) & alibi", "fixed(block=32, summary=4)"}) {
     EXPECT_LE(max_difference(expression, Shape{2, 2, 1, 400, 400, 32, 32}, 11, options), 2e-4) << expression;
   }
+  // Residue classes shorter than a tile (15 or 16 queries and keys each): 16-row tiles and 16-key chunks with the
+  // default schedule, its 64-key tiles and 64-row minimum notwithstanding.
+  const ir::AttentionSizes sz{.B = 1, .H = 2, .Hkv = 1, .N = 1000, .M = 1000, .D = 32, .Dv = 32};
+  const cpu::ExecutionPlan plan = cpu::make_execution_plan(instantiate("strided(stride=64)"), sz, {}, {});
+  ASSERT_EQ(plan.tiling.size(), 2u);
+  EXPECT_EQ(plan.tiling[1].block_q, 16);
+  EXPECT_EQ(plan.tiling[1].chunk_k, 16);
+  EXPECT_LE(max_difference("strided(stride=64)", Shape{1, 2, 1, 1000, 1000, 32, 32}, 12), 2e-4);
 }
 
 // Tiles of a mask over run-time segment ids are classified per call from the ids each tile holds: with many
