@@ -311,6 +311,7 @@ extern "C" int {prefix}_v(const {qkv}* q, const {qkv}* k, const {qkv}* v, const 
     p.scale = scale != 0.0f ? scale : {default_scale}f;
     for (const tcd::Buffer& b : tensor_buffers) p.tensors.push_back(&b.buf);
     p.max_tiles_per_call = {grain};
+    p.kv_splits = {kv_splits};
     p.threads = threads;
     return tcd::run(p, components, kernels) == 0 ? TESSERA_OK : TESSERA_ERROR_KERNEL;
   }} catch (const std::bad_alloc&) {{
@@ -353,7 +354,7 @@ extern "C" const char* {prefix}_error_string(int code) {{
                  return a;
                }()),
       fmt::arg("default_scale", fmt::format("{:.9g}", targets::natural_scale(r.pattern, s.D))),
-      fmt::arg("grain", r.schedule.grain));
+      fmt::arg("grain", r.schedule.grain), fmt::arg("kv_splits", r.schedule.kv_splits));
 }
 
 }  // namespace

@@ -104,7 +104,11 @@ struct Problem {
   float scale = 1.0f;
   std::vector<const halide_buffer_t*> tensors;  // ordered by name
   int64_t max_tiles_per_call = 4;               // the parallel grain: query tiles one kernel call computes, at most
-  int64_t threads = 0;                          // 0: every hardware thread
+  // Split-KV: each work item's runs of key tiles are divided into this many parts of about equal keys, computed by
+  // separate calls into private states and merged by log-sum-exp after their wave. What keeps every thread busy
+  // when (batch, head, query tile) items are fewer than threads, as in decoding with one or three heads.
+  int64_t kv_splits = 1;
+  int64_t threads = 0;  // 0: every hardware thread
 };
 
 // A halide_buffer_t with room for its dimensions; copies keep pointing at their own.
@@ -250,25 +254,33 @@ inline bool all_finite(const uint16_t* data, int64_t count) {
 
 namespace detail {
 
-// What stays the same for every call on one view.
+// What stays the same for every call on one view (and key split).
 struct ViewArgs {
   Buffer q, k, v, acc, max, sum;
   Buffer full, partial, full_counts, partial_counts;
+  ChunkTables tables;
   std::vector<int32_t> symbols;
 };
 
-inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, const ViewPlan& view, float* acc,
-                          float* max, float* sum) {
+// The state a view's calls merge into: the accumulator laid out as `acc_strides` say, row max and sum dense.
+struct StateArrays {
+  float *acc, *max, *sum;
+  RowStrides acc_strides;
+};
+
+inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, const ViewPlan& view, const ChunkTables& t,
+                          const StateArrays& state) {
   ViewArgs a;
   a.q = Buffer::rows(p.q, p.B, p.H, p.N, p.D, view.queries, p.qkv_type, p.q_strides);
   const IndexView all_keys{0, 1, p.M, 1};  // the kernels address a view's keys themselves
   const int64_t key_rows = p.key_rows > 0 ? p.key_rows : p.M;
   a.k = Buffer::rows(p.k, p.B, p.Hkv, key_rows, p.D, all_keys, p.qkv_type, p.k_strides);
   a.v = Buffer::rows(p.v, p.B, p.Hkv, key_rows, p.Dv, all_keys, p.qkv_type, p.v_strides);
-  a.acc = Buffer::rows(acc, p.B, p.H, p.N, p.Dv, view.queries, halide_type_t(halide_type_float, 32), p.out_strides);
-  a.max = Buffer::rows(max, p.B, p.H, p.N, 0, view.queries);
-  a.sum = Buffer::rows(sum, p.B, p.H, p.N, 0, view.queries);
-  const ChunkTables& t = view.tables;
+  a.acc = Buffer::rows(state.acc, p.B, p.H, p.N, p.Dv, view.queries, halide_type_t(halide_type_float, 32),
+                       state.acc_strides);
+  a.max = Buffer::rows(state.max, p.B, p.H, p.N, 0, view.queries);
+  a.sum = Buffer::rows(state.sum, p.B, p.H, p.N, 0, view.queries);
+  a.tables = t;
   const halide_type_t i32(halide_type_int, 32);
   a.full = Buffer::dense(const_cast<int32_t*>(t.full), i32, {2, std::max(1, t.max_full), t.tile_rows});
   a.partial = Buffer::dense(const_cast<int32_t*>(t.partial), i32, {2, std::max(1, t.max_partial), t.tile_rows});
@@ -286,8 +298,118 @@ inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, cons
 struct WorkItem {
   size_t view;
   int64_t b, h, first_row, rows;
-  int64_t cost;  // keys its query tiles visit (runs of FULL and PARTIAL tiles), plus one tile's rows per tile
+  int64_t cost;      // keys its query tiles visit (runs of FULL and PARTIAL tiles), plus one tile's rows per tile
+  size_t split = 0;  // which part of the keys (Problem::kv_splits): 0 merges into the running state directly
 };
+
+// Chunk tables that own their arrays (a part of a view's keys, see split_tables).
+struct OwnedTables {
+  std::vector<int32_t> full, partial, full_counts, partial_counts;
+  ChunkTables view() const {
+    return {full.data(), partial.data(), full_counts.data(), partial_counts.data(), max_full, max_partial, tile_rows};
+  }
+  int32_t max_full = 0, max_partial = 0, tile_rows = 0;
+};
+
+// The runs of every query tile of `t`, in key order, divided into `parts` groups of consecutive runs holding about
+// equal numbers of keys; part s's tables hold group s of each tile (none where a tile has fewer runs than parts).
+inline std::vector<OwnedTables> split_tables(const ChunkTables& t, int64_t parts) {
+  struct Run {
+    int32_t first, count;
+    bool full;
+  };
+  std::vector<std::vector<std::vector<Run>>> runs(static_cast<size_t>(parts));  // [part][tile] -> runs
+  for (auto& part : runs) part.resize(static_cast<size_t>(t.tile_rows));
+  std::vector<Run> tile_runs;
+  for (int32_t tile = 0; tile < t.tile_rows; ++tile) {
+    tile_runs.clear();
+    int64_t keys = 0;
+    for (int kind = 0; kind < 2; ++kind) {
+      const int32_t* table = kind == 0 ? t.full : t.partial;
+      const int32_t slots = std::max(1, kind == 0 ? t.max_full : t.max_partial);
+      const int32_t count = (kind == 0 ? t.full_counts : t.partial_counts)[tile];
+      for (int32_t r = 0; r < count; ++r) {
+        const int32_t* run = table + 2 * (tile * slots + r);
+        tile_runs.push_back({run[0], run[1], kind == 0});
+        keys += run[1];
+      }
+    }
+    std::sort(tile_runs.begin(), tile_runs.end(), [](const Run& x, const Run& y) { return x.first < y.first; });
+    int64_t before = 0;
+    for (const Run& run : tile_runs) {
+      // The part the run's middle key falls in: consecutive runs, parts of about keys / parts each.
+      const int64_t part =
+          std::min<int64_t>(parts - 1, (2 * before + run.count) * parts / std::max<int64_t>(1, 2 * keys));
+      runs[static_cast<size_t>(part)][static_cast<size_t>(tile)].push_back(run);
+      before += run.count;
+    }
+  }
+  std::vector<OwnedTables> out(static_cast<size_t>(parts));
+  for (size_t part = 0; part < out.size(); ++part) {
+    OwnedTables& o = out[part];
+    o.tile_rows = t.tile_rows;
+    for (const auto& tile : runs[part]) {
+      int32_t full = 0, partial = 0;
+      for (const Run& run : tile) (run.full ? full : partial) += 1;
+      o.max_full = std::max(o.max_full, full);
+      o.max_partial = std::max(o.max_partial, partial);
+    }
+    const size_t full_slots = static_cast<size_t>(std::max(1, o.max_full));
+    const size_t partial_slots = static_cast<size_t>(std::max(1, o.max_partial));
+    o.full.assign(2 * full_slots * static_cast<size_t>(t.tile_rows), 0);
+    o.partial.assign(2 * partial_slots * static_cast<size_t>(t.tile_rows), 0);
+    o.full_counts.assign(static_cast<size_t>(t.tile_rows), 0);
+    o.partial_counts.assign(static_cast<size_t>(t.tile_rows), 0);
+    for (size_t tile = 0; tile < runs[part].size(); ++tile) {
+      for (const Run& run : runs[part][tile]) {
+        std::vector<int32_t>& table = run.full ? o.full : o.partial;
+        int32_t& count = (run.full ? o.full_counts : o.partial_counts)[tile];
+        const size_t slot = tile * (run.full ? full_slots : partial_slots) + static_cast<size_t>(count++);
+        table[2 * slot] = run.first;
+        table[2 * slot + 1] = run.count;
+      }
+    }
+  }
+  return out;
+}
+
+// The element of `b` at `coords` (innermost first, as Halide orders them).
+inline float* element(const Buffer& b, std::initializer_list<int64_t> coords) {
+  int64_t offset = 0;
+  int d = 0;
+  for (int64_t c : coords) {
+    offset += (c - b.dims[d].min) * b.dims[d].stride;
+    ++d;
+  }
+  return reinterpret_cast<float*>(b.buf.host) + offset;
+}
+
+// Merges the state `from` of rows [first_row, first_row + rows) of head h, batch b (a work item's rows) into
+// `into`, by log-sum-exp as the kernels merge chunks, and resets `from` to the empty state. NaN in either passes
+// on (times a zero weight it stays NaN); exp is never taken of -inf - -inf.
+inline void merge_state(const ViewArgs& into, const ViewArgs& from, int64_t first_row, int64_t rows, int64_t h,
+                        int64_t b, int64_t Dv) {
+  constexpr float kEmpty = -std::numeric_limits<float>::infinity();
+  for (int64_t x = first_row; x < first_row + rows; ++x) {
+    float* max0 = element(into.max, {x, h, b});
+    float* max1 = element(from.max, {x, h, b});
+    float* sum0 = element(into.sum, {x, h, b});
+    float* sum1 = element(from.sum, {x, h, b});
+    float* acc0 = element(into.acc, {0, x, h, b});
+    float* acc1 = element(from.acc, {0, x, h, b});
+    const float m = std::max(*max0, *max1);
+    const float w0 = *max0 == kEmpty ? 0.0f : std::exp(*max0 - m);
+    const float w1 = *max1 == kEmpty ? 0.0f : std::exp(*max1 - m);
+    for (int64_t e = 0; e < Dv; ++e) {
+      acc0[e] = acc0[e] * w0 + acc1[e] * w1;
+      acc1[e] = 0.0f;
+    }
+    *sum0 = *sum0 * w0 + *sum1 * w1;
+    *max0 = m;
+    *sum1 = 0.0f;
+    *max1 = kEmpty;
+  }
+}
 
 // The keys a view's query tiles [first_tile, end_tile) visit, plus block_q per tile for the work that does not
 // depend on the keys (the query tile, the state): a work item's relative cost.
@@ -348,13 +470,40 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
   }
   std::vector<float> row_max(rows, -std::numeric_limits<float>::infinity());
   std::vector<float> row_sum(rows, 0.0f);
+  // Split-KV: part 0 of each item's keys merges into the running state as an unsplit item does; part s > 0 into
+  // private state s - 1 (dense, empty between waves), merged into the running state after its wave.
+  const int64_t splits = std::max<int64_t>(1, p.kv_splits);
+  const size_t private_states = static_cast<size_t>(splits - 1);
+  std::vector<std::vector<float>> split_acc(private_states), split_max(private_states), split_sum(private_states);
+  for (size_t s = 0; s < private_states; ++s) {
+    split_acc[s].assign(rows * Dv, 0.0f);
+    split_max[s].assign(rows, -std::numeric_limits<float>::infinity());
+    split_sum[s].assign(rows, 0.0f);
+  }
+  const auto state = [&](size_t part) {
+    return part == 0 ? detail::StateArrays{acc, row_max.data(), row_sum.data(), p.out_strides}
+                     : detail::StateArrays{split_acc[part - 1].data(), split_max[part - 1].data(),
+                                           split_sum[part - 1].data(), RowStrides{}};
+  };
 
   for (const ComponentPlan& component : components) {
     const Kernel& kernel = kernels.at(component.kernel);
-    std::vector<detail::ViewArgs> args;
-    args.reserve(component.views.size());
-    for (const ViewPlan& view : component.views) {
-      args.push_back(detail::view_args(p, component, view, acc, row_max.data(), row_sum.data()));
+    const size_t view_count = component.views.size();
+    // args[part * view_count + view]: each part of a view has its own tables and state. That index is also the
+    // view a kernel call names, since a JIT kernel keeps its inputs per view.
+    std::vector<std::vector<detail::OwnedTables>> part_tables;
+    std::vector<detail::ViewArgs> args(view_count * static_cast<size_t>(splits));
+    for (size_t v = 0; v < view_count; ++v) {
+      const ViewPlan& view = component.views[v];
+      if (splits == 1) {
+        args[v] = detail::view_args(p, component, view, view.tables, state(0));
+        continue;
+      }
+      const std::vector<detail::OwnedTables>& parts =
+          part_tables.emplace_back(detail::split_tables(view.tables, splits));
+      for (size_t part = 0; part < parts.size(); ++part) {
+        args[part * view_count + v] = detail::view_args(p, component, view, parts[part].view(), state(part));
+      }
     }
     // Waves run one after another, as they merge into the same rows.
     for (const std::vector<size_t>& wave : component.waves) {
@@ -374,9 +523,12 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
           for (int64_t h = 0; h < p.H; ++h) {
             for (int64_t first = 0; first < count; first += tiles_per_item * bq) {
               const int64_t first_tile = first / bq;
-              items.push_back(
-                  {vi, b, h, first, std::min(tiles_per_item * bq, count - first),
-                   detail::item_cost(component.views[vi].tables, first_tile, first_tile + tiles_per_item, bq)});
+              for (size_t part = 0; part < static_cast<size_t>(splits); ++part) {
+                items.push_back({vi, b, h, first, std::min(tiles_per_item * bq, count - first),
+                                 detail::item_cost(args[part * view_count + vi].tables, first_tile,
+                                                   first_tile + tiles_per_item, bq),
+                                 part});
+              }
             }
           }
         }
@@ -393,12 +545,13 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
         try {
           for (size_t n; (n = next.fetch_add(1)) < items.size();) {
             const detail::WorkItem& item = items[n];
-            const detail::ViewArgs& a = args[item.view];
+            const size_t arg = item.split * view_count + item.view;
+            const detail::ViewArgs& a = args[arg];
             const ViewPlan& view = component.views[item.view];
             Buffer acc_out = a.acc.cropped(1, item.first_row, item.rows).cropped(2, item.h, 1).cropped(3, item.b, 1);
             Buffer max_out = a.max.cropped(0, item.first_row, item.rows).cropped(1, item.h, 1).cropped(2, item.b, 1);
             Buffer sum_out = a.sum.cropped(0, item.first_row, item.rows).cropped(1, item.h, 1).cropped(2, item.b, 1);
-            KernelCall call{item.view,
+            KernelCall call{arg,
                             &a.q.buf,
                             &a.k.buf,
                             &a.v.buf,
@@ -409,8 +562,8 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
                             &a.partial.buf,
                             &a.full_counts.buf,
                             &a.partial_counts.buf,
-                            view.tables.max_full,
-                            view.tables.max_partial,
+                            a.tables.max_full,
+                            a.tables.max_partial,
                             static_cast<int32_t>(p.H),
                             static_cast<int32_t>(p.H / p.Hkv),
                             static_cast<int32_t>(view.queries.count),
@@ -441,6 +594,22 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
       for (auto& t : pool) t.join();
       if (failure) std::rethrow_exception(failure);
       if (error != 0) return error;
+      if (splits > 1) {
+        // Each item's parts write the same rows: one thread merges all of an item's parts, items in parallel.
+        std::vector<const detail::WorkItem*> merged;
+        for (const detail::WorkItem& item : items) {
+          if (item.split == 0) merged.push_back(&item);
+        }
+        detail::parallel_ranges(merged.size(), 64, max_threads, [&](size_t begin, size_t end) {
+          for (size_t n = begin; n < end; ++n) {
+            const detail::WorkItem& item = *merged[n];
+            for (size_t part = 1; part < static_cast<size_t>(splits); ++part) {
+              detail::merge_state(args[item.view], args[part * view_count + item.view], item.first_row, item.rows,
+                                  item.h, item.b, p.Dv);
+            }
+          }
+        });
+      }
     }
   }
 

@@ -105,7 +105,8 @@ std::string describe(const CpuSchedule& s) {
 void validate_schedule(const CpuSchedule& sched) {
   if (sched.block_q < 1 || sched.min_block_q < 1 || sched.block_k < 1 || sched.vector_width < 1 || sched.chunk_k < 1 ||
       sched.chunk_k % sched.block_k != 0 || sched.chunk_k % sched.vector_width != 0 || sched.reindex < 0 ||
-      sched.reindex > 1 || sched.row_vectors < 1 || sched.qk_tile < 1 || sched.pv_tile < 1 || sched.grain < 1) {
+      sched.reindex > 1 || sched.row_vectors < 1 || sched.qk_tile < 1 || sched.pv_tile < 1 || sched.grain < 1 ||
+      sched.kv_splits < 1) {
     throw std::invalid_argument(
         fmt::format("bad CPU schedule ({}): sizes must be >= 1, chunk_k a multiple of block_k and of vector_width, "
                     "reindex 0 or 1",
@@ -306,6 +307,7 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   problem.scale = static_cast<float>(scale);
   for (const tessera_cpu_driver::Buffer& b : tensor_buffers) problem.tensors.push_back(&b.buf);
   problem.max_tiles_per_call = sched.grain;
+  problem.kv_splits = sched.kv_splits;
   problem.threads = sched.threads;
   if (int code = tessera_cpu_driver::run(problem, components, kernels); code != 0) {
     throw std::runtime_error(fmt::format("tessera internal error: a CPU kernel failed with Halide error {}", code));

@@ -40,9 +40,16 @@ struct CpuSchedule {
   int64_t row_vectors = 4;
   int64_t qk_tile = 24;
   int64_t pv_tile = 16;
-  int64_t grain = 4;    // at most this many query tiles per kernel call (fewer when that would starve threads)
+  int64_t grain = 4;  // at most this many query tiles per kernel call (fewer when that would starve threads)
+  // Parts each work item's keys are split into (tessera_cpu_driver::Problem::kv_splits): for decoding, whose
+  // (batch, head) items may be fewer than the threads.
+  int64_t kv_splits = 1;
   int64_t threads = 0;  // 0: every hardware thread
 };
+
+// The most queries a call may have for the tuner to split its keys (kv_splits): longer calls have query tiles
+// enough to share among threads.
+inline constexpr int64_t kMaxSplitKvQueries = 64;
 
 // The schedule's fields by name, in the order they are printed (every field but threads): the one list that
 // --schedule parsing, describe() and the tuner's schedule space (cpu_schedule_space.h) read.
@@ -55,13 +62,14 @@ inline constexpr ScheduleField kScheduleFields[] = {
     {"block_k", &CpuSchedule::block_k},           {"chunk_k", &CpuSchedule::chunk_k},
     {"vector_width", &CpuSchedule::vector_width}, {"reindex", &CpuSchedule::reindex},
     {"row_vectors", &CpuSchedule::row_vectors},   {"qk_tile", &CpuSchedule::qk_tile},
-    {"pv_tile", &CpuSchedule::pv_tile},           {"grain", &CpuSchedule::grain}};
+    {"pv_tile", &CpuSchedule::pv_tile},           {"grain", &CpuSchedule::grain},
+    {"kv_splits", &CpuSchedule::kv_splits}};
 
 // The field called `name`, or nullptr.
 int64_t* schedule_field(CpuSchedule& schedule, std::string_view name);
 
 // "block_q=128,min_block_q=64,block_k=64,chunk_k=64,vector_width=16,reindex=1,row_vectors=4,qk_tile=24,pv_tile=16,
-// grain=4"
+// grain=4,kv_splits=1"
 // (every field but threads): what --schedule parses, what bench and the AOT header print.
 std::string describe(const CpuSchedule& schedule);
 

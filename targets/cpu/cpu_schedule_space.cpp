@@ -35,10 +35,17 @@ bool reindexing_possible(const ir::Pattern& pattern, const ir::AttentionSizes& s
 
 tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
                                         const std::string& halide_target) {
-  const CpuSchedule defaults = default_schedule(halide_target);
+  // Fewer queries than a tile (decoding): the default is few_query_schedule's tile of the queries there are, what
+  // every entry point runs untuned, and for up to 4 queries a tile without vectors across rows (vector_width = rows).
+  const CpuSchedule defaults = few_query_schedule(default_schedule(halide_target), sz.N);
+  auto with_default = [](std::vector<int64_t> values, int64_t value) {
+    if (std::find(values.begin(), values.end(), value) == values.end()) values.insert(values.begin(), value);
+    return values;
+  };
   tuner::ScheduleSpace space;
   space.target = "cpu";
-  space.parameters.push_back({"block_q", kBlockQ, defaults.block_q, "queries per tile"});
+  space.parameters.push_back(
+      {"block_q", with_default(kBlockQ, defaults.block_q), defaults.block_q, "queries per tile"});
   // How far a plan component's query tile may shrink below block_q (execution_plan.h): the pairs that saves are
   // counted, but what a narrower tile costs per pair is not; it is measured (128: never below the default tile).
   // Listed here so that the tuner prints schedules in describe()'s order.
@@ -48,8 +55,10 @@ tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::At
   space.parameters.push_back({"chunk_k", kChunkK, defaults.chunk_k, "keys per chunk of consecutive tiles"});
   // 8 lanes (AVX2 registers) is a candidate on AVX-512 too: on CPUs that split 512-bit operations it can win.
   const bool avx512 = halide_target.find("avx512") != std::string::npos;
-  space.parameters.push_back({"vector_width", avx512 ? std::vector<int64_t>{16, 8} : std::vector<int64_t>{8},
-                              defaults.vector_width, "float lanes per vector"});
+  space.parameters.push_back(
+      {"vector_width",
+       with_default(avx512 ? std::vector<int64_t>{16, 8} : std::vector<int64_t>{8}, defaults.vector_width),
+       defaults.vector_width, "float lanes per vector (rows per tile below 8: a few queries)"});
   space.parameters.push_back({"reindex",
                               reindexing_possible(pattern, sz) ? std::vector<int64_t>{1, 0} : std::vector<int64_t>{1},
                               defaults.reindex, "1: residue classes and column sets re-indexed; 0: tile-sparse"});
@@ -64,12 +73,18 @@ tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::At
   space.parameters.push_back({"pv_tile", avx512 ? std::vector<int64_t>{16, 8, 32} : std::vector<int64_t>{8, 12, 16},
                               defaults.pv_tile, "P.V accumulators per register tile", true});
   space.parameters.push_back({"grain", {4, 1, 16}, defaults.grain, "query tiles per kernel call, at most", true});
+  // Split-KV for decoding (a few query rows against many keys), where (batch, head) items may not fill the threads.
+  // Longer query blocks have query tiles enough to share.
+  space.parameters.push_back({"kv_splits",
+                              sz.N <= kMaxSplitKvQueries ? std::vector<int64_t>{1, 2, 4} : std::vector<int64_t>{1},
+                              defaults.kv_splits, "parts each work item's keys are split into (decoding)"});
   const int64_t rows = std::max<int64_t>(sz.N, 1);
   space.invalid = [rows](const tuner::Schedule& point) -> std::optional<std::string> {
     CpuSchedule s = to_cpu_schedule(point);
     if (s.chunk_k % s.block_k != 0) return "chunk_k is not a multiple of block_k";
     if (s.chunk_k % s.vector_width != 0) return "chunk_k is not a multiple of vector_width";
     if (s.block_q % s.vector_width != 0) return "block_q is not a multiple of vector_width";
+    if (s.vector_width < 8 && s.block_q != s.vector_width) return "narrow vectors are for tiles of that many rows";
     // A query tile of more than twice the rows computes mostly padding; one at least a vector wide stays.
     if (s.block_q > s.vector_width && s.block_q >= 2 * rows) return "block_q far beyond the query count";
     return std::nullopt;
@@ -162,14 +177,21 @@ double CpuCostModel::operator()(const tuner::Schedule& point) const {
   const double pair_ns = 2.0 * static_cast<double>(sz_.D + sz_.Dv) / flops_per_ns * 1.25 * spill;
   const double merge_ns = (3.0 * static_cast<double>(sz_.Dv) + 40.0) / lanes_rate;
   const double chunks = w.full_chunks + w.partial_chunks;
+  // Split-KV: a call per part, and each further part's state merged per query row after the wave.
+  const double splits = static_cast<double>(std::max<int64_t>(1, s.kv_splits));
+  const double split_merge_ns = (splits - 1.0) * static_cast<double>(sz_.N) * (static_cast<double>(sz_.Dv) + 30.0);
   const double per_head = pair_ns * static_cast<double>(s.block_q) * (w.full_keys + 1.3 * w.partial_keys) +
-                          (merge_ns * static_cast<double>(s.block_q) + 200.0) * chunks + 3000.0 * w.calls;
+                          (merge_ns * static_cast<double>(s.block_q) + 200.0) * chunks + 3000.0 * w.calls * splits +
+                          split_merge_ns;
   const double heads = static_cast<double>(sz_.B * sz_.H);
-  // Work is split over (batch, head, query tile): a few large tiles leave threads idle.
-  const double units = std::max(1.0, heads * w.tile_rows);
+  // Work is split over (batch, head, query tile, key part): a few large tiles leave threads idle.
+  const double units = std::max(1.0, heads * w.tile_rows * splits);
   const double t = static_cast<double>(threads_);
   const double balance = units / (std::ceil(units / t) * t);
-  return heads * per_head / (t * balance);
+  // The driver starts a thread per call for each further one it uses: ~50 us each here, as much as a whole
+  // decoding step over a few hundred keys (split-KV then loses).
+  const double thread_starts = (std::min(t, units) - 1.0) * 50000.0;
+  return heads * per_head / (t * balance) + thread_starts;
 }
 
 std::string CpuCostModel::kernel_identity(const tuner::Schedule& point) const {

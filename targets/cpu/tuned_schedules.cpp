@@ -22,6 +22,22 @@ std::shared_ptr<const TunedSchedules> TunedSchedules::load(const std::filesystem
   return std::make_shared<const TunedSchedules>(tuner::TuneCache::load(path, tessera_version(), warn));
 }
 
+namespace {
+
+// A schedule tuned at another shape, for a call with `queries` queries. Query tiles shrink to the queries there
+// are; a decoding step's tile (a few rows without vectors across them) and its key splits do not carry over to a
+// longer call, which takes `base`'s.
+CpuSchedule fit_to_queries(CpuSchedule tuned, const CpuSchedule& base, int64_t queries) {
+  if (tuned.vector_width < 8 && tuned.block_q < queries) {
+    tuned.block_q = base.block_q;
+    tuned.vector_width = base.vector_width;
+  }
+  if (queries > kMaxSplitKvQueries) tuned.kv_splits = base.kv_splits;
+  return few_query_schedule(tuned, queries);
+}
+
+}  // namespace
+
 TunedSchedules::Choice TunedSchedules::choose(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
                                               StorageType storage, const CpuSchedule& base) const {
   const tuner::TuneKey key = cpu_tune_key(pattern, sz, storage);
@@ -35,7 +51,7 @@ TunedSchedules::Choice TunedSchedules::choose(const ir::Pattern& pattern, const 
       CpuSchedule tuned = to_cpu_schedule(found->entry.schedule, base);
       // A schedule tuned for more queries than this call has (a prefill's, used for a decoding step) would compute
       // mostly padding in its query tiles: they shrink to the queries there are, a vector at least.
-      if (found->match == tuner::Match::Nearest) tuned = few_query_schedule(tuned, sz.N);
+      if (found->match == tuner::Match::Nearest) tuned = fit_to_queries(tuned, base, sz.N);
       validate_schedule(tuned);
       choice.schedule = tuned;
       if (found->match == tuner::Match::Exact) {

@@ -186,7 +186,10 @@ INSTANTIATE_TEST_SUITE_P(Patterns, AotLibraryCases,
                                            Case{"strided(stride=16) & alibi", 2, 4, 2, 500, 520, 32, 32, "", false,
                                                 true},
                                            // A decoding step: one query, the one-row tile schedule
-                                           Case{"causal & alibi", 2, 4, 2, 1, 300, 32, 40, ""}),
+                                           Case{"causal & alibi", 2, 4, 2, 1, 300, 32, 40, ""},
+                                           // ... with its keys split in three parts merged by the library's driver
+                                           Case{"sliding_window(window=200) & alibi", 1, 3, 1, 2, 500, 32, 32,
+                                                "--schedule block_q=2,vector_width=2,kv_splits=3"}),
                          [](const auto& info) { return "case" + std::to_string(info.index); });
 
 }  // namespace

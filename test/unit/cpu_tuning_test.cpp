@@ -217,6 +217,30 @@ TEST(CpuTuning, CallsRunTheExactBucketThenTheNearestThenTheDefaults) {
   EXPECT_EQ(c.source, "default");
 }
 
+// A decoding step's tuned schedule (a one-row tile without vectors across rows, its keys split in parts) does not
+// carry over to a longer call, which takes the caller's tile and no splits; another decoding step keeps both.
+TEST(CpuTuning, ADecodingStepsScheduleDoesNotCarryOverToPrefill) {
+  const ir::Pattern causal = instantiate("causal");
+  tuner::TuneCache cache;
+  cache.put(entry_for(causal, sizes(1, 1, 1, 1, 8192, 64),
+                      {{"block_q", 1}, {"vector_width", 1}, {"chunk_k", 128}, {"kv_splits", 2}}));
+  const cpu::TunedSchedules tuned(cache);
+  const cpu::CpuSchedule base;
+  cpu::TunedSchedules::Choice c = tuned.choose(causal, sizes(1, 1, 1, 1, 8192, 64), cpu::StorageType::Float32, base);
+  EXPECT_EQ(c.source, "tuned");
+  EXPECT_EQ(c.schedule.kv_splits, 2);
+  c = tuned.choose(causal, sizes(1, 1, 1, 2, 4096, 64), cpu::StorageType::Float32, base);
+  EXPECT_NE(c.source, "default");
+  EXPECT_EQ(c.schedule.kv_splits, 2);
+  EXPECT_EQ(c.schedule.block_q, 2) << "the tile of the queries there are";
+  c = tuned.choose(causal, sizes(1, 1, 1, 4096, 4096, 64), cpu::StorageType::Float32, base);
+  EXPECT_NE(c.source, "default");
+  EXPECT_EQ(c.schedule.chunk_k, 128) << "what does carry over";
+  EXPECT_EQ(c.schedule.block_q, base.block_q);
+  EXPECT_EQ(c.schedule.vector_width, base.vector_width);
+  EXPECT_EQ(c.schedule.kv_splits, 1);
+}
+
 TEST(CpuTuning, AnEntryTheKernelsCannotRunFallsBackToTheDefaults) {
   const ir::Pattern causal = instantiate("causal");
   const ir::AttentionSizes sz = sizes(1, 2, 2, 256, 256, 32);
