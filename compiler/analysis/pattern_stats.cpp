@@ -108,14 +108,14 @@ void fill(MaskMatrix& matrix, const TileClassifier& classifier, PairEvaluator& e
 }  // namespace
 
 PatternStats pattern_stats(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q, int64_t block_k,
-                           const ClassifyOptions& options) {
+                           const ClassifyOptions& options, bool count_pairs) {
   PatternStats stats;
   stats.tiles = classify_tiles(pattern, N, M, block_q, block_k, options);  // validates the arguments
   if (N > 0 && M > INT64_MAX / N) throw std::invalid_argument(fmt::format("{} x {} pairs do not fit in 64 bits", N, M));
   stats.N = N;
   stats.M = M;
   stats.total_pairs = N * M;
-  if (!pairwise_evaluable(pattern, options)) return stats;
+  if (!count_pairs || !pairwise_evaluable(pattern, options)) return stats;
   PairEvaluator evaluator(pattern, N, M, options);
   TileClassifier classifier(pattern, N, M, options);
   int64_t allowed = 0;

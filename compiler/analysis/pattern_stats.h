@@ -27,8 +27,10 @@ struct PatternStats {
 };
 
 // Statistics of `pattern` on an N x M matrix (queries x keys). Throws std::invalid_argument for bad sizes.
+// count_pairs false leaves allowed_pairs and density unset: counting is what costs (see
+// planner/allowed_pairs.h for a faster count of re-indexable masks).
 PatternStats pattern_stats(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q = 64, int64_t block_k = 64,
-                           const ClassifyOptions& options = {});
+                           const ClassifyOptions& options = {}, bool count_pairs = true);
 
 struct AsciiOptions {
   // Matrices up to this many rows and columns are drawn one character per pair: '#' allowed, '.' not.

@@ -1,7 +1,7 @@
 #include "compiler/cli/allowed_pairs.h"
 
-#include "compiler/analysis/pattern_stats.h"
 #include "compiler/ir/simplify.h"
+#include "compiler/planner/allowed_pairs.h"
 
 namespace tessera::cli {
 
@@ -33,10 +33,10 @@ int64_t count_allowed_pairs(const ir::Pattern& pattern, const ir::AttentionSizes
     bool exact = true;
     for (int64_t b = 0; exact && b < (reads_b ? sizes.B : 1); ++b) {
       for (int64_t h = 0; exact && h < (reads_h ? sizes.H : 1); ++h) {
-        analysis::PatternStats stats =
-            analysis::pattern_stats(for_batch_and_head(pattern, b, h, sizes.H), sizes.N, sizes.M, 64, 64, options);
-        if (stats.allowed_pairs) {
-          total += *stats.allowed_pairs;
+        const std::optional<int64_t> allowed =
+            planner::count_allowed_pairs(for_batch_and_head(pattern, b, h, sizes.H), sizes.N, sizes.M, options);
+        if (allowed) {
+          total += *allowed;
         } else {
           exact = false;
         }

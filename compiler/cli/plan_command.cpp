@@ -9,6 +9,7 @@
 #include "compiler/cli/command_context.h"
 #include "compiler/cli/commands.h"
 #include "compiler/ir/printer.h"
+#include "compiler/planner/allowed_pairs.h"
 #include "compiler/planner/sparsity_plan.h"
 #include "targets/cpu/evolving_attention.h"
 
@@ -76,8 +77,8 @@ int run_plan(const PlanCommandOptions& o) {
     std::cout << fmt::format("  tiles:     {} empty, {} full, {} partial\n", cost.empty, cost.full, cost.partial);
     std::cout << fmt::format("  pairs computed: {}\n", cost.pairs);
   }
-  analysis::PatternStats stats = analysis::pattern_stats(pattern, N, M, o.block_q, o.block_k);
-  std::string allowed = stats.allowed_pairs ? std::to_string(*stats.allowed_pairs) : "unknown until run time";
+  const std::optional<int64_t> allowed_pairs = planner::count_allowed_pairs(plan, pattern);
+  std::string allowed = allowed_pairs ? std::to_string(*allowed_pairs) : "unknown until run time";
   std::cout << fmt::format("pairs computed {} of {} ({:.2f}%); pairs allowed {}\n", total, N * M,
                            100.0 * static_cast<double>(total) / static_cast<double>(std::max<int64_t>(1, N * M)),
                            allowed);

@@ -2,7 +2,9 @@
 // the tile classification a backend will see.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <iostream>
+#include <optional>
 
 #include "compiler/analysis/pattern_stats.h"
 #include "compiler/analysis/tile_classification.h"
@@ -11,6 +13,7 @@
 #include "compiler/cli/mask_png.h"
 #include "compiler/ir/printer.h"
 #include "compiler/ir/simplify.h"
+#include "compiler/planner/allowed_pairs.h"
 
 namespace tessera::cli {
 
@@ -87,10 +90,11 @@ int run_show(const ShowOptions& o) {
   } else {
     std::cout << analysis::render_mask_ascii(one_head, N, M);
   }
-  analysis::PatternStats stats = analysis::pattern_stats(one_head, N, M, o.block_q, o.block_k, options);
-  if (stats.allowed_pairs) {
-    std::cout << fmt::format("allowed pairs: {} of {} (density {:.4f}%)\n", *stats.allowed_pairs, stats.total_pairs,
-                             100.0 * stats.density.value_or(0.0));
+  const analysis::PatternStats stats = analysis::pattern_stats(one_head, N, M, o.block_q, o.block_k, options, false);
+  if (const std::optional<int64_t> allowed = planner::count_allowed_pairs(one_head, N, M, options)) {
+    std::cout << fmt::format(
+        "allowed pairs: {} of {} (density {:.4f}%)\n", *allowed, stats.total_pairs,
+        100.0 * static_cast<double>(*allowed) / static_cast<double>(std::max<int64_t>(1, stats.total_pairs)));
   } else {
     std::cout << fmt::format("allowed pairs: unknown until run time, of {}\n", stats.total_pairs);
   }

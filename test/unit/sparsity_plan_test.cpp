@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include "compiler/analysis/pattern_stats.h"
 #include "compiler/ir/evaluate.h"
+#include "compiler/planner/allowed_pairs.h"
 #include "compiler/sema/pattern_library.h"
+#include "test/unit/standard_pattern_cases.h"
 
 namespace tessera::planner {
 namespace {
@@ -129,6 +132,27 @@ TEST(SparsityPlan, EveryPlanCoversEachAllowedPairExactlyOnce) {
       }
     }
   }
+}
+
+// Counting through the plan (view by view) gives pattern_stats' count of the whole mask, for every pattern whose
+// mask can be counted on its own, on square, wide and tall shapes.
+TEST(SparsityPlan, CountingThroughThePlanMatchesCountingTheWholeMask) {
+  std::vector<std::string> patterns = test::standard_pattern_cases();
+  patterns.insert(patterns.end(), {"strided(stride=7)", "causal - strided(stride=10)", "fixed(block=8, summary=8)"});
+  const analysis::ClassifyOptions options{.H = 2, .D = 4};
+  int64_t reindexed = 0;
+  for (const std::string& text : patterns) {
+    const ir::Pattern p = instantiate(text);
+    for (auto [N, M] : std::vector<std::pair<int64_t, int64_t>>{{300, 300}, {37, 450}, {450, 37}, {1, 500}}) {
+      SCOPED_TRACE(testing::Message() << text << " N=" << N << " M=" << M);
+      const std::optional<int64_t> whole = analysis::pattern_stats(p, N, M, 64, 64, options).allowed_pairs;
+      EXPECT_EQ(count_allowed_pairs(p, N, M, options), whole);
+      const Plan plan = plan_pattern(p, N, M, {.block_q = 16, .block_k = 16});
+      EXPECT_EQ(count_allowed_pairs(plan, p, options), whole) << "any plan";
+      reindexed += plan.components.size() > 1;
+    }
+  }
+  EXPECT_GT(reindexed, 10) << "re-indexed plans were counted";
 }
 
 TEST(SparsityPlan, ViewsOfOneWaveSelectDisjointRows) {
