@@ -56,7 +56,7 @@ int64_t vocab_of(const graph::Graph& g, const std::string& input) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_benchmark(int argc, char** argv) {
   CLI::App app{"Time a model's forward pass (and decoding) on random weights"};
   std::string spec, name;
   std::vector<std::string> sets;
@@ -167,4 +167,14 @@ int main(int argc, char** argv) {
     std::cout << record.dump() << std::endl;
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  // A spec, weight or shape error (a decode past the model's positions) is reported, not an abort.
+  try {
+    return run_benchmark(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
 }

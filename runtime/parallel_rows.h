@@ -2,11 +2,9 @@
 // transposes) across the cores. Run on one core, the elementwise steps left the other idle and took a third of a
 // MiniLM forward pass.
 //
-// The threads are kept between calls and spin briefly before they sleep: a decoding step runs hundreds of
-// steps of a few microseconds each, and starting a thread per call, or waking a halted core of a VM, cost tens of
-// microseconds each (GPT-2 decoding: a third of each token's time in the head transposes alone). The spin is
-// short (kSpinMicroseconds) so that idle workers leave the cores to the attention kernels, which run on their own
-// threads.
+// The threads are those kept for every parallel CPU step (targets/cpu/kept_threads.h), the attention kernels'
+// included: starting a thread per call cost tens of microseconds (GPT-2 decoding: a third of each token's time in
+// the head transposes alone).
 #pragma once
 
 #include <cstdint>

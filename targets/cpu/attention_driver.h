@@ -24,6 +24,9 @@
 #include <thread>
 #include <vector>
 
+// Beside this file wherever it is, in the repository and in the libraries `tessera compile` writes.
+#include "kept_threads.h"
+
 namespace tessera_cpu_driver {
 
 // Local index x < count selects original index origin + stride * (x / group) + x % group.
@@ -428,15 +431,15 @@ inline int64_t item_cost(const ChunkTables& t, int64_t first_tile, int64_t end_t
 }
 
 // Runs body(begin, end) over [0, count) split evenly across up to `threads` threads (this one included), each
-// given at least `min_per_thread`: below that, starting a thread costs more than it saves.
+// given at least `min_per_thread`: below that, handing work to another thread costs more than it saves.
 template <typename Body>
 void parallel_ranges(size_t count, size_t min_per_thread, int64_t threads, Body body) {
   const size_t n =
       std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(threads), count / std::max<size_t>(1, min_per_thread)));
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < n; ++t) pool.emplace_back([&, t] { body(count * t / n, count * (t + 1) / n); });
-  body(0, count / n);
-  for (auto& t : pool) t.join();
+  kept_threads::run(static_cast<int64_t>(n), [&](int64_t t) {
+    const auto part = static_cast<size_t>(t);
+    body(count * part / n, count * (part + 1) / n);
+  });
 }
 
 }  // namespace detail
@@ -588,10 +591,7 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
         }
       };
       const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(max_threads, static_cast<int64_t>(items.size())));
-      std::vector<std::thread> pool;
-      for (int64_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-      worker();
-      for (auto& t : pool) t.join();
+      kept_threads::run(threads, [&](int64_t) { worker(); });
       if (failure) std::rethrow_exception(failure);
       if (error != 0) return error;
       if (splits > 1) {

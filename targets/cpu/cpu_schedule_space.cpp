@@ -188,10 +188,10 @@ double CpuCostModel::operator()(const tuner::Schedule& point) const {
   const double units = std::max(1.0, heads * w.tile_rows * splits);
   const double t = static_cast<double>(threads_);
   const double balance = units / (std::ceil(units / t) * t);
-  // The driver starts a thread per call for each further one it uses: ~50 us each here, as much as a whole
-  // decoding step over a few hundred keys (split-KV then loses).
-  const double thread_starts = (std::min(t, units) - 1.0) * 50000.0;
-  return heads * per_head / (t * balance) + thread_starts;
+  // Each further thread a call uses is a kept worker to wake (targets/cpu/kept_threads.h): ~10 us when it has gone
+  // to sleep, as much as a decoding step over a few hundred keys (where split-KV then does not pay).
+  const double wake_ups = (std::min(t, units) - 1.0) * 10000.0;
+  return heads * per_head / (t * balance) + wake_ups;
 }
 
 std::string CpuCostModel::kernel_identity(const tuner::Schedule& point) const {

@@ -1,6 +1,6 @@
 // runtime::parallel_rows: every row exactly once, whatever the split; exceptions reach the caller; calls from a
-// body, from several threads at once (which share the kept worker threads) and from a forked child (which has none
-// of them) complete with the same guarantees.
+// body, from several threads at once (which share the kept worker threads, with the attention driver) and from a
+// forked child (which has none of them) complete with the same guarantees.
 #include "runtime/parallel_rows.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +13,11 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
+
+#include "targets/cpu/cpu_attention.h"
+#include "targets/reference/reference_attention.h"
+#include "test/unit/attention_test_inputs.h"
+#include "test/unit/prelude_patterns.h"
 
 namespace tessera::runtime {
 namespace {
@@ -81,6 +86,31 @@ TEST(ParallelRows, NestedAndConcurrentCallsComplete) {
   }
   for (std::thread& t : callers) t.join();
   EXPECT_EQ(total.load(), 4 * 50 * 8 * 16);
+}
+
+// The attention driver's kernel calls take the same kept threads (targets/cpu/kept_threads.h): attention running
+// on one thread while row steps run on another, each finding the workers busy at times, computes the reference's
+// result and every row once.
+TEST(ParallelRows, AttentionCallsAndRowStepsShareTheKeptThreads) {
+  const ir::Pattern pattern = test::instantiate("causal & alibi");
+  test::RandomProblem problem(pattern, test::Shape{1, 3, 1, 5, 700, 32, 32}, 4);
+  const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+  std::atomic<bool> attention_done{false};
+  std::thread attention([&] {
+    cpu::CpuOptions options;
+    options.schedule = cpu::few_query_schedule(options.schedule, 5);
+    options.schedule.kv_splits = 2;
+    for (int repeat = 0; repeat < 40; ++repeat) {
+      EXPECT_LE(test::max_abs_difference(cpu::attention(pattern, problem.inputs, options), expected), 2e-4);
+    }
+    attention_done = true;
+  });
+  int calls = 0;
+  while (!attention_done.load() || calls < 40) {
+    for (int v : visits(1000, 2, 1)) ASSERT_EQ(v, 1);
+    ++calls;
+  }
+  attention.join();
 }
 
 TEST(ParallelRows, WorksInAForkedChild) {
