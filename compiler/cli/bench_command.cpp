@@ -54,7 +54,11 @@ using AttentionFunction =
 cpu::CpuOptions cpu_options_for(const BenchOptions& o) {
   cpu::CpuOptions cpu_options;
   try {
-    cpu_options.schedule = cpu::parse_schedule(o.schedule);
+    // --schedule names what it changes; the rest are the defaults for this shape, whose query tile shrinks for a
+    // few queries (decoding): `--schedule kv_splits=2` at one query keeps its one-row tile.
+    cpu_options.schedule =
+        cpu::parse_schedule(o.schedule, cpu::few_query_schedule(cpu::host_default_schedule(), o.seq));
+    cpu::validate_schedule(cpu_options.schedule);
   } catch (const std::invalid_argument& e) {
     throw UserError(e.what());
   }
@@ -63,8 +67,6 @@ cpu::CpuOptions cpu_options_for(const BenchOptions& o) {
   // An explicit --schedule is what is timed; otherwise the tuning cache's schedule for this pattern and shape.
   // Only the CPU target's: --target cuda reads the cache for its own schedule (once, with one warning if damaged).
   if (o.schedule.empty() && o.target == "cpu") cpu_options.tuned = load_tuned_schedules(o.tune_cache);
-  // The defaults' query tile shrinks for a few queries (decoding); an explicit --schedule is timed as given.
-  if (o.schedule.empty()) cpu_options.schedule = cpu::few_query_schedule(cpu_options.schedule, o.seq);
   return cpu_options;
 }
 
@@ -241,9 +243,10 @@ Command add_bench_command(CLI::App& app) {
                   "slow)")
       ->required()
       ->check(CLI::IsMember({"cpu", "cuda", "reference"}));
-  cmd->add_option("--schedule", o->schedule,
-                  "CPU schedule, e.g. block_q=128,block_k=64,chunk_k=512 (--target cpu; the rest default; the tuning "
-                  "cache is not read)");
+  cmd->add_option(
+      "--schedule", o->schedule,
+      "CPU schedule, e.g. block_q=128,block_k=64,chunk_k=512 (--target cpu; the rest default for the shape, a "
+      "few queries' tile for decoding; the tuning cache is not read)");
   add_tune_cache_flags(cmd, o->tune_cache);
   cmd->add_option("--threads", o->threads, "CPU threads (--target cpu; default: every hardware thread)")
       ->check(CLI::PositiveNumber);

@@ -116,15 +116,17 @@ int run_compile(const CompileOptions& o) {
   if (o.dtype == "f16") throw UserError("--dtype f16 applies to --target cuda; the CPU takes f32 or bf16");
   try {
     // The defaults of the instruction set compiled for: this machine's, or those that cpu-FEATURE-... names.
+    // --schedule names what it changes; the rest are the defaults for this shape (a few queries' tile for decoding).
     request.schedule = cpu::parse_schedule(
-        o.schedule, o.target == "cpu" ? cpu::host_default_schedule() : cpu::default_schedule(o.target));
+        o.schedule,
+        cpu::few_query_schedule(o.target == "cpu" ? cpu::host_default_schedule() : cpu::default_schedule(o.target),
+                                request.sizes.N));
+    cpu::validate_schedule(request.schedule);
   } catch (const std::invalid_argument& e) {
     throw UserError(e.what());
   }
   request.storage = o.dtype == "bf16" ? cpu::StorageType::BFloat16 : cpu::StorageType::Float32;
   request.schedule_source = o.schedule.empty() ? "default" : "--schedule";
-  // A library for a few queries (decoding) gets query tiles of their size, as eval and bench do.
-  if (o.schedule.empty()) request.schedule = cpu::few_query_schedule(request.schedule, request.sizes.N);
   // The tuning cache holds schedules timed on this machine: they apply to libraries for its own features.
   if (o.schedule.empty() && o.target == "cpu") {
     if (auto tuned = load_tuned_schedules(o.tune_cache)) {
@@ -184,8 +186,8 @@ Command add_compile_command(CLI::App& app) {
                   "or f16 (CUDA only); fp32 accumulation")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   cmd->add_option("--schedule", o->schedule,
-                  "CPU schedule, e.g. 'block_q=128,block_k=64,chunk_k=128,vector_width=16' (the rest default; the "
-                  "tuning cache is not read)");
+                  "CPU schedule, e.g. 'block_q=128,block_k=64,chunk_k=128,vector_width=16' (the rest default for the "
+                  "shape, a few queries' tile for decoding; the tuning cache is not read)");
   add_tune_cache_flags(cmd, o->tune_cache);
   return {cmd, [o] { return run_compile(*o); }};
 }
