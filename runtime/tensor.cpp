@@ -146,14 +146,8 @@ Tensor to_int32(const Tensor& tensor, const std::string& what) {
   return result;
 }
 
-Tensor to_bfloat16(const Tensor& tensor) {
-  if (tensor.dtype() != DType::Float32) {
-    throw TensorError(fmt::format("to_bfloat16 needs a float32 tensor, got {}", tensor.type_string()));
-  }
-  Tensor out(DType::BFloat16, tensor.shape());
-  const float* in = tensor.data<float>();
-  uint16_t* bits_out = out.data<uint16_t>();
-  for (int64_t e = 0; e < tensor.numel(); ++e) {
+void round_to_bfloat16(const float* in, int64_t count, uint16_t* out) {
+  for (int64_t e = 0; e < count; ++e) {
     uint32_t bits;
     std::memcpy(&bits, &in[e], 4);
     if ((bits & 0x7fffffffu) > 0x7f800000u) {
@@ -161,8 +155,16 @@ Tensor to_bfloat16(const Tensor& tensor) {
     } else {
       bits += 0x7fffu + ((bits >> 16) & 1u);
     }
-    bits_out[e] = static_cast<uint16_t>(bits >> 16);
+    out[e] = static_cast<uint16_t>(bits >> 16);
   }
+}
+
+Tensor to_bfloat16(const Tensor& tensor) {
+  if (tensor.dtype() != DType::Float32) {
+    throw TensorError(fmt::format("to_bfloat16 needs a float32 tensor, got {}", tensor.type_string()));
+  }
+  Tensor out(DType::BFloat16, tensor.shape());
+  round_to_bfloat16(tensor.data<float>(), tensor.numel(), out.data<uint16_t>());
   return out;
 }
 

@@ -116,6 +116,8 @@ Tensor to_int32(const Tensor& tensor, const std::string& what);
 // float32 -> bfloat16, rounded to nearest even; NaN stays NaN (made quiet, so no payload bit is lost into an
 // infinity), a finite value may round up to infinity as IEEE rounding says. Throws TensorError for another dtype.
 Tensor to_bfloat16(const Tensor& tensor);
+// The same for `count` floats from `in` into `out` (a KV cache's appended rows).
+void round_to_bfloat16(const float* in, int64_t count, uint16_t* out);
 // bfloat16 -> float32, exact. Throws TensorError for another dtype.
 Tensor bfloat16_to_float32(const Tensor& tensor);
 

@@ -169,6 +169,16 @@ bool reads_operands_in_place(const ir::Pattern& pattern, const CpuOptions& optio
          pattern.query_projection.empty() && options.storage == StorageType::Float32;
 }
 
+// The first `rows` rows of each head of a bf16 [B, heads, capacity, width] tensor, densely.
+Tensor dense_bf16_rows(const Tensor& t, int64_t rows) {
+  const std::vector<int64_t>& own = t.shape();
+  Tensor dense(runtime::DType::BFloat16, {own[0], own[1], rows, own[3]});
+  for (int64_t head = 0; head < own[0] * own[1]; ++head)
+    std::copy_n(t.data<uint16_t>() + head * own[2] * own[3], rows * own[3],
+                dense.data<uint16_t>() + head * rows * own[3]);
+  return dense;
+}
+
 // A dense [B, heads, rows, width] copy of `shape`'s rows of t laid out as `strides` say (zero: t's own dense
 // layout, whose row count may exceed rows, as a KV cache's capacity does).
 Tensor dense_copy(const Tensor& t, const std::vector<int64_t>& shape, const RowStrides& strides) {
@@ -198,7 +208,9 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   const Tensor* k = projected.k;
   const Tensor* v = projected.v;
   const bool bf16 = options.storage == StorageType::BFloat16;
-  if (key_rows > 0 && (bf16 || pattern.normalizer == ir::Normalizer::Hardmax))
+  // A KV cache view (rows past `M` in each head are not keys) is read in place: never rounded whole, nor read densely.
+  if (key_rows > 0 &&
+      ((bf16 && k->dtype() != runtime::DType::BFloat16) || pattern.normalizer == ir::Normalizer::Hardmax))
     throw std::logic_error("tessera internal error: a KV cache view reaches a kernel that reads dense K and V");
   // bf16 storage: Q, K, V rounded to bfloat16 (runtime::to_bfloat16) unless given so; the kernels widen them by a
   // shift and accumulate in float32.
@@ -243,6 +255,9 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   bool values_finite = true;
   if (options.values_finite) {
     // known to the caller
+  } else if (bf16 && key_rows > 0) {
+    for (int64_t head = 0; head < sz.B * sz.Hkv && values_finite; ++head)
+      values_finite = tessera_cpu_driver::all_finite(v_bf16.data<uint16_t>() + head * key_rows * sz.Dv, sz.M * sz.Dv);
   } else if (bf16) {
     values_finite = tessera_cpu_driver::all_finite(v_bf16.data<uint16_t>(), v_bf16.numel());
   } else if (key_rows > 0) {
@@ -370,15 +385,25 @@ void attention_into(const ir::Pattern& pattern, const targets::AttentionInputs& 
 
 void attention_over_cache_into(const ir::Pattern& pattern, const targets::AttentionInputs& inputs, int64_t keys,
                                Tensor& out, const CpuOptions& options) {
-  ir::AttentionSizes sz = targets::validate_attention_inputs(inputs);  // M: the cache's capacity
+  // M: the cache's capacity
+  ir::AttentionSizes sz = targets::validate_attention_inputs(inputs, targets::OperandTypes::Float32OrBFloat16);
   if (keys < 0 || keys > sz.M) {
     throw runtime::TensorError(fmt::format("a KV cache of {} rows per head (k{}) cannot hold {} keys", sz.M,
                                            runtime::shape_string(inputs.k->shape()), keys));
   }
   if (keys == sz.M) return attention_into(pattern, inputs, out, options);
-  if (!reads_operands_in_place(pattern, options)) {
+  const bool bf16_cache = inputs.k->dtype() == runtime::DType::BFloat16;
+  if (bf16_cache && options.storage != StorageType::BFloat16) {
+    throw runtime::TensorError(
+        fmt::format("a bfloat16 KV cache needs bf16 storage (--dtype bf16), got K {}", inputs.k->type_string()));
+  }
+  // A bf16 cache is read in place by the kernels that read bf16 operands as stored (see attention_into).
+  const bool in_place = bf16_cache ? pattern.normalizer == ir::Normalizer::Softmax &&
+                                         pattern.scoring != ir::Scoring::Additive && pattern.query_projection.empty()
+                                   : reads_operands_in_place(pattern, options);
+  if (!in_place) {
     const auto first_rows = [&](const Tensor& t) {  // each head's first `keys` rows, densely
-      return dense_copy(t, {t.dim(0), t.dim(1), keys, t.dim(3)}, {});
+      return bf16_cache ? dense_bf16_rows(t, keys) : dense_copy(t, {t.dim(0), t.dim(1), keys, t.dim(3)}, {});
     };
     const Tensor k = first_rows(*inputs.k), v = first_rows(*inputs.v);
     targets::AttentionInputs dense = inputs;

@@ -494,6 +494,68 @@ TEST(CpuAttention, KvCacheViewsReadOnlyTheirKeys) {
   EXPECT_THROW(cpu::attention_over_cache_into(causal, problem.inputs, s.M + 1, out), runtime::TensorError);
 }
 
+// A bf16 KV cache (bf16 attention storage: the model runtime rounds rows once, as it appends them) is read the same
+// way: the fused kernels read its first `keys` rows in place (past them: NaN bits, never read); hardmax and
+// bilinear scoring take a dense copy of those rows. Results are those of the reference on the rounded inputs,
+// within what rounding the probabilities to bf16 may move (2^-8 max|V|). float32 storage refuses a bf16 cache.
+TEST(CpuAttention, Bf16KvCacheViewsReadOnlyTheirKeys) {
+  const Shape s{2, 4, 2, 3, 70, 32, 32};
+  constexpr int64_t kCapacity = 128;
+  for (const char* expression : {"causal", "causal & document", "strided(stride=4) | sliding_window(window=3)",
+                                 "causal & hardmax", "causal & bilinear"}) {
+    for (bool nan_value : {false, true}) {
+      if (nan_value && std::string(expression) != "causal") continue;
+      SCOPED_TRACE(testing::Message() << expression << (nan_value ? ", NaN value" : ""));
+      const ir::Pattern pattern = instantiate(expression);
+      test::RandomProblem problem(pattern, s, 33, [](const runtime::Tensor& t) {
+        return runtime::bfloat16_to_float32(runtime::to_bfloat16(t));
+      });
+      if (nan_value) problem.v.data<float>()[(1 * s.M + 69) * s.Dv + 4] = std::numeric_limits<float>::quiet_NaN();
+      auto cache_of = [&](const runtime::Tensor& dense) {
+        const runtime::Tensor bits = runtime::to_bfloat16(dense);
+        runtime::Tensor cache(runtime::DType::BFloat16, {s.B, s.Hkv, kCapacity, s.D});
+        std::fill(cache.data<uint16_t>(), cache.data<uint16_t>() + cache.numel(), uint16_t{0x7fc0});  // NaN
+        for (int64_t head = 0; head < s.B * s.Hkv; ++head)
+          std::copy_n(bits.data<uint16_t>() + head * s.M * s.D, s.M * s.D,
+                      cache.data<uint16_t>() + head * kCapacity * s.D);
+        return cache;
+      };
+      const runtime::Tensor k_cache = cache_of(problem.k), v_cache = cache_of(problem.v);
+      const runtime::Tensor q = runtime::to_bfloat16(problem.q);
+      targets::AttentionInputs inputs = problem.inputs;
+      inputs.q = &q;
+      inputs.k = &k_cache;
+      inputs.v = &v_cache;
+      const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+      double max_v = 0;
+      for (int64_t e = 0; e < problem.v.numel(); ++e) {
+        if (std::isfinite(problem.v.data<float>()[e]))
+          max_v = std::max(max_v, std::abs(double{problem.v.data<float>()[e]}));
+      }
+      cpu::CpuOptions options;
+      options.storage = cpu::StorageType::BFloat16;
+      options.schedule = cpu::few_query_schedule(options.schedule, s.N);
+      runtime::Tensor got(runtime::DType::Float32, {s.B, s.H, s.N, s.Dv});
+      cpu::attention_over_cache_into(pattern, inputs, s.M, got, options);
+      int64_t nan_elements = 0;
+      for (size_t e = 0; e < expected.size(); ++e) {
+        const double g = got.data<float>()[e], x = expected[e];
+        ASSERT_EQ(std::isnan(g), std::isnan(x)) << "element " << e << ": got " << g << ", reference " << x;
+        if (std::isnan(x)) {
+          ++nan_elements;
+        } else {
+          ASSERT_LE(std::abs(g - x), 2e-4 + std::ldexp(max_v, -8)) << "element " << e;
+        }
+      }
+      EXPECT_EQ(nan_elements > 0, nan_value);
+      if (std::string(expression) == "causal" && !nan_value) {
+        EXPECT_THROW(cpu::attention_over_cache_into(pattern, inputs, s.M, got, {}), runtime::TensorError)
+            << "float32 storage refuses a bf16 cache";
+      }
+    }
+  }
+}
+
 // Few queries (decoding steps) get query tiles of their size: scalar for one query, one vector of up to 4 lanes,
 // else at most 16 rows; a call with a full tile of queries keeps the schedule.
 TEST(CpuAttention, FewQuerySchedulesShrinkTheQueryTile) {

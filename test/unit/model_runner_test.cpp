@@ -185,11 +185,12 @@ TEST(ModelRunner, SecondForwardOfTheSameShapeAllocatesNothing) {
 }
 
 // Decoding one position at a time must give what one forward pass gives at the same positions.
-void check_decoding_matches_forward(const Example& ex, const std::string& stream, int64_t prefill) {
+void check_decoding_matches_forward(const Example& ex, const std::string& stream, int64_t prefill,
+                                    const RunnerOptions& options = {}) {
   SCOPED_TRACE(ex.file);
   Prepared p = prepare(ex, 2, 21);
   if (p.graph.nodes.empty()) return;
-  ModelRunner runner(p.graph, *p.weights);
+  ModelRunner runner(p.graph, *p.weights, options);
   const Tensor full = runner.forward(p.inputs).clone();
   const Tensor& ids = p.ids.at(stream);
   const int64_t B = ids.dim(0), N = ids.dim(1), W = full.dim(2);
@@ -227,6 +228,17 @@ TEST(ModelRunner, DecodingWithTheKvCacheEqualsTheFullForwardPass) {
   check_decoding_matches_forward(all[3], "tokens", 1);  // sparse transformer: strided/fixed re-indexed
   check_decoding_matches_forward(all[5], "events", 3);  // music transformer: relative term
   check_decoding_matches_forward(all[6], "tokens", 5);  // GQA, RMSNorm, SwiGLU
+}
+
+// With bf16 attention storage the KV cache holds bf16 rows, rounded once as they are appended, and the new queries
+// are rounded as a forward pass rounds them: the same rounded operands and the same 64-key chunks (whose maxima
+// the bf16 probabilities are relative to) give the forward pass's result up to the order of float32 sums.
+TEST(ModelRunner, Bf16DecodingWithItsBf16CacheEqualsTheBf16ForwardPass) {
+  const std::vector<Example> all = examples();
+  RunnerOptions options;
+  options.attention.storage = cpu::StorageType::BFloat16;
+  check_decoding_matches_forward(all[1], "tokens", 7, options);  // gpt
+  check_decoding_matches_forward(all[6], "tokens", 5, options);  // GQA
 }
 
 TEST(ModelRunner, GreedyGenerationEqualsRecomputingWithoutTheCache) {
