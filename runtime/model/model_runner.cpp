@@ -584,8 +584,9 @@ struct ModelRunner::State {
     if (pass == Pass::Step && !streams[ctx]) {
       // Queries streamed over a fixed context: its keys and values were projected once in begin_decoding.
       const auto& [fk, fv] = fixed_kv.at(static_cast<int>(i));
-      k = Tensor::borrow(DType::Float32, fk.shape(), const_cast<void*>(fk.raw_data()));
-      v = Tensor::borrow(DType::Float32, fv.shape(), const_cast<void*>(fv.raw_data()));
+      k = Tensor::borrow(fk.dtype(), fk.shape(), const_cast<void*>(fk.raw_data()));
+      v = Tensor::borrow(fv.dtype(), fv.shape(), const_cast<void*>(fv.raw_data()));
+      if (fk.dtype() == DType::BFloat16) q = to_bfloat16(q);
     } else {
       if (cross) {
         k_slot = project_heads(node, "key", ctx, G);
@@ -851,6 +852,11 @@ void ModelRunner::begin_decoding(const std::map<std::string, const Tensor*>& fix
     std::memcpy(v.data<float>(), s.arena.data(v_slot), v.size_bytes());
     s.arena.release(k_slot);
     s.arena.release(v_slot);
+    // bf16 attention storage: rounded once here, not at every step (as the KV cache's rows are).
+    if (s.options.attention.storage == cpu::StorageType::BFloat16 && !node.evolving) {
+      k = to_bfloat16(k);
+      v = to_bfloat16(v);
+    }
     s.fixed_kv[static_cast<int>(i)] = {std::move(k), std::move(v)};
   }
   // Fixed values only cross-attention read are no longer needed.
