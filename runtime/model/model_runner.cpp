@@ -586,7 +586,6 @@ struct ModelRunner::State {
       const auto& [fk, fv] = fixed_kv.at(static_cast<int>(i));
       k = Tensor::borrow(fk.dtype(), fk.shape(), const_cast<void*>(fk.raw_data()));
       v = Tensor::borrow(fv.dtype(), fv.shape(), const_cast<void*>(fv.raw_data()));
-      if (fk.dtype() == DType::BFloat16) q = to_bfloat16(q);
     } else {
       if (cross) {
         k_slot = project_heads(node, "key", ctx, G);
@@ -609,15 +608,12 @@ struct ModelRunner::State {
             round_to_bfloat16(k_rows, m * d, cache.k.data<uint16_t>() + row);
             round_to_bfloat16(v_rows, m * d, cache.v.data<uint16_t>() + row);
             // Finite float32 values may round to infinity: the stored rows are what the kernels read.
-            const uint16_t* stored = cache.v.data<uint16_t>() + row;
-            cache.finite_values = cache.finite_values && std::none_of(stored, stored + m * d, [](uint16_t x) {
-                                    return (x & 0x7f80u) == 0x7f80u;
-                                  });
+            cache.finite_values =
+                cache.finite_values && tessera_cpu_driver::all_finite(cache.v.data<uint16_t>() + row, m * d);
           } else {
             std::memcpy(cache.k.data<float>() + row, k_rows, static_cast<size_t>(m * d) * sizeof(float));
             std::memcpy(cache.v.data<float>() + row, v_rows, static_cast<size_t>(m * d) * sizeof(float));
-            cache.finite_values =
-                cache.finite_values && std::all_of(v_rows, v_rows + m * d, [](float x) { return std::isfinite(x); });
+            cache.finite_values = cache.finite_values && tessera_cpu_driver::all_finite(v_rows, m * d);
           }
         }
         values_finite = cache.finite_values;
@@ -641,7 +637,6 @@ struct ModelRunner::State {
           cache_keys = total;
           k = Tensor::borrow(cache.dtype, {batch, G, cache.capacity, d}, cache.k.raw_data());
           v = Tensor::borrow(cache.dtype, {batch, G, cache.capacity, d}, cache.v.raw_data());
-          if (cache.dtype == DType::BFloat16) q = to_bfloat16(q);
         }
       } else {
         k = Tensor::borrow(DType::Float32, {batch, G, m, d}, arena.data(k_slot));
@@ -649,6 +644,8 @@ struct ModelRunner::State {
       }
     }
 
+    // Keys and values kept in bf16 (a KV cache, a fixed context) take the few new queries rounded as they were.
+    if (k.dtype() == DType::BFloat16) q = to_bfloat16(q);
     targets::AttentionInputs inputs;
     inputs.q = &q;
     inputs.k = &k;

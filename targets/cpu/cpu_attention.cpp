@@ -162,34 +162,30 @@ void check_output(const Tensor& out, const ir::AttentionSizes& sz) {
   }
 }
 
-// Whether the fused softmax kernels read Q, K and V where they lie (a KV cache's rows, strided operands); hardmax,
-// additive or bilinear scoring and bf16 storage read dense (converted or projected) copies.
-bool reads_operands_in_place(const ir::Pattern& pattern, const CpuOptions& options) {
+// Whether the fused softmax kernels read Q, K and V where they lie (a KV cache's rows, strided operands): when
+// nothing projects them first and they are stored as the kernels read them (float32 operands with float32 storage,
+// bf16 with bf16). Hardmax, additive or bilinear scoring and operands to be rounded read dense (converted or
+// projected) copies.
+bool reads_operands_in_place(const ir::Pattern& pattern, const CpuOptions& options, runtime::DType operands) {
   return pattern.normalizer == ir::Normalizer::Softmax && pattern.scoring != ir::Scoring::Additive &&
-         pattern.query_projection.empty() && options.storage == StorageType::Float32;
+         pattern.query_projection.empty() &&
+         (options.storage == StorageType::BFloat16) == (operands == runtime::DType::BFloat16);
 }
 
-// The first `rows` rows of each head of a bf16 [B, heads, capacity, width] tensor, densely.
-Tensor dense_bf16_rows(const Tensor& t, int64_t rows) {
-  const std::vector<int64_t>& own = t.shape();
-  Tensor dense(runtime::DType::BFloat16, {own[0], own[1], rows, own[3]});
-  for (int64_t head = 0; head < own[0] * own[1]; ++head)
-    std::copy_n(t.data<uint16_t>() + head * own[2] * own[3], rows * own[3],
-                dense.data<uint16_t>() + head * rows * own[3]);
-  return dense;
-}
-
-// A dense [B, heads, rows, width] copy of `shape`'s rows of t laid out as `strides` say (zero: t's own dense
-// layout, whose row count may exceed rows, as a KV cache's capacity does).
+// A dense [B, heads, rows, width] copy of `shape`'s rows of t (float32 or bf16) laid out as `strides` say (zero:
+// t's own dense layout, whose row count may exceed rows, as a KV cache's capacity does).
 Tensor dense_copy(const Tensor& t, const std::vector<int64_t>& shape, const RowStrides& strides) {
   const std::vector<int64_t>& own = t.shape();
   const RowStrides from = strides.or_dense(own[1], own[2], own[3]);
-  Tensor dense(runtime::DType::Float32, shape);
+  Tensor dense(t.dtype(), shape);
+  const size_t element = runtime::dtype_size(t.dtype());
+  const auto* in = static_cast<const char*>(t.raw_data());
+  auto* copy = static_cast<char*>(dense.raw_data());
   for (int64_t b = 0; b < shape[0]; ++b)
     for (int64_t h = 0; h < shape[1]; ++h)
       for (int64_t r = 0; r < shape[2]; ++r)
-        std::copy_n(t.data<float>() + from.offset(b, h, r), shape[3],
-                    dense.data<float>() + ((b * shape[1] + h) * shape[2] + r) * shape[3]);
+        std::memcpy(copy + static_cast<size_t>((b * shape[1] + h) * shape[2] + r) * shape[3] * element,
+                    in + static_cast<size_t>(from.offset(b, h, r)) * element, static_cast<size_t>(shape[3]) * element);
   return dense;
 }
 
@@ -255,14 +251,17 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
   bool values_finite = true;
   if (options.values_finite) {
     // known to the caller
-  } else if (bf16 && key_rows > 0) {
-    for (int64_t head = 0; head < sz.B * sz.Hkv && values_finite; ++head)
-      values_finite = tessera_cpu_driver::all_finite(v_bf16.data<uint16_t>() + head * key_rows * sz.Dv, sz.M * sz.Dv);
+  } else if (key_rows > 0) {
+    // Each head's first M rows of the cache, in either element type.
+    const auto keys_finite = [&](const auto* values) {
+      bool finite = true;
+      for (int64_t head = 0; head < sz.B * sz.Hkv && finite; ++head)
+        finite = tessera_cpu_driver::all_finite(values + head * key_rows * sz.Dv, sz.M * sz.Dv);
+      return finite;
+    };
+    values_finite = bf16 ? keys_finite(v_bf16.data<uint16_t>()) : keys_finite(v->data<float>());
   } else if (bf16) {
     values_finite = tessera_cpu_driver::all_finite(v_bf16.data<uint16_t>(), v_bf16.numel());
-  } else if (key_rows > 0) {
-    for (int64_t head = 0; head < sz.B * sz.Hkv && values_finite; ++head)
-      values_finite = tessera_cpu_driver::all_finite(v->data<float>() + head * key_rows * sz.Dv, sz.M * sz.Dv);
   } else if (!strides.v.dense()) {
     for (int64_t b = 0; b < sz.B && values_finite; ++b)
       for (int64_t h = 0; h < sz.Hkv && values_finite; ++h)
@@ -392,18 +391,13 @@ void attention_over_cache_into(const ir::Pattern& pattern, const targets::Attent
                                            runtime::shape_string(inputs.k->shape()), keys));
   }
   if (keys == sz.M) return attention_into(pattern, inputs, out, options);
-  const bool bf16_cache = inputs.k->dtype() == runtime::DType::BFloat16;
-  if (bf16_cache && options.storage != StorageType::BFloat16) {
+  if (inputs.k->dtype() == runtime::DType::BFloat16 && options.storage != StorageType::BFloat16) {
     throw runtime::TensorError(
         fmt::format("a bfloat16 KV cache needs bf16 storage (--dtype bf16), got K {}", inputs.k->type_string()));
   }
-  // A bf16 cache is read in place by the kernels that read bf16 operands as stored (see attention_into).
-  const bool in_place = bf16_cache ? pattern.normalizer == ir::Normalizer::Softmax &&
-                                         pattern.scoring != ir::Scoring::Additive && pattern.query_projection.empty()
-                                   : reads_operands_in_place(pattern, options);
-  if (!in_place) {
+  if (!reads_operands_in_place(pattern, options, inputs.k->dtype())) {
     const auto first_rows = [&](const Tensor& t) {  // each head's first `keys` rows, densely
-      return bf16_cache ? dense_bf16_rows(t, keys) : dense_copy(t, {t.dim(0), t.dim(1), keys, t.dim(3)}, {});
+      return dense_copy(t, {t.dim(0), t.dim(1), keys, t.dim(3)}, {});
     };
     const Tensor k = first_rows(*inputs.k), v = first_rows(*inputs.v);
     targets::AttentionInputs dense = inputs;
@@ -427,8 +421,8 @@ void attention_strided_into(const ir::Pattern& pattern, const targets::Attention
   const targets::RuntimeTensorViews tensors = targets::runtime_tensor_views(pattern, inputs);
   const ir::PatternEvaluator evaluator(pattern, sz, tensors.views, scale);  // validates the run-time tensors
   const std::map<std::string, std::vector<int64_t>> shapes = tensor_shapes(tensors);
-  const bool in_place =
-      reads_operands_in_place(pattern, options) && targets::tensor_indices_proven(pattern, sz, shapes, nullptr);
+  const bool in_place = reads_operands_in_place(pattern, options, inputs.q->dtype()) &&
+                        targets::tensor_indices_proven(pattern, sz, shapes, nullptr);
   if (in_place) return run_kernels(pattern, inputs, sz, scale, tensors, shapes, out, options, false, 0, strides);
 
   // The other cases read dense operands: gather them, compute, scatter the output.
