@@ -158,7 +158,8 @@ std::string kernel_prototype(const std::string& fn, const ir::Pattern& pattern,
       "halide_buffer_t* q, halide_buffer_t* k, halide_buffer_t* v, halide_buffer_t* acc_in, halide_buffer_t* max_in, "
       "halide_buffer_t* sum_in, halide_buffer_t* full_chunks, halide_buffer_t* partial_chunks, "
       "halide_buffer_t* full_counts, halide_buffer_t* partial_counts, int32_t max_full, int32_t max_partial, "
-      "int32_t heads, int32_t group, int32_t n_queries, int32_t m_keys, int32_t key_origin, float scale";
+      "int32_t heads, int32_t group, int32_t n_queries, int32_t m_keys, int32_t key_origin, int32_t keys_begin, "
+      "int32_t keys_end, float scale";
   std::set<std::string> names;
   for (const ir::TensorDecl& t : pattern.inputs) names.insert(t.name);
   for (const std::string& t : names) args += fmt::format(", halide_buffer_t* tensor_{}", t);
@@ -171,7 +172,7 @@ std::string kernel_call(const std::string& fn, size_t tensors, size_t symbols) {
   std::string args =
       "in(c.q), in(c.k), in(c.v), in(c.acc_in), in(c.max_in), in(c.sum_in), in(c.full_chunks), "
       "in(c.partial_chunks), in(c.full_counts), in(c.partial_counts), c.max_full, c.max_partial, "
-      "c.heads, c.group, c.n_queries, c.m_keys, c.key_origin, c.scale";
+      "c.heads, c.group, c.n_queries, c.m_keys, c.key_origin, c.keys_begin, c.keys_end, c.scale";
   for (size_t t = 0; t < tensors; ++t) args += fmt::format(", in(c.tensors[{}])", t);
   for (size_t s = 0; s < symbols; ++s) args += fmt::format(", c.symbols[{}]", s);
   args += ", c.acc_out, c.max_out, c.sum_out";

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 // Beside this file wherever it is, in the repository and in the libraries `tessera compile` writes.
@@ -88,6 +89,7 @@ struct KernelCall {
   const halide_buffer_t *acc_in, *max_in, *sum_in;
   const halide_buffer_t *full_chunks, *partial_chunks, *full_counts, *partial_counts;
   int32_t max_full, max_partial, heads, group, n_queries, m_keys, key_origin;
+  int32_t keys_begin, keys_end;  // the view-local keys this call's chunks hold (a nonempty range within the view)
   float scale;
   const halide_buffer_t* const* tensors;  // the pattern's run-time tensors, ordered by name
   const int32_t* symbols;                 // in the order of ComponentPlan::symbols
@@ -303,6 +305,7 @@ struct WorkItem {
   int64_t b, h, first_row, rows;
   int64_t cost;      // keys its query tiles visit (runs of FULL and PARTIAL tiles), plus one tile's rows per tile
   size_t split = 0;  // which part of the keys (Problem::kv_splits): 0 merges into the running state directly
+  int32_t keys_begin = 0, keys_end = 1;  // the keys its runs cover, from the first run's start to the last's end
 };
 
 // Chunk tables that own their arrays (a part of a view's keys, see split_tables).
@@ -430,6 +433,27 @@ inline int64_t item_cost(const ChunkTables& t, int64_t first_tile, int64_t end_t
   return cost;
 }
 
+// The view-local keys [begin, end) the runs of query tiles [first_tile, end_tile) cover; [0, 1) where they have no
+// run (a kernel call reads at least one key row, clamped, as its region of K and V).
+inline std::pair<int32_t, int32_t> item_keys(const ChunkTables& t, int64_t first_tile, int64_t end_tile) {
+  int32_t begin = std::numeric_limits<int32_t>::max(), end = 0;
+  for (int64_t tile = first_tile; tile < std::min<int64_t>(end_tile, t.tile_rows); ++tile) {
+    for (int kind = 0; kind < 2; ++kind) {
+      const int32_t* runs = kind == 0 ? t.full : t.partial;
+      const int32_t slots = std::max(1, kind == 0 ? t.max_full : t.max_partial);
+      const int32_t count = (kind == 0 ? t.full_counts : t.partial_counts)[tile];
+      for (int32_t r = 0; r < count; ++r) {
+        const int32_t first = runs[(tile * slots + r) * 2], keys = runs[(tile * slots + r) * 2 + 1];
+        if (keys < 1) continue;
+        begin = std::min(begin, first);
+        end = std::max(end, first + keys);
+      }
+    }
+  }
+  if (begin >= end) return {0, 1};
+  return {begin, end};
+}
+
 // Runs body(begin, end) over [0, count) split evenly across up to `threads` threads (this one included), each
 // given at least `min_per_thread`: below that, handing work to another thread costs more than it saves.
 template <typename Body>
@@ -527,10 +551,11 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
             for (int64_t first = 0; first < count; first += tiles_per_item * bq) {
               const int64_t first_tile = first / bq;
               for (size_t part = 0; part < static_cast<size_t>(splits); ++part) {
+                const ChunkTables& tables = args[part * view_count + vi].tables;
+                const auto [keys_begin, keys_end] = detail::item_keys(tables, first_tile, first_tile + tiles_per_item);
                 items.push_back({vi, b, h, first, std::min(tiles_per_item * bq, count - first),
-                                 detail::item_cost(args[part * view_count + vi].tables, first_tile,
-                                                   first_tile + tiles_per_item, bq),
-                                 part});
+                                 detail::item_cost(tables, first_tile, first_tile + tiles_per_item, bq), part,
+                                 keys_begin, keys_end});
               }
             }
           }
@@ -572,6 +597,8 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
                             static_cast<int32_t>(view.queries.count),
                             static_cast<int32_t>(view.keys.count),
                             static_cast<int32_t>(view.keys.origin),
+                            item.keys_begin,
+                            item.keys_end,
                             p.scale,
                             p.tensors.data(),
                             a.symbols.data(),

@@ -185,9 +185,10 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   Expr kv_head = a.h / p.group;
 
   f.dot(a.i, a.j, a.c, a.t, a.h, a.b) = 0.0f;
-  // The view's key read for chunk key x, clamped (keys past the chunk's end are masked): k and v are read over the
-  // view's keys only, which also bounds the region packed keys are computed over.
-  auto key_row = [&](Expr x) { return Halide::clamp(first + x, 0, p.m_keys - 1); };
+  // The view's key read for chunk key x, clamped (keys past the chunk's end are masked) to the keys the call's
+  // chunks hold, which bounds the region packed keys are computed over: a call of 4 of a residue class's 8 query
+  // tiles packed all the class's keys (dilated(32, 4) at N=4096: 1024 keys, where its tiles read ~540).
+  auto key_row = [&](Expr x) { return Halide::clamp(first + x, p.keys_begin, p.keys_end - 1); };
   f.keys = Func(name("keys"));
   f.values = Func(name("values"));
   f.keys(a.d, a.j, a.c, a.t, a.h, a.b) = a.k(a.d, key_row(a.j), kv_head, a.b);
@@ -616,6 +617,8 @@ std::shared_ptr<AttentionPipeline> build_attention_pipeline(const ir::Pattern& p
   p->n_queries = Halide::Param<int32_t>("n_queries");
   p->m_keys = Halide::Param<int32_t>("m_keys");
   p->key_origin = Halide::Param<int32_t>("key_origin");
+  p->keys_begin = Halide::Param<int32_t>("keys_begin");
+  p->keys_end = Halide::Param<int32_t>("keys_end");
   p->scale = Halide::Param<float>("scale");
   for (const ir::TensorDecl& t : pattern.inputs) {
     Halide::Type type = t.elem_type == ir::ElemType::Int32 ? Halide::Int(32) : Halide::Float(32);
@@ -651,7 +654,8 @@ std::vector<Halide::Argument> kernel_arguments(const AttentionPipeline& p) {
                                         p.max_full,    p.max_partial,
                                         p.heads,       p.group,
                                         p.n_queries,   p.m_keys,
-                                        p.key_origin,  p.scale};
+                                        p.key_origin,  p.keys_begin,
+                                        p.keys_end,    p.scale};
   for (const auto& [name, img] : p.tensors) args.emplace_back(img);
   for (const auto& [name, param] : p.symbols) args.emplace_back(param);
   return args;

@@ -55,6 +55,9 @@ struct AttentionPipeline {
   std::map<std::string, Halide::ImageParam> tensors;
   Halide::Param<int32_t> heads, group, n_queries, m_keys;  // n_queries, m_keys: the view's local counts
   Halide::Param<int32_t> key_origin;                       // the view's first key (K and V are whole tensors)
+  // The view-local keys [keys_begin, keys_end) this call's chunks read: the region of K and V a call packs
+  // (Algorithm::pack_keys) is that, not the whole view.
+  Halide::Param<int32_t> keys_begin, keys_end;
   std::vector<std::pair<std::string, Halide::Param<int32_t>>> symbols;  // in AttentionPipelineKey::symbols order
   Halide::Param<float> scale;
 };

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace tessera::cpu {
@@ -19,11 +20,12 @@ void reusing_free(Halide::JITUserContext*, void* data) { tessera_cpu_driver::blo
 
 // Runs a JIT pipeline for the driver's calls of one attention() call. Halide::Buffer wraps the driver's
 // halide_buffer_t without copying. The inputs of a view are the same for all its calls, so their ParamMap is
-// built once per view (measured: rebuilding it per call cost ~10% on strided(128) at N=16384, 128 views).
+// built once per view and key range (measured: rebuilding it per call cost ~10% on strided(128) at N=16384,
+// 128 views); the calls of one view take a few key ranges, the same for every head.
 tessera_cpu_driver::Kernel jit_kernel(std::shared_ptr<const AttentionPipeline> kernel, const Halide::Target& target) {
   struct PerView {
     std::mutex mutex;
-    std::vector<std::unique_ptr<Halide::ParamMap>> params;
+    std::map<std::tuple<size_t, int32_t, int32_t>, std::unique_ptr<Halide::ParamMap>> params;
   };
   auto state = std::make_shared<PerView>();
   return [kernel, state, target](const tessera_cpu_driver::KernelCall& c) {
@@ -31,8 +33,7 @@ tessera_cpu_driver::Kernel jit_kernel(std::shared_ptr<const AttentionPipeline> k
     const Halide::ParamMap* view_params = nullptr;
     {
       std::lock_guard<std::mutex> lock(state->mutex);
-      if (state->params.size() <= c.view) state->params.resize(c.view + 1);
-      std::unique_ptr<Halide::ParamMap>& params = state->params[c.view];
+      std::unique_ptr<Halide::ParamMap>& params = state->params[{c.view, c.keys_begin, c.keys_end}];
       if (!params) {
         params = std::make_unique<Halide::ParamMap>();
         params->set(k.q, Halide::Buffer<>(*c.q));
@@ -52,6 +53,8 @@ tessera_cpu_driver::Kernel jit_kernel(std::shared_ptr<const AttentionPipeline> k
         params->set(k.n_queries, c.n_queries);
         params->set(k.m_keys, c.m_keys);
         params->set(k.key_origin, c.key_origin);
+        params->set(k.keys_begin, c.keys_begin);
+        params->set(k.keys_end, c.keys_end);
         params->set(k.scale, c.scale);
         size_t n = 0;
         for (const auto& [name, img] : k.tensors) params->set(img, Halide::Buffer<>(*c.tensors[n++]));
@@ -69,7 +72,7 @@ tessera_cpu_driver::Kernel jit_kernel(std::shared_ptr<const AttentionPipeline> k
 // Calls a kernel of the disk cache through Halide's argv entry point: buffers by pointer, scalars by address.
 tessera_cpu_driver::Kernel loaded_kernel(std::shared_ptr<const CompiledKernel> kernel) {
   return [kernel](const tessera_cpu_driver::KernelCall& c) {
-    constexpr size_t kFixed = 18, kOutputs = 3;
+    constexpr size_t kFixed = 20, kOutputs = 3;
     const size_t count = kFixed + kernel->tensors + kernel->symbols + kOutputs;
     std::array<void*, 64> fixed_storage{};
     std::vector<void*> more;
@@ -87,8 +90,8 @@ tessera_cpu_driver::Kernel loaded_kernel(std::shared_ptr<const CompiledKernel> k
                                      c.full_counts, c.partial_counts}) {
       args[n++] = buffer(b);
     }
-    for (const int32_t* value :
-         {&c.max_full, &c.max_partial, &c.heads, &c.group, &c.n_queries, &c.m_keys, &c.key_origin}) {
+    for (const int32_t* value : {&c.max_full, &c.max_partial, &c.heads, &c.group, &c.n_queries, &c.m_keys,
+                                 &c.key_origin, &c.keys_begin, &c.keys_end}) {
       args[n++] = scalar(*value);
     }
     args[n++] = scalar(c.scale);

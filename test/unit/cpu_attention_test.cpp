@@ -10,10 +10,13 @@
 #include <iterator>
 #include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "compiler/ir/printer.h"
 #include "compiler/planner/sparsity_plan.h"
 #include "compiler/sema/pattern_library.h"
+#include "targets/cpu/attention_driver.h"
 #include "targets/cpu/attention_pipeline.h"
 #include "targets/cpu/execution_plan.h"
 #include "targets/reference/reference_attention.h"
@@ -357,6 +360,35 @@ TEST(CpuAttention, NarrowedComponentTilesMatchReference) {
   EXPECT_EQ(plan.tiling[1].block_q, 16);
   EXPECT_EQ(plan.tiling[1].chunk_k, 16);
   EXPECT_LE(max_difference("strided(stride=64)", Shape{1, 2, 1, 1000, 1000, 32, 32}, 12), 2e-4);
+}
+
+// A call packs the keys of a strided view (a residue class) that its own tiles' runs cover, not the whole view's:
+// from the first run's start to the last run's end. Calls of one query tile each, in classes of 250 queries and
+// keys, must still give the reference's result, with the band's lower edge (dilated) and causal's upper one.
+TEST(CpuAttention, CallsOfPartOfAStridedViewReadTheKeysOfTheirRuns) {
+  // Tile 0: FULL [32, 48), PARTIAL [48, 64) and [16, 32); tile 1: PARTIAL [100, 104); tile 2: no run.
+  std::vector<int32_t> full = {32, 16, 0, 0, 0, 0}, partial = {48, 16, 16, 16, 100, 4, 0, 0, 0, 0, 0, 0};
+  std::vector<int32_t> full_counts = {1, 0, 0}, partial_counts = {2, 1, 0};
+  const tessera_cpu_driver::ChunkTables tables{
+      full.data(), partial.data(), full_counts.data(), partial_counts.data(), 1, 2, 3};
+  using Range = std::pair<int32_t, int32_t>;
+  EXPECT_EQ(tessera_cpu_driver::detail::item_keys(tables, 0, 1), (Range{16, 64}));
+  EXPECT_EQ(tessera_cpu_driver::detail::item_keys(tables, 0, 2), (Range{16, 104}));
+  EXPECT_EQ(tessera_cpu_driver::detail::item_keys(tables, 1, 5), (Range{100, 104}));
+  EXPECT_EQ(tessera_cpu_driver::detail::item_keys(tables, 2, 3), (Range{0, 1})) << "a call reads one key at least";
+
+  cpu::CpuOptions options;
+  options.schedule = cpu::parse_schedule("block_q=16,min_block_q=16,vector_width=8,block_k=16,chunk_k=32,grain=1");
+  for (const char* expression : {"dilated(window=8, dilation=4)", "strided(stride=4) & causal"}) {
+    const planner::Plan plan =
+        planner::plan_pattern(instantiate(expression), 1000, 1000, {.block_q = 16, .block_k = 16});
+    ASSERT_FALSE(plan.components.empty());
+    EXPECT_NE(plan.components.back().kind, planner::ComponentKind::TileSparse) << expression;
+    EXPECT_LE(max_difference(expression, Shape{1, 2, 1, 1000, 1000, 32, 32}, 13, options), 2e-4) << expression;
+    cpu::CpuOptions bf16 = options;
+    bf16.storage = cpu::StorageType::BFloat16;
+    EXPECT_LE(max_difference(expression, Shape{1, 2, 1, 1000, 1000, 32, 32}, 14, bf16), 3e-2) << expression;
+  }
 }
 
 // Tiles of a mask over run-time segment ids are classified per call from the ids each tile holds: with many
