@@ -22,7 +22,6 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
-#include <utility>
 #include <vector>
 
 // Beside this file wherever it is, in the repository and in the libraries `tessera compile` writes.
@@ -300,13 +299,36 @@ inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, cons
   return a;
 }
 
+// `cost`: the keys a work item's query tiles visit, plus block_q per tile for the work that does not depend on the
+// keys (the query tile, the state), its relative cost. [keys_begin, keys_end): the view-local keys its runs cover,
+// from the first run's start to the last's end; [0, 1) where there is no run (a kernel call reads at least one key
+// row, clamped, as its region of K and V).
+struct ItemWork {
+  int64_t cost = 0;
+  int32_t keys_begin = 0, keys_end = 1;
+};
+
 struct WorkItem {
   size_t view;
   int64_t b, h, first_row, rows;
-  int64_t cost;      // keys its query tiles visit (runs of FULL and PARTIAL tiles), plus one tile's rows per tile
+  ItemWork work;
   size_t split = 0;  // which part of the keys (Problem::kv_splits): 0 merges into the running state directly
-  int32_t keys_begin = 0, keys_end = 1;  // the keys its runs cover, from the first run's start to the last's end
 };
+
+// Calls fn(first key, key count, FULL?) for each run of query tile `tile` of `t`: its FULL runs, then its PARTIAL
+// ones, in table order.
+template <typename Fn>
+void for_each_run(const ChunkTables& t, int64_t tile, Fn fn) {
+  for (int kind = 0; kind < 2; ++kind) {
+    const int32_t* table = kind == 0 ? t.full : t.partial;
+    const int32_t slots = std::max(1, kind == 0 ? t.max_full : t.max_partial);
+    const int32_t count = (kind == 0 ? t.full_counts : t.partial_counts)[tile];
+    for (int32_t r = 0; r < count; ++r) {
+      const int32_t* run = table + 2 * (tile * slots + r);
+      fn(run[0], run[1], kind == 0);
+    }
+  }
+}
 
 // Chunk tables that own their arrays (a part of a view's keys, see split_tables).
 struct OwnedTables {
@@ -330,16 +352,10 @@ inline std::vector<OwnedTables> split_tables(const ChunkTables& t, int64_t parts
   for (int32_t tile = 0; tile < t.tile_rows; ++tile) {
     tile_runs.clear();
     int64_t keys = 0;
-    for (int kind = 0; kind < 2; ++kind) {
-      const int32_t* table = kind == 0 ? t.full : t.partial;
-      const int32_t slots = std::max(1, kind == 0 ? t.max_full : t.max_partial);
-      const int32_t count = (kind == 0 ? t.full_counts : t.partial_counts)[tile];
-      for (int32_t r = 0; r < count; ++r) {
-        const int32_t* run = table + 2 * (tile * slots + r);
-        tile_runs.push_back({run[0], run[1], kind == 0});
-        keys += run[1];
-      }
-    }
+    for_each_run(t, tile, [&](int32_t first, int32_t count, bool full) {
+      tile_runs.push_back({first, count, full});
+      keys += count;
+    });
     std::sort(tile_runs.begin(), tile_runs.end(), [](const Run& x, const Run& y) { return x.first < y.first; });
     int64_t before = 0;
     for (const Run& run : tile_runs) {
@@ -417,41 +433,24 @@ inline void merge_state(const ViewArgs& into, const ViewArgs& from, int64_t firs
   }
 }
 
-// The keys a view's query tiles [first_tile, end_tile) visit, plus block_q per tile for the work that does not
-// depend on the keys (the query tile, the state): a work item's relative cost.
-inline int64_t item_cost(const ChunkTables& t, int64_t first_tile, int64_t end_tile, int64_t block_q) {
-  int64_t cost = 0;
-  for (int64_t tile = first_tile; tile < std::min<int64_t>(end_tile, t.tile_rows); ++tile) {
-    cost += block_q;
-    for (int kind = 0; kind < 2; ++kind) {
-      const int32_t* runs = kind == 0 ? t.full : t.partial;
-      const int32_t slots = std::max(1, kind == 0 ? t.max_full : t.max_partial);
-      const int32_t count = (kind == 0 ? t.full_counts : t.partial_counts)[tile];
-      for (int32_t r = 0; r < count; ++r) cost += runs[(tile * slots + r) * 2 + 1];
-    }
-  }
-  return cost;
-}
-
-// The view-local keys [begin, end) the runs of query tiles [first_tile, end_tile) cover; [0, 1) where they have no
-// run (a kernel call reads at least one key row, clamped, as its region of K and V).
-inline std::pair<int32_t, int32_t> item_keys(const ChunkTables& t, int64_t first_tile, int64_t end_tile) {
+// What a work item over a view's query tiles [first_tile, end_tile) computes (see ItemWork).
+inline ItemWork item_work(const ChunkTables& t, int64_t first_tile, int64_t end_tile, int64_t block_q) {
+  ItemWork w;
   int32_t begin = std::numeric_limits<int32_t>::max(), end = 0;
   for (int64_t tile = first_tile; tile < std::min<int64_t>(end_tile, t.tile_rows); ++tile) {
-    for (int kind = 0; kind < 2; ++kind) {
-      const int32_t* runs = kind == 0 ? t.full : t.partial;
-      const int32_t slots = std::max(1, kind == 0 ? t.max_full : t.max_partial);
-      const int32_t count = (kind == 0 ? t.full_counts : t.partial_counts)[tile];
-      for (int32_t r = 0; r < count; ++r) {
-        const int32_t first = runs[(tile * slots + r) * 2], keys = runs[(tile * slots + r) * 2 + 1];
-        if (keys < 1) continue;
-        begin = std::min(begin, first);
-        end = std::max(end, first + keys);
-      }
-    }
+    w.cost += block_q;
+    for_each_run(t, tile, [&](int32_t first, int32_t count, bool) {
+      w.cost += count;
+      if (count < 1) return;
+      begin = std::min(begin, first);
+      end = std::max(end, first + count);
+    });
   }
-  if (begin >= end) return {0, 1};
-  return {begin, end};
+  if (begin < end) {
+    w.keys_begin = begin;
+    w.keys_end = end;
+  }
+  return w;
 }
 
 // Runs body(begin, end) over [0, count) split evenly across up to `threads` threads (this one included), each
@@ -551,11 +550,10 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
             for (int64_t first = 0; first < count; first += tiles_per_item * bq) {
               const int64_t first_tile = first / bq;
               for (size_t part = 0; part < static_cast<size_t>(splits); ++part) {
-                const ChunkTables& tables = args[part * view_count + vi].tables;
-                const auto [keys_begin, keys_end] = detail::item_keys(tables, first_tile, first_tile + tiles_per_item);
                 items.push_back({vi, b, h, first, std::min(tiles_per_item * bq, count - first),
-                                 detail::item_cost(tables, first_tile, first_tile + tiles_per_item, bq), part,
-                                 keys_begin, keys_end});
+                                 detail::item_work(args[part * view_count + vi].tables, first_tile,
+                                                   first_tile + tiles_per_item, bq),
+                                 part});
               }
             }
           }
@@ -564,7 +562,7 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
       // Costliest first (longest processing time first): the threads then finish together, where in row order
       // the last items (causal's longest rows) left one thread working alone.
       std::stable_sort(items.begin(), items.end(),
-                       [](const detail::WorkItem& x, const detail::WorkItem& y) { return x.cost > y.cost; });
+                       [](const detail::WorkItem& x, const detail::WorkItem& y) { return x.work.cost > y.work.cost; });
       std::atomic<size_t> next{0};
       std::atomic<int> error{0};
       std::exception_ptr failure;
@@ -597,8 +595,8 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
                             static_cast<int32_t>(view.queries.count),
                             static_cast<int32_t>(view.keys.count),
                             static_cast<int32_t>(view.keys.origin),
-                            item.keys_begin,
-                            item.keys_end,
+                            item.work.keys_begin,
+                            item.work.keys_end,
                             p.scale,
                             p.tensors.data(),
                             a.symbols.data(),

@@ -372,10 +372,16 @@ TEST(CpuAttention, CallsOfPartOfAStridedViewReadTheKeysOfTheirRuns) {
   const tessera_cpu_driver::ChunkTables tables{
       full.data(), partial.data(), full_counts.data(), partial_counts.data(), 1, 2, 3};
   using Range = std::pair<int32_t, int32_t>;
-  EXPECT_EQ(tessera_cpu_driver::detail::item_keys(tables, 0, 1), (Range{16, 64}));
-  EXPECT_EQ(tessera_cpu_driver::detail::item_keys(tables, 0, 2), (Range{16, 104}));
-  EXPECT_EQ(tessera_cpu_driver::detail::item_keys(tables, 1, 5), (Range{100, 104}));
-  EXPECT_EQ(tessera_cpu_driver::detail::item_keys(tables, 2, 3), (Range{0, 1})) << "a call reads one key at least";
+  auto keys = [&](int64_t first_tile, int64_t end_tile) {
+    const tessera_cpu_driver::detail::ItemWork w =
+        tessera_cpu_driver::detail::item_work(tables, first_tile, end_tile, 16);
+    return Range{w.keys_begin, w.keys_end};
+  };
+  EXPECT_EQ(keys(0, 1), (Range{16, 64}));
+  EXPECT_EQ(keys(0, 2), (Range{16, 104}));
+  EXPECT_EQ(keys(1, 5), (Range{100, 104}));
+  EXPECT_EQ(keys(2, 3), (Range{0, 1})) << "a call reads one key at least";
+  EXPECT_EQ(tessera_cpu_driver::detail::item_work(tables, 0, 3, 16).cost, 3 * 16 + 48 + 4) << "tiles' rows and keys";
 
   cpu::CpuOptions options;
   options.schedule = cpu::parse_schedule("block_q=16,min_block_q=16,vector_width=8,block_k=16,chunk_k=32,grain=1");
