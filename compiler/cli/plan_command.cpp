@@ -70,9 +70,10 @@ int run_plan(const PlanCommandOptions& o) {
     if (comp.kind != planner::ComponentKind::TileSparse) {
       const planner::View& first = comp.views.front();
       std::cout << fmt::format("  in a view: {}\n", ir::to_string(comp.local.mask));
-      std::cout << fmt::format("  views:     {} (queries stride {}, keys stride {}; the first {} x {})\n",
-                               comp.views.size(), comp.query_stride, comp.key_stride, first.queries.count,
-                               first.keys.count);
+      auto runs = [](int64_t group) { return group > 1 ? fmt::format(" in runs of {}", group) : std::string(); };
+      std::cout << fmt::format("  views:     {} (queries stride {}{}, keys stride {}{}; the first {} x {})\n",
+                               comp.views.size(), comp.query_stride, runs(comp.query_group), comp.key_stride,
+                               runs(comp.key_group), first.queries.count, first.keys.count);
     }
     std::cout << fmt::format("  tiles:     {} empty, {} full, {} partial\n", cost.empty, cost.full, cost.partial);
     std::cout << fmt::format("  pairs computed: {}\n", cost.pairs);
@@ -97,7 +98,8 @@ Command add_plan_command(CLI::App& app) {
   cmd->add_option("--keys", o->keys, "M, number of keys (default N)")->check(CLI::PositiveNumber);
   cmd->add_option("--tile-q", o->block_q, "Query tile size (default 128)")->check(CLI::PositiveNumber);
   cmd->add_option("--tile-k", o->block_k, "Key tile size (default 64)")->check(CLI::PositiveNumber);
-  cmd->add_flag("--no-reindex", o->no_reindex, "Only the tile-sparse plan (no residue classes or column sets)");
+  cmd->add_flag("--no-reindex", o->no_reindex,
+                "Only the tile-sparse plan (no residue classes, column sets or column blocks)");
   cmd->add_option("--evolving", o->evolving,
                   "Plan an evolving attention layer of this kind (encoder, decoder or cross) with the pattern instead: "
                   "its stored map and fused convolution");

@@ -7,9 +7,12 @@
 #include <random>
 #include <set>
 
+#include "compiler/analysis/interval.h"
 #include "compiler/analysis/tile_classification.h"
 #include "compiler/ir/evaluate.h"
 #include "compiler/ir/simplify.h"
+#include "compiler/planner/column_blocks.h"
+#include "compiler/planner/divisor_split.h"
 
 namespace tessera::planner {
 
@@ -139,19 +142,21 @@ std::optional<ColumnTerm> column_term(const Expr& atom, int64_t N, int64_t M, in
   return term;
 }
 
+// Index origin + stride * (x / group) + x % group of local index x.
+Expr view_index(Expr origin, int64_t stride, int64_t group, Expr x) {
+  Expr period = group == 1 ? x : ir::binary(ir::BinaryOp::Div, x, ir::int_imm(group));
+  Expr index = ir::binary(ir::BinaryOp::Add, origin, ir::binary(ir::BinaryOp::Mul, ir::int_imm(stride), period));
+  if (group > 1) index = ir::binary(ir::BinaryOp::Add, index, ir::binary(ir::BinaryOp::Mod, x, ir::int_imm(group)));
+  return index;
+}
+
 // The pattern over a view's local indices (see Component::local).
-ir::Pattern localize(const ir::Pattern& p, const Expr& mask, int64_t query_stride, int64_t key_stride,
-                     int64_t key_group) {
-  Expr qo = ir::symbol(kQueryOrigin);
-  Expr ko = ir::symbol(kKeyOrigin);
+ir::Pattern localize(const ir::Pattern& p, const Expr& mask, int64_t query_stride, int64_t query_group,
+                     int64_t key_stride, int64_t key_group, int64_t N, int64_t M) {
   Expr n = ir::symbol(kQueries);
   Expr m = ir::symbol(kKeys);
-  Expr row =
-      ir::binary(ir::BinaryOp::Add, qo, ir::binary(ir::BinaryOp::Mul, ir::int_imm(query_stride), ir::var(ir::Var::I)));
-  Expr j = ir::var(ir::Var::J);
-  Expr period = key_group == 1 ? j : ir::binary(ir::BinaryOp::Div, j, ir::int_imm(key_group));
-  Expr col = ir::binary(ir::BinaryOp::Add, ko, ir::binary(ir::BinaryOp::Mul, ir::int_imm(key_stride), period));
-  if (key_group > 1) col = ir::binary(ir::BinaryOp::Add, col, ir::binary(ir::BinaryOp::Mod, j, ir::int_imm(key_group)));
+  Expr row = view_index(ir::symbol(kQueryOrigin), query_stride, query_group, ir::var(ir::Var::I));
+  Expr col = view_index(ir::symbol(kKeyOrigin), key_stride, key_group, ir::var(ir::Var::J));
   std::map<ir::Var, Expr> to_local = {
       {ir::Var::I, row},
       {ir::Var::J, col},
@@ -160,31 +165,45 @@ ir::Pattern localize(const ir::Pattern& p, const Expr& mask, int64_t query_strid
       {ir::Var::N, n},
       {ir::Var::M, m},
   };
+  // A view's origins lie within one period of its strides; its local indices within the original sizes.
+  analysis::VarRanges ranges;
+  auto range = [](int64_t lo, int64_t hi) { return analysis::Interval::of(analysis::IntInterval::range(lo, hi)); };
+  ranges[ir::Var::I] = analysis::IntInterval::range(0, std::max<int64_t>(0, N - 1));
+  ranges[ir::Var::J] = analysis::IntInterval::range(0, std::max<int64_t>(0, M - 1));
+  ranges.symbols[kQueryOrigin] = range(0, query_stride - 1);
+  ranges.symbols[kKeyOrigin] = range(0, key_stride - 1);
+  ranges.symbols[kQueries] = range(N, N);
+  ranges.symbols[kKeys] = range(M, M);
+  auto to_view = [&](const Expr& e) {
+    return ir::simplify(split_by_divisors(ir::substitute_vars(e, to_local), ranges));
+  };
   ir::Pattern local = p;
-  local.mask = ir::simplify(ir::substitute_vars(mask, to_local));
-  local.score = ir::simplify(ir::substitute_vars(p.score, to_local));
-  local.weight = ir::simplify(ir::substitute_vars(p.weight, to_local));
+  local.mask = to_view(mask);
+  local.score = to_view(p.score);
+  local.weight = to_view(p.weight);
   return local;
 }
 
 Component make_component(const ir::Pattern& p, ComponentKind kind, std::string description, const Expr& original_mask,
                          const Expr& view_mask, int64_t query_stride, int64_t key_stride, int64_t key_group,
-                         std::vector<View> views) {
+                         std::vector<View> views, int64_t N, int64_t M, int64_t query_group = 1) {
   Component c;
   c.kind = kind;
   c.description = std::move(description);
   c.original = p;
   c.original.mask = ir::simplify(original_mask);
-  c.local = localize(p, view_mask, query_stride, key_stride, key_group);
+  c.local = localize(p, view_mask, query_stride, query_group, key_stride, key_group, N, M);
   c.query_stride = query_stride;
   c.key_stride = key_stride;
+  c.query_group = query_group;
   c.key_group = key_group;
   c.views = std::move(views);
   return c;
 }
 
 Component tile_sparse(const ir::Pattern& p, const Expr& mask, int64_t N, int64_t M) {
-  return make_component(p, ComponentKind::TileSparse, "tile-sparse", mask, mask, 1, 1, 1, {View{{0, 1, N}, {0, 1, M}}});
+  return make_component(p, ComponentKind::TileSparse, "tile-sparse", mask, mask, 1, 1, 1, {View{{0, 1, N}, {0, 1, M}}},
+                        N, M);
 }
 
 int64_t count_from(int64_t origin, int64_t stride, int64_t extent) {
@@ -211,7 +230,7 @@ Plan residue_plan(const ir::Pattern& p, const ResidueTerm& term, int64_t N, int6
   plan.components.push_back(make_component(
       p, ComponentKind::ResidueClasses, std::move(description),
       ir::binary(ir::BinaryOp::And, replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), term.atom),
-      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), s, s, 1, std::move(views)));
+      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), s, s, 1, std::move(views), N, M));
   return plan;
 }
 
@@ -259,7 +278,25 @@ Plan column_plan(const ir::Pattern& p, const ColumnTerm& term, int64_t N, int64_
   plan.components.push_back(make_component(
       p, ComponentKind::ColumnSet, std::move(description),
       ir::binary(ir::BinaryOp::And, replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), term.atom),
-      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), 1, term.period, group, std::move(views)));
+      replace_subexpression(p.mask, term.atom, ir::bool_imm(true)), 1, term.period, group, std::move(views), N, M));
+  return plan;
+}
+
+// One view per query column block: all of the mask, over the key columns the block reaches.
+Plan column_block_plan(const ir::Pattern& p, const ColumnBlockSplit& split, int64_t N, int64_t M) {
+  const int64_t P = split.period, g = split.query_group, G = split.key_group;
+  std::vector<View> views;
+  for (const ColumnBlock& block : split.blocks) {
+    // Query row i sits at position i + M - N, in the same column since P divides M - N.
+    View v{{block.first, P, grouped_count(block.first, P, g, N), g},
+           {block.key_first, P, grouped_count(block.key_first, P, G, M), G}};
+    if (v.queries.count > 0 && v.keys.count > 0) views.push_back(v);
+  }
+  std::string description =
+      fmt::format("column blocks: q mod {} in runs of {}, k mod {} in runs of {}, {} views", P, g, P, G, views.size());
+  Plan plan{N, M, {}};
+  plan.components.push_back(make_component(p, ComponentKind::ColumnBlocks, std::move(description), p.mask, p.mask, P, P,
+                                           G, std::move(views), N, M, g));
   return plan;
 }
 
@@ -336,11 +373,29 @@ Plan plan_pattern(const ir::Pattern& pattern, int64_t N, int64_t M, const PlanOp
       best_pairs = pairs;
     }
   }
+  for (const ColumnBlockSplit& split : column_block_splits(pattern.mask, N, M, options.min_stride, options.block_q)) {
+    Plan candidate = without_empty_components(column_block_plan(pattern, split, N, M));
+    int64_t pairs = pairs_computed(candidate, options);
+    if (pairs < best_pairs) {
+      best = std::move(candidate);
+      best_pairs = pairs;
+    }
+  }
   return best;
 }
 
+namespace {
+
+// Whether two views' queries are disjoint: equal strides S > 1 and runs of residues mod S that do not overlap.
+bool disjoint_rows(const IndexView& a, const IndexView& b) {
+  if (a.stride != b.stride || a.stride <= 1) return false;
+  const int64_t S = a.stride;
+  return ir::floor_mod(b.origin - a.origin, S) >= a.group && ir::floor_mod(a.origin - b.origin, S) >= b.group;
+}
+
+}  // namespace
+
 std::vector<std::vector<size_t>> disjoint_waves(const Component& component) {
-  // Views with equal query strides and origins that differ mod the stride select disjoint rows.
   std::vector<std::vector<size_t>> waves;
   for (size_t v = 0; v < component.views.size(); ++v) {
     const IndexView& q = component.views[v].queries;
@@ -348,8 +403,7 @@ std::vector<std::vector<size_t>> disjoint_waves(const Component& component) {
     for (auto& wave : waves) {
       bool disjoint = true;
       for (size_t other : wave) {
-        const IndexView& o = component.views[other].queries;
-        disjoint &= q.stride == o.stride && q.stride > 1 && ir::floor_mod(q.origin - o.origin, q.stride) != 0;
+        disjoint &= disjoint_rows(q, component.views[other].queries);
       }
       if (disjoint) {
         wave.push_back(v);

@@ -12,6 +12,9 @@
 //   - column sets: a term on k alone that depends on k only through k % P (the fixed pattern's summary
 //     columns) selects whole key columns: one view per run of consecutive allowed offsets, taking that run
 //     of keys every P keys.
+//   - column blocks: positions read as (row, column) of a period P, when each run of query columns reaches only
+//     a few key columns (the Image Transformer's local 2D blocks): one view per run of query columns, taking
+//     those columns of every row, with the key columns the run provably reaches (see column_blocks.h).
 // The planner reads the mask's IR, never the pattern's name.
 #pragma once
 
@@ -41,7 +44,7 @@ inline constexpr const char* kKeyOrigin = "view_key_origin";
 inline constexpr const char* kQueries = "original_N";
 inline constexpr const char* kKeys = "original_M";
 
-enum class ComponentKind { TileSparse, ResidueClasses, ColumnSet };
+enum class ComponentKind { TileSparse, ResidueClasses, ColumnSet, ColumnBlocks };
 
 struct Component {
   ComponentKind kind = ComponentKind::TileSparse;
@@ -51,7 +54,8 @@ struct Component {
   // the symbols above; the term that defines the views is replaced by `true` (it holds inside every view).
   ir::Pattern local;
   std::vector<View> views;
-  int64_t query_stride = 1, key_stride = 1, key_group = 1;  // the same for every view of the component
+  // The same for every view of the component.
+  int64_t query_stride = 1, key_stride = 1, query_group = 1, key_group = 1;
 };
 
 struct Plan {

@@ -32,6 +32,8 @@ namespace tessera_cpu_driver {
 // Local index x < count selects original index origin + stride * (x / group) + x % group.
 struct IndexView {
   int64_t origin = 0, stride = 1, count = 0, group = 1;
+
+  int64_t original(int64_t x) const { return origin + stride * (x / group) + x % group; }
 };
 
 // Where the rows of a [B, heads, rows, width] operand lie, in elements from the pointer given for it; its width is
@@ -272,18 +274,42 @@ struct StateArrays {
   RowStrides acc_strides;
 };
 
+// The query rows of a view whose rows come in runs (group > 1: a column block's columns of every image row), and
+// their state, copied into dense arrays: a kernel addresses query rows as one stride apart, and such a view's
+// calls run on these copies, gathered before its wave and scattered back after.
+struct PackedRows {
+  std::vector<uint8_t> q;            // [B, H, count, D] elements of the query type
+  std::vector<float> acc, max, sum;  // [B, H, count, Dv], [B, H, count] twice
+};
+
+// `packed`: where the view's query rows are packed (see PackedRows), else null.
 inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, const ViewPlan& view, const ChunkTables& t,
-                          const StateArrays& state) {
+                          const StateArrays& state, PackedRows* packed = nullptr) {
   ViewArgs a;
-  a.q = Buffer::rows(p.q, p.B, p.H, p.N, p.D, view.queries, p.qkv_type, p.q_strides);
   const IndexView all_keys{0, 1, p.M, 1};  // the kernels address a view's keys themselves
   const int64_t key_rows = p.key_rows > 0 ? p.key_rows : p.M;
   a.k = Buffer::rows(p.k, p.B, p.Hkv, key_rows, p.D, all_keys, p.qkv_type, p.k_strides);
   a.v = Buffer::rows(p.v, p.B, p.Hkv, key_rows, p.Dv, all_keys, p.qkv_type, p.v_strides);
-  a.acc = Buffer::rows(state.acc, p.B, p.H, p.N, p.Dv, view.queries, halide_type_t(halide_type_float, 32),
-                       state.acc_strides);
-  a.max = Buffer::rows(state.max, p.B, p.H, p.N, 0, view.queries);
-  a.sum = Buffer::rows(state.sum, p.B, p.H, p.N, 0, view.queries);
+  const halide_type_t f32(halide_type_float, 32);
+  if (packed != nullptr) {
+    const int64_t count = view.queries.count;
+    const IndexView rows{0, 1, count, 1};
+    // Sized now, filled by gather_rows: the buffers only point into them.
+    const size_t n = static_cast<size_t>(p.B * p.H * count);
+    packed->q.resize(n * static_cast<size_t>(p.D) * ((p.qkv_type.bits + 7) / 8));
+    packed->acc.resize(n * static_cast<size_t>(p.Dv));
+    packed->max.resize(n);
+    packed->sum.resize(n);
+    a.q = Buffer::rows(packed->q.data(), p.B, p.H, count, p.D, rows, p.qkv_type);
+    a.acc = Buffer::rows(packed->acc.data(), p.B, p.H, count, p.Dv, rows, f32);
+    a.max = Buffer::rows(packed->max.data(), p.B, p.H, count, 0, rows);
+    a.sum = Buffer::rows(packed->sum.data(), p.B, p.H, count, 0, rows);
+  } else {
+    a.q = Buffer::rows(p.q, p.B, p.H, p.N, p.D, view.queries, p.qkv_type, p.q_strides);
+    a.acc = Buffer::rows(state.acc, p.B, p.H, p.N, p.Dv, view.queries, f32, state.acc_strides);
+    a.max = Buffer::rows(state.max, p.B, p.H, p.N, 0, view.queries);
+    a.sum = Buffer::rows(state.sum, p.B, p.H, p.N, 0, view.queries);
+  }
   a.tables = t;
   const halide_type_t i32(halide_type_int, 32);
   a.full = Buffer::dense(const_cast<int32_t*>(t.full), i32, {2, std::max(1, t.max_full), t.tile_rows});
@@ -465,6 +491,45 @@ void parallel_ranges(size_t count, size_t min_per_thread, int64_t threads, Body 
   });
 }
 
+inline bool needs_packing(const IndexView& queries) { return queries.group > 1 && queries.count > 0; }
+
+// Into `packed`, as view_args sized it.
+inline void gather_rows(const Problem& p, const IndexView& queries, const StateArrays& state, PackedRows* packed,
+                        int64_t threads) {
+  const size_t count = static_cast<size_t>(queries.count), bytes = (p.qkv_type.bits + 7) / 8;
+  const size_t rows = static_cast<size_t>(p.B * p.H) * count, D = static_cast<size_t>(p.D);
+  const size_t Dv = static_cast<size_t>(p.Dv);
+  const RowStrides q_strides = p.q_strides.or_dense(p.H, p.N, p.D);
+  const RowStrides acc_strides = state.acc_strides.or_dense(p.H, p.N, p.Dv);
+  const auto* q = static_cast<const uint8_t*>(p.q);
+  parallel_ranges(rows, 4096, threads, [&](size_t begin, size_t end) {
+    for (size_t r = begin; r < end; ++r) {
+      const auto x = static_cast<int64_t>(r % count), bh = static_cast<int64_t>(r / count);
+      const int64_t b = bh / p.H, h = bh % p.H, row = queries.original(x);
+      std::memcpy(&packed->q[r * D * bytes], q + q_strides.offset(b, h, row) * static_cast<int64_t>(bytes), D * bytes);
+      std::copy_n(state.acc + acc_strides.offset(b, h, row), Dv, &packed->acc[r * Dv]);
+      packed->max[r] = state.max[bh * p.N + row];
+      packed->sum[r] = state.sum[bh * p.N + row];
+    }
+  });
+}
+
+inline void scatter_rows(const Problem& p, const IndexView& queries, const PackedRows& packed, const StateArrays& state,
+                         int64_t threads) {
+  const size_t count = static_cast<size_t>(queries.count), rows = static_cast<size_t>(p.B * p.H) * count;
+  const size_t Dv = static_cast<size_t>(p.Dv);
+  const RowStrides acc_strides = state.acc_strides.or_dense(p.H, p.N, p.Dv);
+  parallel_ranges(rows, 4096, threads, [&](size_t begin, size_t end) {
+    for (size_t r = begin; r < end; ++r) {
+      const auto x = static_cast<int64_t>(r % count), bh = static_cast<int64_t>(r / count);
+      const int64_t b = bh / p.H, h = bh % p.H, row = queries.original(x);
+      std::copy_n(&packed.acc[r * Dv], Dv, state.acc + acc_strides.offset(b, h, row));
+      state.max[bh * p.N + row] = packed.max[r];
+      state.sum[bh * p.N + row] = packed.sum[r];
+    }
+  });
+}
+
 }  // namespace detail
 
 // Runs every component of a plan and writes the normalised output. Returns 0 or the first kernel's error code;
@@ -519,16 +584,24 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
     // view a kernel call names, since a JIT kernel keeps its inputs per view.
     std::vector<std::vector<detail::OwnedTables>> part_tables;
     std::vector<detail::ViewArgs> args(view_count * static_cast<size_t>(splits));
+    // Kept from call to call on this thread: fresh pages for them cost more than copying the rows in (~8% of a
+    // column-block plan's time at N=4096).
+    static thread_local std::vector<detail::PackedRows> packed;
+    if (packed.size() < args.size()) packed.resize(args.size());
+    const auto packed_for = [&](size_t arg) {
+      return detail::needs_packing(component.views[arg % view_count].queries) ? &packed[arg] : nullptr;
+    };
     for (size_t v = 0; v < view_count; ++v) {
       const ViewPlan& view = component.views[v];
       if (splits == 1) {
-        args[v] = detail::view_args(p, component, view, view.tables, state(0));
+        args[v] = detail::view_args(p, component, view, view.tables, state(0), packed_for(v));
         continue;
       }
       const std::vector<detail::OwnedTables>& parts =
           part_tables.emplace_back(detail::split_tables(view.tables, splits));
       for (size_t part = 0; part < parts.size(); ++part) {
-        args[part * view_count + v] = detail::view_args(p, component, view, parts[part].view(), state(part));
+        const size_t arg = part * view_count + v;
+        args[arg] = detail::view_args(p, component, view, parts[part].view(), state(part), packed_for(arg));
       }
     }
     // Waves run one after another, as they merge into the same rows.
@@ -556,6 +629,13 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
                                  part});
               }
             }
+          }
+        }
+      }
+      for (size_t vi : wave) {
+        for (size_t part = 0; part < static_cast<size_t>(splits); ++part) {
+          if (detail::PackedRows* rows = packed_for(part * view_count + vi)) {
+            detail::gather_rows(p, component.views[vi].queries, state(part), rows, max_threads);
           }
         }
       }
@@ -634,6 +714,12 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
             }
           }
         });
+      }
+      // Private states end each wave empty (merge_state empties them): only part 0's rows go back.
+      for (size_t vi : wave) {
+        if (const detail::PackedRows* rows = packed_for(vi)) {
+          detail::scatter_rows(p, component.views[vi].queries, *rows, state(0), max_threads);
+        }
       }
     }
   }

@@ -397,6 +397,40 @@ TEST(CpuAttention, CallsOfPartOfAStridedViewReadTheKeysOfTheirRuns) {
   }
 }
 
+// Column-block plans (local2d): a view of runs of query columns is packed into dense rows for its calls, and
+// its state scattered back; one column per view is addressed in place. Both against the reference, in f32 and
+// bf16, with GQA, queries at the end of the keys, and split keys.
+TEST(CpuAttention, ColumnBlockViewsMatchReference) {
+  cpu::CpuOptions options;
+  options.schedule = cpu::parse_schedule("block_q=64,min_block_q=64,block_k=64,chunk_k=64");
+  struct Case {
+    const char* expression;
+    Shape shape;
+    int64_t query_group;
+  };
+  const Case cases[] = {
+      {"local2d(width=64, block_h=8, block_w=8, halo_h=8, halo_w=8)", Shape{2, 2, 1, 1024, 1024, 32, 32}, 8},
+      {"local2d(width=64, block_h=8, block_w=8, halo_h=8, halo_w=8)", Shape{1, 3, 3, 1024, 2048, 16, 24}, 8},
+      {"local2d(width=32, block_h=64, block_w=1, halo_h=0, halo_w=0)", Shape{1, 2, 2, 2048, 2048, 32, 32}, 1},
+  };
+  uint64_t seed = 40;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::Message() << c.expression << " N=" << c.shape.N << " M=" << c.shape.M);
+    const planner::Plan plan =
+        planner::plan_pattern(instantiate(c.expression), c.shape.N, c.shape.M, {.block_q = 64, .block_k = 64});
+    ASSERT_EQ(plan.components.size(), 1u);
+    EXPECT_EQ(plan.components[0].kind, planner::ComponentKind::ColumnBlocks);
+    EXPECT_EQ(plan.components[0].query_group, c.query_group);
+    EXPECT_LE(max_difference(c.expression, c.shape, ++seed, options), 2e-4);
+    cpu::CpuOptions bf16 = options;
+    bf16.storage = cpu::StorageType::BFloat16;
+    EXPECT_LE(max_difference(c.expression, c.shape, ++seed, bf16), 3e-2);
+    cpu::CpuOptions split = options;
+    split.schedule.kv_splits = 2;
+    EXPECT_LE(max_difference(c.expression, c.shape, ++seed, split), 2e-4) << "split keys";
+  }
+}
+
 // Tiles of a mask over run-time segment ids are classified per call from the ids each tile holds: with many
 // short documents most tiles are EMPTY or FULL, and the kernels must skip and unmask exactly the right ones.
 TEST(CpuAttention, DocumentTilesClassifiedFromSegmentIds) {

@@ -111,6 +111,59 @@ TEST(SparsityPlan, UserWrittenMasksGetTheSameKindOfPlan) {
   expect_exact_cover(offset, 700, 900, c);
 }
 
+// Image Transformer blocks: a raster-order query tile spans whole image rows, so every key column of the rows it
+// reaches; a view of one run of query columns needs only the key columns that run reaches (its block's columns
+// and the halo), which the planner proves from the mask.
+TEST(SparsityPlan, Local2dIsSplitIntoColumnBlocks) {
+  ir::Pattern p = instantiate("local2d(width=64, block_h=8, block_w=8, halo_h=8, halo_w=8)");
+  const PlanOptions tiles{.block_q = 64, .block_k = 64};
+  Plan plan = plan_pattern(p, 2048, 2048, tiles);
+  ASSERT_EQ(plan.components.size(), 1u);
+  const Component& blocks = plan.components[0];
+  EXPECT_EQ(blocks.kind, ComponentKind::ColumnBlocks) << blocks.description;
+  EXPECT_EQ(blocks.query_stride, 64);
+  EXPECT_EQ(blocks.query_group, 8);  // one block's columns
+  EXPECT_EQ(blocks.key_group, 24);   // the block's columns and 8 on each side
+  ASSERT_EQ(blocks.views.size(), 8u);
+  EXPECT_EQ(blocks.views[0].keys.origin, 0) << "the first block's halo lies outside the image: shifted in";
+  EXPECT_EQ(blocks.views[3].keys.origin, 16);
+  EXPECT_EQ(blocks.views[7].keys.origin, 40) << "the last block's halo likewise";
+  EXPECT_EQ(disjoint_waves(blocks).size(), 1u) << "column blocks never share a query row";
+  expect_exact_cover(p, 2048, 2048, plan);
+  Plan tiles_only = plan_pattern(p, 2048, 2048, {.block_q = 64, .block_k = 64, .allow_reindexing = false});
+  EXPECT_LE(pairs_computed(plan, tiles) * 2, pairs_computed(tiles_only, tiles));
+  // Queries at the end of the keys, a whole number of rows after the first key: the same columns.
+  Plan later = plan_pattern(p, 1024, 2048, tiles);
+  EXPECT_EQ(kind_of_last(later), ComponentKind::ColumnBlocks);
+  expect_exact_cover(p, 1024, 2048, later);
+}
+
+TEST(SparsityPlan, ColumnBlocksComeFromTheMaskNotItsName) {
+  // Axial attention along image columns: one column per view, its own key column.
+  ir::Pattern axial = instantiate("axial", "pattern axial { mask: k <= q && k % 32 == q % 32; }");
+  Plan a = plan_pattern(axial, 1024, 1024, {.block_q = 32, .block_k = 32});
+  ASSERT_EQ(kind_of_last(a), ComponentKind::ColumnBlocks);
+  EXPECT_EQ(a.components[0].query_group, 1);
+  EXPECT_EQ(a.components[0].key_group, 1);
+  EXPECT_EQ(a.components[0].views.size(), 32u);
+  expect_exact_cover(axial, 1024, 1024, a);
+  // Blocks of 4 columns reaching the next block only, written with different arithmetic.
+  ir::Pattern next = instantiate("next", R"(pattern next {
+    let cq = q - q / 48 * 48;
+    mask: abs(k - q) < 480 && k % 48 / 4 >= cq / 4 && k % 48 / 4 <= cq / 4 + 1;
+  })");
+  Plan b = plan_pattern(next, 960, 960, {.block_q = 32, .block_k = 32});
+  ASSERT_EQ(kind_of_last(b), ComponentKind::ColumnBlocks);
+  EXPECT_EQ(b.components[0].query_group, 4);
+  EXPECT_EQ(b.components[0].key_group, 8);
+  expect_exact_cover(next, 960, 960, b);
+  // Every key column reachable from every query column: nothing to split.
+  ir::Pattern wide = instantiate("local2d(width=16, block_h=4, block_w=8, halo_h=4, halo_w=8)");
+  for (const Component& c : plan_pattern(wide, 512, 512, {.block_q = 32, .block_k = 32}).components) {
+    EXPECT_NE(c.kind, ComponentKind::ColumnBlocks);
+  }
+}
+
 TEST(SparsityPlan, EveryPlanCoversEachAllowedPairExactlyOnce) {
   const std::vector<std::string> patterns = {"causal",
                                              "strided(stride=8)",
@@ -121,6 +174,7 @@ TEST(SparsityPlan, EveryPlanCoversEachAllowedPairExactlyOnce) {
                                              "causal - strided(stride=10)",
                                              "fixed(block=8, summary=8)",
                                              "local2d(width=16, block_h=4, block_w=4, halo_h=2, halo_w=2)",
+                                             "local2d(width=12, block_h=2, block_w=3, halo_h=1, halo_w=2)",
                                              "strided(stride=9) & alibi"};
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{100, 100}, {37, 150}, {150, 37}, {1, 64}, {257, 300}};
   for (const auto& text : patterns) {
