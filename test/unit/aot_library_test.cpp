@@ -1,7 +1,7 @@
 // Ahead-of-time libraries, as an application uses them: `tessera compile` writes the library and header, a
 // separate program built with the system compiler links only them, and its output must match the float64
 // reference. Covers the example program in examples/aot/ (C), and through a generic harness plans with several
-// components (residue classes, column sets), run-time tensors, GQA, N != M and batch chosen per call.
+// components (residue classes, column sets, column blocks), run-time tensors, GQA, N != M and batch chosen per call.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -189,7 +189,10 @@ INSTANTIATE_TEST_SUITE_P(Patterns, AotLibraryCases,
                                            Case{"causal & alibi", 2, 4, 2, 1, 300, 32, 40, ""},
                                            // ... with its keys split in three parts merged by the library's driver
                                            Case{"sliding_window(window=200) & alibi", 1, 3, 1, 2, 500, 32, 32,
-                                                "--schedule block_q=2,vector_width=2,kv_splits=3"}),
+                                                "--schedule block_q=2,vector_width=2,kv_splits=3"},
+                                           // Column blocks: views of runs of query columns, packed by the driver
+                                           Case{"local2d(width=64, block_h=8, block_w=8, halo_h=8, halo_w=8)", 2, 2, 1,
+                                                1024, 1024, 32, 32, "--schedule block_q=64,block_k=64"}),
                          [](const auto& info) { return "case" + std::to_string(info.index); });
 
 }  // namespace
