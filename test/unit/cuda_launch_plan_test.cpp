@@ -126,6 +126,9 @@ const Case kCases[] = {
     {"fixed(block=16, summary=3)", 150, 150, 16, 16, 0},
     {"dilated(window=6, dilation=3)", 120, 120, 16, 16, 0},
     {"local2d(width=12, block_h=3, block_w=4, halo_h=2, halo_w=1)", 144, 144, 32, 16, 0},
+    // Column blocks: views of runs of 8 query columns (see ColumnBlockViewsOfRunsOfColumns)
+    {"local2d(width=32, block_h=4, block_w=8, halo_h=4, halo_w=8)", 512, 512, 32, 32, 0},
+    {"local2d(width=32, block_h=4, block_w=8, halo_h=4, halo_w=8)", 256, 512, 32, 32, 2},
     {"causal & document", 150, 150, 32, 32, 0},
     {"sliding_window(window=5) | strided(stride=16)", 200, 200, 16, 16, 0},
     {"causal - prefix_lm(prefix=40)", 100, 100, 32, 32, 0},
@@ -133,6 +136,19 @@ const Case kCases[] = {
     {"strided(stride=8) & hardmax", 256, 256, 16, 16, 0},
     {"fixed(block=16, summary=3) & sample(seed=1)", 150, 150, 16, 16, 2},
 };
+
+TEST(CudaLaunchPlan, ColumnBlockViewsOfRunsOfColumns) {
+  ir::AttentionSizes sz;
+  sz.N = sz.M = 512;
+  sz.D = sz.Dv = 64;
+  cuda::LaunchOptions options;
+  options.schedule.block_m = options.schedule.block_n = 32;
+  const cuda::LaunchPlan plan = cuda::make_launch_plan(
+      test::instantiate("local2d(width=32, block_h=4, block_w=8, halo_h=4, halo_w=8)"), sz, {}, options);
+  ASSERT_EQ(plan.plan.components.size(), 1u);
+  EXPECT_EQ(plan.plan.components[0].kind, planner::ComponentKind::ColumnBlocks);
+  EXPECT_EQ(plan.plan.components[0].query_group, 8);
+}
 
 INSTANTIATE_TEST_SUITE_P(Patterns, CudaTileWalk, ::testing::ValuesIn(kCases), [](const auto& info) {
   std::string name;
