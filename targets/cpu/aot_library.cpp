@@ -247,6 +247,7 @@ std::string source_text(const AotRequest& r, const Names& n, const ExecutionPlan
 #include "{prefix}.h"
 
 #include <cmath>
+#include <cstdio>
 #include <mutex>
 #include <new>
 
@@ -269,6 +270,8 @@ halide_buffer_t* in(const halide_buffer_t* b) {{ return const_cast<halide_buffer
 
 {kernels}void* reusing_malloc(void*, size_t size) {{ return tcd::block_cache::allocate(size); }}
 void reusing_free(void*, void* data) {{ tcd::block_cache::release(data); }}
+// Halide's default handler aborts the process: a failing kernel returns TESSERA_ERROR_KERNEL instead.
+void report_error(void*, const char* message) {{ std::fprintf(stderr, "tessera kernel error: %s\n", message); }}
 
 constexpr int64_t kH = {H}, kHkv = {Hkv}, kN = {N}, kM = {M}, kD = {D}, kDv = {Dv};
 
@@ -294,6 +297,7 @@ extern "C" int {prefix}_v(const {qkv}* q, const {qkv}* k, const {qkv}* v, const 
     std::call_once(hooks, [] {{
       halide_set_custom_malloc(reusing_malloc);
       halide_set_custom_free(reusing_free);
+      halide_set_error_handler(report_error);
     }});
     std::vector<tcd::Buffer> tensor_buffers(kTensors);
 {tensor_setup}    tcd::Problem p;

@@ -324,17 +324,22 @@ void define_algorithm(Algorithm& a, AttentionPipeline& p, const ir::Pattern& pat
   // Keys are addressed through the view: local key n is original key origin + stride * (n / group) + n % group.
   // The chunks read only the view's keys (define_chunk clamps n).
   const int ks = static_cast<int>(key.key_stride), kg = static_cast<int>(key.key_group);
-  Expr key_row = kg == 1 ? p.key_origin + ks * a.n : p.key_origin + ks * (a.n / kg) + a.n % kg;
+  Expr view_row = kg == 1 ? p.key_origin + ks * a.n : p.key_origin + ks * (a.n / kg) + a.n % kg;
+  // Bounds inference takes n % kg over a whole run, past the last key where the view's last run is cut short
+  // (local2d's key columns in an image's last, partial row): the bound keeps the region inside K and V.
+  auto key_row = [&](const Halide::ImageParam& rows) {
+    return kg == 1 ? view_row : Halide::min(view_row, rows.dim(1).max());
+  };
   a.pack_keys = ks > 1;
   a.bf16_dot = bf16_dot_applies(key, pattern);
   a.bf16_pv = a.bf16_dot && !key.guard_values && !pattern.has_weight() && key.schedule.chunk_k % 2 == 0 &&
               key.Dv % key.schedule.vector_width == 0;
   a.widen_per_chunk = key.storage == StorageType::BFloat16 && !a.pack_keys && BQ > 1;
-  a.k(a.d, a.n, a.h, a.b) = to_f32(p.k(a.d, key_row, a.h, a.b));
-  a.v(a.d, a.n, a.h, a.b) = to_f32(p.v(a.d, key_row, a.h, a.b));
+  a.k(a.d, a.n, a.h, a.b) = to_f32(p.k(a.d, key_row(p.k), a.h, a.b));
+  a.v(a.d, a.n, a.h, a.b) = to_f32(p.v(a.d, key_row(p.v), a.h, a.b));
   if (a.bf16_dot) {
-    a.k_bits(a.d, a.n, a.h, a.b) = p.k(a.d, key_row, a.h, a.b);
-    a.v_bits(a.d, a.n, a.h, a.b) = p.v(a.d, key_row, a.h, a.b);
+    a.k_bits(a.d, a.n, a.h, a.b) = p.k(a.d, key_row(p.k), a.h, a.b);
+    a.v_bits(a.d, a.n, a.h, a.b) = p.v(a.d, key_row(p.v), a.h, a.b);
   }
   a.q_rows(a.d, a.i, a.t, a.h, a.b) = a.q(a.d, a.t * BQ + a.i, a.h, a.b);
   a.q_t(a.i, a.d, a.t, a.h, a.b) = a.q_rows(a.d, a.i, a.t, a.h, a.b);

@@ -34,7 +34,7 @@ struct CpuSchedule {
   // N=4096 (bench/RESULTS.md, 2026-12-03): fixed 18-22% faster on AVX2 and AVX-512, causal and full 1-10%.
   int64_t chunk_k = 64;
   int64_t vector_width = 16;
-  int64_t reindex = 1;  // 1: the planner may re-index (residue classes, column sets, column blocks); 0: tile-sparse only
+  int64_t reindex = 1;  // 1: the planner may re-index (any planner::ComponentKind); 0: tile-sparse only
   // Register tiles of the two small matrix products: at most `row_vectors` vectors of query rows by as many
   // keys (Q.K) or value columns (P.V) as fit in `qk_tile` / `pv_tile` accumulators (AVX-512 has 32 registers).
   int64_t row_vectors = 4;

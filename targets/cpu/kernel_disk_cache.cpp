@@ -91,6 +91,15 @@ void build_entry(const std::function<std::shared_ptr<AttentionPipeline>()>& buil
   store_entry(library, dir, name);
 }
 
+// What the last kernel to fail on this thread said: Halide's runtime reports through the handler on the thread
+// that runs the kernel, before the kernel returns its error code.
+std::string& kernel_error_message() {
+  thread_local std::string message;
+  return message;
+}
+
+void record_kernel_error(void*, const char* message) { kernel_error_message() = message; }
+
 // The kernel of a verified entry, or nullptr (`why` says why) when the entry is missing, damaged or unloadable.
 std::shared_ptr<const SharedObjectKernel> load_entry(const fs::path& path, const std::string& name, std::string& why) {
   if (!targets::read_cache_entry(path, name, kEntryTag)) {
@@ -108,18 +117,29 @@ std::shared_ptr<const SharedObjectKernel> load_entry(const fs::path& path, const
   auto entry = reinterpret_cast<SharedObjectKernel::Entry>(::dlsym(handle, argv_name.c_str()));
   auto set_malloc = reinterpret_cast<HalideMalloc (*)(HalideMalloc)>(::dlsym(handle, "halide_set_custom_malloc"));
   auto set_free = reinterpret_cast<HalideFree (*)(HalideFree)>(::dlsym(handle, "halide_set_custom_free"));
-  if (entry == nullptr || set_malloc == nullptr || set_free == nullptr) {
+  auto set_error =
+      reinterpret_cast<halide_error_handler_t (*)(halide_error_handler_t)>(::dlsym(handle, "halide_set_error_handler"));
+  if (entry == nullptr || set_malloc == nullptr || set_free == nullptr || set_error == nullptr) {
     why = fmt::format("{} lacks {} or Halide's runtime", path.string(), argv_name);
     return nullptr;
   }
   set_malloc(reusing_malloc);
   set_free(reusing_free);
+  set_error(record_kernel_error);
   std::error_code ignored;  // recently used: the last to be trimmed
   fs::last_write_time(path, fs::file_time_type::clock::now(), ignored);
   return std::make_shared<const SharedObjectKernel>(std::move(library), entry);
 }
 
 }  // namespace
+
+int SharedObjectKernel::operator()(void** arguments) const {
+  if (int code = entry_(arguments); code != 0) {
+    throw std::runtime_error(
+        fmt::format("tessera internal error: a CPU kernel failed (Halide error {}): {}", code, kernel_error_message()));
+  }
+  return 0;
+}
 
 std::string default_cpu_kernel_cache_dir() {
   if (const char* dir = std::getenv("TESSERA_CPU_KERNEL_CACHE"); dir != nullptr) return dir;

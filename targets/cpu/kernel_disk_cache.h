@@ -25,8 +25,9 @@ class SharedObjectKernel {
   SharedObjectKernel(std::shared_ptr<void> library, Entry entry) : library_(std::move(library)), entry_(entry) {}
 
   // Halide's argv convention, in kernel_arguments() order with the outputs last: a buffer's halide_buffer_t*,
-  // or a pointer to a scalar. Returns 0 or a Halide error code.
-  int operator()(void** arguments) const { return entry_(arguments); }
+  // or a pointer to a scalar. Returns 0; a kernel that fails throws std::runtime_error with Halide's message
+  // (the library's own runtime would otherwise print it and abort the process).
+  int operator()(void** arguments) const;
 
  private:
   std::shared_ptr<void> library_;

@@ -22,7 +22,7 @@ struct CudaSchedule {
   int64_t block_m = 0;  // queries per block (16 per warp); 0: the default for the head dimension
   int64_t block_n = 0;  // keys per tile; 0: the default for the head dimension
   int64_t stages = 0;   // K/V tiles in flight (cp.async pipeline depth, 2 to 4); 0: 2
-  int64_t reindex = 1;  // 1: the planner may re-index (residue classes, column sets, column blocks); 0: tile-sparse only
+  int64_t reindex = 1;  // 1: the planner may re-index (any planner::ComponentKind); 0: tile-sparse only
   // Key splits per query tile (each split a block writing its own slot, merged by log-sum-exp): 0 chooses from
   // the grid size, so decoding (few query tiles, many keys) still fills the GPU.
   int64_t kv_splits = 0;

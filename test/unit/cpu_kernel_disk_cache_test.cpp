@@ -3,6 +3,7 @@
 // compute what the float64 reference does.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -75,6 +76,50 @@ TEST(CpuKernelDiskCache, AnEntryIsBuiltOnceLoadedAfterwardsAndRebuiltWhenDamaged
   other.schedule.chunk_k = key.schedule.chunk_k / 2;
   EXPECT_NE(cpu::cpu_kernel_cache_name(other), cpu::cpu_kernel_cache_name(key));
   EXPECT_EQ(cpu::cpu_kernel_cache_name(causal_key(counted.pattern, 16)), cpu::cpu_kernel_cache_name(key));
+}
+
+// A kernel of the cache carries Halide's runtime, whose default error handler prints and aborts the process: a
+// failing call must instead throw with Halide's message (here: Q rows of 8 features for a kernel of 16).
+TEST(CpuKernelDiskCache, AFailingKernelThrowsHalidesMessageInsteadOfAborting) {
+  const test::TempDir dir;
+  CountedBuild counted;
+  std::string why;
+  const auto kernel = cpu::load_or_build_cached_kernel(
+      counted.key, [&] { return counted(); }, dir.str(), why);
+  ASSERT_NE(kernel, nullptr) << why;
+  using tessera_cpu_driver::Buffer;
+  const halide_type_t f32(halide_type_float, 32), i32(halide_type_int, 32);
+  std::vector<float> floats(1024, 0.0f);
+  std::vector<int32_t> ints(64, 0);
+  // Inputs q, k, v, acc_in, max_in, sum_in, the chunk tables and counts; then the outputs: 4 rows, 16 keys.
+  std::vector<Buffer> buffers = {Buffer::dense(floats.data(), f32, {8, 4, 1, 1}),
+                                 Buffer::dense(floats.data(), f32, {16, 16, 1, 1}),
+                                 Buffer::dense(floats.data(), f32, {16, 16, 1, 1}),
+                                 Buffer::dense(floats.data(), f32, {16, 4, 1, 1}),
+                                 Buffer::dense(floats.data(), f32, {4, 1, 1}),
+                                 Buffer::dense(floats.data(), f32, {4, 1, 1}),
+                                 Buffer::dense(ints.data(), i32, {2, 1, 1}),
+                                 Buffer::dense(ints.data(), i32, {2, 1, 1}),
+                                 Buffer::dense(ints.data(), i32, {1}),
+                                 Buffer::dense(ints.data(), i32, {1}),
+                                 Buffer::dense(floats.data(), f32, {16, 4, 1, 1}),
+                                 Buffer::dense(floats.data(), f32, {4, 1, 1}),
+                                 Buffer::dense(floats.data(), f32, {4, 1, 1})};
+  // max_full, max_partial, heads, group, n_queries, m_keys, key_origin, keys_begin, keys_end
+  std::array<int32_t, 9> scalars{1, 1, 1, 1, 4, 16, 0, 0, 16};
+  float scale = 0.25f;
+  std::vector<void*> args;
+  for (size_t b = 0; b < 10; ++b) args.push_back(&buffers[b].buf);
+  for (int32_t& value : scalars) args.push_back(&value);
+  args.push_back(&scale);  // causal reads no run-time tensor or symbol
+  for (size_t b = 10; b < 13; ++b) args.push_back(&buffers[b].buf);
+  try {
+    (*kernel)(args.data());
+    ADD_FAILURE() << "the call succeeded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("Input buffer q"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Halide error"), std::string::npos) << e.what();
+  }
 }
 
 TEST(CpuKernelDiskCache, AnUnusableCacheFallsBackWithoutCompiling) {
