@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "compiler/analysis/interval.h"
@@ -257,13 +258,28 @@ TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t
   map.block_k = block_k;
   map.N = N;
   map.M = M;
-  map.kinds.reserve(static_cast<size_t>(map.rows * map.cols));
-  for (int64_t r = 0; r < map.rows; ++r) {
-    for (int64_t c = 0; c < map.cols; ++c) {
-      TileKind kind = mask.classify(map.tile(r, c));
-      map.kinds.push_back(kind);
-      (kind == TileKind::Empty ? map.empty : kind == TileKind::Full ? map.full : map.partial) += 1;
+  map.kinds.assign(static_cast<size_t>(map.rows * map.cols), TileKind::Partial);
+  // A run of a row's tiles whose union the intervals decide is decided for each tile in it (a tile's bounds lie
+  // within its union's): a banded mask's rows cost a few evaluations per band edge, not one per tile.
+  auto classify_run = [&](auto& self, int64_t r, int64_t c0, int64_t c1) -> void {
+    TileKind* kinds = &map.kinds[static_cast<size_t>(r * map.cols)];
+    if (c1 - c0 == 1) {
+      kinds[c0] = mask.classify(map.tile(r, c0));
+      return;
     }
+    const Tile first = map.tile(r, c0), last = map.tile(r, c1 - 1);
+    const TileKind run = mask.classify_by_intervals(Tile{first.i0, first.i1, first.j0, last.j1});
+    if (run != TileKind::Partial) {
+      std::fill(kinds + c0, kinds + c1, run);
+      return;
+    }
+    const int64_t middle = c0 + (c1 - c0) / 2;
+    self(self, r, c0, middle);
+    self(self, r, middle, c1);
+  };
+  for (int64_t r = 0; r < map.rows && map.cols > 0; ++r) classify_run(classify_run, r, 0, map.cols);
+  for (TileKind kind : map.kinds) {
+    (kind == TileKind::Empty ? map.empty : kind == TileKind::Full ? map.full : map.partial) += 1;
   }
   return map;
 }
