@@ -282,6 +282,15 @@ struct PackedRows {
   std::vector<float> acc, max, sum;  // [B, H, count, Dv], [B, H, count] twice
 };
 
+// Packed rows kept from call to call on this thread: fresh pages for them cost more than copying the rows in (a
+// third of local2d's time at N=4096, 36 against 25 ms). run() lets go of them above kKeptPackedBytes, which a
+// long context's copies would otherwise hold for the thread's lifetime.
+inline std::vector<PackedRows>& kept_packed_rows() {
+  static thread_local std::vector<PackedRows> packed;
+  return packed;
+}
+inline constexpr size_t kKeptPackedBytes = size_t{256} << 20;
+
 // `packed`: where the view's query rows are packed (see PackedRows), else null.
 inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, const ViewPlan& view, const ChunkTables& t,
                           const StateArrays& state, PackedRows* packed = nullptr) {
@@ -584,9 +593,7 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
     // view a kernel call names, since a JIT kernel keeps its inputs per view.
     std::vector<std::vector<detail::OwnedTables>> part_tables;
     std::vector<detail::ViewArgs> args(view_count * static_cast<size_t>(splits));
-    // Kept from call to call on this thread: fresh pages for them cost more than copying the rows in (~8% of a
-    // column-block plan's time at N=4096).
-    static thread_local std::vector<detail::PackedRows> packed;
+    std::vector<detail::PackedRows>& packed = detail::kept_packed_rows();
     if (packed.size() < args.size()) packed.resize(args.size());
     const auto packed_for = [&](size_t arg) {
       return detail::needs_packing(component.views[arg % view_count].queries) ? &packed[arg] : nullptr;
@@ -723,6 +730,12 @@ inline int run(const Problem& p, const std::vector<ComponentPlan>& components, c
       }
     }
   }
+
+  size_t kept_bytes = 0;
+  for (const detail::PackedRows& rows : detail::kept_packed_rows()) {
+    kept_bytes += rows.q.capacity() + 4 * (rows.acc.capacity() + rows.max.capacity() + rows.sum.capacity());
+  }
+  if (kept_bytes > detail::kKeptPackedBytes) std::vector<detail::PackedRows>().swap(detail::kept_packed_rows());
 
   // A row with no allowed key has sum 0 and outputs zeros.
   detail::parallel_ranges(rows, kMinFloatsPerThread / std::max<size_t>(Dv, 1), max_threads,
