@@ -35,7 +35,8 @@ void collect_divisors(const Expr& e, std::initializer_list<ir::Var> vars, std::s
   for (const Expr& o : e->operands) collect_divisors(o, vars, divisors);
 }
 
-// The mask over rows and columns of period P, Div and Mod split as above.
+// The mask over rows and columns of period P, its Div and Mod split over multiples of their divisors
+// (divisor_split.h), so that a column is read as `qc % P`, not `(P * qr + qc) % P`.
 struct SplitMask {
   Expr mask;
   analysis::VarRanges ranges;  // rows over the whole shape, columns over the whole period
