@@ -129,7 +129,7 @@ ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& 
          block_q % sched.vector_width == 0;
          block_q /= 2) {
       Tiled narrower = tile(block_q);
-      if (5 * narrower.pairs > 4 * best.pairs) break;
+      if (10 * narrower.pairs > 9 * best.pairs) break;
       best = std::move(narrower);
     }
     execution.tables.push_back(std::move(best.tables));

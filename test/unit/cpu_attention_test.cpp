@@ -323,6 +323,9 @@ TEST(CpuAttention, ComponentsNarrowTheirQueryTileWhereThatSavesPairs) {
   ASSERT_EQ(causal.tiling.size(), 1u);
   EXPECT_EQ(causal.tiling[0].block_q, 128);
   EXPECT_EQ(causal.tables[0][0].tile_rows, 4096 / 128);
+  // A band of 256 keys: 64-row tiles compute (256 + 64) / (256 + 128) of what 128-row tiles do.
+  EXPECT_EQ(cpu::make_execution_plan(instantiate("sliding_window(window=256)"), sz, sched, {}).tiling.at(0).block_q,
+            64);
   const cpu::ExecutionPlan strided = cpu::make_execution_plan(instantiate("strided(stride=128)"), sz, sched, {});
   ASSERT_EQ(strided.tiling.size(), 2u);
   ASSERT_EQ(strided.plan.components[1].views.size(), 128u);
