@@ -78,26 +78,24 @@ SplitMask split_mask(const Expr& mask, int64_t P, int64_t N, int64_t M) {
 std::pair<int64_t, int64_t> reached_columns(const SplitMask& s, int64_t P, int64_t first, int64_t g) {
   const int64_t last = first + g - 1;
   if (s.never(first, last, 0, P - 1)) return {P, 0};
-  // The proofs are monotone in the excluded range: binary search for the widest one on each side.
-  int64_t lo = 0, hi = P;  // [0, lo) proven empty; lo + 1 not known
-  for (int64_t a = 1, b = P; a <= b;) {
-    int64_t mid = a + (b - a) / 2;
-    if (s.never(first, last, 0, mid - 1)) {
-      lo = mid;
-      a = mid + 1;
-    } else {
-      b = mid - 1;
+  // The proofs are monotone in the excluded range: a binary search for the widest one on each side, `side(w)`
+  // being the first and last excluded column of width w.
+  auto widest = [&](auto side) {
+    int64_t best = 0;
+    for (int64_t a = 1, b = P; a <= b;) {
+      const int64_t w = a + (b - a) / 2;
+      const auto [k_first, k_last] = side(w);
+      if (s.never(first, last, k_first, k_last)) {
+        best = w;
+        a = w + 1;
+      } else {
+        b = w - 1;
+      }
     }
-  }
-  for (int64_t a = 0, b = P - 1; a <= b;) {
-    int64_t mid = a + (b - a) / 2;
-    if (s.never(first, last, mid, P - 1)) {
-      hi = mid;
-      b = mid - 1;
-    } else {
-      a = mid + 1;
-    }
-  }
+    return best;
+  };
+  const int64_t lo = widest([](int64_t w) { return std::pair{int64_t{0}, w - 1}; });
+  const int64_t hi = P - widest([P](int64_t w) { return std::pair{P - w, P - 1}; });
   return {lo, hi};
 }
 

@@ -117,6 +117,8 @@ struct Problem {
   int64_t threads = 0;  // 0: every hardware thread
 };
 
+inline int64_t element_bytes(const halide_type_t& type) { return (type.bits + 7) / 8; }
+
 // A halide_buffer_t with room for its dimensions; copies keep pointing at their own.
 struct Buffer {
   halide_buffer_t buf{};
@@ -161,8 +163,8 @@ struct Buffer {
     b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(view.count), static_cast<int32_t>(view.stride * s.row), 0};
     b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(heads), static_cast<int32_t>(s.head), 0};
     b.dims[d++] = halide_dimension_t{0, static_cast<int32_t>(B), static_cast<int32_t>(s.batch), 0};
-    b.init(static_cast<uint8_t*>(const_cast<void*>(data)) + (s.start + view.origin * s.row) * ((type.bits + 7) / 8),
-           type, d);
+    b.init(static_cast<uint8_t*>(const_cast<void*>(data)) + (s.start + view.origin * s.row) * element_bytes(type), type,
+           d);
     return b;
   }
 
@@ -170,7 +172,7 @@ struct Buffer {
   // always points at the element of the minimum coordinates).
   Buffer cropped(int d, int64_t min, int64_t extent) const {
     Buffer c = *this;
-    c.buf.host += (min - dims[d].min) * dims[d].stride * static_cast<int64_t>((buf.type.bits + 7) / 8);
+    c.buf.host += (min - dims[d].min) * dims[d].stride * element_bytes(buf.type);
     c.dims[d].min = static_cast<int32_t>(min);
     c.dims[d].extent = static_cast<int32_t>(extent);
     return c;
@@ -305,7 +307,7 @@ inline ViewArgs view_args(const Problem& p, const ComponentPlan& component, cons
     const IndexView rows{0, 1, count, 1};
     // Sized now, filled by gather_rows: the buffers only point into them.
     const size_t n = static_cast<size_t>(p.B * p.H * count);
-    packed->q.resize(n * static_cast<size_t>(p.D) * ((p.qkv_type.bits + 7) / 8));
+    packed->q.resize(n * static_cast<size_t>(p.D * element_bytes(p.qkv_type)));
     packed->acc.resize(n * static_cast<size_t>(p.Dv));
     packed->max.resize(n);
     packed->sum.resize(n);
@@ -502,40 +504,42 @@ void parallel_ranges(size_t count, size_t min_per_thread, int64_t threads, Body 
 
 inline bool needs_packing(const IndexView& queries) { return queries.group > 1 && queries.count > 0; }
 
+// Calls fn(r, b, h, row) for packed row r of a view's queries: batch b, head h, original query row `row`; rows
+// spread over the threads.
+template <typename Fn>
+void for_each_packed_row(const Problem& p, const IndexView& queries, int64_t threads, Fn fn) {
+  const size_t count = static_cast<size_t>(queries.count);
+  parallel_ranges(static_cast<size_t>(p.B * p.H) * count, 4096, threads, [&](size_t begin, size_t end) {
+    for (size_t r = begin; r < end; ++r) {
+      const auto bh = static_cast<int64_t>(r / count);
+      fn(r, bh / p.H, bh % p.H, queries.original(static_cast<int64_t>(r % count)));
+    }
+  });
+}
+
 // Into `packed`, as view_args sized it.
 inline void gather_rows(const Problem& p, const IndexView& queries, const StateArrays& state, PackedRows* packed,
                         int64_t threads) {
-  const size_t count = static_cast<size_t>(queries.count), bytes = (p.qkv_type.bits + 7) / 8;
-  const size_t rows = static_cast<size_t>(p.B * p.H) * count, D = static_cast<size_t>(p.D);
-  const size_t Dv = static_cast<size_t>(p.Dv);
+  const auto bytes = static_cast<size_t>(p.D * element_bytes(p.qkv_type)), Dv = static_cast<size_t>(p.Dv);
   const RowStrides q_strides = p.q_strides.or_dense(p.H, p.N, p.D);
   const RowStrides acc_strides = state.acc_strides.or_dense(p.H, p.N, p.Dv);
   const auto* q = static_cast<const uint8_t*>(p.q);
-  parallel_ranges(rows, 4096, threads, [&](size_t begin, size_t end) {
-    for (size_t r = begin; r < end; ++r) {
-      const auto x = static_cast<int64_t>(r % count), bh = static_cast<int64_t>(r / count);
-      const int64_t b = bh / p.H, h = bh % p.H, row = queries.original(x);
-      std::memcpy(&packed->q[r * D * bytes], q + q_strides.offset(b, h, row) * static_cast<int64_t>(bytes), D * bytes);
-      std::copy_n(state.acc + acc_strides.offset(b, h, row), Dv, &packed->acc[r * Dv]);
-      packed->max[r] = state.max[bh * p.N + row];
-      packed->sum[r] = state.sum[bh * p.N + row];
-    }
+  for_each_packed_row(p, queries, threads, [&](size_t r, int64_t b, int64_t h, int64_t row) {
+    std::memcpy(&packed->q[r * bytes], q + q_strides.offset(b, h, row) * element_bytes(p.qkv_type), bytes);
+    std::copy_n(state.acc + acc_strides.offset(b, h, row), Dv, &packed->acc[r * Dv]);
+    packed->max[r] = state.max[(b * p.H + h) * p.N + row];
+    packed->sum[r] = state.sum[(b * p.H + h) * p.N + row];
   });
 }
 
 inline void scatter_rows(const Problem& p, const IndexView& queries, const PackedRows& packed, const StateArrays& state,
                          int64_t threads) {
-  const size_t count = static_cast<size_t>(queries.count), rows = static_cast<size_t>(p.B * p.H) * count;
-  const size_t Dv = static_cast<size_t>(p.Dv);
+  const auto Dv = static_cast<size_t>(p.Dv);
   const RowStrides acc_strides = state.acc_strides.or_dense(p.H, p.N, p.Dv);
-  parallel_ranges(rows, 4096, threads, [&](size_t begin, size_t end) {
-    for (size_t r = begin; r < end; ++r) {
-      const auto x = static_cast<int64_t>(r % count), bh = static_cast<int64_t>(r / count);
-      const int64_t b = bh / p.H, h = bh % p.H, row = queries.original(x);
-      std::copy_n(&packed.acc[r * Dv], Dv, state.acc + acc_strides.offset(b, h, row));
-      state.max[bh * p.N + row] = packed.max[r];
-      state.sum[bh * p.N + row] = packed.sum[r];
-    }
+  for_each_packed_row(p, queries, threads, [&](size_t r, int64_t b, int64_t h, int64_t row) {
+    std::copy_n(&packed.acc[r * Dv], Dv, state.acc + acc_strides.offset(b, h, row));
+    state.max[(b * p.H + h) * p.N + row] = packed.max[r];
+    state.sum[(b * p.H + h) * p.N + row] = packed.sum[r];
   });
 }
 
