@@ -240,7 +240,17 @@ TileKind classify_tile(const ir::Pattern& pattern, int64_t N, int64_t M, const T
 
 TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q, int64_t block_k,
                        const ClassifyOptions& options) {
+  return classify_tiles(pattern, N, M, block_q, block_k, options, nullptr);
+}
+
+TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q, int64_t block_k,
+                       const ClassifyOptions& options, const TileMap* coarse) {
   check_options(N, M, options);
+  if (coarse != nullptr && (coarse->N != N || coarse->M != M || block_q < 1 || block_k < 1 ||
+                            coarse->block_q % block_q != 0 || coarse->block_k % block_k != 0)) {
+    throw std::invalid_argument(fmt::format("{} x {} tiles do not subdivide the {} x {} tiles of a {} x {} map",
+                                            block_q, block_k, coarse->block_q, coarse->block_k, coarse->N, coarse->M));
+  }
   if (block_q < 1 || block_k < 1) {
     throw std::invalid_argument(fmt::format("tile sizes must be >= 1, got {} x {}", block_q, block_k));
   }
@@ -277,7 +287,27 @@ TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t
     self(self, r, c0, middle);
     self(self, r, middle, c1);
   };
-  for (int64_t r = 0; r < map.rows && map.cols > 0; ++r) classify_run(classify_run, r, 0, map.cols);
+  if (coarse == nullptr) {
+    for (int64_t r = 0; r < map.rows && map.cols > 0; ++r) classify_run(classify_run, r, 0, map.cols);
+  } else {
+    // A tile inside a coarse tile the coarse map decided is decided alike; only runs under PARTIAL ones are walked.
+    const int64_t row_ratio = coarse->block_q / block_q, col_ratio = coarse->block_k / block_k;
+    for (int64_t r = 0; r < map.rows; ++r) {
+      for (int64_t c = 0; c < map.cols;) {
+        const TileKind parent = coarse->at(r / row_ratio, c / col_ratio);
+        int64_t end = std::min(map.cols, (c / col_ratio + 1) * col_ratio);
+        while (end < map.cols && coarse->at(r / row_ratio, end / col_ratio) == parent) {
+          end = std::min(map.cols, end + col_ratio);
+        }
+        if (parent == TileKind::Partial) {
+          classify_run(classify_run, r, c, end);
+        } else {
+          std::fill(map.kinds.begin() + r * map.cols + c, map.kinds.begin() + r * map.cols + end, parent);
+        }
+        c = end;
+      }
+    }
+  }
   for (TileKind kind : map.kinds) {
     (kind == TileKind::Empty ? map.empty : kind == TileKind::Full ? map.full : map.partial) += 1;
   }

@@ -113,5 +113,11 @@ struct TileMap {
 // std::invalid_argument for N or M < 0 or a block size < 1.
 TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q, int64_t block_k,
                        const ClassifyOptions& options = {});
+// The same, refining `coarse`, a map of the same matrix in tiles that these subdivide (its tile sizes multiples of
+// block_q and block_k): tiles inside an EMPTY or FULL coarse tile take its kind, and only those inside PARTIAL
+// ones are classified (how a plan tries narrower tiles for a component without classifying its empty space
+// again). Throws std::invalid_argument where the tiles do not subdivide `coarse`'s.
+TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q, int64_t block_k,
+                       const ClassifyOptions& options, const TileMap* coarse);
 
 }  // namespace tessera::analysis

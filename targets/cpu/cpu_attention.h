@@ -24,11 +24,12 @@ class TunedSchedules;
 // The member defaults are AVX-512's; default_schedule() gives each instruction set its own.
 struct CpuSchedule {
   int64_t block_q = 128;  // queries per tile
-  // The narrowest query tile a plan component may take instead of block_q (ComponentTiling in execution_plan.h).
-  // strided(stride=128) at N=16384 on the Zen 4 VM: 64-row tiles for its band and residue classes, 91-102 ms against
-  // 108-111 (bench/RESULTS.md, 2026-12-06); 64-row tiles for causal were slower, and its tile stays at 128.
-  int64_t min_block_q = 64;
-  int64_t block_k = 64;  // keys per tile (the granularity of tile classification)
+  // The narrowest query tile a plan component may take instead of block_q (ComponentTiling in execution_plan.h),
+  // where the cost model finds it cheaper: dilated(32, 4)'s residue classes take 32 x 32 tiles, 1.5x faster at
+  // N=4096 than the 64-row floor this had (bench/RESULTS.md, 2026-12-06); strided(stride=128)'s band and residue
+  // classes keep 64 rows at N=16384 (91-102 ms against 108-111 with 128), causal its 128 from N=4096 up.
+  int64_t min_block_q = 16;
+  int64_t block_k = 64;  // keys per tile (the granularity of tile classification), which a component may halve
   // Keys per chunk: runs of consecutive tiles of one kind, up to this many keys. 64 rather than 128 since a merge
   // takes one exp per row: the chunk's score and probability tiles stay in L1. Against 128, single-thread AOT at
   // N=4096 (bench/RESULTS.md, 2026-12-03): fixed 18-22% faster on AVX2 and AVX-512, causal and full 1-10%.
@@ -68,7 +69,7 @@ inline constexpr ScheduleField kScheduleFields[] = {
 // The field called `name`, or nullptr.
 int64_t* schedule_field(CpuSchedule& schedule, std::string_view name);
 
-// "block_q=128,min_block_q=64,block_k=64,chunk_k=64,vector_width=16,reindex=1,row_vectors=4,qk_tile=24,pv_tile=16,
+// "block_q=128,min_block_q=16,block_k=64,chunk_k=64,vector_width=16,reindex=1,row_vectors=4,qk_tile=24,pv_tile=16,
 // grain=4,kv_splits=1"
 // (every field but threads): what --schedule parses, what bench and the AOT header print.
 std::string describe(const CpuSchedule& schedule);

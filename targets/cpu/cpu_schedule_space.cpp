@@ -12,6 +12,7 @@
 #include "compiler/planner/sparsity_plan.h"
 #include "targets/common/attention_problem.h"
 #include "targets/cpu/execution_plan.h"
+#include "targets/cpu/tile_cost.h"
 
 namespace tessera::cpu {
 
@@ -46,11 +47,11 @@ tuner::ScheduleSpace cpu_schedule_space(const ir::Pattern& pattern, const ir::At
   space.target = "cpu";
   space.parameters.push_back(
       {"block_q", with_default(kBlockQ, defaults.block_q), defaults.block_q, "queries per tile"});
-  // How far a plan component's query tile may shrink below block_q (execution_plan.h): the pairs that saves are
-  // counted, but what a narrower tile costs per pair is not; it is measured (128: never below the default tile).
+  // How far a plan component's query tile may shrink below block_q (execution_plan.h). The components narrow by
+  // tile_cost.h's estimate, which is rough: a floor is a refinement, measured (128: never below the default tile).
   // Listed here so that the tuner prints schedules in describe()'s order.
-  space.parameters.push_back(
-      {"min_block_q", {64, 32, 128}, defaults.min_block_q, "narrowest query tile a plan component may take", true});
+  space.parameters.push_back({"min_block_q", with_default({16, 32, 64, 128}, defaults.min_block_q),
+                              defaults.min_block_q, "narrowest query tile a plan component may take", true});
   space.parameters.push_back({"block_k", kBlockK, defaults.block_k, "keys per tile (classification grain)"});
   space.parameters.push_back({"chunk_k", kChunkK, defaults.chunk_k, "keys per chunk of consecutive tiles"});
   // 8 lanes (AVX2 registers) is a candidate on AVX-512 too: on CPUs that split 512-bit operations it can win.
@@ -142,20 +143,17 @@ const CpuCostModel::PlanWork& CpuCostModel::work(const CpuSchedule& s) const {
   PlanWork w;
   w.tiling = plan.tiling;
   for (size_t c = 0; c < plan.plan.components.size(); ++c) {
-    // Keys the kernels loop over, weighted by the component's query tile relative to the schedule's: what
-    // operator() multiplies by block_q.
-    const double rows = static_cast<double>(plan.tiling[c].block_q) / static_cast<double>(s.block_q);
-    const double keys = static_cast<double>(plan.tiling[c].chunk_k) * rows;
+    double full = 0, partial = 0;
     for (const ViewTables& t : plan.tables[c]) {
       w.calls += 1;
       w.tile_rows += t.tile_rows;
       for (int32_t r = 0; r < t.tile_rows; ++r) {
-        w.full_chunks += rows * t.full_counts[static_cast<size_t>(r)];
-        w.partial_chunks += rows * t.partial_counts[static_cast<size_t>(r)];
-        w.full_keys += keys * t.full_counts[static_cast<size_t>(r)];
-        w.partial_keys += keys * t.partial_counts[static_cast<size_t>(r)];
+        full += t.full_counts[static_cast<size_t>(r)];
+        partial += t.partial_counts[static_cast<size_t>(r)];
       }
     }
+    w.chunks_ns +=
+        chunks_ns(full, partial, {plan.tiling[c].block_q, plan.tiling[c].chunk_k, s.vector_width}, sz_.D, sz_.Dv);
   }
   return plans_.emplace(key, w).first->second;
 }
@@ -163,26 +161,11 @@ const CpuCostModel::PlanWork& CpuCostModel::work(const CpuSchedule& s) const {
 double CpuCostModel::operator()(const tuner::Schedule& point) const {
   const CpuSchedule s = to_cpu_schedule(point);
   const PlanWork& w = work(s);
-  // Orders of magnitude measured on a 2-core AVX-512 VM; only the ranking matters. The Q.K and P.V loops reach
-  // ~50 flops/ns per thread at 16 lanes (30 at 8) with 4 row vectors per register tile; fewer row vectors reload
-  // each key for fewer rows (1 vector: about half the rate). Exp, max and sums over the score buffer add ~25% per
-  // pair, the mask ~30% more on PARTIAL chunks. A score buffer (query tile x chunk) beyond L1 costs bandwidth.
-  // A chunk costs a merge per row (~3 flops per value column plus an exp) and a fixed loop set-up; a kernel call
-  // ~3 us.
-  const double lanes_rate = s.vector_width >= 16 ? 50.0 : 30.0;
-  const double row_vectors = static_cast<double>(std::clamp<int64_t>(s.block_q / s.vector_width, 1, 4));
-  const double flops_per_ns = lanes_rate * (row_vectors / (row_vectors + 1.0)) / 0.8;
-  const double buffer_kib = static_cast<double>(s.block_q * s.chunk_k * 4) / 1024.0;
-  const double spill = 1.0 + 0.15 * std::max(0.0, std::log2(buffer_kib / 32.0));
-  const double pair_ns = 2.0 * static_cast<double>(sz_.D + sz_.Dv) / flops_per_ns * 1.25 * spill;
-  const double merge_ns = (3.0 * static_cast<double>(sz_.Dv) + 40.0) / lanes_rate;
-  const double chunks = w.full_chunks + w.partial_chunks;
+  // Only the ranking matters. The chunks' work is tile_cost.h's; a kernel call costs ~3 us.
   // Split-KV: a call per part, and each further part's state merged per query row after the wave.
   const double splits = static_cast<double>(std::max<int64_t>(1, s.kv_splits));
   const double split_merge_ns = (splits - 1.0) * static_cast<double>(sz_.N) * (static_cast<double>(sz_.Dv) + 30.0);
-  const double per_head = pair_ns * static_cast<double>(s.block_q) * (w.full_keys + 1.3 * w.partial_keys) +
-                          (merge_ns * static_cast<double>(s.block_q) + 200.0) * chunks + 3000.0 * w.calls * splits +
-                          split_merge_ns;
+  const double per_head = w.chunks_ns + 3000.0 * w.calls * splits + split_merge_ns;
   const double heads = static_cast<double>(sz_.B * sz_.H);
   // Work is split over (batch, head, query tile, key part): a few large tiles leave threads idle.
   const double units = std::max(1.0, heads * w.tile_rows * splits);
@@ -198,11 +181,11 @@ std::string CpuCostModel::kernel_identity(const tuner::Schedule& point) const {
   CpuSchedule s = to_cpu_schedule(point);
   const PlanWork& w = work(s);
   // Equal tilings mean equal tables too: no run reached either chunk_k, so neither split one, and every component
-  // took the same query tile, whatever min_block_q allowed.
+  // took the same query and key tiles, whatever min_block_q allowed.
   s.chunk_k = 0;
   s.min_block_q = 0;
   std::vector<std::string> tiles;
-  for (const ComponentTiling& t : w.tiling) tiles.push_back(fmt::format("{}x{}", t.block_q, t.chunk_k));
+  for (const ComponentTiling& t : w.tiling) tiles.push_back(fmt::format("{}x{}x{}", t.block_q, t.block_k, t.chunk_k));
   return fmt::format("{}|tiles={}", describe(s), fmt::join(tiles, ","));
 }
 

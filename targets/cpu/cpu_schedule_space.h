@@ -49,9 +49,9 @@ class CpuCostModel {
 
  private:
   struct PlanWork {
-    double full_chunks = 0, partial_chunks = 0, calls = 0, tile_rows = 0;
-    double full_keys = 0, partial_keys = 0;  // keys the kernels loop over: chunks times their component's length
-    std::vector<ComponentTiling> tiling;     // per component
+    double chunks_ns = 0;  // per head, every component's chunks in its own tile (tile_cost.h)
+    double calls = 0, tile_rows = 0;
+    std::vector<ComponentTiling> tiling;  // per component
   };
   const PlanWork& work(const CpuSchedule& schedule) const;
 

@@ -4,12 +4,14 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <utility>
 
 #include "compiler/ir/printer.h"
 #include "targets/common/kernel_symbols.h"
+#include "targets/cpu/tile_cost.h"
 
 namespace tessera::cpu {
 
@@ -84,6 +86,60 @@ ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::Attentio
                              std::move(classify));
 }
 
+namespace {
+
+// A component's views classified with block_q x block_k tiles, and what its kernel then costs: every run of tiles
+// costs a whole chunk.
+struct Tiled {
+  std::vector<analysis::TileMap> maps;
+  std::vector<ViewTables> tables;
+  ComponentTiling tiling;
+  int64_t tile_rows = 0;
+  double cost = 0;
+};
+
+// `chunk_k`: the chunk the kernel is compiled for, or 0 to fit it to the runs. `coarse`: the views' maps in tiles
+// that these subdivide, refined rather than classified again, or null.
+Tiled tile_component(const planner::Component& component, const ir::AttentionSizes& sz, const CpuSchedule& sched,
+                     const analysis::ClassifyOptions& classify, int64_t block_q, int64_t block_k, int64_t chunk_k,
+                     const std::vector<analysis::TileMap>* coarse = nullptr) {
+  Tiled t;
+  int64_t longest_run = 0;
+  double full = 0, partial = 0;
+  const int64_t tiles_per_chunk = std::max<int64_t>(1, (chunk_k > 0 ? chunk_k : sched.chunk_k) / block_k);
+  for (size_t n = 0; n < component.views.size(); ++n) {
+    const planner::View& view = component.views[n];
+    ir::Pattern bound = planner::bind_view(component, view, sz.N, sz.M);
+    const analysis::TileMap& tiles =
+        t.maps.emplace_back(analysis::classify_tiles(bound, view.queries.count, view.keys.count, block_q, block_k,
+                                                     classify, coarse != nullptr ? &coarse->at(n) : nullptr));
+    const ViewTables& v = t.tables.emplace_back(chunk_tables(tiles, view.keys.count, tiles_per_chunk));
+    longest_run = std::max(longest_run, v.longest_run);
+    t.tile_rows += v.tile_rows;
+    for (int32_t row = 0; row < v.tile_rows; ++row) {
+      full += v.full_counts[static_cast<size_t>(row)];
+      partial += v.partial_counts[static_cast<size_t>(row)];
+    }
+  }
+  if (chunk_k == 0) {
+    // A single row of query tiles is a decoding step: its runs grow with the context, and shrinking its chunks
+    // would compile a new kernel each time the context passes a chunk size.
+    CpuSchedule keys = sched;
+    keys.block_k = block_k;
+    chunk_k = t.tile_rows > 1 ? chunk_keys_for_runs(longest_run, keys) : sched.chunk_k;
+  } else if (longest_run > chunk_k) {
+    throw std::logic_error(
+        fmt::format("tessera internal error: a run of {} keys is longer than the {}-key chunks its kernel loops over",
+                    longest_run, chunk_k));
+  }
+  t.tiling = {block_q, block_k, chunk_k};
+  t.cost = chunks_ns(full, partial, {block_q, chunk_k, sched.vector_width}, std::max<int64_t>(sz.D, 1),
+                     std::max<int64_t>(sz.Dv, 1));
+  return t;
+}
+
+}  // namespace
+
 ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& sz, const CpuSchedule& sched,
                                   analysis::ClassifyOptions classify) {
   // Exact enumeration of undecided tiles would only turn PARTIAL into EMPTY or FULL for masks the intervals
@@ -92,48 +148,63 @@ ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& 
   ExecutionPlan execution;
   execution.plan = std::move(plan);
   for (const planner::Component& component : execution.plan.components) {
-    // The component's views classified with `block_q`-row tiles, and the pairs its kernel then computes: every
-    // run of tiles costs a whole chunk.
-    struct Tiled {
-      std::vector<ViewTables> tables;
-      ComponentTiling tiling;
-      int64_t pairs = 0, tile_rows = 0;
-    };
-    auto tile = [&](int64_t block_q) {
-      Tiled t;
-      int64_t longest_run = 0, runs = 0;
-      for (const planner::View& view : component.views) {
-        ir::Pattern bound = planner::bind_view(component, view, sz.N, sz.M);
-        analysis::TileMap tiles =
-            analysis::classify_tiles(bound, view.queries.count, view.keys.count, block_q, sched.block_k, classify);
-        const ViewTables& v =
-            t.tables.emplace_back(chunk_tables(tiles, view.keys.count, sched.chunk_k / sched.block_k));
-        longest_run = std::max(longest_run, v.longest_run);
-        t.tile_rows += v.tile_rows;
-        for (int32_t row = 0; row < v.tile_rows; ++row)
-          runs += v.full_counts[static_cast<size_t>(row)] + v.partial_counts[static_cast<size_t>(row)];
-      }
-      // A single row of query tiles is a decoding step: its runs grow with the context, and shrinking its chunks
-      // would compile a new kernel each time the context passes a chunk size.
-      t.tiling = {block_q, t.tile_rows > 1 ? chunk_keys_for_runs(longest_run, sched) : sched.chunk_k};
-      t.pairs = runs * block_q * t.tiling.chunk_k;
-      return t;
+    // Candidates are compared on the intervals' classification alone (sound, with more tiles left PARTIAL): the
+    // splitting and enumeration that settle PARTIAL tiles cost most of a plan's time (local2d at N=65536), and
+    // run once, on the chosen tiles.
+    analysis::ClassifyOptions quick = classify;
+    quick.split_budget = 0;
+    quick.enumerate_limit = 0;
+    const auto tile = [&](int64_t block_q, int64_t block_k, const Tiled* wider = nullptr) {
+      return tile_component(component, sz, sched, quick, block_q, block_k, 0, wider ? &wider->maps : nullptr);
     };
     // Below min_block_q a tile still narrows while it holds every query of each view: the rows it drops were
     // past the views' ends, computed and thrown away (strided(128)'s residue classes at N=4096 are 32 x 32).
     int64_t view_queries = 0;
     for (const planner::View& view : component.views) view_queries = std::max(view_queries, view.queries.count);
-    Tiled best = tile(sched.block_q);
-    for (int64_t block_q = sched.block_q / 2;
-         best.tile_rows > 1 && (block_q >= sched.min_block_q || block_q >= view_queries) &&
-         block_q % sched.vector_width == 0;
-         block_q /= 2) {
-      Tiled narrower = tile(block_q);
-      if (10 * narrower.pairs > 9 * best.pairs) break;
-      best = std::move(narrower);
+    const auto narrower_rows = [&](int64_t block_q) {
+      const int64_t half = block_q / 2;
+      return half > 0 && half % sched.vector_width == 0 && (half >= sched.min_block_q || half >= view_queries);
+    };
+    const auto narrower_keys = [&](int64_t block_k) {
+      const int64_t half = block_k / 2;
+      return block_k % 2 == 0 && half >= std::max(kMinBlockK, sched.vector_width);
+    };
+    // Descent from the schedule's tile, halving its rows or both its rows and keys at each step, while the cheaper
+    // saves a twentieth of the estimate (the model is rough: where it sees a near tie, the wider tile stays). Both
+    // at once, since a band as narrow as a tile may gain little from narrower rows alone (dilated(32, 4) at N=4096:
+    // 9%, and 38% with narrower keys too). Narrower keys alone seldom change a component's chunks (runs of tiles of
+    // one kind make the same chunks) and would cost another classification of every view per step.
+    Tiled best = tile(sched.block_q, sched.block_k);
+    while (best.tile_rows > 1 && narrower_rows(best.tiling.block_q)) {
+      const int64_t bq = best.tiling.block_q, bk = best.tiling.block_k;
+      Tiled step = tile(bq / 2, bk, &best);
+      if (narrower_keys(bk)) {
+        Tiled both = tile(bq / 2, bk / 2, &step);  // refines the narrower rows' maps: only their PARTIAL tiles
+        if (both.cost < step.cost) step = std::move(both);
+      }
+      if (step.cost > 0.95 * best.cost) break;
+      best = std::move(step);
     }
+    best = tile_component(component, sz, sched, classify, best.tiling.block_q, best.tiling.block_k, 0, &best.maps);
     execution.tables.push_back(std::move(best.tables));
     execution.tiling.push_back(best.tiling);
+  }
+  return execution;
+}
+
+ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& sz, const CpuSchedule& sched,
+                                  analysis::ClassifyOptions classify, const std::vector<ComponentTiling>& tiling) {
+  if (tiling.size() != plan.components.size()) {
+    throw std::logic_error("tessera internal error: a tiling for another plan's components");
+  }
+  classify.enumerate_limit = 256;
+  ExecutionPlan execution;
+  execution.plan = std::move(plan);
+  for (size_t c = 0; c < execution.plan.components.size(); ++c) {
+    const ComponentTiling& t = tiling[c];
+    execution.tables.push_back(
+        tile_component(execution.plan.components[c], sz, sched, classify, t.block_q, t.block_k, t.chunk_k).tables);
+    execution.tiling.push_back(t);
   }
   return execution;
 }
@@ -146,9 +217,10 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
   constexpr size_t kMaxPlans = 512;
   static std::mutex mutex;
   static std::map<std::string, std::shared_ptr<const ExecutionPlan>> cache;
-  const std::string key = fmt::format(
-      "{}|B={},H={},N={},M={},D={}|bq={},mbq={},bk={},ck={},vw={},ri={}", ir::to_string(pattern), sz.B, sz.H, sz.N,
-      sz.M, sz.D, sched.block_q, sched.min_block_q, sched.block_k, sched.chunk_k, sched.vector_width, sched.reindex);
+  const std::string key =
+      fmt::format("{}|B={},H={},N={},M={},D={},Dv={}|bq={},mbq={},bk={},ck={},vw={},ri={}", ir::to_string(pattern),
+                  sz.B, sz.H, sz.N, sz.M, sz.D, sz.Dv, sched.block_q, sched.min_block_q, sched.block_k, sched.chunk_k,
+                  sched.vector_width, sched.reindex);
   {
     std::lock_guard<std::mutex> lock(mutex);
     if (auto it = cache.find(key); it != cache.end()) return it->second;

@@ -31,19 +31,25 @@ struct ViewTables {
 // tiles_per_chunk tiles long.
 ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles_per_chunk);
 
-// The tiles one component's kernel is compiled for.
+// The narrowest key tile a component takes of its own accord (the schedule's block_k may be narrower).
+inline constexpr int64_t kMinBlockK = 16;
+
+// The tiles one component's kernel is compiled for. Each component starts from the schedule's tile and halves its
+// query rows (down to min_block_q, or further while a tile still holds a whole view), with or without its keys
+// (down to kMinBlockK), one halving at a time, while the cheaper halving lowers the cost model's estimate
+// (tile_cost.h) by a twentieth: fewer pairs computed, each at a higher price in a narrower tile. A narrow band
+// (strided's `q - k < 128` part) spans block_q + its width in keys per query tile, so 64-row tiles compute 3/4 of what
+// 128-row tiles do, and sliding_window(256)'s 5/6 (1.15x faster at N=4096 and 16384); dilated(32, 4)'s residue classes,
+// bands 32 keys wide, take 32 x 32 tiles (1.5x faster than 64 x 64 at N=4096); a dense causal component keeps its
+// tile, which halving would save ~1% of pairs.
 struct ComponentTiling {
-  // Queries per tile: the schedule's block_q, or a half, a quarter... of it (down to min_block_q, or further while
-  // a tile still holds a whole view) while each halving cuts the pairs the component computes by a tenth or more.
-  // A narrow band (strided's `q - k < 128` part) spans block_q + its width in keys per query tile, so 64-row tiles
-  // compute 3/4 of what 128-row tiles do, and sliding_window(256)'s 5/6 (1.15x faster at N=4096 and 16384 than at
-  // the earlier threshold of a fifth); a dense causal component gains ~1% at N=4096 and keeps its tile.
-  int64_t block_q = 0;
+  int64_t block_q = 0;  // queries per tile
+  int64_t block_k = 0;  // keys per tile: the granularity of its runs
   // Keys per chunk: the schedule's chunk_k, or fewer where no run of tiles is that long (fewer than block_k where
   // the views hold fewer keys than a tile). The kernels loop over
   // whole chunks, so a 64-key run in a 128-key chunk computes twice its pairs: sparse components (strided's band
   // and residue classes) have only short runs. Components with one row of query tiles (decoding steps) keep
-  // both block_q and chunk_k.
+  // the schedule's tiles and chunk_k.
   int64_t chunk_k = 0;
 };
 
@@ -68,6 +74,13 @@ ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::Attentio
 // time, and schedules that differ only in chunks or vectors share it (the tuner's cost model ranks hundreds).
 ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& sz, const CpuSchedule& sched,
                                   analysis::ClassifyOptions classify);
+
+// The same with each component's tiles given (one per component of `plan`), not chosen: how a mask that reads
+// run-time tensors is classified per call, with the tiles of its plan from the mask alone (cached_execution_plan
+// without load bounds), so that its kernels do not change with the values. Its views' tiles can then only turn
+// from PARTIAL to EMPTY or FULL, and no run outgrows the chunks the tiling's kernels loop over.
+ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& sz, const CpuSchedule& sched,
+                                  analysis::ClassifyOptions classify, const std::vector<ComponentTiling>& tiling);
 
 // The same, cached by (pattern, sizes, tiles): planning costs more than a small attention call. The cache holds a
 // bounded number of plans (decoding asks for one per context length).

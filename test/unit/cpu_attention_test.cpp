@@ -311,12 +311,13 @@ TEST(CpuAttention, ChunksAreNoLongerThanTheLongestRun) {
   EXPECT_EQ(cpu::chunk_keys_for_runs(3, sched), 8) << "a multiple of the vector width";
 }
 
-// A component's query tile halves (down to min_block_q) while that cuts the pairs it computes by a fifth:
-// strided's band (q - k < 128 spans block_q + 128 keys per tile) takes 64-row tiles, its residue classes (32 x 32
-// causal views at N=4096) 32-row tiles whatever min_block_q, as those still hold a whole view; dense causal keeps
-// 128 (a halving saves 1.5%), and so does a decoding step.
-TEST(CpuAttention, ComponentsNarrowTheirQueryTileWhereThatSavesPairs) {
-  cpu::CpuSchedule sched;  // block_q 128, min_block_q 64, block_k 64, chunk_k 64
+// A component's tile halves (its rows down to min_block_q, its keys down to 16) while the cost model says that
+// saves a twentieth: strided's band (q - k < 128 spans block_q + 128 keys per tile) takes 64-row tiles, its
+// residue classes (32 x 32 causal views at N=4096) 32-row tiles whatever min_block_q, as those still hold a whole
+// view; dilated(32, 4)'s residue classes, bands 32 keys wide, take 32 x 32 tiles; dense causal keeps 128 (a
+// halving saves 1.5% of its pairs), and so does a decoding step.
+TEST(CpuAttention, ComponentsNarrowTheirTilesWhereTheCostModelSaysThatPays) {
+  cpu::CpuSchedule sched;  // block_q 128, min_block_q 16, block_k 64, chunk_k 64
   sched.vector_width = 16;
   const ir::AttentionSizes sz{.B = 1, .H = 1, .Hkv = 1, .N = 4096, .M = 4096, .D = 64, .Dv = 64};
   const cpu::ExecutionPlan causal = cpu::make_execution_plan(instantiate("causal"), sz, sched, {});
@@ -337,6 +338,17 @@ TEST(CpuAttention, ComponentsNarrowTheirQueryTileWhereThatSavesPairs) {
         << "tables classified with the narrower tile";
   }
   EXPECT_EQ(strided.plan.components[1].views[0].queries.count, 32);
+  EXPECT_EQ(strided.tiling[0].block_k, 64) << "the band's runs are as long with narrower keys";
+  const cpu::ExecutionPlan dilated =
+      cpu::make_execution_plan(instantiate("dilated(window=32, dilation=4)"), sz, sched, {});
+  ASSERT_EQ(dilated.tiling.size(), 1u);
+  EXPECT_EQ(dilated.tiling[0].block_q, 32);
+  EXPECT_EQ(dilated.tiling[0].block_k, 32);
+  EXPECT_EQ(dilated.tables[0][0].tile_rows, 1024 / 32);
+  EXPECT_EQ(dilated.tables[0][0].partial[1], 32) << "runs start and end on 32-key tiles";
+  sched.min_block_q = 64;
+  EXPECT_EQ(cpu::make_execution_plan(instantiate("dilated(window=32, dilation=4)"), sz, sched, {}).tiling.at(0).block_q,
+            64);
   sched.min_block_q = 128;
   const cpu::ExecutionPlan bounded = cpu::make_execution_plan(instantiate("strided(stride=128)"), sz, sched, {});
   EXPECT_EQ(bounded.tiling.at(0).block_q, 128) << "min_block_q bounds the narrowing";
@@ -462,6 +474,33 @@ TEST(CpuAttention, DocumentTilesClassifiedFromSegmentIds) {
     SCOPED_TRACE(expression);
     EXPECT_LE(max_difference(expression, shape, 13, options, &sorted), 2e-4);
     EXPECT_LE(max_difference(expression, shape, 14, options, &shuffled), 2e-4);
+  }
+}
+
+// A mask over run-time tensors is tiled once, from the mask alone, and classified per call with those tiles: given
+// a plan's tiling, make_execution_plan keeps it and classifies as it would have, and refuses another plan's.
+TEST(CpuAttention, AGivenTilingIsKeptAndClassifiedAsChosen) {
+  const ir::AttentionSizes sz{.B = 1, .H = 1, .Hkv = 1, .N = 1024, .M = 1024, .D = 64, .Dv = 64};
+  const cpu::CpuSchedule sched;
+  for (const char* expression : {"dilated(window=32, dilation=4)", "strided(stride=64)", "causal & document"}) {
+    SCOPED_TRACE(expression);
+    const ir::Pattern pattern = instantiate(expression);
+    const cpu::ExecutionPlan chosen = cpu::make_execution_plan(pattern, sz, sched, {});
+    const cpu::ExecutionPlan given = cpu::make_execution_plan(chosen.plan, sz, sched, {}, chosen.tiling);
+    ASSERT_EQ(given.tiling.size(), chosen.tiling.size());
+    for (size_t c = 0; c < chosen.tiling.size(); ++c) {
+      EXPECT_EQ(given.tiling[c].block_q, chosen.tiling[c].block_q);
+      EXPECT_EQ(given.tiling[c].block_k, chosen.tiling[c].block_k);
+      EXPECT_EQ(given.tiling[c].chunk_k, chosen.tiling[c].chunk_k);
+      ASSERT_EQ(given.tables[c].size(), chosen.tables[c].size());
+      for (size_t v = 0; v < chosen.tables[c].size(); ++v) {
+        EXPECT_EQ(given.tables[c][v].full, chosen.tables[c][v].full);
+        EXPECT_EQ(given.tables[c][v].partial, chosen.tables[c][v].partial);
+      }
+    }
+    std::vector<cpu::ComponentTiling> wrong = chosen.tiling;
+    wrong.push_back(wrong.front());
+    EXPECT_THROW(cpu::make_execution_plan(chosen.plan, sz, sched, {}, wrong), std::logic_error);
   }
 }
 

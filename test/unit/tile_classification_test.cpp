@@ -1,6 +1,11 @@
 #include "compiler/analysis/tile_classification.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "compiler/analysis/pattern_stats.h"
 #include "test/unit/standard_masks_ir.h"
@@ -110,6 +115,40 @@ TEST(TileClassification, TensorMasksAreNeverGuessed) {
   }
   EXPECT_FALSE(mask_enumerability(document).possible);
   EXPECT_TRUE(mask_enumerability(mask_pattern("causal", causal())).possible);
+}
+
+// Refining a map of coarser tiles classifies only what lies under its PARTIAL tiles: the result must equal
+// classifying the finer tiles from scratch, on ragged matrices and for every way of subdividing.
+TEST(TileClassification, RefiningACoarserMapEqualsClassifyingAfresh) {
+  const std::vector<std::pair<std::string, ir::Expr>> masks = {{"causal", causal()},
+                                                               {"strided", strided(24)},
+                                                               {"fixed", fixed(40, 6)},
+                                                               {"dilated", dilated(8, 3)},
+                                                               {"local2d", local2d(20, 4, 4, 2, 3)},
+                                                               {"prefix", prefix_lm(50)},
+                                                               {"window", sliding_window(33)}};
+  for (const auto& [name, mask] : masks) {
+    const ir::Pattern p = mask_pattern(name, mask);
+    for (const auto& [N, M] : {std::pair<int64_t, int64_t>{300, 300}, {130, 250}, {257, 64}}) {
+      for (const ClassifyOptions& options : {ClassifyOptions{}, intervals_only()}) {
+        const TileMap coarse = classify_tiles(p, N, M, 64, 32, options);
+        for (const auto& [bq, bk] : {std::pair<int64_t, int64_t>{32, 32}, {64, 16}, {16, 8}, {64, 32}}) {
+          SCOPED_TRACE(fmt::format("{} N={} M={} {}x{}", name, N, M, bq, bk));
+          const TileMap fresh = classify_tiles(p, N, M, bq, bk, options);
+          const TileMap refined = classify_tiles(p, N, M, bq, bk, options, &coarse);
+          EXPECT_EQ(refined.rows, fresh.rows);
+          EXPECT_EQ(refined.cols, fresh.cols);
+          EXPECT_EQ(refined.kinds, fresh.kinds);
+          EXPECT_EQ(refined.partial, fresh.partial);
+        }
+      }
+    }
+  }
+  const ir::Pattern p = mask_pattern("causal", causal());
+  const TileMap coarse = classify_tiles(p, 100, 100, 64, 32);
+  EXPECT_THROW(classify_tiles(p, 100, 100, 48, 32, {}, &coarse), std::invalid_argument) << "48 does not divide 64";
+  EXPECT_THROW(classify_tiles(p, 100, 100, 64, 64, {}, &coarse), std::invalid_argument) << "wider than the map's";
+  EXPECT_THROW(classify_tiles(p, 100, 90, 32, 32, {}, &coarse), std::invalid_argument) << "another matrix";
 }
 
 TEST(TileClassification, RaggedTilesAndBadInput) {
