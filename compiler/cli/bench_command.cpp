@@ -19,6 +19,7 @@
 #include "compiler/cli/tune_cache_flags.h"
 #include "targets/common/attention_problem.h"
 #include "targets/cpu/cpu_attention.h"
+#include "targets/cpu/execution_plan.h"
 #include "targets/cuda/cuda_attention.h"
 #include "targets/reference/reference_attention.h"
 
@@ -130,12 +131,20 @@ int run_bench(const BenchOptions& o) {
                            o.dtype, sizes.B, sizes.H, sizes.Hkv, sizes.N, sizes.M, sizes.D, sizes.Dv,
                            o.threads ? fmt::format(", {} threads", *o.threads) : "");
   std::string schedule_source;
+  std::optional<int64_t> pairs_computed;  // per (batch, head), by the CPU kernels' tiles
   if (o.target == "cpu") {
     cpu::TunedSchedules::Choice choice{cpu_options.schedule, o.schedule.empty() ? "default" : "--schedule"};
     if (cpu_options.tuned)
       choice = cpu_options.tuned->choose(pattern, sizes, cpu_options.storage, cpu_options.schedule);
     schedule_source = choice.source;
     std::cout << fmt::format("schedule ({}): {}\n", choice.source, cpu::describe(choice.schedule));
+    analysis::ClassifyOptions classify;
+    classify.B = sizes.B;
+    classify.H = sizes.H;
+    classify.D = sizes.D;
+    if (sizes.N > 0 && sizes.M > 0) {
+      pairs_computed = cpu::kernel_pairs(*cpu::cached_execution_plan(pattern, sizes, choice.schedule, classify));
+    }
   }
   std::cout << fmt::format(
       "allowed pairs: {} in all, {:.1f} per (batch, head) of {} (density {:.4f}%)\n", total_pairs,
@@ -185,6 +194,18 @@ int run_bench(const BenchOptions& o) {
   double gflops = median_ms > 0 ? flops / (median_ms * 1e-3) / 1e9 : 0.0;
   std::cout << fmt::format("median {:.3f} ms, min {:.3f} ms, {:.2f} GFLOP/s over allowed pairs (checksum {:.6g})\n",
                            median_ms, min_ms, gflops, checksum);
+  // The kernels' own rate: over every pair their tiles compute, masked or not (the tile grid's excess included).
+  const double computed_flops = 2.0 * static_cast<double>(sizes.D + sizes.Dv) *
+                                static_cast<double>(pairs_computed.value_or(0)) * static_cast<double>(heads_in_all);
+  const double gflops_computed = median_ms > 0 ? computed_flops / (median_ms * 1e-3) / 1e9 : 0.0;
+  if (pairs_computed) {
+    std::cout << fmt::format(
+        "pairs computed by the kernels' tiles: {} per (batch, head), {:.2f}x the allowed; "
+        "{:.2f} GFLOP/s over them\n",
+        *pairs_computed,
+        total_pairs > 0 ? static_cast<double>(*pairs_computed * heads_in_all) / static_cast<double>(total_pairs) : 0.0,
+        gflops_computed);
+  }
 
   nlohmann::json line;
   line["pattern"] = pattern.name;
@@ -204,6 +225,10 @@ int run_bench(const BenchOptions& o) {
     line["pairs"] = static_cast<double>(total_pairs) / static_cast<double>(heads_in_all);
   }
   line["gflops"] = gflops;
+  if (pairs_computed) {
+    line["pairs_computed"] = *pairs_computed;
+    line["gflops_computed"] = gflops_computed;
+  }
   if (!schedule_source.empty()) line["schedule"] = schedule_source;
   std::cout << line.dump() << "\n";
   return 0;
@@ -221,7 +246,9 @@ Command add_bench_command(CLI::App& app) {
       "{\"pattern\",\"target\",\"dtype\",\"B\",\"H\",\"N\",\"M\",\"D\",\"median_ms\",\"min_ms\",\"pairs\",\"gflops\"}\n"
       "`pairs` is the number of allowed (query, key) pairs PER (batch, head) (their mean if the mask depends on\n"
       "b, h or run-time tensors), counted exactly; gflops = 2*(D+Dv)*pairs*B*H / median seconds / 1e9, i.e.\n"
-      "4*D*pairs*B*H/time when Dv = D: only the pairs the mask keeps count as work.");
+      "4*D*pairs*B*H/time when Dv = D: only the pairs the mask keeps count as work. With --target cpu it also\n"
+      "has \"pairs_computed\" (per (batch, head), the pairs the kernels' tiles compute, masked or not) and\n"
+      "\"gflops_computed\" (the same rate over those): the kernels' efficiency apart from the tile grid's excess.");
   cmd->add_option("--pattern", o->pattern, "Pattern expression, e.g. 'causal & sliding_window(window=256)'")
       ->required();
   cmd->add_option("--spec", o->specs, "Spec file(s) whose patterns the expression may use");

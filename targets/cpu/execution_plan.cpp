@@ -231,6 +231,19 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
   return cache.emplace(key, std::move(execution)).first->second;
 }
 
+int64_t kernel_pairs(const ExecutionPlan& execution) {
+  int64_t pairs = 0;
+  for (size_t c = 0; c < execution.tables.size(); ++c) {
+    const int64_t tile = execution.tiling[c].block_q * execution.tiling[c].chunk_k;
+    for (const ViewTables& view : execution.tables[c]) {
+      for (int32_t row = 0; row < view.tile_rows; ++row) {
+        pairs += tile * (view.full_counts[static_cast<size_t>(row)] + view.partial_counts[static_cast<size_t>(row)]);
+      }
+    }
+  }
+  return pairs;
+}
+
 AttentionPipelineKey component_kernel_key(const ExecutionPlan& execution, size_t c, const ir::Pattern& pattern,
                                           const ir::AttentionSizes& sz, const CpuSchedule& schedule,
                                           StorageType storage, const std::string& target, bool guard_values) {

@@ -88,6 +88,11 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
                                                            const CpuSchedule& sched,
                                                            const analysis::ClassifyOptions& classify);
 
+// The (query, key) pairs the kernels of `execution` compute per (batch, head): each run of tiles a whole query tile
+// by a whole chunk of its component, whatever the mask keeps of it (for a mask over run-time tensors, tiled from
+// the mask alone, an upper bound). What the cost model prices and `tessera bench` reports beside the allowed pairs.
+int64_t kernel_pairs(const ExecutionPlan& execution);
+
 // The kernel key of component c of `execution` (the kernel reads every run-time tensor the pattern declares).
 AttentionPipelineKey component_kernel_key(const ExecutionPlan& execution, size_t c, const ir::Pattern& pattern,
                                           const ir::AttentionSizes& sz, const CpuSchedule& schedule,

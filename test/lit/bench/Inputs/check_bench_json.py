@@ -13,6 +13,7 @@ import struct
 import sys
 
 FIELDS = {"pattern", "target", "dtype", "B", "H", "N", "M", "D", "median_ms", "min_ms", "pairs", "gflops"}
+CPU_FIELDS = FIELDS | {"schedule", "pairs_computed", "gflops_computed"}  # which schedule ran; what its tiles compute
 
 
 def fail(message):
@@ -69,8 +70,9 @@ def main():
         result = json.loads(lines[-1])
     except json.JSONDecodeError as e:
         fail(f"the last line is not JSON ({e}): {lines[-1]!r}")
-    if not isinstance(result, dict) or set(result) != FIELDS:
-        fail(f"fields {sorted(result)} != {sorted(FIELDS)}")
+    expected_fields = CPU_FIELDS if isinstance(result, dict) and result.get("target") == "cpu" else FIELDS
+    if not isinstance(result, dict) or set(result) != expected_fields:
+        fail(f"fields {sorted(result)} != {sorted(expected_fields)}")
     if sum(1 for line in lines if line.startswith("{")) != 1:
         fail("more than one JSON line")
 
@@ -104,6 +106,13 @@ def main():
     gflops = 2 * (D + Dv) * result["pairs"] * B * H / (median * 1e-3) / 1e9
     if not math.isclose(result["gflops"], gflops, rel_tol=1e-9):
         fail(f"gflops = {result['gflops']}, expected 2*(D+Dv)*pairs*B*H/median = {gflops}")
+    if "pairs_computed" in result:
+        # Tiles compute every allowed pair at least once, and the same time spreads over their pairs.
+        if result["pairs_computed"] < result["pairs"]:
+            fail(f"pairs_computed {result['pairs_computed']} < the allowed pairs {result['pairs']}")
+        computed = 2 * (D + Dv) * result["pairs_computed"] * B * H / (median * 1e-3) / 1e9
+        if not math.isclose(result["gflops_computed"], computed, rel_tol=1e-9):
+            fail(f"gflops_computed = {result['gflops_computed']}, expected {computed}")
     print(f"ok: pairs {result['pairs']}, {len(run_lines)} runs, {result['gflops']:.3g} GFLOP/s")
 
 
