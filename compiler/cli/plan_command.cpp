@@ -1,6 +1,7 @@
 // `tessera plan`: how the sparsity planner splits a pattern into components and views, and what each costs.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <iostream>
 #include <optional>
 #include <stdexcept>
@@ -11,7 +12,9 @@
 #include "compiler/ir/printer.h"
 #include "compiler/planner/allowed_pairs.h"
 #include "compiler/planner/sparsity_plan.h"
+#include "targets/cpu/cpu_attention.h"
 #include "targets/cpu/evolving_attention.h"
+#include "targets/cpu/execution_plan.h"
 
 namespace tessera::cli {
 
@@ -26,7 +29,25 @@ struct PlanCommandOptions {
   bool no_reindex = false;
   std::string evolving;  // a kind of evolving attention layer, or empty
   int64_t heads = 1;
+  bool cpu_tiles = false;
+  int64_t head_dim = 64;
 };
+
+// What the CPU kernels run each component with: the tiles the execution plan's cost model picks from the plan's
+// tiles (the schedule's, as --tile-q and --tile-k give them), and their chunks.
+cpu::ExecutionPlan cpu_execution(const PlanCommandOptions& o, const planner::Plan& plan, int64_t N, int64_t M) {
+  cpu::CpuSchedule schedule = cpu::host_default_schedule();
+  schedule.block_q = o.block_q;
+  schedule.block_k = o.block_k;
+  schedule.chunk_k = (std::max(schedule.chunk_k, o.block_k) + o.block_k - 1) / o.block_k * o.block_k;
+  schedule.reindex = o.no_reindex ? 0 : 1;
+  const ir::AttentionSizes sz{.B = 1, .H = 1, .Hkv = 1, .N = N, .M = M, .D = o.head_dim, .Dv = o.head_dim};
+  analysis::ClassifyOptions classify;
+  classify.B = 1;
+  classify.H = 1;
+  classify.D = o.head_dim;
+  return cpu::make_execution_plan(plan, sz, schedule, classify);
+}
 
 // An evolving attention layer is not planned by sparsity: its map is dense and stored whole.
 int run_evolving_plan(const PlanCommandOptions& o, const ir::Pattern& pattern, int64_t N, int64_t M) {
@@ -60,6 +81,8 @@ int run_plan(const PlanCommandOptions& o) {
   planner::Plan plan = planner::plan_pattern(pattern, N, M, options);
 
   std::cout << fmt::format("plan {} for N={}, M={} (tiles {}x{})\n", pattern.name, N, M, o.block_q, o.block_k);
+  std::optional<cpu::ExecutionPlan> execution;
+  if (o.cpu_tiles) execution = cpu_execution(o, plan, N, M);
   int64_t total = 0;
   for (size_t c = 0; c < plan.components.size(); ++c) {
     const planner::Component& comp = plan.components[c];
@@ -77,6 +100,14 @@ int run_plan(const PlanCommandOptions& o) {
     }
     std::cout << fmt::format("  tiles:     {} empty, {} full, {} partial\n", cost.empty, cost.full, cost.partial);
     std::cout << fmt::format("  pairs computed: {}\n", cost.pairs);
+    if (execution) {
+      const cpu::ComponentTiling& t = execution->tiling[c];
+      cpu::ExecutionPlan one;
+      one.tables = {execution->tables[c]};
+      one.tiling = {t};
+      std::cout << fmt::format("  cpu kernel: {}x{} tiles, chunks of {} keys, {} pairs computed\n", t.block_q,
+                               t.block_k, t.chunk_k, cpu::kernel_pairs(one));
+    }
   }
   const std::optional<int64_t> allowed_pairs = planner::count_allowed_pairs(plan, pattern);
   std::string allowed = allowed_pairs ? std::to_string(*allowed_pairs) : "unknown until run time";
@@ -104,6 +135,11 @@ Command add_plan_command(CLI::App& app) {
                   "Plan an evolving attention layer of this kind (encoder, decoder or cross) with the pattern instead: "
                   "its stored map and fused convolution");
   cmd->add_option("--heads", o->heads, "H, heads of the evolving layer (default 1)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--cpu-tiles", o->cpu_tiles,
+                "Also print, per component, the tiles and chunks the CPU kernels run it with: the cost model's choice "
+                "from the plan's tiles (a component halves its rows, or rows and keys, where that pays)");
+  cmd->add_option("--head-dim", o->head_dim, "D of Q, K and V, which --cpu-tiles prices pairs with (default 64)")
+      ->check(CLI::PositiveNumber);
   return {cmd, [o] { return run_plan(*o); }};
 }
 
