@@ -10,8 +10,9 @@ double chunks_ns(double full_chunks, double partial_chunks, const TileShape& til
   // lanes (30 at 8) with 4 row vectors per register tile; fewer row vectors reload each key for fewer rows (1
   // vector: about half the rate). Exp, max and sums over the score buffer add ~25% per pair, the mask ~30% more on
   // PARTIAL chunks. A score buffer (query tile x chunk) beyond L1 costs bandwidth. A chunk costs a merge per row
-  // (~3 flops per value column plus an exp) and a fixed loop set-up. Per pair of dilated(32, 4)'s PARTIAL chunks at
-  // N=4096 this gives 32-row tiles 1.2x and 16-row ones 1.7x the cost of 64-row ones; measured: 1.2-1.4x, 1.6x.
+  // (~3 flops per value column plus an exp) and a fixed loop set-up. This prices a pair of a PARTIAL 32 x 64 or
+  // 32 x 32 chunk at 1.2x one of a 64 x 64 chunk, and of a 16 x 16 chunk at 1.7x; per pair of dilated(32, 4) at
+  // N=4096 in those tiles, measured: 1.2x, 1.4x and 1.6x.
   const double lanes_rate = tile.vector_width >= 16 ? 50.0 : 30.0;
   const int64_t lanes = std::max<int64_t>(1, tile.vector_width);
   const double row_vectors = static_cast<double>(std::clamp<int64_t>(tile.block_q / lanes, 1, 4));
