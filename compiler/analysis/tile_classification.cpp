@@ -246,13 +246,13 @@ TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t
 TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t block_q, int64_t block_k,
                        const ClassifyOptions& options, const TileMap* coarse) {
   check_options(N, M, options);
-  if (coarse != nullptr && (coarse->N != N || coarse->M != M || block_q < 1 || block_k < 1 ||
-                            coarse->block_q % block_q != 0 || coarse->block_k % block_k != 0)) {
-    throw std::invalid_argument(fmt::format("{} x {} tiles do not subdivide the {} x {} tiles of a {} x {} map",
-                                            block_q, block_k, coarse->block_q, coarse->block_k, coarse->N, coarse->M));
-  }
   if (block_q < 1 || block_k < 1) {
     throw std::invalid_argument(fmt::format("tile sizes must be >= 1, got {} x {}", block_q, block_k));
+  }
+  if (coarse != nullptr &&
+      (coarse->N != N || coarse->M != M || coarse->block_q % block_q != 0 || coarse->block_k % block_k != 0)) {
+    throw std::invalid_argument(fmt::format("{} x {} tiles do not subdivide the {} x {} tiles of a {} x {} map",
+                                            block_q, block_k, coarse->block_q, coarse->block_k, coarse->N, coarse->M));
   }
   int64_t rows = N == 0 ? 0 : (N - 1) / block_q + 1;  // ceil without overflow for huge blocks
   int64_t cols = M == 0 ? 0 : (M - 1) / block_k + 1;

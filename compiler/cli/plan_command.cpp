@@ -102,11 +102,8 @@ int run_plan(const PlanCommandOptions& o) {
     std::cout << fmt::format("  pairs computed: {}\n", cost.pairs);
     if (execution) {
       const cpu::ComponentTiling& t = execution->tiling[c];
-      cpu::ExecutionPlan one;
-      one.tables = {execution->tables[c]};
-      one.tiling = {t};
       std::cout << fmt::format("  cpu kernel: {}x{} tiles, chunks of {} keys, {} pairs computed\n", t.block_q,
-                               t.block_k, t.chunk_k, cpu::kernel_pairs(one));
+                               t.block_k, t.chunk_k, cpu::kernel_pairs(*execution, c));
     }
   }
   const std::optional<int64_t> allowed_pairs = planner::count_allowed_pairs(plan, pattern);

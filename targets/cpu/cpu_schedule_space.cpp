@@ -143,17 +143,13 @@ const CpuCostModel::PlanWork& CpuCostModel::work(const CpuSchedule& s) const {
   PlanWork w;
   w.tiling = plan.tiling;
   for (size_t c = 0; c < plan.plan.components.size(); ++c) {
-    double full = 0, partial = 0;
     for (const ViewTables& t : plan.tables[c]) {
       w.calls += 1;
       w.tile_rows += t.tile_rows;
-      for (int32_t r = 0; r < t.tile_rows; ++r) {
-        full += t.full_counts[static_cast<size_t>(r)];
-        partial += t.partial_counts[static_cast<size_t>(r)];
-      }
     }
-    w.chunks_ns +=
-        chunks_ns(full, partial, {plan.tiling[c].block_q, plan.tiling[c].chunk_k, s.vector_width}, sz_.D, sz_.Dv);
+    const ChunkCounts chunks = chunk_counts(plan.tables[c]);
+    w.chunks_ns += chunks_ns(static_cast<double>(chunks.full), static_cast<double>(chunks.partial),
+                             {plan.tiling[c].block_q, plan.tiling[c].chunk_k, s.vector_width}, sz_.D, sz_.Dv);
   }
   return plans_.emplace(key, w).first->second;
 }

@@ -63,6 +63,17 @@ ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles
   return t;
 }
 
+ChunkCounts chunk_counts(const std::vector<ViewTables>& views) {
+  ChunkCounts n;
+  for (const ViewTables& view : views) {
+    for (size_t row = 0; row < static_cast<size_t>(view.tile_rows); ++row) {
+      n.full += view.full_counts[row];
+      n.partial += view.partial_counts[row];
+    }
+  }
+  return n;
+}
+
 int64_t chunk_keys_for_runs(int64_t longest_run, const CpuSchedule& sched) {
   // Runs shorter than a tile are views with fewer keys than block_k (strided(128)'s residue classes at N=4096 hold
   // 32): their chunks take only those keys, instead of a whole tile of which the rest is masked.
@@ -105,7 +116,6 @@ Tiled tile_component(const planner::Component& component, const ir::AttentionSiz
                      const std::vector<analysis::TileMap>* coarse = nullptr) {
   Tiled t;
   int64_t longest_run = 0;
-  double full = 0, partial = 0;
   const int64_t tiles_per_chunk = std::max<int64_t>(1, (chunk_k > 0 ? chunk_k : sched.chunk_k) / block_k);
   for (size_t n = 0; n < component.views.size(); ++n) {
     const planner::View& view = component.views[n];
@@ -116,10 +126,6 @@ Tiled tile_component(const planner::Component& component, const ir::AttentionSiz
     const ViewTables& v = t.tables.emplace_back(chunk_tables(tiles, view.keys.count, tiles_per_chunk));
     longest_run = std::max(longest_run, v.longest_run);
     t.tile_rows += v.tile_rows;
-    for (int32_t row = 0; row < v.tile_rows; ++row) {
-      full += v.full_counts[static_cast<size_t>(row)];
-      partial += v.partial_counts[static_cast<size_t>(row)];
-    }
   }
   if (chunk_k == 0) {
     // A single row of query tiles is a decoding step: its runs grow with the context, and shrinking its chunks
@@ -133,8 +139,9 @@ Tiled tile_component(const planner::Component& component, const ir::AttentionSiz
                     longest_run, chunk_k));
   }
   t.tiling = {block_q, block_k, chunk_k};
-  t.cost = chunks_ns(full, partial, {block_q, chunk_k, sched.vector_width}, std::max<int64_t>(sz.D, 1),
-                     std::max<int64_t>(sz.Dv, 1));
+  const ChunkCounts chunks = chunk_counts(t.tables);
+  t.cost = chunks_ns(static_cast<double>(chunks.full), static_cast<double>(chunks.partial),
+                     {block_q, chunk_k, sched.vector_width}, std::max<int64_t>(sz.D, 1), std::max<int64_t>(sz.Dv, 1));
   return t;
 }
 
@@ -231,16 +238,15 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
   return cache.emplace(key, std::move(execution)).first->second;
 }
 
+int64_t kernel_pairs(const ExecutionPlan& execution, size_t component) {
+  const ChunkCounts chunks = chunk_counts(execution.tables.at(component));
+  const ComponentTiling& tiling = execution.tiling.at(component);
+  return (chunks.full + chunks.partial) * tiling.block_q * tiling.chunk_k;
+}
+
 int64_t kernel_pairs(const ExecutionPlan& execution) {
   int64_t pairs = 0;
-  for (size_t c = 0; c < execution.tables.size(); ++c) {
-    const int64_t tile = execution.tiling[c].block_q * execution.tiling[c].chunk_k;
-    for (const ViewTables& view : execution.tables[c]) {
-      for (int32_t row = 0; row < view.tile_rows; ++row) {
-        pairs += tile * (view.full_counts[static_cast<size_t>(row)] + view.partial_counts[static_cast<size_t>(row)]);
-      }
-    }
-  }
+  for (size_t c = 0; c < execution.tables.size(); ++c) pairs += kernel_pairs(execution, c);
   return pairs;
 }
 

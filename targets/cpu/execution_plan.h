@@ -27,6 +27,12 @@ struct ViewTables {
   tessera_cpu_driver::ChunkTables driver_tables() const;
 };
 
+// The chunks a component's kernel runs over all its views, by kind: each run of tiles is one chunk.
+struct ChunkCounts {
+  int64_t full = 0, partial = 0;
+};
+ChunkCounts chunk_counts(const std::vector<ViewTables>& views);
+
 // Splits a classified tile map into chunk tables: runs of consecutive tiles of one kind, at most
 // tiles_per_chunk tiles long.
 ViewTables chunk_tables(const analysis::TileMap& tiles, int64_t M, int64_t tiles_per_chunk);
@@ -92,6 +98,7 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
 // by a whole chunk of its component, whatever the mask keeps of it (for a mask over run-time tensors, tiled from
 // the mask alone, an upper bound). What the cost model prices and `tessera bench` reports beside the allowed pairs.
 int64_t kernel_pairs(const ExecutionPlan& execution);
+int64_t kernel_pairs(const ExecutionPlan& execution, size_t component);  // of one component
 
 // The kernel key of component c of `execution` (the kernel reads every run-time tensor the pattern declares).
 AttentionPipelineKey component_kernel_key(const ExecutionPlan& execution, size_t c, const ir::Pattern& pattern,
