@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
+
+#include "compiler/analysis/parallel_rows.h"
 
 namespace tessera::analysis {
 
@@ -116,20 +119,25 @@ PatternStats pattern_stats(const ir::Pattern& pattern, int64_t N, int64_t M, int
   stats.M = M;
   stats.total_pairs = N * M;
   if (!count_pairs || !pairwise_evaluable(pattern, options)) return stats;
-  PairEvaluator evaluator(pattern, N, M, options);
   TileClassifier classifier(pattern, N, M, options);
-  int64_t allowed = 0;
-  for (int64_t r = 0; r < stats.tiles.rows; ++r) {
-    for (int64_t c = 0; c < stats.tiles.cols; ++c) {
-      Tile t = stats.tiles.tile(r, c);
-      switch (stats.tiles.at(r, c)) {
-        case TileKind::Empty: break;
-        case TileKind::Full: allowed += area(t); break;
-        case TileKind::Partial: allowed += evaluator.count(classifier, t); break;
+  std::atomic<int64_t> allowed{0};
+  const int64_t threads = stats.tiles.rows * stats.tiles.cols >= kMinTilesForThreads ? analysis_threads() : 1;
+  for_each_row_block(stats.tiles.rows, threads, [&](int64_t begin, int64_t end) {
+    PairEvaluator evaluator(pattern, N, M, options);  // per block: it keeps its point's variables
+    int64_t rows_allowed = 0;
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t c = 0; c < stats.tiles.cols; ++c) {
+        Tile t = stats.tiles.tile(r, c);
+        switch (stats.tiles.at(r, c)) {
+          case TileKind::Empty: break;
+          case TileKind::Full: rows_allowed += area(t); break;
+          case TileKind::Partial: rows_allowed += evaluator.count(classifier, t); break;
+        }
       }
     }
-  }
-  stats.allowed_pairs = allowed;
+    allowed += rows_allowed;
+  });
+  stats.allowed_pairs = allowed.load();
   if (stats.total_pairs > 0) stats.density = static_cast<double>(allowed) / static_cast<double>(stats.total_pairs);
   return stats;
 }

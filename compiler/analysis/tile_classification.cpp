@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "compiler/analysis/interval.h"
+#include "compiler/analysis/parallel_rows.h"
 #include "compiler/ir/evaluate.h"
 #include "compiler/ir/simplify.h"
 
@@ -287,27 +288,33 @@ TileMap classify_tiles(const ir::Pattern& pattern, int64_t N, int64_t M, int64_t
     self(self, r, c0, middle);
     self(self, r, middle, c1);
   };
-  if (coarse == nullptr) {
-    for (int64_t r = 0; r < map.rows && map.cols > 0; ++r) classify_run(classify_run, r, 0, map.cols);
-  } else {
+  auto classify_row = [&](int64_t r) {
+    if (map.cols == 0) return;
+    if (coarse == nullptr) {
+      classify_run(classify_run, r, 0, map.cols);
+      return;
+    }
     // A tile inside a coarse tile the coarse map decided is decided alike; only runs under PARTIAL ones are walked.
     const int64_t row_ratio = coarse->block_q / block_q, col_ratio = coarse->block_k / block_k;
-    for (int64_t r = 0; r < map.rows; ++r) {
-      for (int64_t c = 0; c < map.cols;) {
-        const TileKind parent = coarse->at(r / row_ratio, c / col_ratio);
-        int64_t end = std::min(map.cols, (c / col_ratio + 1) * col_ratio);
-        while (end < map.cols && coarse->at(r / row_ratio, end / col_ratio) == parent) {
-          end = std::min(map.cols, end + col_ratio);
-        }
-        if (parent == TileKind::Partial) {
-          classify_run(classify_run, r, c, end);
-        } else {
-          std::fill(map.kinds.begin() + r * map.cols + c, map.kinds.begin() + r * map.cols + end, parent);
-        }
-        c = end;
+    for (int64_t c = 0; c < map.cols;) {
+      const TileKind parent = coarse->at(r / row_ratio, c / col_ratio);
+      int64_t end = std::min(map.cols, (c / col_ratio + 1) * col_ratio);
+      while (end < map.cols && coarse->at(r / row_ratio, end / col_ratio) == parent) {
+        end = std::min(map.cols, end + col_ratio);
       }
+      if (parent == TileKind::Partial) {
+        classify_run(classify_run, r, c, end);
+      } else {
+        std::fill(map.kinds.begin() + r * map.cols + c, map.kinds.begin() + r * map.cols + end, parent);
+      }
+      c = end;
     }
-  }
+  };
+  // Each row writes only its own tiles.
+  const int64_t threads = map.rows * map.cols >= kMinTilesForThreads ? analysis_threads() : 1;
+  for_each_row_block(map.rows, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) classify_row(r);
+  });
   for (TileKind kind : map.kinds) {
     (kind == TileKind::Empty ? map.empty : kind == TileKind::Full ? map.full : map.partial) += 1;
   }

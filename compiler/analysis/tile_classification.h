@@ -38,7 +38,8 @@ struct ClassifyOptions {
   // Bounds of run-time tensor values over boxes of indices (see VarRanges::load_bounds), e.g. from
   // make_load_bounds (tensor_value_bounds.h) over one call's inputs. The hook sees a load's indices as ranges in
   // the mask's own coordinates (q = i + M - N), with b over [0, B-1]: give B, or b is unbounded and a provider
-  // answers nothing for it. Masks that read tensors are still never enumerated.
+  // answers nothing for it. Masks that read tensors are still never enumerated. Large maps call it from several
+  // threads at once (parallel_rows.h): it must not change shared state.
   LoadBounds load_bounds;
 };
 
