@@ -1,5 +1,7 @@
 #include "compiler/cli/allowed_pairs.h"
 
+#include "compiler/analysis/tensor_value_bounds.h"
+#include "compiler/analysis/tile_classification.h"
 #include "compiler/ir/simplify.h"
 #include "compiler/planner/allowed_pairs.h"
 
@@ -44,16 +46,38 @@ int64_t count_allowed_pairs(const ir::Pattern& pattern, const ir::AttentionSizes
     }
     if (exact) return total * (reads_b ? 1 : sizes.B) * (reads_h ? 1 : sizes.H);
   }
-  // Counted in place rather than through analysis::mask_matrix, which would materialise N x M bytes per head.
+  // Counted in place rather than through analysis::mask_matrix, which would materialise N x M bytes per head, and
+  // pair by pair only in the tiles the tensors' values leave undecided: a tile the intervals prove EMPTY or FULL
+  // for every batch and head (causal & document at N=16384: all but the diagonal's and the documents' edges) is
+  // counted whole. Evaluating all N x M pairs there took 14 s of a bench whose kernel takes 0.8 s.
   targets::RuntimeTensorViews views = targets::runtime_tensor_views(pattern, inputs);
   ir::PatternEvaluator evaluator(pattern, sizes, views.views, targets::attention_scale(pattern, inputs, sizes));
+  analysis::ClassifyOptions options;
+  options.B = sizes.B;
+  options.H = sizes.H;
+  options.D = sizes.D;
+  options.load_bounds = analysis::make_load_bounds(views.views);
+  constexpr int64_t kTile = 64;
+  const analysis::TileMap map = analysis::classify_tiles(pattern, sizes.N, sizes.M, kTile, kTile, options);
   // Heads share a count unless the mask reads h (document reads only b): count one and multiply.
-  bool reads_h = ir::uses_var(pattern.mask, ir::Var::Head);
+  const bool reads_h = ir::uses_var(pattern.mask, ir::Var::Head);
+  const int64_t heads = reads_h ? sizes.H : 1;
   int64_t total = 0;
-  for (int64_t b = 0; b < sizes.B; ++b) {
-    for (int64_t h = 0; h < (reads_h ? sizes.H : 1); ++h) {
-      for (int64_t i = 0; i < sizes.N; ++i) {
-        for (int64_t j = 0; j < sizes.M; ++j) total += evaluator.allowed(b, h, i, j);
+  for (int64_t r = 0; r < map.rows; ++r) {
+    for (int64_t c = 0; c < map.cols; ++c) {
+      const analysis::Tile t = map.tile(r, c);
+      switch (map.at(r, c)) {
+        case analysis::TileKind::Empty: break;
+        case analysis::TileKind::Full: total += (t.i1 - t.i0) * (t.j1 - t.j0) * sizes.B * heads; break;
+        case analysis::TileKind::Partial:
+          for (int64_t b = 0; b < sizes.B; ++b) {
+            for (int64_t h = 0; h < heads; ++h) {
+              for (int64_t i = t.i0; i < t.i1; ++i) {
+                for (int64_t j = t.j0; j < t.j1; ++j) total += evaluator.allowed(b, h, i, j);
+              }
+            }
+          }
+          break;
       }
     }
   }

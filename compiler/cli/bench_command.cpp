@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "compiler/analysis/tensor_value_bounds.h"
 #include "compiler/cli/allowed_pairs.h"
 #include "compiler/cli/command_context.h"
 #include "compiler/cli/commands.h"
@@ -143,7 +144,11 @@ int run_bench(const BenchOptions& o) {
     classify.H = sizes.H;
     classify.D = sizes.D;
     if (sizes.N > 0 && sizes.M > 0) {
-      pairs_computed = cpu::kernel_pairs(*cpu::cached_execution_plan(pattern, sizes, choice.schedule, classify));
+      // A mask over run-time tensors is tiled per call from their values, as the kernels run it.
+      if (ir::uses_tensors(pattern.mask)) {
+        classify.load_bounds = analysis::make_load_bounds(targets::runtime_tensor_views(pattern, inputs).views);
+      }
+      pairs_computed = cpu::kernel_pairs(*cpu::call_execution_plan(pattern, sizes, choice.schedule, classify));
     }
   }
   std::cout << fmt::format(

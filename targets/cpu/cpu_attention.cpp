@@ -243,12 +243,8 @@ void run_kernels(const ir::Pattern& pattern, const targets::AttentionInputs& pro
 
   // A mask that reads run-time tensors is planned and tiled once from the mask alone (every tile the values could
   // fill is PARTIAL), then classified per call with those tiles: the kernels compiled for them serve every call.
-  analysis::ClassifyOptions structural = classify;
-  structural.load_bounds = {};
-  const std::shared_ptr<const ExecutionPlan> cached = cached_execution_plan(pattern, sz, sched, structural);
-  std::optional<ExecutionPlan> per_call;
-  if (per_call_tiles) per_call.emplace(make_execution_plan(cached->plan, sz, sched, classify, cached->tiling));
-  const ExecutionPlan& execution = per_call ? *per_call : *cached;
+  const std::shared_ptr<const ExecutionPlan> call_plan = call_execution_plan(pattern, sz, sched, classify);
+  const ExecutionPlan& execution = *call_plan;
   const std::vector<tessera_cpu_driver::ComponentPlan> components = driver_components(execution, pattern, sz, shapes);
 
   bool values_finite = true;

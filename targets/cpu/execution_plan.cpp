@@ -238,6 +238,16 @@ std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pa
   return cache.emplace(key, std::move(execution)).first->second;
 }
 
+std::shared_ptr<const ExecutionPlan> call_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                                                         const CpuSchedule& sched,
+                                                         const analysis::ClassifyOptions& classify) {
+  analysis::ClassifyOptions structural = classify;
+  structural.load_bounds = {};
+  std::shared_ptr<const ExecutionPlan> cached = cached_execution_plan(pattern, sz, sched, structural);
+  if (!classify.load_bounds) return cached;
+  return std::make_shared<const ExecutionPlan>(make_execution_plan(cached->plan, sz, sched, classify, cached->tiling));
+}
+
 int64_t kernel_pairs(const ExecutionPlan& execution, size_t component) {
   const ChunkCounts chunks = chunk_counts(execution.tables.at(component));
   const ComponentTiling& tiling = execution.tiling.at(component);

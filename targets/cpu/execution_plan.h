@@ -93,10 +93,17 @@ ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& 
 std::shared_ptr<const ExecutionPlan> cached_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
                                                            const CpuSchedule& sched,
                                                            const analysis::ClassifyOptions& classify);
+// The plan one call runs: the cached plan or, for a mask over run-time tensors (`classify.load_bounds` set from the
+// call's tensors), that plan's tiles classified with the tensors' values (tiles between segments that cannot meet
+// turn EMPTY). The cached part is planned without load bounds, whatever `classify` holds.
+std::shared_ptr<const ExecutionPlan> call_execution_plan(const ir::Pattern& pattern, const ir::AttentionSizes& sz,
+                                                         const CpuSchedule& sched,
+                                                         const analysis::ClassifyOptions& classify);
 
 // The (query, key) pairs the kernels of `execution` compute per (batch, head): each run of tiles a whole query tile
 // by a whole chunk of its component, whatever the mask keeps of it (for a mask over run-time tensors, tiled from
-// the mask alone, an upper bound). What the cost model prices and `tessera bench` reports beside the allowed pairs.
+// the mask alone, an upper bound; call_execution_plan's is exact). What the cost model prices and `tessera bench`
+// reports beside the allowed pairs.
 int64_t kernel_pairs(const ExecutionPlan& execution);
 int64_t kernel_pairs(const ExecutionPlan& execution, size_t component);  // of one component
 

@@ -3,6 +3,8 @@ the given values, one human line per timed run, and gflops consistent with pairs
 
 usage: check_bench_json.py OUTPUT --runs R [--field NAME=VALUE ...] [--value-dim Dv]
                            [--segments SEGMENTS.npy]   (expected pairs of `document`, from the tensor itself)
+                           [--causal]                  (of `causal & document`)
+                           [--tile T]                  (expected pairs_computed: T x T tiles that can hold a pair)
 """
 import argparse
 import ast
@@ -39,19 +41,45 @@ def read_int32_npy(path):
     return shape, values
 
 
-def document_pairs(path, N, M):
-    """Allowed pairs of `document` (q >= 0 and segments[b, q] == segments[b, k]) summed over batches."""
+def read_segments(path, M):
     (B, keys), seg = read_int32_npy(path)
     if keys != M:
         fail(f"segments has {keys} keys, expected {M}")
+    return B, seg
+
+
+def document_pairs(path, N, M, causal):
+    """Allowed pairs of `document` (q >= 0 and segments[b, q] == segments[b, k]; with `causal`, k <= q too) summed
+    over batches."""
+    B, seg = read_segments(path, M)
     total = 0
     for b in range(B):
         row = seg[b * M : (b + 1) * M]
         for i in range(N):
             q = i + M - N
             if q >= 0:
-                total += sum(1 for k in range(M) if row[k] == row[q])
+                total += sum(1 for k in range((q + 1) if causal else M) if row[k] == row[q])
     return total
+
+
+def document_tile_pairs(path, N, M, causal, tile):
+    """Pairs the CPU kernels compute for `document` in T x T tiles classified from the segments' values: every tile
+    but those where the ids of its queries and of its keys (over every batch) cannot meet, or no key is at or
+    before a query (`causal`), each a whole T x T."""
+    B, seg = read_segments(path, M)
+    computed = 0
+    for r in range((N + tile - 1) // tile):
+        queries = [i + M - N for i in range(r * tile, min(N, (r + 1) * tile)) if i + M - N >= 0]
+        for c in range((M + tile - 1) // tile):
+            keys = range(c * tile, min(M, (c + 1) * tile))
+            if not queries or (causal and keys[0] > queries[-1]):
+                continue
+            q_ids = [seg[b * M + q] for b in range(B) for q in queries]
+            k_ids = [seg[b * M + k] for b in range(B) for k in keys]
+            if max(q_ids) < min(k_ids) or max(k_ids) < min(q_ids):
+                continue
+            computed += tile * tile
+    return computed
 
 
 def main():
@@ -61,6 +89,8 @@ def main():
     parser.add_argument("--field", action="append", default=[])
     parser.add_argument("--value-dim", type=int)
     parser.add_argument("--segments")
+    parser.add_argument("--causal", action="store_true")
+    parser.add_argument("--tile", type=int)
     args = parser.parse_args()
 
     lines = [line for line in open(args.output).read().splitlines() if line.strip()]
@@ -90,9 +120,13 @@ def main():
     B, H, N, M, D = (result[k] for k in ("B", "H", "N", "M", "D"))
     if args.segments:
         # Every head of a batch sees the same segments: the mean per (batch, head) is the mean per batch.
-        expected = document_pairs(args.segments, N, M) * H / (B * H)
+        expected = document_pairs(args.segments, N, M, args.causal) * H / (B * H)
         if result["pairs"] != expected:
             fail(f"pairs = {result['pairs']}, expected {expected} from {args.segments}")
+        if args.tile:
+            expected = document_tile_pairs(args.segments, N, M, args.causal, args.tile)
+            if result["pairs_computed"] != expected:
+                fail(f"pairs_computed = {result['pairs_computed']}, expected {expected} from {args.segments}")
 
     median, minimum = result["median_ms"], result["min_ms"]
     if not (0 < minimum <= median):
