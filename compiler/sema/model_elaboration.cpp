@@ -619,11 +619,13 @@ class ModelElaborator {
                                                      format_value(args.values.at("eps"))));
       return std::nullopt;
     }
-    const Node& x = node_at(inputs[0]);
-    int node = new_node(sig.op, inputs, x.kind, x.width, binding, v.where);
+    // Copied: new_node may move every node (a reference into the graph would dangle).
+    const ValueKind kind = node_at(inputs[0]).kind;
+    const int64_t width = node_at(inputs[0]).width;
+    int node = new_node(sig.op, inputs, kind, width, binding, v.where);
     node_ref(node).eps = eps;
-    node_ref(node).weights.push_back({binding + ".weight", {x.width}});
-    if (layer_norm) node_ref(node).weights.push_back({binding + ".bias", {x.width}});
+    node_ref(node).weights.push_back({binding + ".weight", {width}});
+    if (layer_norm) node_ref(node).weights.push_back({binding + ".bias", {width}});
     return node;
   }
 
@@ -632,11 +634,11 @@ class ModelElaborator {
     bool ok = expect_kind(inputs[0], {ValueKind::Sequence, ValueKind::Pooled}, "linear", input_value(v, 0));
     auto out = size_arg(args, "out", "linear");
     if (!ok || !out) return std::nullopt;
-    const Node& x = node_at(inputs[0]);
-    int node = new_node(OpKind::Linear, inputs, x.kind, *out, binding, v.where);
+    const int64_t in_width = node_at(inputs[0]).width;  // copied before new_node moves the nodes
+    int node = new_node(OpKind::Linear, inputs, node_at(inputs[0]).kind, *out, binding, v.where);
     Node& n = node_ref(node);
     n.has_bias = args.has("bias") ? args.values.at("bias").b : true;
-    n.weights.push_back({binding + ".weight", {*out, x.width}});
+    n.weights.push_back({binding + ".weight", {*out, in_width}});
     if (n.has_bias) n.weights.push_back({binding + ".bias", {*out}});
     return node;
   }
@@ -662,8 +664,9 @@ class ModelElaborator {
                                text_of(input_value(v, 0).where), x.width, text_of(table_value.where), table.width));
       return std::nullopt;
     }
-    int node = new_node(OpKind::Unembed, {inputs[0]}, x.kind, table.vocab, binding, v.where);
-    node_ref(node).vocab = table.vocab;
+    const int64_t vocab = table.vocab;  // copied before new_node moves the nodes
+    int node = new_node(OpKind::Unembed, {inputs[0]}, x.kind, vocab, binding, v.where);
+    node_ref(node).vocab = vocab;
     node_ref(node).tied = inputs[1];
     return node;
   }
