@@ -39,14 +39,7 @@ void require(bool condition) {
 // Every point of a small cross-attention matrix (queries at the end of the keys), both heads, and the tile kinds
 // the analysis gives, checked against the points.
 void exercise(const ir::Pattern& pattern) {
-  ir::AttentionSizes sizes;
-  sizes.B = 1;
-  sizes.H = 2;
-  sizes.Hkv = 2;
-  sizes.N = 12;
-  sizes.M = 16;
-  sizes.D = 8;
-  sizes.Dv = 8;
+  const ir::AttentionSizes sizes{.B = 1, .H = 2, .Hkv = 2, .N = 12, .M = 16, .D = 8, .Dv = 8};
   std::unique_ptr<ir::PatternEvaluator> evaluator;
   try {
     evaluator = std::make_unique<ir::PatternEvaluator>(pattern, sizes, std::map<std::string, ir::TensorView>{}, 0.35);
