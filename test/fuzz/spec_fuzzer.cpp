@@ -2,7 +2,8 @@
 // throw, or reach undefined behaviour. What it declares goes further: each pattern that elaborates with its
 // defaults is evaluated at every point of a small matrix and its tiles classified, and a tile the interval analysis
 // calls EMPTY or FULL must be so at every point (the analysis is sound); each model is elaborated into its graph.
-// Text after a line "%%" is also instantiated as a pattern expression, as `--pattern` text is.
+// Text after a line "%%" is also instantiated as a pattern expression, as `--pattern` text is, except lines
+// "@NAME=VALUE", which override model parameters as `--set NAME=VALUE` does.
 //
 // Build (clang only; the target compiles the front end, the IR, the analyses and the graph, nothing else):
 //   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DTESSERA_FUZZ=ON
@@ -86,9 +87,23 @@ void exercise(const ir::Pattern& pattern) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
+  // After "%%": lines "@NAME=VALUE" are `--set` overrides for every model; the other lines, a pattern expression.
   std::string expression;
+  std::map<std::string, std::string> overrides;
   if (const size_t split = text.find("\n%%\n"); split != std::string::npos) {
-    expression = text.substr(split + 4);
+    size_t line_start = split + 4;
+    while (line_start <= text.size()) {
+      size_t line_end = text.find('\n', line_start);
+      if (line_end == std::string::npos) line_end = text.size();
+      const std::string line = text.substr(line_start, line_end - line_start);
+      const size_t equals = line.find('=');
+      if (line.size() > 1 && line[0] == '@' && equals != std::string::npos) {
+        overrides[line.substr(1, equals - 1)] = line.substr(equals + 1);
+      } else {
+        expression += line + "\n";
+      }
+      line_start = line_end + 1;
+    }
     text.resize(split);
   }
   sema::PatternLibrary library;
@@ -99,13 +114,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     dsl::Diagnostics instance_diags;
     if (std::optional<ir::Pattern> pattern = library.instantiate(d.name, instance_diags)) exercise(*pattern);
   }
-  if (!expression.empty()) {
+  if (expression.find_first_not_of(" \t\n") != std::string::npos) {
     dsl::Diagnostics instance_diags;
     if (std::optional<ir::Pattern> pattern = library.instantiate(expression, instance_diags)) exercise(*pattern);
   }
   for (const std::string& name : library.model_names()) {
     dsl::Diagnostics model_diags;
-    (void)sema::elaborate_model(library, name, {}, model_diags);
+    (void)sema::elaborate_model(library, name, overrides, model_diags);
   }
   return 0;
 }
