@@ -57,8 +57,10 @@ int64_t count_allowed_pairs(const ir::Pattern& pattern, const ir::AttentionSizes
   options.H = sizes.H;
   options.D = sizes.D;
   options.load_bounds = analysis::make_load_bounds(views.views);
-  constexpr int64_t kTile = 64;
-  const analysis::TileMap map = analysis::classify_tiles(pattern, sizes.N, sizes.M, kTile, kTile, options);
+  // 64 x 64 tiles, wider where that would be more than 2^24 of them (the classifier takes at most 2^26).
+  int64_t tile = 64;
+  while (((sizes.N + tile - 1) / tile) * ((sizes.M + tile - 1) / tile) > (int64_t{1} << 24)) tile *= 2;
+  const analysis::TileMap map = analysis::classify_tiles(pattern, sizes.N, sizes.M, tile, tile, options);
   // Heads share a count unless the mask reads h (document reads only b): count one and multiply.
   const bool reads_h = ir::uses_var(pattern.mask, ir::Var::Head);
   const int64_t heads = reads_h ? sizes.H : 1;
