@@ -105,10 +105,11 @@ TEST(CudaExpressionSupport, IntegerArithmeticIsTheReferenceModulo2To32) {
 TEST(CudaExpressionSupport, HashUniformIsTheReference) {
   for (int32_t a : kEdges) {
     for (int32_t b : kEdges) {
-      const double want = ir::evaluate(ir::call(ir::Fn::HashUniform, {ir::int_imm(b), ir::int_imm(a), ir::int_imm(-a),
-                                                                      ir::int_imm(7), ir::int_imm(b ^ a)}),
-                                       ir::EvalEnv{})
-                              .f;
+      const double want =
+          ir::evaluate(ir::call(ir::Fn::HashUniform, {ir::int_imm(b), ir::int_imm(a), ir::int_imm(-int64_t{a}),
+                                                      ir::int_imm(7), ir::int_imm(b ^ a)}),
+                       ir::EvalEnv{})
+              .f;
       EXPECT_EQ(static_cast<double>(tc::hash_uniform_f32(b, a, tc::neg_i32(a), 7, b ^ a)), want) << a << " " << b;
       EXPECT_GT(want, 0.0);
       EXPECT_LT(want, 1.0);

@@ -39,6 +39,17 @@
 #include <string>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TESSERA_FIBERS_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TESSERA_FIBERS_UNDER_ASAN 1
+#endif
+#endif
+#ifdef TESSERA_FIBERS_UNDER_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 namespace tessera_cuda::emulation {
 namespace {
 
@@ -103,6 +114,22 @@ struct PendingWgmma {
 };
 using WgmmaGroup = std::vector<PendingWgmma>;
 
+// AddressSanitizer knows one stack per OS thread unless it is told of every switch. Untold, an exception unwinding
+// a fiber's frames left their redzones poisoned, and later frames on that stack tripped over them (false
+// stack-buffer-overflows in the emulator's error tests). A switch announces the stack it goes to; the side that
+// arrives completes it, learning the stack it came from. Without ASan these do nothing.
+#ifdef TESSERA_FIBERS_UNDER_ASAN
+void start_stack_switch(void** fake_stack, const void* bottom, size_t size) {
+  __sanitizer_start_switch_fiber(fake_stack, bottom, size);
+}
+void finish_stack_switch(void* fake_stack, const void** from_bottom, size_t* from_size) {
+  __sanitizer_finish_switch_fiber(fake_stack, from_bottom, from_size);
+}
+#else
+void start_stack_switch(void**, const void*, size_t) {}
+void finish_stack_switch(void*, const void**, size_t*) {}
+#endif
+
 // Resumed into a suspended fiber to unwind its stack (running its destructors) when the launch is abandoned. Not a
 // std::exception, so that a kernel's catch (const std::exception&) does not swallow it.
 struct FiberCancelled {};
@@ -137,6 +164,7 @@ struct Fiber {
   ucontext_t context{};  // not movable once initialised (glibc points uc_mcontext.fpregs into it): Fibers live
                          // behind unique_ptr
   FiberStack stack;
+  void* asan_fake_stack = nullptr;  // this fiber's, kept by ASan while it is switched out
   State state = State::NotStarted;
   Op op = Op::None;
   bool cancel = false;
@@ -177,6 +205,8 @@ struct Launch {
   const LaunchShape& shape;
   const std::function<void()>& kernel;
   std::vector<std::unique_ptr<Fiber>> fibers;
+  const void* scheduler_stack = nullptr;  // the scheduler's stack, as ASan reports it on a switch into a fiber
+  size_t scheduler_stack_size = 0;
   std::unique_ptr<std::byte[]> shared_storage;
   char* shared = nullptr;
   std::array<unsigned, 3> block{};
@@ -205,7 +235,9 @@ std::string where(const Launch& launch, unsigned thread) {
 
 // Back to the scheduler until this fiber is made runnable again (or the launch is abandoned).
 void suspend(Launch& launch, Fiber& fiber) {
+  start_stack_switch(&fiber.asan_fake_stack, launch.scheduler_stack, launch.scheduler_stack_size);
   swapcontext(&fiber.context, &launch.scheduler);
+  finish_stack_switch(fiber.asan_fake_stack, &launch.scheduler_stack, &launch.scheduler_stack_size);
   if (fiber.cancel) throw FiberCancelled{};
 }
 
@@ -624,6 +656,7 @@ void finish_fiber(Launch& launch, Fiber& fiber) {
 void fiber_entry() {
   Launch& launch = *t_launch;
   Fiber& fiber = self(launch);
+  finish_stack_switch(nullptr, &launch.scheduler_stack, &launch.scheduler_stack_size);
   // No context switch may happen inside these handlers: the C++ runtime's record of caught exceptions is per OS
   // thread, shared by all fibers.
   try {
@@ -633,7 +666,8 @@ void fiber_entry() {
     if (!launch.error) launch.error = std::current_exception();
   }
   finish_fiber(launch, fiber);
-  // Returning resumes uc_link, the scheduler.
+  // Returning resumes uc_link, the scheduler; this stack's frames are done with (no fake stack to keep).
+  start_stack_switch(nullptr, launch.scheduler_stack, launch.scheduler_stack_size);
 }
 
 void switch_to(Launch& launch, unsigned thread) {
@@ -641,7 +675,10 @@ void switch_to(Launch& launch, unsigned thread) {
   if (fiber.state == State::NotStarted) fiber.state = State::Runnable;
   launch.current = thread;
   launch.in_fiber = true;
+  void* scheduler_fake_stack = nullptr;
+  start_stack_switch(&scheduler_fake_stack, fiber.stack.base(), kStackBytes);
   swapcontext(&launch.scheduler, &fiber.context);
+  finish_stack_switch(scheduler_fake_stack, nullptr, nullptr);
   launch.in_fiber = false;
 }
 
