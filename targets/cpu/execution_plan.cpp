@@ -99,6 +99,10 @@ ExecutionPlan make_execution_plan(const ir::Pattern& pattern, const ir::Attentio
 
 namespace {
 
+// Exact enumeration of undecided tiles would only turn PARTIAL into EMPTY or FULL for masks the intervals cannot
+// follow; a small limit keeps planning fast for long sequences.
+constexpr int64_t kPlanEnumerateLimit = 256;
+
 // A component's views classified with block_q x block_k tiles, and what its kernel then costs: every run of tiles
 // costs a whole chunk.
 struct Tiled {
@@ -149,9 +153,7 @@ Tiled tile_component(const planner::Component& component, const ir::AttentionSiz
 
 ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& sz, const CpuSchedule& sched,
                                   analysis::ClassifyOptions classify) {
-  // Exact enumeration of undecided tiles would only turn PARTIAL into EMPTY or FULL for masks the intervals
-  // cannot follow; a small limit keeps planning fast for long sequences.
-  classify.enumerate_limit = 256;
+  classify.enumerate_limit = kPlanEnumerateLimit;
   ExecutionPlan execution;
   execution.plan = std::move(plan);
   for (const planner::Component& component : execution.plan.components) {
@@ -204,7 +206,7 @@ ExecutionPlan make_execution_plan(planner::Plan plan, const ir::AttentionSizes& 
   if (tiling.size() != plan.components.size()) {
     throw std::logic_error("tessera internal error: a tiling for another plan's components");
   }
-  classify.enumerate_limit = 256;
+  classify.enumerate_limit = kPlanEnumerateLimit;  // as when the tiles were chosen
   ExecutionPlan execution;
   execution.plan = std::move(plan);
   for (size_t c = 0; c < execution.plan.components.size(); ++c) {
