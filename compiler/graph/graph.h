@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -107,9 +108,11 @@ struct Graph {
   std::string name;                             // the model's name
   std::vector<std::string> inputs;              // model inputs (TokenIds), in declaration order
   std::vector<ir::TensorDecl> runtime_tensors;  // int tensors attention patterns read, by name, deduplicated
-  std::vector<Node> nodes;                      // topological order; Input nodes first
-  int output = -1;                              // index of the node the model returns
-  dsl::SourceRange where;                       // the declaration
+  // Topological order; Input nodes first. A deque: appending a node keeps references to the others valid, which
+  // elaboration holds across adding nodes (with a vector, four ops read an input's width from freed memory).
+  std::deque<Node> nodes;
+  int output = -1;         // index of the node the model returns
+  dsl::SourceRange where;  // the declaration
 
   // Every weight of every node, in node order.
   std::vector<Weight> weights() const;

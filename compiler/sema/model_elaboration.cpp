@@ -634,7 +634,7 @@ class ModelElaborator {
     bool ok = expect_kind(inputs[0], {ValueKind::Sequence, ValueKind::Pooled}, "linear", input_value(v, 0));
     auto out = size_arg(args, "out", "linear");
     if (!ok || !out) return std::nullopt;
-    const int64_t in_width = node_at(inputs[0]).width;  // copied before new_node moves the nodes
+    const int64_t in_width = node_at(inputs[0]).width;
     int node = new_node(OpKind::Linear, inputs, node_at(inputs[0]).kind, *out, binding, v.where);
     Node& n = node_ref(node);
     n.has_bias = args.has("bias") ? args.values.at("bias").b : true;
@@ -664,7 +664,7 @@ class ModelElaborator {
                                text_of(input_value(v, 0).where), x.width, text_of(table_value.where), table.width));
       return std::nullopt;
     }
-    const int64_t vocab = table.vocab;  // copied before new_node moves the nodes
+    const int64_t vocab = table.vocab;
     int node = new_node(OpKind::Unembed, {inputs[0]}, x.kind, vocab, binding, v.where);
     node_ref(node).vocab = vocab;
     node_ref(node).tied = inputs[1];
