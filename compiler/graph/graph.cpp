@@ -130,6 +130,10 @@ std::vector<std::string> attributes(const Node& node) {
       out.push_back("pattern=" + quoted(node.pattern ? node.pattern->name : "?"));
       out.push_back(fmt::format("causal_in_time={}", node.causal_in_time));
       if (!node.has_bias) out.emplace_back("bias=false");
+      if (node.rotary) {
+        out.push_back(fmt::format("rotary_dims={}", node.rotary_dims));
+        out.push_back("rotary_base=" + float_text(node.rotary_base));
+      }
       if (node.evolving) {
         out.push_back(fmt::format("evolving={}", evolving_kind_name(*node.evolving)));
         out.push_back("alpha=" + float_text(node.evolving_alpha));

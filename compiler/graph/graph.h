@@ -95,6 +95,14 @@ struct Node {
   std::optional<ir::Pattern> pattern;  // Attention: elaborated, every parameter bound
   bool causal_in_time = false;         // Attention: the pattern never lets a query see a later key (k <= q
                                        // for every allowed pair), so incremental decoding with a KV cache is valid
+  // Rotary position embeddings (`rotary = true`; self-attention only): after the projections, each head's query
+  // and key at position p have their first rotary_dims features rotated in pairs (c, c + rotary_dims/2), pair c by
+  // the angle p * rotary_base^(-2c/rotary_dims), as GPT-NeoX and Hugging Face's LLaMA rotate them (RoFormer's
+  // rotation over halves, not over adjacent features). Positions are those of the sequence: 0.. in a forward
+  // pass, continuing after the decoded ones while decoding.
+  bool rotary = false;
+  double rotary_base = 10000;
+  int64_t rotary_dims = 0;  // even, at most head_dim (head_dim unless given)
   // Evolving attention (`evolving = true`): the layer also reads NAME.evolving.weight [heads, heads, 3, 3] and
   // NAME.evolving.bias [heads], mixes the pre-softmax map of `evolving_previous` (the latest earlier evolving
   // layer of the same kind, -1 for the first) into its own with evolving_alpha, convolves it, and hands its map

@@ -719,6 +719,53 @@ class ModelElaborator {
     return shape;
   }
 
+  // `rotary = true` (with optional rotary_base > 0 and an even rotary_dims <= head_dim): see graph::Node::rotary.
+  bool rotary_embedding(Node& n, const CallArgs& args, bool cross) {
+    n.rotary = args.has("rotary") && args.values.at("rotary").b;
+    for (const char* name : {"rotary_base", "rotary_dims"}) {
+      if (args.has(name) && !n.rotary) {
+        diags_.error(args.where.at(name),
+                     fmt::format("'{}' is an argument of rotary position embeddings: it needs `rotary = true`", name));
+        return false;
+      }
+    }
+    if (!n.rotary) return true;
+    if (cross) {
+      // A query and a key are rotated by their positions in one sequence; an encoder's keys have positions in
+      // another, and the rotation would relate positions that do not share an origin.
+      diags_.error(args.where.at("rotary"),
+                   "rotary position embeddings need self-attention: cross-attention's keys "
+                   "come from another sequence");
+      return false;
+    }
+    n.rotary_dims = n.head_dim;
+    if (args.has("rotary_dims")) {
+      const int64_t dims = args.values.at("rotary_dims").i;
+      if (dims < 2 || dims > n.head_dim || dims % 2 != 0) {
+        diags_.error(args.where.at("rotary_dims"),
+                     fmt::format("rotary_dims must be even and between 2 and head_dim ({}), got {}", n.head_dim, dims));
+        return false;
+      }
+      n.rotary_dims = dims;
+    } else if (n.head_dim % 2 != 0) {
+      diags_.error(args.where.at("rotary"),
+                   fmt::format("rotary position embeddings rotate feature pairs: head_dim ({}) is odd; give an even "
+                               "rotary_dims",
+                               n.head_dim));
+      return false;
+    }
+    if (args.has("rotary_base")) {
+      const double base = args.values.at("rotary_base").f;
+      if (!(base > 0.0) || !std::isfinite(base)) {
+        diags_.error(args.where.at("rotary_base"),
+                     fmt::format("rotary_base must be positive and finite, got {}", base));
+        return false;
+      }
+      n.rotary_base = base;
+    }
+    return true;
+  }
+
   // `evolving = true` (with optional alpha, beta in [0, 1]): the node's kind, its weights and the earlier evolving
   // layer of the same kind whose map it takes.
   bool evolving_layer(int node, const CallArgs& args, bool cross) {
@@ -893,6 +940,7 @@ class ModelElaborator {
     projection("value", kv_out, context_width);
     projection("output", width, q_out);
     for (auto& w : tensor_weights[entry]) n.weights.push_back(std::move(w));
+    if (!rotary_embedding(n, args, inputs.size() > 1)) return std::nullopt;
     if (!evolving_layer(node, args, inputs.size() > 1)) return std::nullopt;
     for (const auto& t : pattern.inputs) {
       if (t.elem_type != ir::ElemType::Int32) continue;

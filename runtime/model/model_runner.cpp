@@ -14,6 +14,7 @@
 #include "runtime/linear.h"
 #include "runtime/model/activation_functions.h"
 #include "runtime/model/model_error.h"
+#include "runtime/model/rotary_embedding.h"
 #include "runtime/parallel_rows.h"
 #include "targets/cpu/evolving_attention.h"
 
@@ -187,6 +188,7 @@ struct ModelRunner::State {
   std::map<int, std::pair<Tensor, Tensor>> fixed_kv;  // streamed queries over a static context: K, V heads
   std::map<int, Tensor> evolving_maps;  // by node: the attention map each evolving layer hands on (one pass)
   std::map<int, std::pair<Tensor, Tensor>> fused_qkv;
+  RotaryTable rotary_table;  // the positions of the current pass, shared by its rotary layers
   std::map<std::string, double> profile;
   std::vector<int> last_use;  // per node: its last reader in the current pass
   Pass current_pass = Pass::Full;
@@ -573,6 +575,14 @@ struct ModelRunner::State {
       q_slot = qkv[0];
       k_slot = qkv[1];
       v_slot = qkv[2];
+      if (node.rotary) {
+        // Queries and keys at their positions in the sequence: those decoded before come first.
+        const auto rotary_start = std::chrono::steady_clock::now();
+        rotary_table.prepare({node.rotary_base, node.rotary_dims}, pass == Pass::Step ? position : 0, n);
+        apply_rotary(arena.data(q_slot), batch * H, d, rotary_table);
+        apply_rotary(arena.data(k_slot), batch * G, d, rotary_table);
+        if (options.profile) profile["attention.rotary"] += milliseconds_since(rotary_start);
+      }
     } else {
       q_slot = project_heads(node, "query", x, H);
     }

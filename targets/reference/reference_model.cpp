@@ -448,8 +448,16 @@ class ModelRun {
     if (!std::isfinite(scale)) malformed(index, fmt::format("has a non-finite logit scale {}", scale));
 
     // Row (b, n) of q holds every head side by side: head h is columns h*D..(h+1)*D.
-    const std::vector<double> q = project(x.x, x.rows(), x.width, wq, bq, H * D);
-    const std::vector<double> k = project(ctx.x, ctx.rows(), ctx.width, wk, bk, Hkv * D);
+    std::vector<double> q = project(x.x, x.rows(), x.width, wq, bq, H * D);
+    std::vector<double> k = project(ctx.x, ctx.rows(), ctx.width, wk, bk, Hkv * D);
+    if (node.rotary) {
+      if (node.inputs.size() != 1) malformed(index, "has rotary position embeddings on cross-attention");
+      if (node.rotary_dims < 2 || node.rotary_dims % 2 != 0 || node.rotary_dims > D) {
+        malformed(index, fmt::format("has rotary_dims = {} (must be even, 2 to head_dim = {})", node.rotary_dims, D));
+      }
+      rotate(q, B, N, H, D, node.rotary_dims, node.rotary_base);
+      rotate(k, B, M, Hkv, D, node.rotary_dims, node.rotary_base);
+    }
     const std::vector<double> v = project(ctx.x, ctx.rows(), ctx.width, wv, bv, Hkv * D);
 
     // The pattern's float tensors are this node's weights, its int tensors the model's run-time inputs.
@@ -498,6 +506,26 @@ class ModelRun {
     out.width = node.width;
     out.x = project(heads, B * N, H * D, wo, bo, node.width);
     return out;
+  }
+
+  // Rotary position embeddings on rows (b, p) of `x` holding `heads` heads of D side by side: in each head, feature
+  // c < dims/2 and feature c + dims/2 turn by the angle p * base^(-2c/dims).
+  static void rotate(std::vector<double>& x, int64_t B, int64_t length, int64_t heads, int64_t D, int64_t dims,
+                     double base) {
+    const int64_t half = dims / 2;
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t p = 0; p < length; ++p) {
+        for (int64_t h = 0; h < heads; ++h) {
+          double* head = x.data() + ((b * length + p) * heads + h) * D;
+          for (int64_t c = 0; c < half; ++c) {
+            const double angle = static_cast<double>(p) * std::pow(base, -2.0 * static_cast<double>(c) / dims);
+            const double u = head[c], w = head[c + half];
+            head[c] = u * std::cos(angle) - w * std::sin(angle);
+            head[c + half] = w * std::cos(angle) + u * std::sin(angle);
+          }
+        }
+      }
+    }
   }
 
   // An evolving layer (targets/common/evolving_attention_problem.h) through reference::evolving_attention_f64: Q, K

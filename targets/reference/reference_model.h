@@ -27,6 +27,9 @@
 //                        its int tensors the run-time `inputs` of that name (e.g. "segments" int32 [B, M]).
 //                        dot(q_vec, T[...]) uses the float64 query. Heads are concatenated back (head h →
 //                        columns h*head_dim..), then · NAME.output.weightᵀ (+ NAME.output.bias).
+//                        With `rotary` (self-attention), each head of Q and K at position p first has features
+//                        c and c + rotary_dims/2 (c < rotary_dims/2) turned by p · rotary_base^(−2c/rotary_dims):
+//                        (u, w) → (u·cos − w·sin, w·cos + u·sin).
 //   Add, Mul             elementwise, on values of the same kind and shape.
 //   Scale                x · factor.
 //   ReLU                 max(x, 0).

@@ -370,6 +370,26 @@ TEST(ModelElaboration, LlamaLikeUsesGroupedQueriesAndNoBiases) {
   EXPECT_EQ(g.nodes[static_cast<size_t>(product.inputs[0])].op, OpKind::SiLU);
 }
 
+TEST(ModelElaboration, RotaryEmbeddingsRotateTheHeadsOrThePartGiven) {
+  const Graph llama = example("llama_like.attn", "llama_like", {{"layers", "1"}});
+  const Node* a = find_node(llama, "layer.0.attention");
+  EXPECT_TRUE(a->rotary);
+  EXPECT_EQ(a->rotary_dims, 64);
+  EXPECT_DOUBLE_EQ(a->rotary_base, 10000.0);
+  Fixture f;
+  ASSERT_TRUE(
+      f.add(model_with("  a = attention(seq, heads = 2, rotary = true, rotary_dims = 2, rotary_base = 500.0);"
+                       "\n  b = attention(seq, heads = 2);\n  output mean_pool(a + b);")))
+      << f.diags.str();
+  std::optional<Graph> g = f.elaborate("m", {});
+  ASSERT_TRUE(g.has_value()) << f.diags.str();
+  EXPECT_EQ(find_node(*g, "a")->rotary_dims, 2);
+  EXPECT_DOUBLE_EQ(find_node(*g, "a")->rotary_base, 500.0);
+  EXPECT_FALSE(find_node(*g, "b")->rotary);
+  // Rotation adds no weights.
+  EXPECT_EQ(find_node(*g, "a")->weights.size(), find_node(*g, "b")->weights.size());
+}
+
 TEST(ModelElaboration, RelativeAttentionOwnsItsEmbeddings) {
   Graph g = example("music_transformer.attn", "music_transformer", {{"layers", "2"}, {"distances", "64"}});
   auto w = weight_map(g);
@@ -552,7 +572,7 @@ TEST(ModelErrors, Operators) {
   EXPECT_EQ(model_errors(model_with("  h = attention(heads = 2);\n  output mean_pool(h);")),
             Lines{"m.attn:4:7: error: attention takes 1 or 2 values (attention(x [, context], heads=INT, "
                   "kv_heads=INT, head_dim=INT, pattern=PATTERN, bias=BOOL, scale=FLOAT, evolving=BOOL, alpha=FLOAT, "
-                  "beta=FLOAT)), got 0"});
+                  "beta=FLOAT, rotary=BOOL, rotary_base=FLOAT, rotary_dims=INT)), got 0"});
   EXPECT_EQ(model_errors(model_with("  h = relu;\n  output mean_pool(seq);")),
             Lines{"m.attn:4:7: error: 'relu' is an operator, not a value; call it, as in `relu(x)`"});
   EXPECT_EQ(model_errors(model_with("  h = 2 * 3;\n  output mean_pool(seq);")),
@@ -683,6 +703,28 @@ TEST(ModelErrors, Attention) {
                                     "relative]);\n    return a;\n  }\n  output mean_pool(s);")),
             Lines{"m.attn:5:9: error: attention with pattern 'relative' needs `R = INT`: the size R of its weight "
                   "'rel' (float32[H, R, D])"});
+}
+
+TEST(ModelErrors, RotaryEmbeddings) {
+  EXPECT_EQ(model_errors(model_with("  a = attention(seq, heads = 2, rotary_base = 500.0);\n  output mean_pool(a);")),
+            Lines{"m.attn:4:33: error: 'rotary_base' is an argument of rotary position embeddings: it needs `rotary = "
+                  "true`"});
+  EXPECT_EQ(model_errors(model_with("  a = attention(seq, seq, heads = 2, rotary = true);\n  output mean_pool(a);")),
+            Lines{"m.attn:4:38: error: rotary position embeddings need self-attention: cross-attention's keys come "
+                  "from another sequence"});
+  EXPECT_EQ(model_errors(
+                model_with("  a = attention(seq, heads = 2, rotary = true, rotary_dims = 3);\n  output mean_pool(a);")),
+            Lines{"m.attn:4:48: error: rotary_dims must be even and between 2 and head_dim (4), got 3"});
+  EXPECT_EQ(model_errors(
+                model_with("  a = attention(seq, heads = 2, rotary = true, rotary_dims = 6);\n  output mean_pool(a);")),
+            Lines{"m.attn:4:48: error: rotary_dims must be even and between 2 and head_dim (4), got 6"});
+  EXPECT_EQ(model_errors(model_with("  a = attention(seq, heads = 2, head_dim = 5, rotary = true);\n"
+                                    "  output mean_pool(a);")),
+            Lines{"m.attn:4:47: error: rotary position embeddings rotate feature pairs: head_dim (5) is odd; give an "
+                  "even rotary_dims"});
+  EXPECT_EQ(model_errors(model_with("  a = attention(seq, heads = 2, rotary = true, rotary_base = 0.0);\n"
+                                    "  output mean_pool(a);")),
+            Lines{"m.attn:4:48: error: rotary_base must be positive and finite, got 0"});
 }
 
 TEST(ModelErrors, Unembed) {
