@@ -19,9 +19,9 @@ void add_model_flags(CLI::App* cmd, ModelFlags& flags) {
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--naming", flags.naming,
-                  "How the checkpoint names its tensors: bert, gpt2, tessera (the spec's own names) or auto "
-                  "(detected from the names)")
-      ->check(CLI::IsMember({"auto", "tessera", "bert", "gpt2"}));
+                  "How the checkpoint names its tensors: bert, gpt2, llama (Hugging Face's LlamaForCausalLM), "
+                  "tessera (the spec's own names) or auto (detected from the names)")
+      ->check(CLI::IsMember({"auto", "tessera", "bert", "gpt2", "llama"}));
   cmd->add_option("--dtype", flags.dtype,
                   "Attention storage: f32, or bf16 (Q, K, V rounded to bf16, fp32 accumulation)")
       ->check(CLI::IsMember({"f32", "bf16"}));

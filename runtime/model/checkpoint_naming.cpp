@@ -37,6 +37,39 @@ const std::vector<RenameRule>& bert_rules() {
   return rules;
 }
 
+// Hugging Face's LlamaForCausalLM (MistralForCausalLM names its tensors the same way). Its q_proj and k_proj rows are
+// already ordered for the half-split rotation (Hugging Face's conversion permuted Meta's), the rotation
+// graph::Node::rotary applies. Linear weights are [out, in] as nn.Linear stores them.
+const std::vector<RenameRule>& llama_rules() {
+  static const std::vector<RenameRule> rules = [] {
+    std::vector<RenameRule> r;
+    auto add = [&](const std::string& from, const std::string& to) { r.push_back({std::regex(from), to}); };
+    const std::string layer = "model\\.layers\\.(\\d+)\\.";
+    add("model\\.embed_tokens\\.weight", "word.weight");
+    add(layer + "input_layernorm\\.weight", "layer.$1.attention_norm.weight");
+    add(layer + "self_attn\\.q_proj\\.(weight|bias)", "layer.$1.attention.query.$2");
+    add(layer + "self_attn\\.k_proj\\.(weight|bias)", "layer.$1.attention.key.$2");
+    add(layer + "self_attn\\.v_proj\\.(weight|bias)", "layer.$1.attention.value.$2");
+    add(layer + "self_attn\\.o_proj\\.(weight|bias)", "layer.$1.attention.output.$2");
+    add(layer + "post_attention_layernorm\\.weight", "layer.$1.ffn_norm.weight");
+    add(layer + "mlp\\.gate_proj\\.weight", "layer.$1.gate.weight");
+    add(layer + "mlp\\.up_proj\\.weight", "layer.$1.up.weight");
+    add(layer + "mlp\\.down_proj\\.weight", "layer.$1.ffn_out.weight");
+    add("model\\.norm\\.weight", "final_norm.weight");
+    add("lm_head\\.weight", "logits.weight");
+    return r;
+  }();
+  return rules;
+}
+
+// The rule of `rules` matching all of `name`, applied; empty when none does.
+std::string renamed(const std::string& name, const std::vector<RenameRule>& rules) {
+  for (const RenameRule& rule : rules) {
+    if (std::regex_match(name, rule.pattern)) return std::regex_replace(name, rule.pattern, rule.replacement);
+  }
+  return {};
+}
+
 // GPT-2 names whose tensors are renamed only; c_attn is split separately. `T` marks a Conv1D weight to transpose.
 struct Gpt2Rule {
   std::regex pattern;
@@ -125,6 +158,7 @@ const char* checkpoint_naming_name(CheckpointNaming naming) {
     case CheckpointNaming::Tessera: return "tessera";
     case CheckpointNaming::Bert: return "bert";
     case CheckpointNaming::Gpt2: return "gpt2";
+    case CheckpointNaming::Llama: return "llama";
   }
   return "?";
 }
@@ -133,13 +167,15 @@ CheckpointNaming parse_checkpoint_naming(const std::string& text) {
   if (text == "tessera") return CheckpointNaming::Tessera;
   if (text == "bert") return CheckpointNaming::Bert;
   if (text == "gpt2") return CheckpointNaming::Gpt2;
-  throw ModelError(fmt::format("unknown checkpoint naming '{}' (expected tessera, bert or gpt2)", text));
+  if (text == "llama") return CheckpointNaming::Llama;
+  throw ModelError(fmt::format("unknown checkpoint naming '{}' (expected tessera, bert, gpt2 or llama)", text));
 }
 
 CheckpointNaming detect_checkpoint_naming(const std::vector<std::string>& names) {
   for (const std::string& name : names) {
     if (strip_prefix(name, "bert.") == "embeddings.word_embeddings.weight") return CheckpointNaming::Bert;
     if (strip_prefix(name, "transformer.") == "wte.weight") return CheckpointNaming::Gpt2;
+    if (name == "model.embed_tokens.weight") return CheckpointNaming::Llama;
   }
   return CheckpointNaming::Tessera;
 }
@@ -153,17 +189,15 @@ MappedCheckpoint map_checkpoint(std::map<std::string, Tensor> tensors, Checkpoin
   static const std::regex c_attn("h\\.(\\d+)\\.attn\\.c_attn\\.(weight|bias)");
   for (auto& [original, tensor] : tensors) {
     std::smatch match;
-    if (naming == CheckpointNaming::Bert) {
-      const std::string name = gamma_beta_as_weight_bias(strip_prefix(original, "bert."));
-      bool matched = false;
-      for (const RenameRule& rule : bert_rules()) {
-        if (std::regex_match(name, rule.pattern)) {
-          mapped.tensors.emplace(std::regex_replace(name, rule.pattern, rule.replacement), std::move(tensor));
-          matched = true;
-          break;
-        }
+    if (naming == CheckpointNaming::Bert || naming == CheckpointNaming::Llama) {
+      const std::string target = naming == CheckpointNaming::Bert
+                                     ? renamed(gamma_beta_as_weight_bias(strip_prefix(original, "bert.")), bert_rules())
+                                     : renamed(original, llama_rules());
+      if (target.empty()) {
+        mapped.unused.push_back(original);
+      } else {
+        mapped.tensors.emplace(target, std::move(tensor));
       }
-      if (!matched) mapped.unused.push_back(original);
       continue;
     }
     const std::string name = strip_prefix(original, "transformer.");

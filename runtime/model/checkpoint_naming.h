@@ -15,6 +15,10 @@
 //         h.i.ln_2 → layer.i.ffn_norm, h.i.mlp.c_fc → layer.i.ffn_in, h.i.mlp.c_proj → layer.i.ffn_out,
 //         ln_f → final_norm (a leading "transformer." is dropped). GPT-2's Conv1D stores weights [in, out]: they
 //         are transposed to nn.Linear's [out, in].
+//   llama Hugging Face's LlamaForCausalLM (examples/models/llama_like.attn): model.embed_tokens → word,
+//         model.layers.i.input_layernorm → layer.i.attention_norm, self_attn.{q,k,v,o}_proj →
+//         layer.i.attention.{query,key,value,output}, post_attention_layernorm → layer.i.ffn_norm,
+//         mlp.{gate,up,down}_proj → layer.i.{gate,up,ffn_out}, model.norm → final_norm, lm_head → logits.
 // Tensors a checkpoint carries that no spec reads (BERT's pooler, the causal-mask buffers `attn.bias`, a tied
 // `lm_head.weight`) come back as `unused`.
 #pragma once
@@ -28,14 +32,14 @@
 
 namespace tessera::runtime {
 
-enum class CheckpointNaming { Tessera, Bert, Gpt2 };
+enum class CheckpointNaming { Tessera, Bert, Gpt2, Llama };
 
-const char* checkpoint_naming_name(CheckpointNaming naming);  // "tessera", "bert", "gpt2"
-// "tessera", "bert" or "gpt2"; throws ModelError listing the choices otherwise.
+const char* checkpoint_naming_name(CheckpointNaming naming);  // "tessera", "bert", "gpt2", "llama"
+// "tessera", "bert", "gpt2" or "llama"; throws ModelError listing the choices otherwise.
 CheckpointNaming parse_checkpoint_naming(const std::string& text);
 
-// bert when the names hold BERT's `embeddings.word_embeddings.weight`, gpt2 when they hold `wte.weight`, else
-// tessera.
+// bert when the names hold BERT's `embeddings.word_embeddings.weight`, gpt2 when they hold `wte.weight`, llama
+// when they hold `model.embed_tokens.weight`, else tessera.
 CheckpointNaming detect_checkpoint_naming(const std::vector<std::string>& names);
 
 struct MappedCheckpoint {

@@ -403,5 +403,54 @@ TEST(ModelWeights, AGpt2CheckpointLoadsAsTheSameModel) {
   for (int64_t i = 0; i < out1.numel(); ++i) ASSERT_EQ(out1.data<float>()[i], out2.data<float>()[i]) << i;
 }
 
+// A llama_like model saved in Hugging Face's LlamaForCausalLM names (plus the rotary inv_freq buffers some
+// checkpoints carry) loads as the same model, bit for bit.
+TEST(ModelWeights, ALlamaCheckpointLoadsAsTheSameModel) {
+  const std::map<std::string, std::string> sizes = {{"layers", "2"},   {"width", "32"}, {"heads", "4"},
+                                                    {"kv_heads", "2"}, {"ffn", "40"},   {"vocab", "43"}};
+  const graph::Graph graph = test::example_model("llama_like.attn", "llama_like", sizes);
+  std::map<std::string, Tensor> ours = random_weights(graph, 23);
+  std::map<std::string, Tensor> hf;
+  hf["model.embed_tokens.weight"] = ours.at("word.weight").clone();
+  hf["model.norm.weight"] = ours.at("final_norm.weight").clone();
+  hf["lm_head.weight"] = ours.at("logits.weight").clone();
+  const std::vector<std::pair<std::string, std::string>> per_layer = {{"input_layernorm", "attention_norm"},
+                                                                      {"self_attn.q_proj", "attention.query"},
+                                                                      {"self_attn.k_proj", "attention.key"},
+                                                                      {"self_attn.v_proj", "attention.value"},
+                                                                      {"self_attn.o_proj", "attention.output"},
+                                                                      {"post_attention_layernorm", "ffn_norm"},
+                                                                      {"mlp.gate_proj", "gate"},
+                                                                      {"mlp.up_proj", "up"},
+                                                                      {"mlp.down_proj", "ffn_out"}};
+  for (int l = 0; l < 2; ++l) {
+    for (const auto& [theirs, spec] : per_layer) {
+      hf[fmt::format("model.layers.{}.{}.weight", l, theirs)] =
+          ours.at(fmt::format("layer.{}.{}.weight", l, spec)).clone();
+    }
+    hf[fmt::format("model.layers.{}.self_attn.rotary_emb.inv_freq", l)] = Tensor(DType::Float32, {4});
+  }
+  EXPECT_EQ(hf.size(), ours.size() + 2);
+  const std::string ours_path = testing::TempDir() + "/tessera_llama_ours.safetensors";
+  const std::string hf_path = testing::TempDir() + "/tessera_llama_hf.safetensors";
+  std::map<std::string, const Tensor*> a, b;
+  for (const auto& [name, t] : ours) a[name] = &t;
+  for (const auto& [name, t] : hf) b[name] = &t;
+  write_safetensors(ours_path, a);
+  write_safetensors(hf_path, b);
+
+  const ModelWeights direct = ModelWeights::load(ours_path, graph);
+  const ModelWeights mapped = ModelWeights::load(hf_path, graph);
+  EXPECT_EQ(mapped.naming(), CheckpointNaming::Llama);
+  EXPECT_EQ(mapped.extra(), (std::vector<std::string>{"model.layers.0.self_attn.rotary_emb.inv_freq",
+                                                      "model.layers.1.self_attn.rotary_emb.inv_freq"}));
+  const Tensor ids = test::random_ids(2, 13, 43, 3);
+  ModelRunner r1(graph, direct), r2(graph, mapped);
+  const Tensor out1 = r1.forward({{"tokens", &ids}}).clone();
+  const Tensor& out2 = r2.forward({{"tokens", &ids}});
+  ASSERT_EQ(out1.shape(), out2.shape());
+  for (int64_t i = 0; i < out1.numel(); ++i) ASSERT_EQ(out1.data<float>()[i], out2.data<float>()[i]) << i;
+}
+
 }  // namespace
 }  // namespace tessera::runtime

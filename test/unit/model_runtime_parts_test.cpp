@@ -69,13 +69,16 @@ Tensor filled(std::vector<int64_t> shape, float start) {
   return t;
 }
 
-TEST(CheckpointNaming, DetectsBertAndGpt2) {
+TEST(CheckpointNaming, DetectsBertGpt2AndLlama) {
   EXPECT_EQ(detect_checkpoint_naming({"bert.embeddings.word_embeddings.weight", "x"}), CheckpointNaming::Bert);
   EXPECT_EQ(detect_checkpoint_naming({"embeddings.word_embeddings.weight"}), CheckpointNaming::Bert);
   EXPECT_EQ(detect_checkpoint_naming({"transformer.wte.weight"}), CheckpointNaming::Gpt2);
   EXPECT_EQ(detect_checkpoint_naming({"wte.weight", "h.0.ln_1.weight"}), CheckpointNaming::Gpt2);
   EXPECT_EQ(detect_checkpoint_naming({"word.weight"}), CheckpointNaming::Tessera);
-  test::expect_error<ModelError>([] { parse_checkpoint_naming("roberta"); }, {"roberta", "tessera, bert or gpt2"});
+  EXPECT_EQ(detect_checkpoint_naming({"lm_head.weight", "model.embed_tokens.weight"}), CheckpointNaming::Llama);
+  EXPECT_EQ(parse_checkpoint_naming("llama"), CheckpointNaming::Llama);
+  test::expect_error<ModelError>([] { parse_checkpoint_naming("roberta"); },
+                                 {"roberta", "tessera, bert, gpt2 or llama"});
 }
 
 TEST(CheckpointNaming, BertNamesMapToTheMiniLMSpec) {

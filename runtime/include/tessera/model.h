@@ -50,7 +50,7 @@ struct Output {
 struct LoadOptions {
   std::string name;                               // which model of the spec; empty: the spec's only model
   std::map<std::string, std::string> parameters;  // the model's parameters, overridden ("layers" -> "2")
-  std::string naming = "auto";                    // checkpoint names: auto, tessera, bert or gpt2
+  std::string naming = "auto";                    // checkpoint names: auto, tessera, bert, gpt2 or llama
   std::string vocab;                              // a WordPiece vocab.txt, needed by embed()
   bool bf16_attention = false;                    // attention inputs stored as bf16 (fp32 accumulation)
   int threads = 0;                                // attention kernel threads (>= 0); 0: every core
