@@ -220,7 +220,11 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   Expr modified = lower_to_halide(pattern.score, scope);
   // Keys past the chunk's end score -inf, as masked keys do: the loops run over whole chunks.
   Expr keep = a.j < count;
-  if (masked) keep = keep && lower_to_halide(pattern.mask, scope);
+  // The mask is or-ed with a comparison Halide cannot decide (n_queries is at least 1 in every call), so that its
+  // simplifier never folds a mask that is false at every pair (`causal - causal`, which our intervals leave PARTIAL)
+  // into a constant: Halide 14 compiled such chunks into code that wrote NaN into rows with nothing allowed
+  // (16- and 32-row tiles; found by test/fuzz/attention_differential.cpp). The comparison is loop-invariant.
+  if (masked) keep = keep && (lower_to_halide(pattern.mask, scope) || p.n_queries < 0);
   f.score(a.i, a.j, a.c, a.t, a.h, a.b) = Halide::select(keep, modified, kMinusInfinity);
 
   f.chunk_max(a.i, a.c, a.t, a.h, a.b) = kMinusInfinity;

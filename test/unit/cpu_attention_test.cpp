@@ -2,6 +2,7 @@
 // shapes with N < M, N > M, ragged tiles, GQA and D in {16, 32, 64, 128}. float32 must agree to 2e-4.
 #include "targets/cpu/cpu_attention.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -264,6 +265,25 @@ TEST(CpuAttention, ScheduleParametersDoNotChangeResults) {
   options.schedule.chunk_k = 96;
   options.schedule.threads = 1;
   EXPECT_LE(max_difference("causal & softcap(cap=5)", Shape{1, 2, 2, 90, 120, 32, 32}, 4, options), 2e-4);
+}
+
+// Masks false at every pair that the tile intervals cannot prove empty (`X - X`) leave every row without a key:
+// zeros, never NaN. Halide folded such masks into chunks that wrote NaN into some rows of 16- and 32-row tiles
+// (found by test/fuzz/attention_differential.cpp).
+TEST(CpuAttention, MasksFalseEverywhereGiveZeroRows) {
+  for (const char* expression :
+       {"causal - causal", "local(window=2) - local(window=2)",
+        "((fixed(block=40, summary=0) | local(window=23)) & causal) - fixed(block=1, summary=1)"}) {
+    for (int64_t block_q : {16, 32, 128}) {
+      SCOPED_TRACE(fmt::format("{}, block_q {}", expression, block_q));
+      cpu::CpuOptions options;
+      options.schedule.block_q = block_q;
+      ir::Pattern pattern = instantiate(expression);
+      test::RandomProblem problem(pattern, Shape{1, 2, 1, 100, 100, 16, 16}, 7);
+      const runtime::Tensor got = cpu::attention(pattern, problem.inputs, options);
+      for (int64_t e = 0; e < got.numel(); ++e) ASSERT_EQ(got.data<float>()[e], 0.0f) << "element " << e;
+    }
+  }
 }
 
 // A component's kernel holds chunks no longer than its longest run of tiles: strided's band has runs of one 64-key
