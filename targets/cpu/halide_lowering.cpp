@@ -159,10 +159,11 @@ Expr tanh_of_exponential(Expr exp_2x) { return 1.0f - 2.0f / (exp_2x + 1.0f); }
 Expr vector_tanh(Expr x) {
   // Halide 14 lowers tanh to a scalar libm call per lane (measured: softcap ran at 1/5 of causal's speed);
   // through its vectorised exp instead: tanh|x| = (1 - e^-2|x|) / (1 + e^-2|x|), exact at the ends (|x| large
-  // gives 1) and within a few float ulps of the result elsewhere.
+  // gives 1) and within a few float ulps of the result elsewhere. Halide's exp of NaN is finite (it clamps the
+  // exponent), so a NaN argument is passed on by itself: softcap must not turn a NaN logit into a number.
   Expr t = Halide::exp(-2.0f * Halide::abs(x));
   Expr magnitude = (1.0f - t) / (1.0f + t);
-  return Halide::select(x < 0.0f, -magnitude, magnitude);
+  return Halide::select(Halide::is_nan(x), x, x < 0.0f, -magnitude, magnitude);
 }
 
 HalideScope kernel_scope(const KernelPoint& point,
