@@ -235,9 +235,13 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   // the merge. A chunk with no allowed key in a row contributes nothing (never exp(-inf - -inf) = NaN).
   // An allowed NaN score makes its row NaN, as in the reference. Neither max() (which drops NaN on x86) nor
   // exp2_of_nonpositive (which clamps its argument) passes it on, so it is passed on as the probability itself.
+  // An allowed +inf score makes the reference's row NaN too (exp(inf - inf)), where here s - cmax = NaN would be
+  // clamped to a probability of 0: it becomes NaN as well.
   Expr s = f.score(a.i, a.j, a.c, a.t, a.h, a.b);
-  f.prob(a.i, a.j, a.c, a.t, a.h, a.b) = Halide::select(
-      Halide::is_nan(s), s, Halide::select(cmax == kMinusInfinity, 0.0f, exp2_of_nonpositive((s - cmax) * kLog2E)));
+  f.prob(a.i, a.j, a.c, a.t, a.h, a.b) =
+      Halide::select(is_nan_bits(s) || Halide::reinterpret(Halide::UInt(32), s) == Expr(uint32_t{0x7f800000}),
+                     std::numeric_limits<float>::quiet_NaN(),
+                     Halide::select(cmax == kMinusInfinity, 0.0f, exp2_of_nonpositive((s - cmax) * kLog2E)));
   f.row_sum(a.i, a.c, a.t, a.h, a.b) = 0.0f;
   f.row_sum(a.i, a.c, a.t, a.h, a.b) += f.prob(a.i, f.rj, a.c, a.t, a.h, a.b);
   f.weighted = f.prob;

@@ -120,8 +120,7 @@ class Lowering {
       case ir::Fn::ToInt: {
         // NaN or out of range gives 0, as in the IR's semantics; otherwise truncation towards zero.
         Expr t = Halide::trunc(a[0]);
-        return Halide::select(Halide::is_nan(t) || t < -2147483648.0f || t >= 2147483648.0f, 0,
-                              Halide::cast<int32_t>(t));
+        return Halide::select(is_nan_bits(t) || t < -2147483648.0f || t >= 2147483648.0f, 0, Halide::cast<int32_t>(t));
       }
       case ir::Fn::BitAnd: return a[0] & a[1];
       case ir::Fn::BitOr: return a[0] | a[1];
@@ -154,6 +153,10 @@ class Lowering {
 
 Expr lower_to_halide(const ir::Expr& e, const HalideScope& scope) { return Lowering(scope).lower(e); }
 
+Expr is_nan_bits(Expr x) {
+  return (Halide::reinterpret(Halide::UInt(32), x) & Expr(uint32_t{0x7fffffff})) > Expr(uint32_t{0x7f800000});
+}
+
 Expr tanh_of_exponential(Expr exp_2x) { return 1.0f - 2.0f / (exp_2x + 1.0f); }
 
 Expr vector_tanh(Expr x) {
@@ -163,7 +166,7 @@ Expr vector_tanh(Expr x) {
   // exponent), so a NaN argument is passed on by itself: softcap must not turn a NaN logit into a number.
   Expr t = Halide::exp(-2.0f * Halide::abs(x));
   Expr magnitude = (1.0f - t) / (1.0f + t);
-  return Halide::select(Halide::is_nan(x), x, x < 0.0f, -magnitude, magnitude);
+  return Halide::select(is_nan_bits(x), x, x < 0.0f, -magnitude, magnitude);
 }
 
 HalideScope kernel_scope(const KernelPoint& point,

@@ -60,6 +60,10 @@ Halide::Expr clamped_tensor_dot(const Halide::ImageParam& img, const std::vector
 
 // tanh of a Float(32), vectorised (Halide 14's own tanh is a scalar libm call per lane).
 Halide::Expr vector_tanh(Halide::Expr x);
+
+// Whether float32 x is NaN, by its bits. Halide's is_nan is documented as undefined without strict_float, and the
+// kernels are compiled without it (fast math): it let NaN keys through decoding's single-row kernels and hardmax.
+Halide::Expr is_nan_bits(Halide::Expr x);
 // tanh(x) given e^(2x), as 1 - 2 / (e^(2x) + 1): within a float ulp of 1 in absolute terms, 1 for e^(2x) = inf
 // and -1 for 0. Additive scoring computes e^(2x) per pair, or as a product of per-row exponentials.
 Halide::Expr tanh_of_exponential(Halide::Expr exp_2x);

@@ -100,7 +100,7 @@ std::unique_ptr<HardmaxPipeline> build(const ir::Pattern& pattern, int D, int Dv
   Expr better = s > best(ni, no, h, b)[1];
   best(ni, no, h, b) = {Halide::select(better, unclamped, best(ni, no, h, b)[0]),
                         Halide::select(better, s, best(ni, no, h, b)[1]),
-                        best(ni, no, h, b)[2] | Halide::cast<uint8_t>(Halide::is_nan(s))};
+                        best(ni, no, h, b)[2] | Halide::cast<uint8_t>(is_nan_bits(s))};
   const Expr winner = best(n % kRowsPerBlock, n / kRowsPerBlock, h, b)[0];
   const Expr nan_seen = best(n % kRowsPerBlock, n / kRowsPerBlock, h, b)[2];
   Expr value = v_f(e, Halide::max(winner, 0), kv_head, b);

@@ -125,8 +125,8 @@ TEST(CppApi, BadOptionsAndNamesAreErrorsNamingThem) {
   changed.name = "gtp";
   test::expect_error<Error>([&] { Model::load(spec, path, changed); }, {"unknown model 'gtp'", "'gpt'"});
   changed = options;
-  changed.naming = "llama";
-  test::expect_error<Error>([&] { Model::load(spec, path, changed); }, {"naming 'llama'"});
+  changed.naming = "roberta";
+  test::expect_error<Error>([&] { Model::load(spec, path, changed); }, {"naming 'roberta'"});
   changed = options;
   changed.vocab = "/no/such/vocab.txt";
   test::expect_error<Error>([&] { Model::load(spec, path, changed); }, {"/no/such/vocab.txt"});

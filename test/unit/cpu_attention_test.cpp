@@ -570,6 +570,45 @@ TEST(CpuAttention, NanAndInfPropagateOnlyThroughAllowedPairs) {
   }
 }
 
+// NaN passes on wherever the reference's does in the kernels that tested for it with Halide's is_nan, undefined
+// without strict_float (found by test/fuzz/attention_differential.cpp): the single-row kernels of a decoding step
+// dropped a NaN key, hardmax over a union lost it, and an allowed +inf logit (-1 * -inf) gave a row of zeros where
+// the reference's softmax gives NaN (exp(inf - inf)).
+TEST(CpuAttention, NanKeysAndInfiniteLogitsInEveryKernel) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  struct Case {
+    const char* expression;
+    int64_t N;
+    bool infinite_logit;
+  };
+  for (const Case& c : {Case{"full", 1, false}, Case{"causal", 1, false}, Case{"full", 1, true}, Case{"full", 5, true},
+                        Case{"(dilated(window=4, dilation=1) | local(window=2)) & hardmax", 16, false},
+                        Case{"(full - strided(stride=2)) & hardmax", 16, false}}) {
+    SCOPED_TRACE(fmt::format("{}, N = {}{}", c.expression, c.N, c.infinite_logit ? ", +inf logit" : ""));
+    ir::Pattern pattern = instantiate(c.expression);
+    const int64_t N = c.N, M = 16, D = 16;
+    std::mt19937_64 rng(21);
+    runtime::Tensor q = random_tensor({1, 1, N, D}, rng);
+    runtime::Tensor k = random_tensor({1, 1, M, D}, rng);
+    runtime::Tensor v = random_tensor({1, 1, M, D}, rng);
+    if (c.infinite_logit) {
+      for (int64_t i = 0; i < N; ++i) q.data<float>()[i * D] = -1.0f;
+      k.data<float>()[3 * D] = -inf;  // key 3: every query's logit is +inf
+    } else {
+      k.data<float>()[10 * D + 3] = nan;
+    }
+    targets::AttentionInputs inputs;
+    inputs.q = &q;
+    inputs.k = &k;
+    inputs.v = &v;
+    cpu::CpuOptions options;
+    options.schedule = cpu::few_query_schedule(options.schedule, N);  // as eval and the model runtime run them
+    const std::vector<double> expected = reference::attention_f64(pattern, inputs);
+    const runtime::Tensor got = cpu::attention(pattern, inputs, options);
+    EXPECT_GT(nan_elements_matching(got, expected, 2e-4), 0);
+  }
+}
+
 // bf16 kernels whose P.V runs as vdpbf16ps pass NaN on as the float32 ones do: a NaN query spoils its own row,
 // a NaN key every row that attends to it, and nothing else (V is finite: non-finite values take the guarded P.V).
 TEST(CpuAttention, Bf16NanPropagatesOnlyThroughAllowedPairs) {
