@@ -179,14 +179,7 @@ test::Shape random_shape(Rng& rng) {
 // A point of the backend's own schedule space (what the tuner may choose), each parameter drawn independently
 // until the space's constraints accept the point.
 cpu::CpuSchedule random_schedule(Rng& rng, const ir::Pattern& pattern, const test::Shape& s) {
-  ir::AttentionSizes sz;
-  sz.B = s.B;
-  sz.H = s.H;
-  sz.Hkv = s.Hkv;
-  sz.N = s.N;
-  sz.M = s.M;
-  sz.D = s.D;
-  sz.Dv = s.Dv;
+  const ir::AttentionSizes sz{s.B, s.H, s.Hkv, s.N, s.M, s.D, s.Dv};
   const tuner::ScheduleSpace space = cpu::cpu_schedule_space(pattern, sz, cpu::halide_target_string());
   for (int attempt = 0; attempt < 1000; ++attempt) {
     tuner::Schedule point;
