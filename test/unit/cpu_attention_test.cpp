@@ -609,6 +609,16 @@ TEST(CpuAttention, NanKeysAndInfiniteLogitsInEveryKernel) {
   }
 }
 
+// Additive scoring's per-pair exp (Halide's exp of NaN is a number) passes a NaN key on too.
+TEST(CpuAttention, AdditiveScoringPassesNanKeysOn) {
+  ir::Pattern pattern = instantiate("causal & additive");
+  test::RandomProblem problem(pattern, Shape{1, 1, 1, 16, 16, 16, 16}, 9);
+  problem.k.data<float>()[10 * 16 + 3] = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
+  const runtime::Tensor got = cpu::attention(pattern, problem.inputs);
+  EXPECT_GT(nan_elements_matching(got, expected, 2e-4), 0);
+}
+
 // bf16 kernels whose P.V runs as vdpbf16ps pass NaN on as the float32 ones do: a NaN query spoils its own row,
 // a NaN key every row that attends to it, and nothing else (V is finite: non-finite values take the guarded P.V).
 TEST(CpuAttention, Bf16NanPropagatesOnlyThroughAllowedPairs) {
