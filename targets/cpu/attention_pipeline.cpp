@@ -197,11 +197,9 @@ void define_chunk(Algorithm& a, ChunkFuncs& f, AttentionPipeline& p, const ir::P
   if (pattern.scoring == ir::Scoring::Additive) {
     // Q and K arrive projected (targets::project_for_additive), D is their length A: v[h] . tanh(q + k), with
     // e^(2(q + k)) a product when they arrive exponentiated.
-    // Halide's exp of NaN is a number: a NaN sum is passed on by itself (the exponentials are never NaN: NaN
-    // projections take this per-pair path, see exponentiate_additive_projections).
-    Expr sum = q_feature + k_feature;
-    Expr exp_2x = key.additive_exponentials ? q_feature * k_feature
-                                            : Halide::select(is_nan_bits(sum), sum, Halide::exp(2.0f * sum));
+    // exp_passing_nan: a NaN key or query leaves its pairs NaN (the exponentials are never NaN: NaN projections
+    // take this per-pair path, see exponentiate_additive_projections).
+    Expr exp_2x = key.additive_exponentials ? q_feature * k_feature : exp_passing_nan(2.0f * (q_feature + k_feature));
     f.dot(a.i, a.j, a.c, a.t, a.h, a.b) +=
         p.tensors.at(pattern.additive.vector)(f.rd, a.h) * tanh_of_exponential(exp_2x);
   } else if (a.bf16_dot) {

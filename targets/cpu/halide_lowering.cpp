@@ -109,9 +109,9 @@ class Lowering {
       case ir::Fn::Clamp: return Halide::min(Halide::max(a[0], a[1]), a[2]);  // lo > hi gives hi, as in the IR
       case ir::Fn::Select: return Halide::select(a[0], a[1], a[2]);
       case ir::Fn::Tanh: return vector_tanh(a[0]);
-      case ir::Fn::Exp: return Halide::exp(a[0]);
-      case ir::Fn::Log: return Halide::log(a[0]);
-      case ir::Fn::Exp2: return Halide::exp(a[0] * 0.693147180559945309f);
+      case ir::Fn::Exp: return exp_passing_nan(a[0]);
+      case ir::Fn::Log: return log_passing_nan(a[0]);
+      case ir::Fn::Exp2: return exp_passing_nan(a[0] * 0.693147180559945309f);
       case ir::Fn::Sqrt: return Halide::sqrt(a[0]);
       case ir::Fn::Pow: return Halide::pow(a[0], a[1]);
       case ir::Fn::Floor: return Halide::floor(a[0]);
@@ -157,16 +157,20 @@ Expr is_nan_bits(Expr x) {
   return (Halide::reinterpret(Halide::UInt(32), x) & Expr(uint32_t{0x7fffffff})) > Expr(uint32_t{0x7f800000});
 }
 
+Expr exp_passing_nan(Expr x) { return Halide::select(is_nan_bits(x), x, Halide::exp(x)); }
+
+Expr log_passing_nan(Expr x) { return Halide::select(is_nan_bits(x), x, Halide::log(x)); }
+
 Expr tanh_of_exponential(Expr exp_2x) { return 1.0f - 2.0f / (exp_2x + 1.0f); }
 
 Expr vector_tanh(Expr x) {
   // Halide 14 lowers tanh to a scalar libm call per lane (measured: softcap ran at 1/5 of causal's speed);
   // through its vectorised exp instead: tanh|x| = (1 - e^-2|x|) / (1 + e^-2|x|), exact at the ends (|x| large
-  // gives 1) and within a few float ulps of the result elsewhere. Halide's exp of NaN is finite (it clamps the
-  // exponent), so a NaN argument is passed on by itself: softcap must not turn a NaN logit into a number.
-  Expr t = Halide::exp(-2.0f * Halide::abs(x));
+  // gives 1) and within a few float ulps of the result elsewhere. NaN stays NaN (exp_passing_nan): softcap must
+  // not turn a NaN logit into a number.
+  Expr t = exp_passing_nan(-2.0f * Halide::abs(x));
   Expr magnitude = (1.0f - t) / (1.0f + t);
-  return Halide::select(is_nan_bits(x), x, x < 0.0f, -magnitude, magnitude);
+  return Halide::select(x < 0.0f, -magnitude, magnitude);
 }
 
 HalideScope kernel_scope(const KernelPoint& point,

@@ -61,6 +61,12 @@ Halide::Expr clamped_tensor_dot(const Halide::ImageParam& img, const std::vector
 // tanh of a Float(32), vectorised (Halide 14's own tanh is a scalar libm call per lane).
 Halide::Expr vector_tanh(Halide::Expr x);
 
+// exp and log that pass NaN on. Halide 14's own give exp(NaN) = 0 and log(NaN) = 89.1 (measured), which turned
+// NaN logits into numbers (softcap's tanh, additive scoring, patterns' exp and log), where the reference's rows
+// are NaN.
+Halide::Expr exp_passing_nan(Halide::Expr x);
+Halide::Expr log_passing_nan(Halide::Expr x);
+
 // Whether float32 x is NaN, by its bits. Halide's is_nan is documented as undefined without strict_float, and the
 // kernels are compiled without it (fast math): it let NaN keys through decoding's single-row kernels and hardmax.
 Halide::Expr is_nan_bits(Halide::Expr x);

@@ -74,7 +74,7 @@ std::unique_ptr<HardmaxPipeline> build(const ir::Pattern& pattern, int D, int Dv
   dot(ni, no, r, h, b) = 0.0f;
   if (pattern.scoring == ir::Scoring::Additive) {
     // Q and K arrive projected (targets::project_for_additive), D is their length A: v[h] . tanh(q + k).
-    Expr exp_2x = Halide::exp(2.0f * (q_rows(ni, no, rd, h, b) + k_f(rd, key, kv_head, b)));
+    Expr exp_2x = exp_passing_nan(2.0f * (q_rows(ni, no, rd, h, b) + k_f(rd, key, kv_head, b)));
     dot(ni, no, r, h, b) += p->tensors.at(pattern.additive.vector)(rd, h) * tanh_of_exponential(exp_2x);
   } else {
     dot(ni, no, r, h, b) += q_rows(ni, no, rd, h, b) * k_f(rd, key, kv_head, b);

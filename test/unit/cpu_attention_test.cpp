@@ -9,6 +9,8 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
@@ -17,6 +19,8 @@
 #include "compiler/ir/printer.h"
 #include "compiler/planner/sparsity_plan.h"
 #include "compiler/sema/pattern_library.h"
+#include "dsl/diagnostics.h"
+#include "dsl/source.h"
 #include "targets/cpu/attention_driver.h"
 #include "targets/cpu/attention_pipeline.h"
 #include "targets/cpu/execution_plan.h"
@@ -609,14 +613,25 @@ TEST(CpuAttention, NanKeysAndInfiniteLogitsInEveryKernel) {
   }
 }
 
-// Additive scoring's per-pair exp (Halide's exp of NaN is a number) passes a NaN key on too.
-TEST(CpuAttention, AdditiveScoringPassesNanKeysOn) {
-  ir::Pattern pattern = instantiate("causal & additive");
-  test::RandomProblem problem(pattern, Shape{1, 1, 1, 16, 16, 16, 16}, 9);
-  problem.k.data<float>()[10 * 16 + 3] = std::numeric_limits<float>::quiet_NaN();
-  const std::vector<double> expected = reference::attention_f64(pattern, problem.inputs);
-  const runtime::Tensor got = cpu::attention(pattern, problem.inputs);
-  EXPECT_GT(nan_elements_matching(got, expected, 2e-4), 0);
+// Halide's exp and log map NaN to numbers (exp(NaN) = 0, log(NaN) = 89.1); the kernels' exp and log pass it on:
+// additive scoring (softmax and hardmax) and a pattern's own exp and log keep a NaN key's rows NaN.
+TEST(CpuAttention, ExpAndLogPassNanKeysOn) {
+  sema::PatternLibrary library;
+  dsl::Diagnostics diags;
+  ASSERT_TRUE(library.add_file(
+      std::make_shared<dsl::SourceFile>("softplus.attn", "pattern softplus_score {\n  score: log(exp(s) + 1.0);\n}\n"),
+      diags))
+      << diags.str();
+  for (const char* expression : {"causal & additive", "causal & additive & hardmax", "causal & softplus_score"}) {
+    SCOPED_TRACE(expression);
+    std::optional<ir::Pattern> pattern = library.instantiate(expression, diags);
+    ASSERT_TRUE(pattern.has_value()) << diags.str();
+    test::RandomProblem problem(*pattern, Shape{1, 1, 1, 16, 16, 16, 16}, 9);
+    problem.k.data<float>()[10 * 16 + 3] = std::numeric_limits<float>::quiet_NaN();
+    const std::vector<double> expected = reference::attention_f64(*pattern, problem.inputs);
+    const runtime::Tensor got = cpu::attention(*pattern, problem.inputs);
+    EXPECT_GT(nan_elements_matching(got, expected, 2e-4), 0);
+  }
 }
 
 // bf16 kernels whose P.V runs as vdpbf16ps pass NaN on as the float32 ones do: a NaN query spoils its own row,
