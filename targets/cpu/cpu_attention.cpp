@@ -112,6 +112,16 @@ void validate_schedule(const CpuSchedule& sched) {
                     "reindex 0 or 1",
                     describe(sched)));
   }
+  // Halide 14's simplifier rewrites a two-lane vector built from two scalars a, b (as a tile's rows become when
+  // the mask cannot be vectorised across them) as ramp(a, b - a, 2). For floats that is wrong: a masked -inf
+  // score gives -inf + inf = NaN in the other lane, and finite ones round. Four lanes or more need equal steps
+  // between lanes, which it cannot prove of floats.
+  if (sched.vector_width == 2) {
+    throw std::invalid_argument(fmt::format(
+        "bad CPU schedule ({}): vector_width 2 is not supported (Halide 14 miscompiles two-lane float vectors); "
+        "use 1, 4 or more",
+        describe(sched)));
+  }
 }
 
 runtime::Tensor attention(const ir::Pattern& pattern, const targets::AttentionInputs& inputs,
@@ -446,8 +456,10 @@ CpuSchedule few_query_schedule(CpuSchedule schedule, int64_t queries) {
   if (queries >= schedule.block_q) return schedule;
   const auto rows = static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(queries, 1))));
   if (queries <= 4) {
-    schedule.block_q = rows;
-    schedule.vector_width = rows;
+    // Two rows would make two-lane vectors, which validate_schedule refuses: two queries take one-row tiles (the
+    // single-row kernel; 2 queries x 4096 keys, causal, measured no slower than a 2- or 4-row tile).
+    schedule.block_q = rows == 2 ? 1 : rows;
+    schedule.vector_width = schedule.block_q;
   } else if (queries <= 16) {
     schedule.block_q = std::min<int64_t>(schedule.block_q, 16);
     schedule.vector_width = std::min(schedule.vector_width, schedule.block_q);

@@ -138,9 +138,10 @@ void validate_schedule(const CpuSchedule& schedule);
 
 // `schedule` for a call with `queries` queries per head, fewer than its query tile (a decoding step): the kernels
 // vectorise over query rows, so a tile of block_q rows would compute mostly padding. One query runs in a one-row
-// tile (its own schedule: vectors across features, keys and value columns), up to 4 in a tile of that many rows
-// and lanes, up to 16 in tiles of at most 16 rows (measured for 1-16 queries over 2048 keys in bench/RESULTS.md),
-// more in tiles of the next power of two (a vector at least). Unchanged for `queries` >= block_q.
+// tile (its own schedule: vectors across features, keys and value columns), 3 or 4 in a 4-row tile of
+// 4 lanes, 2 in one-row tiles (two-lane vectors are refused: validate_schedule), up to 16 in tiles of at most 16 rows
+// (measured for 1-16 queries over 2048 keys in bench/RESULTS.md), more in tiles of the next power of two (a vector at
+// least). Unchanged for `queries` >= block_q.
 CpuSchedule few_query_schedule(CpuSchedule schedule, int64_t queries);
 
 // Attention over a KV cache: K [B, Hkv, capacity, D] and V [B, Hkv, capacity, Dv] in `inputs` hold `keys` valid

@@ -14,8 +14,11 @@
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -26,6 +29,7 @@
 #include "compiler/sema/pattern_library.h"
 #include "compiler/tuner/schedule_space.h"
 #include "dsl/diagnostics.h"
+#include "dsl/source.h"
 #include "runtime/npy.h"
 #include "runtime/tensor.h"
 #include "targets/cpu/cpu_attention.h"
@@ -207,6 +211,7 @@ runtime::Tensor round_to_bf16(const runtime::Tensor& t) {
 
 struct Overrides {  // for reducing a failure: replace what the iteration draws, keep the rest of its draws
   std::optional<std::string> pattern, shape, schedule, dtype;
+  std::vector<std::string> spec_files;  // patterns `pattern` may name besides the standard library
   std::optional<int64_t> threads;
   bool no_inject = false;
   bool inf_keys = false;
@@ -255,7 +260,18 @@ void dump(const std::string& dir, const test::RandomProblem& problem, const std:
 
 // Runs iteration `iteration` of `seed`; returns false on a disagreement (after printing its reproducer).
 bool run_iteration(uint64_t seed, int64_t iteration, const Overrides& over, bool verbose, Tally& tally) {
-  static const sema::PatternLibrary library;
+  static const sema::PatternLibrary library = [&] {
+    sema::PatternLibrary with_specs;
+    for (const std::string& path : over.spec_files) {
+      std::ifstream in(path);
+      if (!in) throw std::runtime_error(fmt::format("cannot read spec file '{}'", path));
+      const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+      dsl::Diagnostics diags;
+      if (!with_specs.add_file(std::make_shared<dsl::SourceFile>(path, text), diags))
+        throw std::runtime_error(diags.str());
+    }
+    return with_specs;
+  }();
   std::seed_seq seq{seed, static_cast<uint64_t>(iteration)};
   Rng rng(seq);
   std::string expression = random_expression(rng);
@@ -369,6 +385,7 @@ bool run_iteration(uint64_t seed, int64_t iteration, const Overrides& over, bool
     tolerance += std::ldexp(max_v, -8);
   }
   int64_t bad = 0, first_bad = -1;
+  std::vector<int64_t> bad_rows;  // flat (b, h, i) indices, the first few: which rows a bug reaches tells much
   for (size_t e = 0; e < expected.size(); ++e) {
     const double g = got.data<float>()[e], x = expected[e];
     bool ok;
@@ -381,7 +398,10 @@ bool run_iteration(uint64_t seed, int64_t iteration, const Overrides& over, bool
     } else {
       ok = std::abs(g - x) <= tolerance;
     }
-    if (!ok && bad++ == 0) first_bad = static_cast<int64_t>(e);
+    if (ok) continue;
+    if (bad++ == 0) first_bad = static_cast<int64_t>(e);
+    const auto flat_row = static_cast<int64_t>(e) / s.Dv;
+    if (bad_rows.size() < 16 && (bad_rows.empty() || bad_rows.back() != flat_row)) bad_rows.push_back(flat_row);
   }
   if (bad == 0) return true;
   ++tally.failed;
@@ -390,6 +410,9 @@ bool run_iteration(uint64_t seed, int64_t iteration, const Overrides& over, bool
                 batch = first_bad / (s.Dv * s.N * s.H);
   fmt::print("FAIL {} index={} (b={},h={},i={},c={}) cpu={} reference={} tolerance={:.3g} bad_elements={}\n", what,
              first_bad, batch, head, row, column, got.data<float>()[e], expected[e], tolerance, bad);
+  std::string rows;
+  for (const int64_t r : bad_rows) rows += fmt::format(" ({},{},{})", r / (s.N * s.H), r / s.N % s.H, r % s.N);
+  fmt::print("  bad rows (b,h,i):{}{}\n", rows, bad_rows.size() == 16 ? " ..." : "");
   fmt::print("  replay: attention_differential --seed {} --first {} --iterations 1\n", seed, iteration);
   if (!over.dump_dir.empty()) dump(over.dump_dir, problem, expression, bf16);
   std::fflush(stdout);
@@ -410,6 +433,7 @@ int run(int argc, char** argv) {
   app.add_flag("--verbose", verbose, "Print every iteration");
   app.add_flag("--keep-going", keep_going, "Go on after a disagreement (the exit status is still non-zero)");
   app.add_option("--pattern", over.pattern, "Replace the drawn pattern expression (reducing a failure)");
+  app.add_option("--spec", over.spec_files, "Spec file(s) whose patterns --pattern may name");
   app.add_option("--shape", over.shape, "Replace the drawn shape: B,H,Hkv,N,M,D,Dv");
   app.add_option("--schedule", over.schedule, "Replace the drawn schedule (fields over the host default)");
   app.add_option("--dtype", over.dtype, "Replace the drawn storage")->check(CLI::IsMember({"f32", "bf16"}));

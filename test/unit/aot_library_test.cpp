@@ -178,22 +178,22 @@ TEST_P(AotLibraryCases, MatchesReference) {
   EXPECT_LE(max_abs_difference(out, reference::attention(pattern, inputs)), 2e-4);
 }
 
-INSTANTIATE_TEST_SUITE_P(Patterns, AotLibraryCases,
-                         ::testing::Values(Case{"strided(stride=16)", 2, 2, 1, 600, 600, 32, 32, ""},
-                                           Case{"fixed(block=32, summary=4) & alibi", 1, 4, 2, 333, 640, 16, 24, ""},
-                                           Case{"causal & document", 3, 2, 2, 200, 300, 32, 16, "", true},
-                                           Case{"causal & relative", 2, 2, 1, 150, 150, 16, 16, "--size R=9"},
-                                           Case{"strided(stride=16) & alibi", 2, 4, 2, 500, 520, 32, 32, "", false,
-                                                true},
-                                           // A decoding step: one query, the one-row tile schedule
-                                           Case{"causal & alibi", 2, 4, 2, 1, 300, 32, 40, ""},
-                                           // ... with its keys split in three parts merged by the library's driver
-                                           Case{"sliding_window(window=200) & alibi", 1, 3, 1, 2, 500, 32, 32,
-                                                "--schedule block_q=2,vector_width=2,kv_splits=3"},
-                                           // Column blocks: views of runs of query columns, packed by the driver
-                                           Case{"local2d(width=64, block_h=8, block_w=8, halo_h=8, halo_w=8)", 2, 2, 1,
-                                                1024, 1024, 32, 32, "--schedule block_q=64,block_k=64"}),
-                         [](const auto& info) { return "case" + std::to_string(info.index); });
+INSTANTIATE_TEST_SUITE_P(
+    Patterns, AotLibraryCases,
+    ::testing::Values(Case{"strided(stride=16)", 2, 2, 1, 600, 600, 32, 32, ""},
+                      Case{"fixed(block=32, summary=4) & alibi", 1, 4, 2, 333, 640, 16, 24, ""},
+                      Case{"causal & document", 3, 2, 2, 200, 300, 32, 16, "", true},
+                      Case{"causal & relative", 2, 2, 1, 150, 150, 16, 16, "--size R=9"},
+                      Case{"strided(stride=16) & alibi", 2, 4, 2, 500, 520, 32, 32, "", false, true},
+                      // A decoding step: one query, the one-row tile schedule
+                      Case{"causal & alibi", 2, 4, 2, 1, 300, 32, 40, ""},
+                      // Two queries in one-row tiles, their keys split in three parts merged by the library's driver
+                      Case{"sliding_window(window=200) & alibi", 1, 3, 1, 2, 500, 32, 32,
+                           "--schedule block_q=1,vector_width=1,kv_splits=3"},
+                      // Column blocks: views of runs of query columns, packed by the driver
+                      Case{"local2d(width=64, block_h=8, block_w=8, halo_h=8, halo_w=8)", 2, 2, 1, 1024, 1024, 32, 32,
+                           "--schedule block_q=64,block_k=64"}),
+    [](const auto& info) { return "case" + std::to_string(info.index); });
 
 }  // namespace
 }  // namespace tessera

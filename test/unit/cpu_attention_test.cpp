@@ -84,6 +84,8 @@ TEST_P(CpuAttentionFewQueries, MatchesReference) {
   options.schedule = cpu::few_query_schedule(options.schedule, 1);
   EXPECT_LE(max_difference(GetParam(), Shape{2, 4, 2, 1, 150, 32, 32}, 3, options), 2e-4);
   EXPECT_LE(max_difference(GetParam(), Shape{1, 2, 1, 3, 90, 32, 20}, 4, options), 2e-4);
+  options.schedule = cpu::few_query_schedule(cpu::CpuOptions{}.schedule, 2);
+  EXPECT_LE(max_difference(GetParam(), Shape{1, 2, 1, 2, 90, 32, 32}, 5, options), 2e-4);
 }
 
 std::vector<std::string> few_query_cases() {
@@ -274,6 +276,38 @@ TEST(CpuAttention, ScheduleParametersDoNotChangeResults) {
 // Masks false at every pair that the tile intervals cannot prove empty (`X - X`) leave every row without a key:
 // zeros, never NaN. Halide folded such masks into chunks that wrote NaN into some rows of 16- and 32-row tiles
 // (found by test/fuzz/attention_differential.cpp).
+// Halide 14 builds a two-lane float vector of two scalars as ramp(a, b - a, 2): with a = -inf (a masked score) the
+// other lane is NaN. Masks on the query's parity are evaluated per row, so two-row tiles of two lanes gave rows of
+// NaN (found by the differential check). Two queries now run in one-row tiles, and two lanes are refused.
+TEST(CpuAttention, TwoQueriesWithMasksOnTheRowParity) {
+  sema::PatternLibrary library;
+  dsl::Diagnostics diags;
+  ASSERT_TRUE(library.add_file(std::make_shared<dsl::SourceFile>(
+                                   "parity.attn", "pattern even_rows_see_all {\n  mask: q % 2 == 0 || k == 0;\n}\n"),
+                               diags))
+      << diags.str();
+  for (const char* expression : {"even_rows_see_all", "local2d(width=2, block_h=1, block_w=1, halo_h=3, halo_w=0)",
+                                 "full - local2d(width=2, block_h=1, block_w=1, halo_h=3, halo_w=0)"}) {
+    SCOPED_TRACE(expression);
+    std::optional<ir::Pattern> pattern = library.instantiate(expression, diags);
+    ASSERT_TRUE(pattern.has_value()) << diags.str();
+    for (const Shape& shape : {Shape{2, 1, 1, 2, 2, 16, 16}, Shape{1, 2, 1, 2, 40, 16, 16}}) {
+      test::RandomProblem problem(*pattern, shape, 3);
+      cpu::CpuOptions options;
+      options.schedule = cpu::few_query_schedule(options.schedule, shape.N);
+      const std::vector<double> expected = reference::attention_f64(*pattern, problem.inputs);
+      const runtime::Tensor got = cpu::attention(*pattern, problem.inputs, options);
+      for (int64_t e = 0; e < got.numel(); ++e)
+        ASSERT_NEAR(got.data<float>()[e], expected[static_cast<size_t>(e)], 2e-4) << "element " << e;
+    }
+    cpu::CpuOptions two_lanes;
+    two_lanes.schedule.block_q = 2;
+    two_lanes.schedule.vector_width = 2;
+    test::RandomProblem problem(*pattern, Shape{1, 1, 1, 2, 2, 16, 16}, 3);
+    EXPECT_THROW(cpu::attention(*pattern, problem.inputs, two_lanes), std::invalid_argument);
+  }
+}
+
 TEST(CpuAttention, MasksFalseEverywhereGiveZeroRows) {
   for (const char* expression :
        {"causal - causal", "local(window=2) - local(window=2)",
@@ -762,6 +796,8 @@ TEST(CpuAttention, FewQuerySchedulesShrinkTheQueryTile) {
   const cpu::CpuSchedule base;
   EXPECT_EQ(cpu::few_query_schedule(base, 1).block_q, 1);
   EXPECT_EQ(cpu::few_query_schedule(base, 1).vector_width, 1);
+  EXPECT_EQ(cpu::few_query_schedule(base, 2).block_q, 1);
+  EXPECT_EQ(cpu::few_query_schedule(base, 2).vector_width, 1);
   EXPECT_EQ(cpu::few_query_schedule(base, 3).block_q, 4);
   EXPECT_EQ(cpu::few_query_schedule(base, 3).vector_width, 4);
   EXPECT_EQ(cpu::few_query_schedule(base, 9).block_q, 16);
