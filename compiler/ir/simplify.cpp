@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
+#include <vector>
 
 #include "compiler/ir/evaluate.h"
 #include "compiler/ir/log_bucket.h"
@@ -259,6 +260,55 @@ Expr simplify_comparison(const Expr& e) {
   return e;
 }
 
+// The comparison that is true exactly where `op` is false, for operands that cannot be NaN.
+std::optional<BinaryOp> negated_comparison(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Lt: return BinaryOp::Ge;
+    case BinaryOp::Le: return BinaryOp::Gt;
+    case BinaryOp::Gt: return BinaryOp::Le;
+    case BinaryOp::Ge: return BinaryOp::Lt;
+    case BinaryOp::Eq: return BinaryOp::Ne;
+    case BinaryOp::Ne: return BinaryOp::Eq;
+    default: return std::nullopt;
+  }
+}
+
+// `op` with its operands swapped: a < b is b > a.
+BinaryOp mirrored_comparison(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Lt: return BinaryOp::Gt;
+    case BinaryOp::Le: return BinaryOp::Ge;
+    case BinaryOp::Gt: return BinaryOp::Lt;
+    case BinaryOp::Ge: return BinaryOp::Le;
+    default: return op;
+  }
+}
+
+// Whether `d` is the negation of `c`: x and !x, or comparisons of the same int or bool operands (in either order)
+// with complementary operators. Floats are left alone: with a NaN operand x < y and x >= y are both false.
+bool complementary(const Expr& c, const Expr& d) {
+  for (int side = 0; side < 2; ++side) {
+    const Expr& x = side == 0 ? c : d;
+    const Expr& y = side == 0 ? d : c;
+    if (y->kind == Kind::Unary && y->unary_op == UnaryOp::Not && structurally_equal(x, y->operands[0])) return true;
+  }
+  if (c->kind != Kind::Binary || d->kind != Kind::Binary) return false;
+  const std::optional<BinaryOp> negated = negated_comparison(c->binary_op);
+  if (!negated || !negated_comparison(d->binary_op) || c->operands[0]->type == Type::Float) return false;
+  const Expr &c0 = c->operands[0], &c1 = c->operands[1], &d0 = d->operands[0], &d1 = d->operands[1];
+  if (d->binary_op == *negated && structurally_equal(c0, d0) && structurally_equal(c1, d1)) return true;
+  return d->binary_op == mirrored_comparison(*negated) && structurally_equal(c0, d1) && structurally_equal(c1, d0);
+}
+
+// The operands of a chain of one logical operator: a && (b && c) gives a, b, c.
+void collect_terms(const Expr& e, BinaryOp op, std::vector<Expr>& terms) {
+  if (e->kind == Kind::Binary && e->binary_op == op) {
+    for (const Expr& operand : e->operands) collect_terms(operand, op, terms);
+  } else {
+    terms.push_back(e);
+  }
+}
+
 Expr simplify_logic(const Expr& e) {
   const Expr& a = e->operands[0];
   const Expr& b = e->operands[1];
@@ -271,6 +321,15 @@ Expr simplify_logic(const Expr& e) {
     if (droppable(a)) return bool_imm(absorbing, e->where);
   }
   if (structurally_equal(a, b)) return a;
+  // x && ... && !x is false and x || ... || !x true, as a difference of two patterns with a common part makes
+  // (causal - causal is k <= q && k > q). Folded only when nothing in the chain reads a tensor (droppable).
+  if (droppable(e)) {
+    std::vector<Expr> terms;
+    collect_terms(e, e->binary_op, terms);
+    for (size_t i = 0; i < terms.size(); ++i)
+      for (size_t j = i + 1; j < terms.size(); ++j)
+        if (complementary(terms[i], terms[j])) return bool_imm(absorbing, e->where);
+  }
   return e;
 }
 

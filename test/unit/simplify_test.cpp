@@ -76,6 +76,31 @@ TEST(Simplify, ReassociatesConstantOffsets) {
   EXPECT_EQ(to_string(simplify(binary(BinaryOp::Div, binary(BinaryOp::Div, q(), c(3)), c(4)))), "q / 12");
 }
 
+// Differences of patterns with a common part: causal - causal is k <= q && !(k <= q).
+TEST(Simplify, FoldsAConditionAndItsNegation) {
+  auto is_false = [](const Expr& e) { return e->kind == Kind::BoolImm && !e->bool_value; };
+  auto is_true = [](const Expr& e) { return e->kind == Kind::BoolImm && e->bool_value; };
+  Expr le = binary(BinaryOp::Le, k(), q());
+  Expr window = binary(BinaryOp::Lt, binary(BinaryOp::Sub, q(), k()), c(4));
+  EXPECT_TRUE(is_false(simplify(binary(BinaryOp::And, le, unary(UnaryOp::Not, le)))));
+  // Deep in a chain, and with the operands swapped: k <= q && (window && q < k).
+  EXPECT_TRUE(
+      is_false(simplify(binary(BinaryOp::And, le, binary(BinaryOp::And, window, binary(BinaryOp::Lt, q(), k()))))));
+  EXPECT_TRUE(
+      is_true(simplify(binary(BinaryOp::Or, binary(BinaryOp::Or, le, window), binary(BinaryOp::Gt, k(), q())))));
+  Expr eq = binary(BinaryOp::Eq, binary(BinaryOp::Mod, q(), c(2)), binary(BinaryOp::Mod, k(), c(2)));
+  EXPECT_TRUE(is_false(simplify(binary(BinaryOp::And, eq, unary(UnaryOp::Not, eq)))));
+  // Not complementary: k <= q && k >= q is k == q.
+  EXPECT_EQ(simplify(binary(BinaryOp::And, le, binary(BinaryOp::Ge, k(), q())))->kind, Kind::Binary);
+  // Floats: s < 1.0 && s >= 1.0 is false, but s < 1.0 || s >= 1.0 is false for NaN too: neither is folded.
+  Expr s_lt = binary(BinaryOp::Lt, s(), float_imm(1.0));
+  Expr s_ge = binary(BinaryOp::Ge, s(), float_imm(1.0));
+  EXPECT_EQ(simplify(binary(BinaryOp::Or, s_lt, s_ge))->kind, Kind::Binary);
+  // A load could fail: a chain that reads a tensor is kept.
+  Expr t = binary(BinaryOp::Eq, load("t", ElemType::Int32, {q()}), c(0));
+  EXPECT_EQ(simplify(binary(BinaryOp::And, t, binary(BinaryOp::And, le, unary(UnaryOp::Not, le))))->kind, Kind::Binary);
+}
+
 TEST(Simplify, KeepsFloatRewritesThatNaNWouldBreak) {
   // s * 0.0 is NaN for s = inf, s + 0.0 turns -0.0 into 0.0, s == s is false for NaN, !(s < 1.0) is true for NaN.
   EXPECT_EQ(simplify(binary(BinaryOp::Mul, s(), float_imm(0.0)))->kind, Kind::Binary);
