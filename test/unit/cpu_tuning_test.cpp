@@ -229,10 +229,10 @@ TEST(CpuTuning, ADecodingStepsScheduleDoesNotCarryOverToPrefill) {
   cpu::TunedSchedules::Choice c = tuned.choose(causal, sizes(1, 1, 1, 1, 8192, 64), cpu::StorageType::Float32, base);
   EXPECT_EQ(c.source, "tuned");
   EXPECT_EQ(c.schedule.kv_splits, 2);
-  c = tuned.choose(causal, sizes(1, 1, 1, 2, 4096, 64), cpu::StorageType::Float32, base);
+  c = tuned.choose(causal, sizes(1, 1, 1, 3, 4096, 64), cpu::StorageType::Float32, base);
   EXPECT_NE(c.source, "default");
   EXPECT_EQ(c.schedule.kv_splits, 2);
-  EXPECT_EQ(c.schedule.block_q, 2) << "the tile of the queries there are";
+  EXPECT_EQ(c.schedule.block_q, 4) << "the tile of the queries there are";
   c = tuned.choose(causal, sizes(1, 1, 1, 4096, 4096, 64), cpu::StorageType::Float32, base);
   EXPECT_NE(c.source, "default");
   EXPECT_EQ(c.schedule.chunk_k, 128) << "what does carry over";
