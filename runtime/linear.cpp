@@ -29,6 +29,44 @@ void check_size(const char* name, int64_t value, int64_t minimum) {
   }
 }
 
+// A tuned blocking: blocks of rows x features, row-major, dealt out to the threads in contiguous runs (a thread's
+// consecutive blocks share rows of x). Each block starts from the bias (beta = 1), as the default path does; an
+// epilogue needs whole rows, so it runs after every block, in a second pass over the rows.
+void blocked_gemm(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out,
+                  float* y, const RowEpilogue& epilogue, const GemmBlocking& blocking, int64_t threads) {
+  const int64_t workers = std::max<int64_t>(1, threads);
+  const int64_t row_block =
+      std::min(rows, blocking.row_block > 0 ? blocking.row_block : (rows + workers - 1) / workers);
+  const int64_t feature_block = std::min(out, blocking.feature_block > 0 ? blocking.feature_block : out);
+  const int64_t feature_blocks = (out + feature_block - 1) / feature_block;
+  const int64_t blocks = (rows + row_block - 1) / row_block * feature_blocks;
+  const auto k = static_cast<int>(in);
+  parallel_rows(
+      blocks,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t r0 = b / feature_blocks * row_block, f0 = b % feature_blocks * feature_block;
+          const int64_t m = std::min(row_block, rows - r0), n = std::min(feature_block, out - f0);
+          float* yb = y + r0 * out + f0;
+          if (bias) {
+            for (int64_t r = 0; r < m; ++r)
+              std::memcpy(yb + r * out, bias + f0, static_cast<size_t>(n) * sizeof(float));
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), k, 1.0f,
+                      x + r0 * in, k, weight + f0 * in, k, bias ? 1.0f : 0.0f, yb, static_cast<int>(out));
+        }
+      },
+      threads, 1);
+  if (epilogue) {
+    parallel_rows(
+        rows,
+        [&](int64_t begin, int64_t end) {
+          for (int64_t r = begin; r < end; ++r) epilogue(y + r * out, out);
+        },
+        threads, kMinRowsPerThread);
+  }
+}
+
 }  // namespace
 
 void linear(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out, float* y) {
@@ -37,6 +75,15 @@ void linear(const float* x, int64_t rows, int64_t in, const float* weight, const
 
 void linear(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out, float* y,
             const RowEpilogue& epilogue) {
+  linear(x, rows, in, weight, bias, out, y, epilogue, GemmBlocking());
+}
+
+void linear(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out, float* y,
+            const RowEpilogue& epilogue, const GemmBlocking& blocking) {
+  if (blocking.row_block < 0 || blocking.feature_block < 0) {
+    throw std::invalid_argument(fmt::format("linear: block sizes {} x {} must be >= 0 (0: the whole extent)",
+                                            blocking.row_block, blocking.feature_block));
+  }
   check_size("rows", rows, 0);
   check_size("in", in, 1);
   check_size("out", out, 1);
@@ -68,6 +115,10 @@ void linear(const float* x, int64_t rows, int64_t in, const float* weight, const
     if (epilogue) {
       for (int64_t r = 0; r < rows; ++r) epilogue(y + r * out, out);
     }
+    return;
+  }
+  if (blocking != GemmBlocking()) {
+    blocked_gemm(x, rows, in, weight, bias, out, y, epilogue, blocking, threads);
     return;
   }
   parallel_rows(

@@ -25,4 +25,19 @@ using RowEpilogue = std::function<void(float* row, int64_t count)>;
 void linear(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out, float* y,
             const RowEpilogue& epilogue);
 
+// How a product of more than a few rows is cut into OpenBLAS calls, the one choice about a GEMM that this build
+// can make (OpenBLAS's own blocking is fixed when it is built): each call computes a block of row_block rows by
+// feature_block output features, and the blocks, row-major, are dealt out to the threads in contiguous runs.
+// 0 means the whole extent: the default {0, 0} splits the rows evenly across the threads, one call each.
+// `tessera tune --model` times blockings per GEMM shape (targets/cpu/gemm_tuning.h).
+struct GemmBlocking {
+  int64_t row_block = 0;
+  int64_t feature_block = 0;
+  bool operator==(const GemmBlocking&) const = default;
+};
+
+// The same with a blocking; throws std::invalid_argument for a negative block size.
+void linear(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out, float* y,
+            const RowEpilogue& epilogue, const GemmBlocking& blocking);
+
 }  // namespace tessera::runtime

@@ -14,10 +14,12 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 #include "compiler/cli/allowed_pairs.h"
 #include "compiler/cli/command_context.h"
 #include "compiler/cli/commands.h"
+#include "compiler/cli/gemm_tuner.h"
 #include "compiler/cli/model_context.h"
 #include "compiler/cli/progress_bar.h"
 #include "compiler/cli/random_inputs.h"
@@ -67,15 +69,6 @@ struct Problem {
 
 std::filesystem::path cache_path(const TuneOptions& o) {
   return o.cache.empty() ? tuner::default_cache_path() : std::filesystem::path(o.cache);
-}
-
-std::string now_utc() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
 }
 
 // The small shape every candidate is checked on against the float64 reference: the heads and head dims of the
@@ -248,7 +241,7 @@ class ProblemTuner {
     entry.default_ms = result.default_ms();
     entry.candidates = static_cast<int64_t>(result.trials.size());
     entry.tuning_seconds = result.seconds;
-    entry.tuned_at = now_utc();
+    entry.tuned_at = tuner::utc_timestamp();
     if (!o_.no_store) {
       tuner::TuneCache::store(cache_path(o_), cpu::tessera_version(), entry);
       std::cout << fmt::format("cache: stored in {}\n", cache_path(o_).string());
@@ -340,7 +333,7 @@ RandomInputShape shape_from(const TuneOptions& o, int64_t heads, int64_t kv_head
 }
 
 // Every distinct attention of the model (pattern, heads, head dims): what its forward pass asks the kernels for.
-std::vector<Problem> model_problems(const TuneOptions& o) {
+std::vector<Problem> model_problems(const TuneOptions& o, std::vector<cpu::GemmShape>* gemms) {
   ModelFlags flags;
   flags.spec = o.model;
   flags.name = o.name;
@@ -358,35 +351,40 @@ std::vector<Problem> model_problems(const TuneOptions& o) {
                         shape_from(o, node.heads, node.kv_heads, node.head_dim, node.head_dim)});
   }
   if (problems.empty()) throw UserError(fmt::format("model '{}' has no attention to tune", g.name));
-  // The projections and FFN run through OpenBLAS sgemm, whose blocking is fixed when OpenBLAS is built for the
-  // CPU and cannot be chosen per call: there is nothing of theirs to tune in this build. Say so, with the shapes.
-  std::set<std::pair<int64_t, int64_t>> gemms;
+  // The GEMMs as the model runtime calls runtime::linear: self-attention projects queries, keys and values in one
+  // product with the three weights stacked (model_runner's project_qkv), cross-attention in three.
+  const int64_t rows = o.batch * o.seq;
+  std::set<std::tuple<int64_t, int64_t, int64_t>> shapes;
   for (const graph::Node& node : g.nodes) {
-    if (node.op == graph::OpKind::Linear)
-      gemms.insert({g.nodes[static_cast<size_t>(node.inputs.at(0))].width, node.width});
+    const int64_t in = node.inputs.empty() ? 0 : g.nodes[static_cast<size_t>(node.inputs.at(0))].width;
+    if (node.op == graph::OpKind::Linear || node.op == graph::OpKind::Unembed) shapes.insert({rows, in, node.width});
     if (node.op == graph::OpKind::Attention) {
-      const int64_t inner = node.heads * node.head_dim;
-      gemms.insert({node.width, inner});
-      gemms.insert({inner, node.width});
+      const int64_t q = node.heads * node.head_dim, kv = node.kv_heads * node.head_dim;
+      if (node.inputs.size() > 1) {
+        shapes.insert({rows, in, q});
+        shapes.insert({rows, g.nodes[static_cast<size_t>(node.inputs.at(1))].width, kv});
+      } else {
+        shapes.insert({rows, in, q + 2 * kv});
+      }
+      shapes.insert({rows, q, node.width});
     }
   }
-  std::string shapes;
-  for (const auto& [in, out] : gemms) shapes += fmt::format("{}{}->{}", shapes.empty() ? "" : ", ", in, out);
-  std::cout << fmt::format(
-      "GEMMs of {} ({} rows; in->out: {}) run through OpenBLAS, whose blocking is set for this "
-      "CPU when OpenBLAS is built: not tuned\n",
-      g.name, o.batch * o.seq, shapes);
+  // A few rows go through matrix-vector products, which have no blocking (runtime/linear.h).
+  if (gemms && rows > 4) {
+    for (const auto& [r, in, out] : shapes) gemms->push_back({r, in, out});
+  }
   return problems;
 }
 
-std::vector<Problem> problems_of(const TuneOptions& o) {
+// `gemms`, with --model, receives the model's distinct GEMM shapes.
+std::vector<Problem> problems_of(const TuneOptions& o, std::vector<cpu::GemmShape>* gemms) {
   const int sources = !o.pattern.empty() + !o.model.empty() + (!o.specs.empty() && o.pattern.empty());
   if (sources != 1) throw UserError("give one of --pattern EXPR, --spec FILE [--name NAME] or --model SPEC");
   if (!o.model.empty()) {
     if (o.heads || o.kv_heads || o.head_dim || o.value_dim) {
       throw UserError("--model takes heads and head dims from the model; drop --heads/--kv-heads/--head-dim");
     }
-    return model_problems(o);
+    return model_problems(o, gemms);
   }
   if (!o.heads || !o.head_dim) throw UserError("--heads and --head-dim are required with --pattern or --spec");
   const int64_t kv = o.kv_heads.value_or(*o.heads);
@@ -440,10 +438,18 @@ int run_tune(const TuneOptions& o) {
   }
   if (o.target != "cpu") throw UserError(fmt::format("--target {}: tune knows cpu and cuda", o.target));
   if (o.seq < 1) throw UserError("--seq is required (the number of queries to tune for)");
-  for (const Problem& problem : problems_of(o)) {
+  std::vector<cpu::GemmShape> gemms;
+  for (const Problem& problem : problems_of(o, &gemms)) {
     ProblemTuner tuner(problem, o);
     tuner.run();
   }
+  GemmTuneSettings settings;
+  settings.budget_seconds = o.budget;
+  settings.max_candidates = o.max_candidates;
+  settings.runs = o.runs;
+  settings.seed = o.seed;
+  if (!o.no_store) settings.store_in = cache_path(o);
+  for (const cpu::GemmShape& shape : gemms) tune_gemm(shape, settings);
   return 0;
 }
 
@@ -453,7 +459,8 @@ Command add_tune_command(CLI::App& app) {
   auto o = std::make_shared<TuneOptions>();
   CLI::App* cmd = app.add_subcommand(
       "tune",
-      "Search the CPU kernels' schedule space for a pattern (or every attention of a model) at one shape, print\n"
+      "Search the CPU kernels' schedule space for a pattern (or every attention and GEMM of a model) at one shape, "
+      "print\n"
       "each candidate tried (schedule, median ms, GFLOP/s over allowed pairs) and the winner, and store it in\n"
       "the tuning cache ($XDG_CACHE_HOME/tessera/tune_cache.json, or --cache). eval, bench, compile and the model\n"
       "runtime then run the cached schedule for that pattern and shape bucket (exact up to 256, powers of two\n"
@@ -465,7 +472,7 @@ Command add_tune_command(CLI::App& app) {
   cmd->add_option("--pattern", o->pattern, "Pattern expression to tune, e.g. 'causal & sliding_window(window=256)'");
   cmd->add_option("--spec", o->specs, "Spec file(s): with --name, tune that pattern; alone, every pattern declared");
   cmd->add_option("--name", o->name, "Pattern of --spec, or model of --model");
-  cmd->add_option("--model", o->model, "Model spec: tune every distinct attention of the model")
+  cmd->add_option("--model", o->model, "Model spec: tune every distinct attention and GEMM shape of the model")
       ->check(CLI::ExistingFile);
   cmd->add_option("--set", o->sets, "Override a model parameter, PARAM=VALUE (with --model; repeatable)");
   cmd->add_option("--seq", o->seq, "N, queries")->check(CLI::PositiveNumber);

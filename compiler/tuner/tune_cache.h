@@ -40,6 +40,9 @@ struct TuneKey {
   bool operator==(const TuneKey&) const = default;
 };
 
+// Now, as ISO-8601 UTC ("2026-12-07T03:50:00Z"): what `tessera tune` writes into TuneEntry::tuned_at.
+std::string utc_timestamp();
+
 struct TuneEntry {
   TuneKey key;
   Schedule schedule;

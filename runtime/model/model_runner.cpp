@@ -17,6 +17,7 @@
 #include "runtime/model/rotary_embedding.h"
 #include "runtime/parallel_rows.h"
 #include "targets/cpu/evolving_attention.h"
+#include "targets/cpu/tuned_schedules.h"
 
 namespace tessera::runtime {
 
@@ -416,7 +417,7 @@ struct ModelRunner::State {
         RowEpilogue epilogue;
         if (act) epilogue = [op = *act](float* row, int64_t count) { apply_activation(op, row, count); };
         linear(x, rows, in.width, weight(node, "weight"), node.has_bias ? weight(node, "bias") : nullptr, W, out,
-               epilogue);
+               epilogue, gemm_blocking(rows, in.width, W));
         if (options.profile) profile["linear.gemm"] += milliseconds_since(gemm_start);
         activated[i] = act.has_value();
         return;
@@ -425,7 +426,8 @@ struct ModelRunner::State {
         const Node& in = graph.nodes[a];
         const Node& table = graph.nodes.at(static_cast<size_t>(node.tied));
         float* out = allocate(i, n, W);
-        linear(values[a].data, rows_of(a), in.width, weight(table, "weight"), nullptr, W, out);
+        linear(values[a].data, rows_of(a), in.width, weight(table, "weight"), nullptr, W, out, {},
+               gemm_blocking(rows_of(a), in.width, W));
         return;
       }
       case OpKind::Add:
@@ -504,13 +506,21 @@ struct ModelRunner::State {
     }
   }
 
+  // How runtime::linear cuts this product into OpenBLAS calls: the tuning cache's blocking for its shape
+  // (`tessera tune --model`), else the default.
+  GemmBlocking gemm_blocking(int64_t rows, int64_t in, int64_t out) const {
+    if (!options.attention.tuned) return {};
+    return options.attention.tuned->gemm_blocking(cpu::GemmShape{rows, in, out});
+  }
+
   // Projects `source` rows into [B, heads, n, head_dim] (a slot the caller releases).
   int project_heads(const Node& node, const std::string& which, size_t source, int64_t heads) {
     const int64_t rows = batch * values[source].n;
     const int64_t width = heads * node.head_dim;
     const int flat = arena.acquire(std::max<int64_t>(1, rows * width));
     linear(values[source].data, rows, graph.nodes[source].width, weight(node, which + ".weight"),
-           node.has_bias ? weight(node, which + ".bias") : nullptr, width, arena.data(flat));
+           node.has_bias ? weight(node, which + ".bias") : nullptr, width, arena.data(flat), {},
+           gemm_blocking(rows, graph.nodes[source].width, width));
     const int split = arena.acquire(std::max<int64_t>(1, rows * width));
     split_heads(arena.data(flat), width, 0, arena.data(split), batch, values[source].n, heads, node.head_dim);
     arena.release(flat);
@@ -545,7 +555,8 @@ struct ModelRunner::State {
     const int flat = arena.acquire(std::max<int64_t>(1, rows * width));
     const auto gemm_start = std::chrono::steady_clock::now();
     linear(values[source].data, rows, w.dim(1), w.data<float>(),
-           node.has_bias ? it->second.second.data<float>() : nullptr, width, arena.data(flat));
+           node.has_bias ? it->second.second.data<float>() : nullptr, width, arena.data(flat), {},
+           gemm_blocking(rows, w.dim(1), width));
     if (options.profile) profile["attention.qkv_gemm"] += milliseconds_since(gemm_start);
     const int64_t offsets[3] = {0, node.heads * d, (node.heads + node.kv_heads) * d};
     const int64_t heads[3] = {node.heads, node.kv_heads, node.kv_heads};
@@ -706,7 +717,8 @@ struct ModelRunner::State {
     float* out = allocate(i, n, node.width);
     const auto gemm_start = std::chrono::steady_clock::now();
     linear(arena.data(merged), batch * n, H * d, weight(node, "output.weight"),
-           node.has_bias ? weight(node, "output.bias") : nullptr, node.width, out);
+           node.has_bias ? weight(node, "output.bias") : nullptr, node.width, out, {},
+           gemm_blocking(batch * n, H * d, node.width));
     if (options.profile) profile["attention.out_gemm"] += milliseconds_since(gemm_start);
     for (int s : scratch) arena.release(s);
   }

@@ -66,4 +66,16 @@ TunedSchedules::Choice TunedSchedules::choose(const ir::Pattern& pattern, const 
   return memo_.emplace(memo_key, choice).first->second;
 }
 
+runtime::GemmBlocking TunedSchedules::gemm_blocking(const GemmShape& shape) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto memo_key = std::make_tuple(shape.rows, shape.in, shape.out);
+  if (auto it = gemm_memo_.find(memo_key); it != gemm_memo_.end()) return it->second;
+  runtime::GemmBlocking blocking;
+  if (std::optional<tuner::Lookup> found = cache_.lookup(gemm_tune_key(shape))) {
+    const runtime::GemmBlocking tuned = to_gemm_blocking(found->entry.schedule);
+    if (tuned.row_block >= 0 && tuned.feature_block >= 0) blocking = tuned;
+  }
+  return gemm_memo_.emplace(memo_key, blocking).first->second;
+}
+
 }  // namespace tessera::cpu

@@ -9,11 +9,13 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 
 #include "compiler/ir/evaluate.h"
 #include "compiler/ir/pattern.h"
 #include "compiler/tuner/tune_cache.h"
 #include "targets/cpu/cpu_attention.h"
+#include "targets/cpu/gemm_tuning.h"
 
 namespace tessera::cpu {
 
@@ -35,12 +37,17 @@ class TunedSchedules {
   Choice choose(const ir::Pattern& pattern, const ir::AttentionSizes& sz, StorageType storage,
                 const CpuSchedule& base) const;
 
+  // The blocking for one of the runtime's GEMMs: the cache's exact bucket, else its nearest, else the default
+  // (an entry this build cannot run, such as a negative size, is ignored as absent).
+  runtime::GemmBlocking gemm_blocking(const GemmShape& shape) const;
+
   const tuner::TuneCache& cache() const { return cache_; }
 
  private:
   tuner::TuneCache cache_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, Choice> memo_;
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t>, runtime::GemmBlocking> gemm_memo_;
 };
 
 }  // namespace tessera::cpu

@@ -9,6 +9,7 @@
 #include "compiler/tuner/search.h"
 #include "targets/cpu/cpu_attention.h"
 #include "targets/cpu/cpu_schedule_space.h"
+#include "targets/cpu/gemm_tuning.h"
 #include "targets/cpu/tuned_schedules.h"
 #include "test/unit/independent_attention.h"
 #include "test/unit/prelude_patterns.h"
@@ -271,6 +272,41 @@ TEST(CpuTuning, AttentionWithTunedSchedulesMatchesTheReference) {
   oracle::Problem problem{B, H, H, N, N, D, D, q.data<float>(), k.data<float>(), v.data<float>(), 0.25};
   const std::vector<double> expected = oracle::attention(problem, oracle::causal());
   for (int64_t i = 0; i < out.numel(); ++i) ASSERT_NEAR(out.data<float>()[i], expected[static_cast<size_t>(i)], 2e-4);
+}
+
+// The runtime's GEMMs: the space of blockings at a shape (the default first, blocks no larger than the product,
+// every thread with a block), and their lookup by the model runtime: exact bucket, else nearest, else the default.
+TEST(CpuTuning, GemmBlockingsAreAShapesSpaceAndLookedUpByShape) {
+  const cpu::GemmShape shape{384, 384, 1536};
+  const tuner::ScheduleSpace space = cpu::gemm_schedule_space(shape, 2);
+  EXPECT_EQ(cpu::to_gemm_blocking(space.defaults()), runtime::GemmBlocking{});
+  const std::vector<tuner::Schedule> points = space.valid_points();
+  ASSERT_GT(points.size(), 10u);
+  for (const tuner::Schedule& p : points) {
+    const runtime::GemmBlocking b = cpu::to_gemm_blocking(p);
+    EXPECT_LT(b.row_block, shape.rows);
+    EXPECT_LT(b.feature_block, shape.out);
+  }
+  // 8 rows: a row block of 8 or more is the default's, and 4 rows by every feature leave no block for a third
+  // thread.
+  EXPECT_TRUE(cpu::gemm_schedule_space({8, 64, 64}, 2).invalid({{"row_block", 32}, {"feature_block", 0}}));
+  EXPECT_TRUE(cpu::gemm_schedule_space({8, 64, 64}, 3).invalid({{"row_block", 0}, {"feature_block", 32}}) ==
+              std::nullopt);
+  EXPECT_TRUE(cpu::gemm_schedule_space({64, 64, 64}, 4).invalid({{"row_block", 32}, {"feature_block", 0}}));
+
+  tuner::TuneCache cache;
+  tuner::TuneEntry entry;
+  entry.key = cpu::gemm_tune_key(shape);
+  entry.schedule = {{"row_block", 64}, {"feature_block", 512}};
+  cache.put(entry);
+  entry.key = cpu::gemm_tune_key({384, 384, 384});
+  entry.schedule = {{"row_block", -5}, {"feature_block", 0}};  // hand-edited: cannot run
+  cache.put(entry);
+  const cpu::TunedSchedules tuned(cache);
+  EXPECT_EQ(tuned.gemm_blocking(shape), (runtime::GemmBlocking{64, 512}));
+  EXPECT_EQ(tuned.gemm_blocking({2048, 384, 1536}), (runtime::GemmBlocking{64, 512})) << "nearest bucket";
+  EXPECT_EQ(tuned.gemm_blocking({384, 384, 384}), runtime::GemmBlocking{}) << "an entry that cannot run";
+  EXPECT_EQ(cpu::TunedSchedules(tuner::TuneCache{}).gemm_blocking(shape), runtime::GemmBlocking{});
 }
 
 }  // namespace

@@ -2,12 +2,14 @@
 // that exercise the BLAS kernels' edge handling rather than their full tiles.
 #include "runtime/linear.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -31,9 +33,14 @@ std::vector<float> random_values(size_t n, std::mt19937& rng) {
 
 // with_epilogue: through the epilogue overload, with an epilogue that negates each row (undone before checking)
 // and must see every row once, bias included.
-void check_against_float64(const Case& c, bool with_bias, bool with_epilogue = false) {
-  SCOPED_TRACE(testing::Message() << c.rows << "x" << c.in << " -> " << c.out << (with_bias ? " with" : " without")
-                                  << " bias" << (with_epilogue ? ", epilogue" : ""));
+// blocking: through the blocking overload (runtime::GemmBlocking), always with an epilogue argument (possibly empty).
+void check_against_float64(const Case& c, bool with_bias, bool with_epilogue = false,
+                           std::optional<GemmBlocking> blocking = std::nullopt) {
+  SCOPED_TRACE(
+      testing::Message() << c.rows << "x" << c.in << " -> " << c.out << (with_bias ? " with" : " without") << " bias"
+                         << (with_epilogue ? ", epilogue" : "")
+                         << (blocking ? fmt::format(", blocks {} x {}", blocking->row_block, blocking->feature_block)
+                                      : std::string()));
   std::mt19937 rng(static_cast<unsigned>(c.rows * 10007 + c.in * 101 + c.out));
   const std::vector<float> x = random_values(static_cast<size_t>(c.rows * c.in), rng);
   const std::vector<float> w = random_values(static_cast<size_t>(c.out * c.in), rng);
@@ -43,17 +50,23 @@ void check_against_float64(const Case& c, bool with_bias, bool with_epilogue = f
   if (with_epilogue) {
     std::vector<int> calls(static_cast<size_t>(c.rows), 0);
     std::mutex mutex;
-    linear(x.data(), c.rows, c.in, w.data(), with_bias ? b.data() : nullptr, c.out, y.data(),
-           [&](float* row, int64_t count) {
-             ASSERT_EQ(count, c.out);
-             const int64_t r = (row - y.data()) / c.out;
-             ASSERT_TRUE(r >= 0 && r < c.rows && row == y.data() + r * c.out);
-             for (int64_t e = 0; e < count; ++e) row[e] = -row[e];
-             std::lock_guard lock(mutex);
-             ++calls[static_cast<size_t>(r)];
-           });
+    const RowEpilogue negate = [&](float* row, int64_t count) {
+      ASSERT_EQ(count, c.out);
+      const int64_t r = (row - y.data()) / c.out;
+      ASSERT_TRUE(r >= 0 && r < c.rows && row == y.data() + r * c.out);
+      for (int64_t e = 0; e < count; ++e) row[e] = -row[e];
+      std::lock_guard lock(mutex);
+      ++calls[static_cast<size_t>(r)];
+    };
+    if (blocking) {
+      linear(x.data(), c.rows, c.in, w.data(), with_bias ? b.data() : nullptr, c.out, y.data(), negate, *blocking);
+    } else {
+      linear(x.data(), c.rows, c.in, w.data(), with_bias ? b.data() : nullptr, c.out, y.data(), negate);
+    }
     EXPECT_EQ(calls, std::vector<int>(static_cast<size_t>(c.rows), 1));
     for (float& e : y) e = -e;
+  } else if (blocking) {
+    linear(x.data(), c.rows, c.in, w.data(), with_bias ? b.data() : nullptr, c.out, y.data(), {}, *blocking);
   } else {
     linear(x.data(), c.rows, c.in, w.data(), with_bias ? b.data() : nullptr, c.out, y.data());
   }
@@ -95,6 +108,27 @@ TEST(Linear, EpilogueSeesEachRowOnceWithItsBias) {
     check_against_float64(c, /*with_bias=*/false, /*with_epilogue=*/true);
     check_against_float64(c, /*with_bias=*/true, /*with_epilogue=*/true);
   }
+}
+
+// Tuned blockings (`tessera tune --model`) cut the product into blocks of rows by output features: blocks that
+// divide the sizes and blocks that leave ragged edges, more blocks than threads and fewer, with and without the
+// bias and the epilogue (which needs whole rows, so it runs after the blocks).
+TEST(Linear, BlockingsComputeTheSameProduct) {
+  for (const Case& c : {Case{300, 70, 41}, Case{64, 33, 256}, Case{5, 64, 1000}}) {
+    for (const GemmBlocking& blocking : {GemmBlocking{32, 0}, GemmBlocking{0, 16}, GemmBlocking{7, 13},
+                                         GemmBlocking{128, 4096}, GemmBlocking{1, 1}, GemmBlocking{0, 0}}) {
+      check_against_float64(c, /*with_bias=*/false, /*with_epilogue=*/false, blocking);
+      check_against_float64(c, /*with_bias=*/true, /*with_epilogue=*/false, blocking);
+      check_against_float64(c, /*with_bias=*/true, /*with_epilogue=*/true, blocking);
+    }
+  }
+  const std::vector<float> x(4, 1.0f), w(4, 1.0f);
+  std::vector<float> y(4);
+  test::expect_error<std::invalid_argument>(
+      [&] {
+        linear(x.data(), 2, 2, w.data(), nullptr, 2, y.data(), {}, GemmBlocking{-1, 0});
+      },
+      {"block sizes -1 x 0"});
 }
 
 TEST(Linear, ZeroRowsWritesNothing) {

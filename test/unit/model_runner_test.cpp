@@ -10,6 +10,8 @@
 #include "runtime/model/generation.h"
 #include "runtime/model/random_weights.h"
 #include "runtime/safetensors.h"
+#include "targets/cpu/gemm_tuning.h"
+#include "targets/cpu/tuned_schedules.h"
 #include "targets/reference/reference_model.h"
 #include "test/unit/expect_error.h"
 #include "test/unit/model_test_support.h"
@@ -118,6 +120,29 @@ TEST(ModelRunner, EveryExampleMatchesTheFloat64Reference) {
     Prepared p = prepare(ex, 2, 11);
     if (p.graph.nodes.empty()) continue;
     ModelRunner runner(p.graph, *p.weights);
+    const Tensor& out = runner.forward(p.inputs);
+    const reference::ModelTensor want = reference::run_model_f64(p.graph, weight_views(p), p.inputs);
+    EXPECT_LT(relative_error(out, want), 2e-5);
+  }
+}
+
+// GEMMs cut into blocks by a tuned blocking (`tessera tune --model`) compute the same model. One cache entry is
+// the nearest for every GEMM shape, so every projection, FFN and head of these models runs blocked, in blocks that
+// leave ragged edges; without the lookup in the runner they would all run the default.
+TEST(ModelRunner, TunedGemmBlockingsMatchTheFloat64Reference) {
+  tuner::TuneCache cache;
+  tuner::TuneEntry entry;
+  entry.key = cpu::gemm_tune_key({64, 32, 32});
+  entry.schedule = {{"row_block", 7}, {"feature_block", 5}};
+  cache.put(entry);
+  RunnerOptions options;
+  options.attention.tuned = std::make_shared<const cpu::TunedSchedules>(cache);
+  EXPECT_EQ(options.attention.tuned->gemm_blocking({90, 32, 96}), (GemmBlocking{7, 5}));
+  for (const Example& ex : examples()) {
+    if (ex.name != "gpt" && ex.name != "transformer" && ex.name != "llama_like") continue;
+    SCOPED_TRACE(ex.file);
+    Prepared p = prepare(ex, 2, 11);
+    ModelRunner runner(p.graph, *p.weights, options);
     const Tensor& out = runner.forward(p.inputs);
     const reference::ModelTensor want = reference::run_model_f64(p.graph, weight_views(p), p.inputs);
     EXPECT_LT(relative_error(out, want), 2e-5);
