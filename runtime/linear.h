@@ -21,6 +21,7 @@ void linear(const float* x, int64_t rows, int64_t in, const float* weight, const
 // The same, then epilogue(row, out) on every row of y once its bias is added (an activation, say), by the thread
 // that computed the row, right after its GEMM: the bias add and the activation take one pass over y together,
 // where writing the bias first and activating after took two more (of 24 MiB each at MiniLM's FFN).
+// (With a tuned GemmBlocking, below, a block may be narrower than a row: the epilogue then runs after the blocks.)
 using RowEpilogue = std::function<void(float* row, int64_t count)>;
 void linear(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out, float* y,
             const RowEpilogue& epilogue);

@@ -386,6 +386,7 @@ bool run_iteration(uint64_t seed, int64_t iteration, const Overrides& over, bool
   }
   int64_t bad = 0, first_bad = -1;
   std::vector<int64_t> bad_rows;  // flat (b, h, i) indices, the first few: which rows a bug reaches tells much
+  int64_t bad_row_count = 0, last_bad_row = -1;
   for (size_t e = 0; e < expected.size(); ++e) {
     const double g = got.data<float>()[e], x = expected[e];
     bool ok;
@@ -401,7 +402,9 @@ bool run_iteration(uint64_t seed, int64_t iteration, const Overrides& over, bool
     if (ok) continue;
     if (bad++ == 0) first_bad = static_cast<int64_t>(e);
     const auto flat_row = static_cast<int64_t>(e) / s.Dv;
-    if (bad_rows.size() < 16 && (bad_rows.empty() || bad_rows.back() != flat_row)) bad_rows.push_back(flat_row);
+    if (flat_row == last_bad_row) continue;
+    last_bad_row = flat_row;
+    if (bad_row_count++ < 16) bad_rows.push_back(flat_row);
   }
   if (bad == 0) return true;
   ++tally.failed;
@@ -412,7 +415,8 @@ bool run_iteration(uint64_t seed, int64_t iteration, const Overrides& over, bool
              first_bad, batch, head, row, column, got.data<float>()[e], expected[e], tolerance, bad);
   std::string rows;
   for (const int64_t r : bad_rows) rows += fmt::format(" ({},{},{})", r / (s.N * s.H), r / s.N % s.H, r % s.N);
-  fmt::print("  bad rows (b,h,i):{}{}\n", rows, bad_rows.size() == 16 ? " ..." : "");
+  fmt::print("  bad rows (b,h,i), {} in all:{}{}\n", bad_row_count, rows,
+             bad_row_count > static_cast<int64_t>(bad_rows.size()) ? " ..." : "");
   fmt::print("  replay: attention_differential --seed {} --first {} --iterations 1\n", seed, iteration);
   if (!over.dump_dir.empty()) dump(over.dump_dir, problem, expression, bf16);
   std::fflush(stdout);
