@@ -12,6 +12,7 @@
 
 #include "compiler/cli/command_context.h"
 #include "compiler/cli/progress_bar.h"
+#include "compiler/cli/search_report.h"
 #include "compiler/tuner/search.h"
 #include "runtime/blas_kernels.h"
 #include "runtime/linear.h"
@@ -80,47 +81,15 @@ class GemmTuner {
 
     std::cout << fmt::format("space: {} valid points ({} pruned by the constraints), {} measured\n",
                              result.space_points, result.pruned, result.trials.size());
-    std::cout << fmt::format("  {:>3} {:>5}  {:<40} {:<7} {:>10} {:>9}\n", "#", "rank", "blocking", "status",
-                             "median ms", "GFLOP/s");
-    for (size_t t = 0; t < result.trials.size(); ++t) {
-      const tuner::Trial& trial = result.trials[t];
-      const bool measured = trial.status == tuner::TrialStatus::Timed || trial.status == tuner::TrialStatus::Slow;
-      std::cout << fmt::format(
-          "  {:>3} {:>5}  {:<40} {:<7} {:>10} {:>9}{}\n", t + 1,
-          trial.rank > 0 ? std::to_string(trial.rank) : std::string("-"),
-          tuner::describe(trial.schedule, space) + (trial.is_default ? " (default)" : ""),
-          tuner::to_string(trial.status), measured ? fmt::format("{:.3f}", trial.median_ms) : "-",
-          measured && trial.median_ms > 0 ? fmt::format("{:.1f}", flops / (trial.median_ms * 1e-3) / 1e9) : "-",
-          trial.message.empty() ? "" : "  " + trial.message);
-      if (trial.status == tuner::TrialStatus::Wrong) {
-        std::cerr << fmt::format("tessera: warning: blocking {} disagrees with the reference and was discarded: {}\n",
-                                 tuner::describe(trial.schedule, space), trial.message);
-      }
-    }
-    if (!result.best) {
-      throw UserError(fmt::format("no blocking of gemm {} ran correctly; nothing was cached", cpu::describe(shape_)));
-    }
-    const tuner::Trial& best = result.trials[*result.best];
-    const double best_ms = result.best_ms();
-    if (result.confirmed) {
-      std::cout << fmt::format("confirmation, alternating runs: default {:.3f} ms, best candidate {:.3f} ms\n",
-                               result.confirmed->first, result.confirmed->second);
-    }
-    const double speedup = result.default_trial && result.default_ms() > 0 ? result.default_ms() / best_ms : 0;
-    std::cout << fmt::format("winner: {}: {:.3f} ms, {:.1f} GFLOP/s, {} ({} candidates in {:.1f} s; stopped: {})\n",
-                             tuner::describe(best.schedule, space), best_ms, flops / (best_ms * 1e-3) / 1e9,
-                             speedup > 0 ? fmt::format("{:.2f}x the default", speedup) : "default not measured",
-                             result.trials.size(), result.seconds, result.stop_reason);
-
-    tuner::TuneEntry entry;
+    SearchReport report;
+    report.point_heading = "blocking";
+    report.point_width = 40;
+    report.failure_subject = "blocking of gemm " + cpu::describe(shape_);
+    report.flops = flops;
+    const Winner winner = report_search(result, space, report);
+    tuner::TuneEntry entry = winner_entry(result, winner);
     entry.key = cpu::gemm_tune_key(shape_);
-    entry.schedule = best.schedule;
     entry.description = cpu::describe(shape_);
-    entry.median_ms = best_ms;
-    entry.default_ms = result.default_ms();
-    entry.candidates = static_cast<int64_t>(result.trials.size());
-    entry.tuning_seconds = result.seconds;
-    entry.tuned_at = tuner::utc_timestamp();
     if (settings_.store_in) {
       tuner::TuneCache::store(*settings_.store_in, cpu::tessera_version(), entry);
       std::cout << fmt::format("cache: stored in {}\n", settings_.store_in->string());
@@ -132,14 +101,7 @@ class GemmTuner {
     line["rows"] = shape_.rows;
     line["in"] = shape_.in;
     line["out"] = shape_.out;
-    line["schedule"] = tuner::describe(best.schedule, space);
-    line["median_ms"] = best_ms;
-    line["default_ms"] = result.default_ms();
-    line["speedup"] = speedup;
-    line["gflops"] = flops / (best_ms * 1e-3) / 1e9;
-    line["candidates"] = result.trials.size();
-    line["tuning_s"] = result.seconds;
-    line["stopped"] = result.stop_reason;
+    add_search_fields(line, result, space, winner, flops);
     std::cout << line.dump() << "\n";
   }
 

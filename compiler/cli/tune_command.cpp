@@ -23,6 +23,7 @@
 #include "compiler/cli/model_context.h"
 #include "compiler/cli/progress_bar.h"
 #include "compiler/cli/random_inputs.h"
+#include "compiler/cli/search_report.h"
 #include "compiler/ir/printer.h"
 #include "compiler/tuner/search.h"
 #include "compiler/tuner/tune_cache.h"
@@ -177,40 +178,12 @@ class ProblemTuner {
         "space: {} valid points ranked by the cost model ({} pruned by the backend's constraints), {} measured "
         "(rank -: refinements of register tiles, grain and min_block_q)\n",
         result.space_points, result.pruned, result.trials.size());
-    std::cout << fmt::format("  {:>3} {:>5}  {:<112} {:<7} {:>10} {:>9}\n", "#", "rank", "schedule", "status",
-                             "median ms", "GFLOP/s");
-    for (size_t t = 0; t < result.trials.size(); ++t) {
-      const tuner::Trial& trial = result.trials[t];
-      const bool measured = trial.status == tuner::TrialStatus::Timed || trial.status == tuner::TrialStatus::Slow;
-      std::string schedule = tuner::describe(trial.schedule, space) + (trial.is_default ? " (default)" : "");
-      std::cout << fmt::format(
-          "  {:>3} {:>5}  {:<112} {:<7} {:>10} {:>9}{}\n", t + 1,
-          trial.rank > 0 ? std::to_string(trial.rank) : std::string("-"), schedule, tuner::to_string(trial.status),
-          measured ? fmt::format("{:.3f}", trial.median_ms) : "-",
-          measured && trial.median_ms > 0 ? fmt::format("{:.1f}", flops / (trial.median_ms * 1e-3) / 1e9) : "-",
-          trial.message.empty() ? "" : "  " + trial.message);
-    }
-    for (const tuner::Trial& trial : result.trials) {
-      if (trial.status == tuner::TrialStatus::Wrong) {
-        std::cerr << fmt::format("tessera: warning: schedule {} disagrees with the reference and was discarded: {}\n",
-                                 tuner::describe(trial.schedule, space), trial.message);
-      }
-    }
-    if (!result.best) {
-      throw UserError(
-          fmt::format("no candidate schedule of '{}' ran correctly; nothing was cached", problem_.description));
-    }
-    const tuner::Trial& best = result.trials[*result.best];
-    const double best_ms = result.best_ms();
-    if (result.confirmed) {
-      std::cout << fmt::format("confirmation, alternating runs: default {:.3f} ms, best candidate {:.3f} ms\n",
-                               result.confirmed->first, result.confirmed->second);
-    }
-    const double speedup = result.default_trial && result.default_ms() > 0 ? result.default_ms() / best_ms : 0;
-    std::cout << fmt::format("winner: {}: {:.3f} ms, {:.1f} GFLOP/s, {} ({} candidates in {:.1f} s; stopped: {})\n",
-                             tuner::describe(best.schedule, space), best_ms, flops / (best_ms * 1e-3) / 1e9,
-                             speedup > 0 ? fmt::format("{:.2f}x the default", speedup) : "default not measured",
-                             result.trials.size(), result.seconds, result.stop_reason);
+    SearchReport report;
+    report.point_heading = "schedule";
+    report.point_width = 112;
+    report.failure_subject = fmt::format("candidate schedule of '{}'", problem_.description);
+    report.flops = flops;
+    const Winner winner = report_search(result, space, report);
 
     // One JSON line per problem, last, for scripts (bench/tune_patterns.sh collects them).
     nlohmann::json line;
@@ -223,25 +196,12 @@ class ProblemTuner {
     line["N"] = sizes_.N;
     line["M"] = sizes_.M;
     line["D"] = sizes_.D;
-    line["schedule"] = tuner::describe(best.schedule, space);
-    line["median_ms"] = best_ms;
-    line["default_ms"] = result.default_ms();
-    line["speedup"] = speedup;
-    line["gflops"] = flops / (best_ms * 1e-3) / 1e9;
-    line["candidates"] = result.trials.size();
-    line["tuning_s"] = result.seconds;
-    line["stopped"] = result.stop_reason;
+    add_search_fields(line, result, space, winner, flops);
 
-    tuner::TuneEntry entry;
+    tuner::TuneEntry entry = winner_entry(result, winner);
     entry.key = cuda_ ? cuda::cuda_tune_key(problem_.pattern, sizes_, element_, device)
                       : cpu::cpu_tune_key(problem_.pattern, sizes_, storage_);
-    entry.schedule = best.schedule;
     entry.description = problem_.description;
-    entry.median_ms = best_ms;
-    entry.default_ms = result.default_ms();
-    entry.candidates = static_cast<int64_t>(result.trials.size());
-    entry.tuning_seconds = result.seconds;
-    entry.tuned_at = tuner::utc_timestamp();
     if (!o_.no_store) {
       tuner::TuneCache::store(cache_path(o_), cpu::tessera_version(), entry);
       std::cout << fmt::format("cache: stored in {}\n", cache_path(o_).string());
