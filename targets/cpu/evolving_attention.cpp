@@ -97,20 +97,29 @@ std::unique_ptr<EvolvingPipeline> build(const ir::Pattern& pattern, const Evolvi
   conv(x, n, h, b) = p->bias(h);
   conv(x, n, h, b) +=
       p->weight(tap.x, tap.y, tap.z, h) * input(x + tap.x - p->column_offset, n + tap.y - p->row_offset, tap.z, b);
-  map(x, n, h, b) = Halide::select(
-      allowed, p->beta * Halide::max(conv(x, n, h, b), 0.0f) + (1.0f - p->beta) * input(x, n, h, b), 0.0f);
+  // NaN passes through the ReLU, the row maximum, exp and the normalisation, as in the reference: the kernels are
+  // fast-math, where Halide's max and exp may turn NaN into a number (see is_nan_bits).
+  Expr c = conv(x, n, h, b);
+  Expr relu = Halide::select(is_nan_bits(c), c, Halide::max(c, 0.0f));
+  map(x, n, h, b) = Halide::select(allowed, p->beta * relu + (1.0f - p->beta) * input(x, n, h, b), 0.0f);
   RDom rx(0, M, "rx");
   Expr allowed_rx = Halide::Internal::substitute(x.name(), rx.x, allowed);
   row_max(n, h, b) = kMinusInfinity;
-  row_max(n, h, b) = Halide::select(allowed_rx, Halide::max(row_max(n, h, b), map(rx, n, h, b)), row_max(n, h, b));
+  Expr so_far = row_max(n, h, b), next = map(rx, n, h, b);
+  row_max(n, h, b) = Halide::select(
+      allowed_rx, Halide::select(is_nan_bits(so_far), so_far, is_nan_bits(next), next, Halide::max(so_far, next)),
+      so_far);
   Expr best = row_max(n, h, b);
-  prob(x, n, h, b) = Halide::select(allowed && best != kMinusInfinity, Halide::exp(map(x, n, h, b) - best), 0.0f);
+  // A NaN maximum fails `best != -inf` (an ordered comparison): tested on the bits.
+  prob(x, n, h, b) = Halide::select(allowed && (best != kMinusInfinity || is_nan_bits(best)),
+                                    exp_passing_nan(map(x, n, h, b) - best), 0.0f);
   row_sum(n, h, b) = 0.0f;
   row_sum(n, h, b) += prob(rx, n, h, b);
   pv(e, n, h, b) = 0.0f;
-  pv(e, n, h, b) += prob(rx, n, h, b) * v_rows(e, rx, kv_head, b);
+  // Masked keys contribute nothing, not 0 * V: a NaN value there must not reach the row.
+  pv(e, n, h, b) += Halide::select(allowed_rx, prob(rx, n, h, b) * v_rows(e, rx, kv_head, b), 0.0f);
   Expr total = row_sum(n, h, b);
-  out(e, n, h, b) = Halide::select(total > 0.0f, pv(e, n, h, b) / total, 0.0f);
+  out(e, n, h, b) = Halide::select(total > 0.0f || is_nan_bits(total), pv(e, n, h, b) / total, 0.0f);
   combined(x, n, h, b) =
       Halide::select(x < M, map(Halide::min(x, M - 1), n, h, b), out(Halide::clamp(x - M, 0, Dv - 1), n, h, b));
 

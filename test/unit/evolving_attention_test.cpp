@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 
@@ -156,6 +157,40 @@ INSTANTIATE_TEST_SUITE_P(
       return fmt::format("{}_{}{}", targets::evolving_kind_name(info.param.kind),
                          test::case_name(info.param.expression), info.param.previous ? "_previous" : "");
     });
+
+// A NaN key reaches the map where its logit enters the convolution, and the rows of those map entries; a NaN value
+// reaches exactly the rows that attend its key, as in the reference (a masked key's NaN value contributes nothing,
+// not 0 * NaN). Halide's exp and max map NaN to numbers, and a NaN row sum fails `total > 0`: each gave finite
+// rows where the reference's are NaN.
+TEST(EvolvingAttentionCpu, NanKeysAndValuesReachTheRowsTheReferenceSays) {
+  auto mismatches = [](const runtime::Tensor& got, const std::vector<double>& want, int64_t* nan_rows) {
+    int64_t bad = 0;
+    *nan_rows = 0;
+    for (int64_t e = 0; e < got.numel(); ++e) {
+      const double g = got.data<float>()[e], w = want[static_cast<size_t>(e)];
+      *nan_rows += std::isnan(w);
+      if (std::isnan(g) != std::isnan(w) || (!std::isnan(w) && std::abs(g - w) > 2e-4)) {
+        if (bad < 3) ADD_FAILURE() << "element " << e << ": " << g << " against " << w;
+        ++bad;
+      }
+    }
+    return bad;
+  };
+  for (const CpuCase& c : {CpuCase{"causal", EvolvingKind::Decoder, false, Shape{1, 2, 2, 30, 30, 8, 8}},
+                           CpuCase{"local(window=5)", EvolvingKind::Encoder, true, Shape{1, 2, 1, 30, 30, 8, 8}}}) {
+    SCOPED_TRACE(c.expression);
+    Layer layer(c.expression, c.shape, c.kind, c.previous, 6);
+    layer.problem.k.data<float>()[10 * c.shape.D + 3] = std::numeric_limits<float>::quiet_NaN();
+    layer.problem.v.data<float>()[20 * c.shape.Dv + 1] = std::numeric_limits<float>::quiet_NaN();
+    const reference::EvolvingAttentionResult want = reference::evolving_attention_f64(layer.pattern, layer.inputs);
+    const cpu::EvolvingAttentionResult got = cpu::evolving_attention(layer.pattern, layer.inputs);
+    int64_t nan_out = 0, nan_map = 0;
+    EXPECT_EQ(mismatches(got.out, want.out, &nan_out), 0);
+    EXPECT_EQ(mismatches(got.map, want.map, &nan_map), 0);
+    EXPECT_GT(nan_out, 0);
+    EXPECT_GT(nan_map, 0);
+  }
+}
 
 // Changes every position after `t` (queries, keys, values and the previous map's later rows and columns) and
 // returns whether any output row or map row up to t changed.
