@@ -19,11 +19,12 @@ struct GemmShape {
 // "384 rows x 384 -> 1536"
 std::string describe(const GemmShape& shape);
 
-// Blocks of rows and of output features (0: the whole extent, as the default splits them). Blockings that
-// leave a thread without work or cut blocks thinner than a vector are pruned.
+// Blocks of rows and of output features (0: the whole extent, as the default splits them). A block as large as
+// its extent (the default's) and blockings that leave a thread without a block are pruned; the smallest blocks
+// offered are 32 rows and 64 features.
 tuner::ScheduleSpace gemm_schedule_space(const GemmShape& shape, int64_t threads);
 
-// Kernel "gemm", problem "" , bucket {rows, in, out} (bucketed), f32, this CPU's target string.
+// Kernel "gemm", problem "", bucket {rows, in, out} (bucketed), f32, this CPU's target string.
 tuner::TuneKey gemm_tune_key(const GemmShape& shape);
 
 runtime::GemmBlocking to_gemm_blocking(const tuner::Schedule& schedule);
