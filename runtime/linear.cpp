@@ -34,19 +34,14 @@ void check_size(const char* name, int64_t value, int64_t minimum) {
 // epilogue needs whole rows, so it runs after every block, in a second pass over the rows.
 void blocked_gemm(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out,
                   float* y, const RowEpilogue& epilogue, const GemmBlocking& blocking, int64_t threads) {
-  const int64_t workers = std::max<int64_t>(1, threads);
-  const int64_t row_block =
-      std::min(rows, blocking.row_block > 0 ? blocking.row_block : (rows + workers - 1) / workers);
-  const int64_t feature_block = std::min(out, blocking.feature_block > 0 ? blocking.feature_block : out);
-  const int64_t feature_blocks = (out + feature_block - 1) / feature_block;
-  const int64_t blocks = (rows + row_block - 1) / row_block * feature_blocks;
+  const GemmBlocks blocks = resolve_blocks(blocking, rows, out, threads);
   const auto k = static_cast<int>(in);
   parallel_rows(
-      blocks,
+      blocks.count(),
       [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
-          const int64_t r0 = b / feature_blocks * row_block, f0 = b % feature_blocks * feature_block;
-          const int64_t m = std::min(row_block, rows - r0), n = std::min(feature_block, out - f0);
+          const int64_t r0 = b / blocks.feature_blocks * blocks.rows, f0 = b % blocks.feature_blocks * blocks.features;
+          const int64_t m = std::min(blocks.rows, rows - r0), n = std::min(blocks.features, out - f0);
           float* yb = y + r0 * out + f0;
           if (bias) {
             for (int64_t r = 0; r < m; ++r)
@@ -68,6 +63,17 @@ void blocked_gemm(const float* x, int64_t rows, int64_t in, const float* weight,
 }
 
 }  // namespace
+
+GemmBlocks resolve_blocks(const GemmBlocking& blocking, int64_t rows, int64_t out, int64_t threads) {
+  auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  GemmBlocks blocks;
+  blocks.rows = std::max<int64_t>(
+      1, std::min(rows, blocking.row_block > 0 ? blocking.row_block : ceil_div(rows, std::max<int64_t>(1, threads))));
+  blocks.features = std::max<int64_t>(1, std::min(out, blocking.feature_block > 0 ? blocking.feature_block : out));
+  blocks.row_blocks = ceil_div(rows, blocks.rows);
+  blocks.feature_blocks = ceil_div(out, blocks.features);
+  return blocks;
+}
 
 void linear(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out, float* y) {
   linear(x, rows, in, weight, bias, out, y, RowEpilogue());

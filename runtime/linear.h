@@ -37,6 +37,15 @@ struct GemmBlocking {
   bool operator==(const GemmBlocking&) const = default;
 };
 
+// The blocks a blocking cuts a product of `rows` x `out` into on `threads` threads: 0 resolved to its extent,
+// sizes clamped to the product. What linear() runs and what the tuner's constraints and cost model count.
+struct GemmBlocks {
+  int64_t rows = 0, features = 0;  // per block
+  int64_t row_blocks = 0, feature_blocks = 0;
+  int64_t count() const { return row_blocks * feature_blocks; }
+};
+GemmBlocks resolve_blocks(const GemmBlocking& blocking, int64_t rows, int64_t out, int64_t threads);
+
 // The same with a blocking; throws std::invalid_argument for a negative block size.
 void linear(const float* x, int64_t rows, int64_t in, const float* weight, const float* bias, int64_t out, float* y,
             const RowEpilogue& epilogue, const GemmBlocking& blocking);

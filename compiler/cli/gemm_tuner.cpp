@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "compiler/cli/command_context.h"
-#include "compiler/cli/progress_bar.h"
 #include "compiler/cli/search_report.h"
 #include "compiler/tuner/search.h"
 #include "runtime/blas_kernels.h"
@@ -62,22 +61,12 @@ class GemmTuner {
     const double flops = 2.0 * static_cast<double>(shape_.rows * shape_.in * shape_.out);
     std::cout << fmt::format("tune gemm {}: cpu f32, {} threads\n", cpu::describe(shape_), threads);
 
-    tuner::SearchOptions search;
-    search.budget_seconds = settings_.budget_seconds;
-    search.max_candidates = settings_.max_candidates;
-    search.runs = settings_.runs;
-    search.seed = settings_.seed;
-    std::optional<ProgressBar> bar;
-    bar.emplace("tune gemm " + cpu::describe(shape_), settings_.max_candidates);
     tuner::Evaluator evaluator;
     evaluator.predict = [model = cpu::GemmCostModel(shape_, threads)](const tuner::Schedule& s) { return model(s); };
     evaluator.check = [this](const tuner::Schedule& s) { return check(s); };
     evaluator.run = [this](const tuner::Schedule& s) { return time_once(s); };
-    evaluator.on_trial = [&bar](const tuner::Trial&, size_t done, size_t) {
-      if (bar) bar->update(static_cast<int64_t>(done));
-    };
-    const tuner::SearchResult result = tuner::search(space, evaluator, search);
-    bar.reset();
+    const tuner::SearchResult result =
+        search_with_progress(space, evaluator, settings_.search, "tune gemm " + cpu::describe(shape_));
 
     std::cout << fmt::format("space: {} valid points ({} pruned by the constraints), {} measured\n",
                              result.space_points, result.pruned, result.trials.size());

@@ -4,19 +4,16 @@
 // and the winner stored in the tuning cache the model runtime reads.
 #pragma once
 
-#include <cstdint>
 #include <filesystem>
 #include <optional>
 
+#include "compiler/tuner/search.h"
 #include "targets/cpu/gemm_tuning.h"
 
 namespace tessera::cli {
 
 struct GemmTuneSettings {
-  double budget_seconds = 120;
-  int64_t max_candidates = 12;
-  int64_t runs = 5;
-  std::optional<uint64_t> seed;
+  tuner::SearchOptions search;                    // as the attention problems are searched
   std::optional<std::filesystem::path> store_in;  // the cache file; nullopt: report only (--no-store)
 };
 

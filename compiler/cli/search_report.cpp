@@ -5,8 +5,16 @@
 #include <iostream>
 
 #include "compiler/cli/command_context.h"
+#include "compiler/cli/progress_bar.h"
 
 namespace tessera::cli {
+
+tuner::SearchResult search_with_progress(const tuner::ScheduleSpace& space, tuner::Evaluator evaluator,
+                                         const tuner::SearchOptions& options, const std::string& label) {
+  ProgressBar bar(label, options.max_candidates);  // its line is finished before the caller prints
+  evaluator.on_trial = [&bar](const tuner::Trial&, size_t done, size_t) { bar.update(static_cast<int64_t>(done)); };
+  return tuner::search(space, evaluator, options);
+}
 
 Winner report_search(const tuner::SearchResult& result, const tuner::ScheduleSpace& space, const SearchReport& report) {
   auto gflops = [&](double ms) { return report.flops / (ms * 1e-3) / 1e9; };

@@ -1,5 +1,6 @@
-// What `tessera tune` prints of a finished search, for attention schedules and GEMM blockings alike: the table of
-// trials, a warning per discarded candidate, the confirmation round and the winner's line.
+// How `tessera tune` runs a search and what it prints of it, for attention schedules and GEMM blockings alike: a
+// progress bar while it runs, then the table of trials, a warning per discarded candidate, the confirmation round
+// and the winner's line.
 #pragma once
 
 #include <cstddef>
@@ -10,6 +11,10 @@
 #include "compiler/tuner/tune_cache.h"
 
 namespace tessera::cli {
+
+// tuner::search with a progress bar labelled `label` while it runs.
+tuner::SearchResult search_with_progress(const tuner::ScheduleSpace& space, tuner::Evaluator evaluator,
+                                         const tuner::SearchOptions& options, const std::string& label);
 
 struct SearchReport {
   std::string point_heading;    // the table's column of points: "schedule", "blocking"

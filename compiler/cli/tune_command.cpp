@@ -21,7 +21,6 @@
 #include "compiler/cli/commands.h"
 #include "compiler/cli/gemm_tuner.h"
 #include "compiler/cli/model_context.h"
-#include "compiler/cli/progress_bar.h"
 #include "compiler/cli/random_inputs.h"
 #include "compiler/cli/search_report.h"
 #include "compiler/ir/printer.h"
@@ -67,6 +66,16 @@ struct Problem {
   ir::Pattern pattern;
   RandomInputShape shape;
 };
+
+tuner::SearchOptions search_options(const TuneOptions& o) {
+  tuner::SearchOptions search;
+  search.budget_seconds = o.budget;
+  search.max_candidates = o.max_candidates;
+  search.runs = o.runs;
+  search.seed = o.seed;
+  search.refine = !o.no_refine;
+  return search;
+}
 
 std::filesystem::path cache_path(const TuneOptions& o) {
   return o.cache.empty() ? tuner::default_cache_path() : std::filesystem::path(o.cache);
@@ -155,24 +164,12 @@ class ProblemTuner {
                              cuda_ ? "cuda " + device : std::string("cpu"), dtype(), sizes_.B, sizes_.H, sizes_.Hkv,
                              sizes_.N, sizes_.M, sizes_.D, sizes_.Dv,
                              o_.threads ? fmt::format(", {} threads", *o_.threads) : "");
-    tuner::SearchOptions search;
-    search.budget_seconds = o_.budget;
-    search.max_candidates = o_.max_candidates;
-    search.runs = o_.runs;
-    search.seed = o_.seed;
-    search.refine = !o_.no_refine;
-    std::optional<ProgressBar> bar;
-    bar.emplace("tune " + problem_.description, o_.max_candidates);
-
     tuner::Evaluator evaluator;
     evaluator.predict = model;
     evaluator.check = [this](const tuner::Schedule& s) { return check(s); };
     evaluator.run = [this](const tuner::Schedule& s) { return time_once(s); };
-    evaluator.on_trial = [&bar](const tuner::Trial&, size_t done, size_t) {
-      if (bar) bar->update(static_cast<int64_t>(done));
-    };
-    const tuner::SearchResult result = tuner::search(space, evaluator, search);
-    bar.reset();
+    const tuner::SearchResult result =
+        search_with_progress(space, evaluator, search_options(o_), "tune " + problem_.description);
 
     std::cout << fmt::format(
         "space: {} valid points ranked by the cost model ({} pruned by the backend's constraints), {} measured "
@@ -404,10 +401,7 @@ int run_tune(const TuneOptions& o) {
     tuner.run();
   }
   GemmTuneSettings settings;
-  settings.budget_seconds = o.budget;
-  settings.max_candidates = o.max_candidates;
-  settings.runs = o.runs;
-  settings.seed = o.seed;
+  settings.search = search_options(o);
   if (!o.no_store) settings.store_in = cache_path(o);
   for (const cpu::GemmShape& shape : gemms) tune_gemm(shape, settings);
   return 0;

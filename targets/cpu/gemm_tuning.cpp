@@ -4,26 +4,10 @@
 
 #include <algorithm>
 #include <optional>
-#include <utility>
 
 #include "targets/cpu/cpu_attention.h"
 
 namespace tessera::cpu {
-
-namespace {
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// The block sizes a blocking resolves to (runtime::linear's blocked_gemm): 0 is the rows split evenly across the
-// threads, or every feature.
-std::pair<int64_t, int64_t> resolved_blocks(const GemmShape& s, const runtime::GemmBlocking& b, int64_t threads) {
-  const int64_t rows =
-      b.row_block > 0 ? std::min(s.rows, b.row_block) : ceil_div(s.rows, std::max<int64_t>(1, threads));
-  const int64_t features = b.feature_block > 0 ? std::min(s.out, b.feature_block) : s.out;
-  return {rows, features};
-}
-
-}  // namespace
 
 std::string describe(const GemmShape& shape) {
   return fmt::format("{} rows x {} -> {}", shape.rows, shape.in, shape.out);
@@ -40,8 +24,8 @@ tuner::ScheduleSpace gemm_schedule_space(const GemmShape& shape, int64_t threads
     const int64_t rb = s.at("row_block"), fb = s.at("feature_block");
     if (rb > 0 && rb >= shape.rows) return "row_block not below the rows (the default covers that)";
     if (fb > 0 && fb >= shape.out) return "feature_block not below the features (the default covers that)";
-    const auto [rows, features] = resolved_blocks(shape, to_gemm_blocking(s), threads);
-    if (ceil_div(shape.rows, rows) * ceil_div(shape.out, features) < std::min<int64_t>(threads, shape.rows))
+    if (runtime::resolve_blocks(to_gemm_blocking(s), shape.rows, shape.out, threads).count() <
+        std::min<int64_t>(threads, shape.rows))
       return "fewer blocks than threads";
     return std::nullopt;
   };
@@ -70,11 +54,11 @@ GemmCostModel::GemmCostModel(GemmShape shape, int64_t threads)
 double GemmCostModel::operator()(const tuner::Schedule& schedule) const {
   // Per thread: 100 GFLOP/s (below the FMA peak, as OpenBLAS's sgemm runs here) and 10 GB/s for the packing.
   constexpr double kFlopsPerMs = 100e6, kBytesPerMs = 10e6;
-  const auto [rows, features] = resolved_blocks(shape_, to_gemm_blocking(schedule), threads_);
-  const int64_t blocks = ceil_div(shape_.rows, rows) * ceil_div(shape_.out, features);
-  const auto per_thread = static_cast<double>(ceil_div(blocks, threads_));
-  const double flops = 2.0 * static_cast<double>(rows * features * shape_.in);
-  const double packed = 4.0 * static_cast<double>((rows + features) * shape_.in);
+  const runtime::GemmBlocks blocks =
+      runtime::resolve_blocks(to_gemm_blocking(schedule), shape_.rows, shape_.out, threads_);
+  const auto per_thread = static_cast<double>((blocks.count() + threads_ - 1) / threads_);
+  const double flops = 2.0 * static_cast<double>(blocks.rows * blocks.features * shape_.in);
+  const double packed = 4.0 * static_cast<double>((blocks.rows + blocks.features) * shape_.in);
   return per_thread * (flops / kFlopsPerMs + packed / kBytesPerMs);
 }
 
